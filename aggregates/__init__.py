@@ -1,0 +1,1 @@
+"""aggregates (filled by a later issue)."""

@@ -1,0 +1,71 @@
+"""The event store: events, envelopes, the type registry, and the EventStore port."""
+
+from eventstore.connect import DEFAULT_URL, connect, masked
+from eventstore.errors import (
+    ConcurrencyError,
+    DuplicateEventId,
+    DuplicateEventType,
+    EventDecodeError,
+    EventfoldError,
+    EventTypeError,
+    InvalidAppend,
+    SchemaNotMigrated,
+    StoreUnavailable,
+    TransactionHorizonError,
+    UnknownEventType,
+    UnregisteredEvent,
+)
+from eventstore.event import Event
+from eventstore.ids import new_event_id
+from eventstore.protocol import EventStore
+from eventstore.records import (
+    ANY,
+    NO_STREAM,
+    START,
+    STREAM_EXISTS,
+    AppendResult,
+    ExpectedVersion,
+    GlobalPosition,
+    NewEvent,
+    RecordedEvent,
+    StreamInfo,
+    StreamState,
+    category_of,
+)
+from eventstore.registry import EventRegistry, StoredShape, Upcaster
+
+__all__ = [
+    "ANY",
+    "DEFAULT_URL",
+    "NO_STREAM",
+    "START",
+    "STREAM_EXISTS",
+    "AppendResult",
+    "ConcurrencyError",
+    "DuplicateEventId",
+    "DuplicateEventType",
+    "Event",
+    "EventDecodeError",
+    "EventRegistry",
+    "EventStore",
+    "EventTypeError",
+    "EventfoldError",
+    "ExpectedVersion",
+    "GlobalPosition",
+    "InvalidAppend",
+    "NewEvent",
+    "RecordedEvent",
+    "SchemaNotMigrated",
+    "StoreUnavailable",
+    "StoredShape",
+    "StreamInfo",
+    "StreamState",
+    "TransactionHorizonError",
+    "UnknownEventType",
+    "UnregisteredEvent",
+    "Upcaster",
+    "category_of",
+    "connect",
+    "masked",
+    "new_event_id",
+]

@@ -1,0 +1,210 @@
+"""An in-memory event store for unit tests: the reference behaviour of the protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self
+
+from eventstore.encoding import EncodedEvent, check_expected_version, check_stream_id, encode_batch
+from eventstore.errors import ConcurrencyError, DuplicateEventId
+from eventstore.event import Event
+from eventstore.records import (
+    ANY,
+    NO_STREAM,
+    START,
+    STREAM_EXISTS,
+    AppendResult,
+    ExpectedVersion,
+    GlobalPosition,
+    NewEvent,
+    RecordedEvent,
+    StreamInfo,
+    category_of,
+)
+from eventstore.registry import EventRegistry
+
+
+class MemoryEventStore:
+    """Holds events in process memory; each instance is its own empty store."""
+
+    def __init__(self, registry: EventRegistry, url: str = "memory://") -> None:
+        self.registry = registry
+        self.url = url
+        self._log: list[RecordedEvent] = []
+        self._streams: dict[str, list[RecordedEvent]] = {}
+        self._by_id: dict[object, RecordedEvent] = {}
+        self._changed = asyncio.Condition()
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent | Event],
+        *,
+        expected_version: ExpectedVersion = ANY,
+    ) -> AppendResult:
+        expected = check_expected_version(expected_version)
+        batch = encode_batch(self.registry, stream_id, events)
+        stream = self._streams.get(stream_id, [])
+        replay = _idempotent_result(stream_id, batch, self._by_id)
+        if replay is not None:
+            return replay
+        actual = len(stream)
+        if not _matches(expected, actual):
+            raise ConcurrencyError(stream_id, expected, actual)
+        now = datetime.now(UTC)
+        transaction_id = len(self._log) + 1
+        records = [
+            RecordedEvent(
+                event_id=item.event_id,
+                stream_id=stream_id,
+                stream_version=actual + offset,
+                transaction_id=transaction_id,
+                position=len(self._log) + offset,
+                event_type=item.event_type,
+                schema_version=item.schema_version,
+                data=json.loads(item.data),
+                metadata=json.loads(item.metadata),
+                recorded_at=now,
+            )
+            for offset, item in enumerate(batch, start=1)
+        ]
+        self._log.extend(records)
+        self._streams.setdefault(stream_id, []).extend(records)
+        self._by_id.update((record.event_id, record) for record in records)
+        async with self._changed:
+            self._changed.notify_all()
+        return AppendResult(
+            stream_id, records[-1].stream_version, records[0].position, records[-1].position,
+            transaction_id,
+        )
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+        as_of: datetime | None = None,
+    ) -> list[RecordedEvent]:
+        check_stream_id(stream_id)
+        events = self._streams.get(stream_id, [])
+        selected = [
+            record for record in events
+            if (as_of is None or record.recorded_at <= as_of)
+            and (to_version is None or (
+                record.stream_version >= to_version if backwards
+                else record.stream_version <= to_version
+            ))
+            and (from_version is None or (
+                record.stream_version <= from_version if backwards
+                else record.stream_version >= from_version
+            ))
+        ]
+        if backwards:
+            selected.reverse()
+        if limit is not None:
+            selected = selected[:limit]
+        return self.registry.upcast_all(selected)
+
+    async def read_all(
+        self,
+        *,
+        after: GlobalPosition = START,
+        limit: int = 1000,
+        event_types: Collection[str] | None = None,
+    ) -> list[RecordedEvent]:
+        start = bisect.bisect_right(self._log, tuple(after), key=lambda r: r.global_position)
+        out: list[RecordedEvent] = []
+        for record in self._log[start:]:
+            if event_types is None or record.event_type in event_types:
+                out.append(record)
+                if len(out) >= limit:
+                    break
+        return self.registry.upcast_all(out)
+
+    async def head(self) -> GlobalPosition:
+        return self._log[-1].global_position if self._log else START
+
+    async def stream_version(self, stream_id: str) -> int:
+        return len(self._streams.get(check_stream_id(stream_id), []))
+
+    async def list_streams(
+        self, *, category: str | None = None, after: str | None = None, limit: int = 100
+    ) -> list[StreamInfo]:
+        ids = sorted(
+            stream_id for stream_id in self._streams
+            if (category is None or category_of(stream_id) == category)
+            and (after is None or stream_id > after)
+        )[:limit]
+        return [
+            StreamInfo(stream_id, len(self._streams[stream_id]),
+                       self._streams[stream_id][-1].recorded_at)
+            for stream_id in ids
+        ]
+
+    async def wait_for_events(self, after: GlobalPosition, timeout: float) -> bool:
+        async def arrived() -> None:
+            async with self._changed:
+                await self._changed.wait_for(
+                    lambda: bool(self._log) and self._log[-1].global_position > after
+                )
+
+        try:
+            await asyncio.wait_for(arrived(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def _matches(expected: ExpectedVersion, actual: int) -> bool:
+    if expected is ANY:
+        return True
+    if expected is NO_STREAM:
+        return actual == 0
+    if expected is STREAM_EXISTS:
+        return actual > 0
+    return expected == actual
+
+
+def _idempotent_result(
+    stream_id: str, batch: list[EncodedEvent], by_id: dict[object, RecordedEvent]
+) -> AppendResult | None:
+    """The original result if the whole batch is already stored as it was sent."""
+    stored = [by_id.get(item.event_id) for item in batch]
+    if all(record is None for record in stored):
+        return None
+    first = stored[0]
+    if first is None or any(
+        record is None or record.stream_id != stream_id
+        or record.stream_version != first.stream_version + index
+        or record.event_type != item.event_type
+        for index, (record, item) in enumerate(zip(stored, batch, strict=True))
+    ):
+        clash = next(record for record in stored if record is not None)
+        raise DuplicateEventId(stream_id, clash.event_id)
+    last = stored[-1]
+    assert last is not None
+    return AppendResult(
+        stream_id, last.stream_version, first.position, last.position, first.transaction_id
+    )

@@ -1,0 +1,102 @@
+"""Checking an append's arguments and turning its events into stored JSON, once, for all backends."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eventstore.errors import InvalidAppend
+from eventstore.event import Event
+from eventstore.records import ExpectedVersion, NewEvent, StreamState
+from eventstore.registry import EventRegistry
+
+MAX_STREAM_ID_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """A new event as the backends write it: ids, type, version and JSON text."""
+
+    event_id: uuid.UUID
+    event_type: str
+    schema_version: int
+    data: str
+    metadata: str
+
+
+def check_stream_id(stream_id: object) -> str:
+    """Return the stream id, or raise ``InvalidAppend`` saying what is wrong with it."""
+    if not isinstance(stream_id, str):
+        raise InvalidAppend(f"stream id must be a string, got {type(stream_id).__name__}")
+    if not stream_id or stream_id.strip() != stream_id:
+        raise InvalidAppend(
+            f"stream id {stream_id!r} is empty or has surrounding whitespace: use e.g. 'Order-123'"
+        )
+    if len(stream_id) > MAX_STREAM_ID_LENGTH:
+        raise InvalidAppend(
+            f"stream id is {len(stream_id)} characters long, the limit is {MAX_STREAM_ID_LENGTH}"
+        )
+    return stream_id
+
+
+def check_expected_version(expected: object) -> ExpectedVersion:
+    """Return the expected version, or raise ``InvalidAppend``; 0 means NO_STREAM."""
+    if isinstance(expected, StreamState):
+        return expected
+    if isinstance(expected, bool) or not isinstance(expected, int):
+        raise InvalidAppend(
+            f"expected_version must be an int >= 0 or NO_STREAM, STREAM_EXISTS or ANY, "
+            f"got {expected!r}"
+        )
+    if expected < 0:
+        raise InvalidAppend(
+            f"expected_version {expected} is negative: use NO_STREAM (or 0) for a new stream"
+        )
+    return expected
+
+
+def encode_batch(
+    registry: EventRegistry, stream_id: str, events: Sequence[NewEvent | Event]
+) -> list[EncodedEvent]:
+    """Check and serialize a batch; raise ``InvalidAppend`` before anything is written."""
+    check_stream_id(stream_id)
+    if isinstance(events, (Event, NewEvent)) or not isinstance(events, Sequence):
+        raise InvalidAppend("events must be a list of events")
+    if not events:
+        raise InvalidAppend(f"empty batch for stream {stream_id!r}: append at least one event")
+    encoded: list[EncodedEvent] = []
+    seen: set[uuid.UUID] = set()
+    for item in events:
+        new = item if isinstance(item, NewEvent) else NewEvent(item) if isinstance(
+            item, Event
+        ) else None
+        if new is None:
+            raise InvalidAppend(
+                f"cannot append {type(item).__name__}: append Event instances or NewEvent"
+            )
+        registry.check_registered(new.event)
+        if new.event_id in seen:
+            raise InvalidAppend(f"event id {new.event_id} appears twice in one batch")
+        seen.add(new.event_id)
+        encoded.append(
+            EncodedEvent(
+                event_id=new.event_id,
+                event_type=new.event.event_type,
+                schema_version=new.event.schema_version,
+                data=new.event.model_dump_json(),
+                metadata=_metadata_json(new.metadata),
+            )
+        )
+    return encoded
+
+
+def _metadata_json(metadata: Any) -> str:
+    if not metadata:
+        return "{}"
+    try:
+        return json.dumps(dict(metadata), separators=(",", ":"), default=str)
+    except (TypeError, ValueError) as exc:
+        raise InvalidAppend(f"metadata must be a JSON object: {exc}") from exc

@@ -1,0 +1,141 @@
+"""The error hierarchy of the event store: every error says what went wrong and what to do."""
+
+from __future__ import annotations
+
+
+class EventfoldError(Exception):
+    """Base of every error eventfold raises on purpose."""
+
+
+class ConcurrencyError(EventfoldError):
+    """The stream was not at the version the append expected."""
+
+    def __init__(self, stream_id: str, expected: object, actual: int) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"stream {stream_id!r} is at version {actual}, the append expected {expected}: "
+            "reload the stream and retry the command"
+        )
+
+
+class DuplicateEventId(EventfoldError):
+    """An event id of the batch is already stored for another stream or position."""
+
+    def __init__(self, stream_id: str, event_id: object) -> None:
+        self.stream_id = stream_id
+        self.event_id = event_id
+        super().__init__(
+            f"event id {event_id} is already stored and the batch for stream {stream_id!r} "
+            "does not match what was stored with it: give new events new ids"
+        )
+
+
+class InvalidAppend(EventfoldError, ValueError):
+    """The arguments of an append are wrong; nothing was written."""
+
+
+class StoreUnavailable(EventfoldError):
+    """The database could not be reached or the connection was lost."""
+
+    def __init__(self, url: str, reason: str = "") -> None:
+        self.url = url
+        detail = f": {reason}" if reason else ""
+        super().__init__(
+            f"event store at {url} is unavailable{detail}; check that the server runs and "
+            "the URL (--database or EVENTFOLD_DATABASE_URL) is right"
+        )
+
+
+class SchemaNotMigrated(EventfoldError):
+    """The database schema is missing or older than the code expects."""
+
+    def __init__(self, url: str, current: str | None, expected: str) -> None:
+        self.url = url
+        self.current = current
+        self.expected = expected
+        at = f"is at revision {current}" if current else "has no eventfold schema"
+        super().__init__(
+            f"the store at {url} {at}, the code expects {expected}: "
+            f"run `eventfold migrate --database {url}`"
+        )
+
+
+class TransactionHorizonError(EventfoldError):
+    """Stored transaction ids lie beyond the server's counter (after a logical restore)."""
+
+    def __init__(self, url: str, max_stored: int, server_xmax: int) -> None:
+        self.url = url
+        self.max_stored = max_stored
+        self.server_xmax = server_xmax
+        super().__init__(
+            f"the events table at {url} holds transaction id {max_stored}, beyond this "
+            f"server's next id {server_xmax} (was the database restored from a dump?); readers "
+            f"would never see that history. Run `eventfold repair-horizon --database {url}` "
+            "(see docs/operations.md)"
+        )
+
+
+class EventTypeError(EventfoldError):
+    """Base of the errors about event types and their registration."""
+
+
+class DuplicateEventType(EventTypeError, ValueError):
+    """Two classes were registered under one type name and version."""
+
+    def __init__(self, event_type: str, version: int, existing: type, new: type) -> None:
+        self.event_type = event_type
+        self.version = version
+        super().__init__(
+            f"event type {event_type!r} v{version} is already registered to "
+            f"{existing.__module__}.{existing.__qualname__}; cannot register "
+            f"{new.__module__}.{new.__qualname__}: give one of them another `event_type`"
+        )
+
+
+class UnregisteredEvent(EventTypeError, ValueError):
+    """An event class was appended or handled without being registered."""
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        super().__init__(
+            f"event class {cls.__qualname__} (type {getattr(cls, 'event_type', '?')!r}) is "
+            "not registered: call registry.register(...) with it before appending"
+        )
+
+
+class UnknownEventType(EventTypeError):
+    """A stored event has a type or version no registered class handles."""
+
+    def __init__(
+        self, event_type: str, version: int, stream_id: str | None = None,
+        position: int | None = None,
+    ) -> None:
+        self.event_type = event_type
+        self.version = version
+        self.stream_id = stream_id
+        self.position = position
+        where = ""
+        if stream_id is not None:
+            where = f" (stream {stream_id!r}, position {position})"
+        super().__init__(
+            f"unknown event type {event_type!r} v{version}{where}: register its class, add an "
+            "upcaster to a registered version, or read with skip_unknown=True"
+        )
+
+
+class EventDecodeError(EventTypeError):
+    """Stored data did not validate against the event class after upcasting."""
+
+    def __init__(
+        self, event_type: str, version: int, stream_id: str, position: int, detail: str,
+    ) -> None:
+        self.event_type = event_type
+        self.version = version
+        self.stream_id = stream_id
+        self.position = position
+        super().__init__(
+            f"stored event {event_type!r} v{version} (stream {stream_id!r}, position "
+            f"{position}) does not validate: {detail}; add or fix the upcaster for it"
+        )

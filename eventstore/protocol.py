@@ -1,0 +1,114 @@
+"""The port every event store backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+from eventstore.event import Event
+from eventstore.records import (
+    ANY,
+    START,
+    AppendResult,
+    ExpectedVersion,
+    GlobalPosition,
+    NewEvent,
+    RecordedEvent,
+    StreamInfo,
+)
+from eventstore.registry import EventRegistry
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """An append-only store of event streams with a global log.
+
+    Open one with ``eventstore.connect(url, registry)``; use it as an async context manager
+    (or call ``close``). Every read applies the registry's upcasters.
+    """
+
+    registry: EventRegistry
+    url: str
+    """The store's URL with any password masked."""
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent | Event],
+        *,
+        expected_version: ExpectedVersion = ANY,
+    ) -> AppendResult:
+        """Append a batch atomically.
+
+        Raises ``ConcurrencyError`` (with expected and actual versions) when the stream is
+        not at ``expected_version``; nothing of the batch is written then. Re-appending
+        events whose ids are already stored, in the same stream and order, is a no-op that
+        returns the original result.
+        """
+        ...
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+        as_of: datetime | None = None,
+    ) -> list[RecordedEvent]:
+        """Events of one stream, forwards from ``from_version`` (default: the first) or
+        backwards from it (default: the last), up to ``to_version`` inclusive, and only
+        those recorded at or before ``as_of`` when given."""
+        ...
+
+    async def read_all(
+        self,
+        *,
+        after: GlobalPosition = START,
+        limit: int = 1000,
+        event_types: Collection[str] | None = None,
+    ) -> list[RecordedEvent]:
+        """The next batch of the global log after ``after``, in log order.
+
+        Never passes over an event that commits later at a lower position: continue
+        from the last returned event's ``global_position``.
+        """
+        ...
+
+    async def head(self) -> GlobalPosition:
+        """The position of the last event readers can see (``START`` when empty)."""
+        ...
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's version (0 when it has no events)."""
+        ...
+
+    async def list_streams(
+        self, *, category: str | None = None, after: str | None = None, limit: int = 100
+    ) -> list[StreamInfo]:
+        """Streams ordered by id, optionally of one category, after a stream id."""
+        ...
+
+    async def wait_for_events(self, after: GlobalPosition, timeout: float) -> bool:
+        """Wait until the log has events after ``after`` or the timeout passes.
+
+        Returns whether there are new events. Uses LISTEN/NOTIFY on PostgreSQL, polling
+        elsewhere.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...

@@ -1,0 +1,126 @@
+"""What goes into the store and what comes out: new events, recorded events, positions."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from eventstore.event import Event
+from eventstore.ids import new_event_id
+
+
+class StreamState(enum.Enum):
+    """Expected-version conditions that are not an exact version."""
+
+    NO_STREAM = "no stream"
+    STREAM_EXISTS = "stream exists"
+    ANY = "any"
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+NO_STREAM = StreamState.NO_STREAM
+"""Append only if the stream has no events yet."""
+STREAM_EXISTS = StreamState.STREAM_EXISTS
+"""Append only if the stream has at least one event."""
+ANY = StreamState.ANY
+"""Append whatever the stream's version."""
+
+ExpectedVersion = int | StreamState
+"""An exact version (0 = no events yet), or one of NO_STREAM, STREAM_EXISTS, ANY."""
+
+
+class GlobalPosition(NamedTuple):
+    """A place in the global log, ordered by (transaction_id, position).
+
+    On PostgreSQL ``transaction_id`` is the writer's xid8, which is what lets a reader
+    never pass over an event that commits late with a smaller position; on other
+    backends writes are serialized and ``transaction_id`` just grows with every append.
+    """
+
+    transaction_id: int
+    position: int
+
+
+START = GlobalPosition(0, 0)
+"""The position before the first event of the global log."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event about to be appended, with the id that makes re-appending it idempotent."""
+
+    event: Event
+    event_id: uuid.UUID = field(default_factory=new_event_id)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as the store holds it: the envelope and the JSON data.
+
+    Data is already upcast to the current schema version of its type when the store's
+    registry has upcasters; ``registry.decode(record)`` turns it into the typed event.
+    """
+
+    event_id: uuid.UUID
+    stream_id: str
+    stream_version: int
+    transaction_id: int
+    position: int
+    event_type: str
+    schema_version: int
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    recorded_at: datetime
+
+    @property
+    def global_position(self) -> GlobalPosition:
+        """Where the event lies in the global log."""
+        return GlobalPosition(self.transaction_id, self.position)
+
+    @property
+    def category(self) -> str:
+        """The stream's category: ``Order`` for ``Order-123``."""
+        return category_of(self.stream_id)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What an append wrote: the stream's new version and where the batch lies."""
+
+    stream_id: str
+    version: int
+    first_position: int
+    last_position: int
+    transaction_id: int
+
+    @property
+    def global_position(self) -> GlobalPosition:
+        """The position of the batch's last event."""
+        return GlobalPosition(self.transaction_id, self.last_position)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """A stream's id, version and the time of its last append."""
+
+    stream_id: str
+    version: int
+    updated_at: datetime
+
+    @property
+    def category(self) -> str:
+        """The stream's category."""
+        return category_of(self.stream_id)
+
+
+def category_of(stream_id: str) -> str:
+    """The part of a stream id before the first ``-`` (the whole id if there is none)."""
+    head, _, _ = stream_id.partition("-")
+    return head

@@ -1,0 +1,148 @@
+"""The event registry: stable type names and versions to classes, encoding and decoding."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol, TypeVar
+
+import pydantic
+
+from eventstore.errors import (
+    DuplicateEventType,
+    EventDecodeError,
+    UnknownEventType,
+    UnregisteredEvent,
+)
+from eventstore.event import Event
+from eventstore.records import RecordedEvent
+
+E = TypeVar("E", bound=type[Event])
+
+StoredShape = tuple[str, int, dict[str, Any]]
+"""An event as stored JSON: (event_type, schema_version, data)."""
+
+
+class Upcaster(Protocol):
+    """Carries stored JSON of old versions forward (implemented by ``upcasters``)."""
+
+    def upcast(self, event_type: str, schema_version: int, data: dict[str, Any]) -> list[StoredShape]:
+        """The current-version shapes for one stored event (several for a split)."""
+        ...
+
+
+class EventRegistry:
+    """Maps stable event type names and schema versions to event classes.
+
+    Registration is explicit: build a registry, register your events, hand it to the
+    store. Every read path of the store applies the registry's upcaster, so readers see
+    events at their current version.
+    """
+
+    def __init__(self, events: Iterable[type[Event]] = (), *, upcaster: Upcaster | None = None):
+        self._classes: dict[tuple[str, int], type[Event]] = {}
+        self._current: dict[str, int] = {}
+        self.upcaster = upcaster
+        for cls in events:
+            self.register(cls)
+
+    def register(self, cls: E) -> E:
+        """Register an event class; usable as a decorator. Re-registering it is a no-op."""
+        if not (isinstance(cls, type) and issubclass(cls, Event)) or cls is Event:
+            raise TypeError(f"{cls!r} is not a subclass of eventfold's Event")
+        key = (cls.event_type, cls.schema_version)
+        existing = self._classes.get(key)
+        if existing is cls:
+            return cls
+        if existing is not None:
+            raise DuplicateEventType(cls.event_type, cls.schema_version, existing, cls)
+        current = self._current.get(cls.event_type)
+        if current is not None and current != cls.schema_version:
+            older = self._classes[(cls.event_type, current)]
+            raise DuplicateEventType(cls.event_type, current, older, cls)
+        self._classes[key] = cls
+        self._current[cls.event_type] = cls.schema_version
+        return cls
+
+    def __contains__(self, cls: object) -> bool:
+        return isinstance(cls, type) and self._classes.get(
+            (getattr(cls, "event_type", ""), getattr(cls, "schema_version", 0))
+        ) is cls
+
+    def __iter__(self) -> Iterator[type[Event]]:
+        return iter(self._classes.values())
+
+    def __len__(self) -> int:
+        return len(self._classes)
+
+    def current_version(self, event_type: str) -> int | None:
+        """The registered (current) schema version of a type name, or None."""
+        return self._current.get(event_type)
+
+    def class_for(self, event_type: str) -> type[Event] | None:
+        """The registered class of a type name, or None."""
+        version = self._current.get(event_type)
+        return None if version is None else self._classes[(event_type, version)]
+
+    def check_registered(self, event: Event) -> None:
+        """Raise ``UnregisteredEvent`` unless the event's class is registered."""
+        cls = type(event)
+        if self._classes.get((cls.event_type, cls.schema_version)) is not cls:
+            raise UnregisteredEvent(cls)
+
+    def upcast(self, record: RecordedEvent) -> list[RecordedEvent]:
+        """The record at the current version of its type (several if an upcaster splits it)."""
+        if self.upcaster is None or self._current.get(record.event_type) == record.schema_version:
+            return [record]
+        shapes = self.upcaster.upcast(record.event_type, record.schema_version, record.data)
+        return [
+            record if shape == (record.event_type, record.schema_version, record.data)
+            else dataclasses.replace(
+                record, event_type=shape[0], schema_version=shape[1], data=shape[2]
+            )
+            for shape in shapes
+        ]
+
+    def upcast_all(self, records: Iterable[RecordedEvent]) -> list[RecordedEvent]:
+        """``upcast`` over many records, keeping their order."""
+        if self.upcaster is None:
+            return list(records)
+        out: list[RecordedEvent] = []
+        current = self._current
+        for record in records:
+            if current.get(record.event_type) == record.schema_version:
+                out.append(record)
+            else:
+                out.extend(self.upcast(record))
+        return out
+
+    def decode(self, record: RecordedEvent) -> Event:
+        """The typed event of an (upcast) record.
+
+        Raises ``UnknownEventType`` for a type or version with no registered class and
+        ``EventDecodeError`` (naming the fields) when the data does not validate.
+        """
+        cls = self._classes.get((record.event_type, record.schema_version))
+        if cls is None:
+            raise UnknownEventType(
+                record.event_type, record.schema_version, record.stream_id, record.position
+            )
+        try:
+            return cls.model_validate(record.data)
+        except pydantic.ValidationError as exc:
+            raise EventDecodeError(
+                record.event_type, record.schema_version, record.stream_id, record.position,
+                _describe(exc),
+            ) from exc
+
+    def is_known(self, record: RecordedEvent) -> bool:
+        """Whether ``decode`` has a class for the record's type and version."""
+        return (record.event_type, record.schema_version) in self._classes
+
+
+def _describe(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"]) or "(event)"
+        parts.append(f"field {location!r}: {error['msg']}")
+    return "; ".join(parts)

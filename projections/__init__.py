@@ -1,0 +1,1 @@
+"""projections (filled by a later issue)."""

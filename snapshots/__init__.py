@@ -1,0 +1,1 @@
+"""snapshots (filled by a later issue)."""

@@ -1,0 +1,1 @@
+"""upcasters (filled by a later issue)."""
