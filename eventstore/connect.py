@@ -24,7 +24,7 @@ def masked(url: str) -> str:
         return url.split("@")[-1] if "@" in url else url
 
 
-class connect:  # noqa: N801 - reads as a function: `async with connect(url) as store`
+class connect:
     """Open the event store at ``url``: ``store = await connect(url, registry)`` or
     ``async with connect(url, registry) as store:`` (which closes it on exit).
 

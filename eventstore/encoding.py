@@ -1,4 +1,4 @@
-"""Checking an append's arguments and turning its events into stored JSON, once, for all backends."""
+"""Checking an append's arguments and turning its events into stored JSON once, for every backend."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from eventstore.errors import InvalidAppend
@@ -97,6 +98,13 @@ def _metadata_json(metadata: Any) -> str:
     if not metadata:
         return "{}"
     try:
-        return json.dumps(dict(metadata), separators=(",", ":"), default=str)
+        return json.dumps(dict(metadata), separators=(",", ":"), default=_plain)
     except (TypeError, ValueError) as exc:
         raise InvalidAppend(f"metadata must be a JSON object: {exc}") from exc
+
+
+def _plain(value: object) -> str:
+    """Ids and times are common in metadata: store them as their text."""
+    if isinstance(value, (uuid.UUID, datetime)):
+        return str(value) if isinstance(value, uuid.UUID) else value.isoformat()
+    raise TypeError(f"{type(value).__name__} {value!r} is not JSON")

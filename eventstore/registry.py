@@ -26,7 +26,9 @@ StoredShape = tuple[str, int, dict[str, Any]]
 class Upcaster(Protocol):
     """Carries stored JSON of old versions forward (implemented by ``upcasters``)."""
 
-    def upcast(self, event_type: str, schema_version: int, data: dict[str, Any]) -> list[StoredShape]:
+    def upcast(
+        self, event_type: str, schema_version: int, data: dict[str, Any]
+    ) -> list[StoredShape]:
         """The current-version shapes for one stored event (several for a split)."""
         ...
 

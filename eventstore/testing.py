@@ -1,0 +1,477 @@
+"""The behavioural suite every EventStore backend passes.
+
+Subclass ``EventStoreConformance`` in a test module and give it a ``store`` fixture that
+yields an empty, migrated store opened with ``conformance_registry()``::
+
+    class TestMyBackend(EventStoreConformance):
+        @pytest.fixture
+        async def store(self):
+            async with connect("mybackend://...", conformance_registry()) as store:
+                yield store
+
+The suite needs pytest and pytest-asyncio (asyncio_mode = "auto").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pydantic
+import pytest
+
+from eventstore.errors import (
+    ConcurrencyError,
+    DuplicateEventId,
+    InvalidAppend,
+    UnregisteredEvent,
+)
+from eventstore.event import Event
+from eventstore.protocol import EventStore
+from eventstore.records import (
+    ANY,
+    NO_STREAM,
+    START,
+    STREAM_EXISTS,
+    GlobalPosition,
+    NewEvent,
+    RecordedEvent,
+)
+from eventstore.registry import EventRegistry, StoredShape
+
+
+class Colour(enum.Enum):
+    """An enum field for round-trip checks."""
+
+    RED = "red"
+    GREEN = "green"
+
+
+class Address(pydantic.BaseModel):
+    """A nested model for round-trip checks."""
+
+    street: str
+    city: str
+
+
+class ItemAdded(Event):
+    """A plain event of the suite."""
+
+    sku: str
+    quantity: int = 1
+
+
+class ItemRemoved(Event):
+    """A second event type of the suite."""
+
+    sku: str
+
+
+class EverythingHappened(Event):
+    """Every JSON-compatible field type pydantic supports, to prove lossless round trips."""
+
+    amount: Decimal
+    at: datetime
+    ref: uuid.UUID
+    colour: Colour
+    address: Address
+    tags: list[str]
+    scores: dict[str, float]
+    note: str | None = None
+    flag: bool = False
+
+
+class Unregistered(Event):
+    """An event class deliberately left out of the suite's registry."""
+
+    x: int = 0
+
+
+class ItemAddedV2(Event):
+    """``ItemAdded`` as it looks after a schema change (for the upcasting check)."""
+
+    event_type = "ItemAdded"
+    schema_version = 2
+
+    sku: str
+    quantity: int
+    source: str
+
+
+class _AddSource:
+    """Upcaster of the suite: ItemAdded v1 -> v2 gains ``source``."""
+
+    def upcast(
+        self, event_type: str, schema_version: int, data: dict[str, Any]
+    ) -> list[StoredShape]:
+        if (event_type, schema_version) == ("ItemAdded", 1):
+            return [("ItemAdded", 2, {**data, "source": "legacy"})]
+        return [(event_type, schema_version, data)]
+
+
+def conformance_registry() -> EventRegistry:
+    """The registry the suite's store must be opened with."""
+    return EventRegistry([ItemAdded, ItemRemoved, EverythingHappened])
+
+
+def _added(n: int) -> list[ItemAdded]:
+    return [ItemAdded(sku=f"sku-{i}", quantity=i) for i in range(1, n + 1)]
+
+
+async def _read_whole_log(store: EventStore, batch: int = 1000) -> list[RecordedEvent]:
+    out: list[RecordedEvent] = []
+    after = START
+    while page := await store.read_all(after=after, limit=batch):
+        out.extend(page)
+        after = page[-1].global_position
+    return out
+
+
+class EventStoreConformance:
+    """Behaviour every backend shares; subclass it with a ``store`` fixture."""
+
+    # --- appending and expected versions -------------------------------------------------
+
+    async def test_append_to_new_stream_and_read_back(self, store: EventStore) -> None:
+        result = await store.append("Cart-1", _added(3), expected_version=NO_STREAM)
+        assert result.version == 3
+        assert result.stream_id == "Cart-1"
+        assert result.last_position - result.first_position == 2
+        events = await store.read_stream("Cart-1")
+        assert [e.stream_version for e in events] == [1, 2, 3]
+        assert [store.registry.decode(e) for e in events] == _added(3)
+        assert [e.position for e in events] == list(
+            range(result.first_position, result.last_position + 1)
+        )
+        assert all(e.stream_id == "Cart-1" and e.category == "Cart" for e in events)
+        assert all(e.recorded_at.tzinfo is not None for e in events)
+        assert events[-1].global_position == result.global_position
+
+    async def test_exact_expected_version(self, store: EventStore) -> None:
+        await store.append("Cart-1", _added(2), expected_version=NO_STREAM)
+        result = await store.append("Cart-1", _added(1), expected_version=2)
+        assert result.version == 3
+
+    async def test_stale_expected_version_raises_and_writes_nothing(
+        self, store: EventStore
+    ) -> None:
+        await store.append("Cart-1", _added(2), expected_version=NO_STREAM)
+        with pytest.raises(ConcurrencyError) as caught:
+            await store.append("Cart-1", _added(3), expected_version=1)
+        assert (caught.value.stream_id, caught.value.expected, caught.value.actual) == (
+            "Cart-1", 1, 2,
+        )
+        assert await store.stream_version("Cart-1") == 2
+        assert len(await _read_whole_log(store)) == 2
+
+    async def test_expected_version_ahead_of_stream_raises(self, store: EventStore) -> None:
+        await store.append("Cart-1", _added(1))
+        with pytest.raises(ConcurrencyError) as caught:
+            await store.append("Cart-1", _added(1), expected_version=5)
+        assert caught.value.actual == 1
+
+    async def test_no_stream_on_existing_stream_raises(self, store: EventStore) -> None:
+        await store.append("Cart-1", _added(1))
+        with pytest.raises(ConcurrencyError) as caught:
+            await store.append("Cart-1", _added(1), expected_version=NO_STREAM)
+        assert caught.value.expected is NO_STREAM
+        assert caught.value.actual == 1
+
+    async def test_zero_means_no_stream(self, store: EventStore) -> None:
+        await store.append("Cart-1", _added(1), expected_version=0)
+        with pytest.raises(ConcurrencyError):
+            await store.append("Cart-1", _added(1), expected_version=0)
+
+    async def test_stream_exists(self, store: EventStore) -> None:
+        with pytest.raises(ConcurrencyError) as caught:
+            await store.append("Cart-1", _added(1), expected_version=STREAM_EXISTS)
+        assert caught.value.actual == 0
+        await store.append("Cart-1", _added(1), expected_version=NO_STREAM)
+        result = await store.append("Cart-1", _added(1), expected_version=STREAM_EXISTS)
+        assert result.version == 2
+
+    async def test_any(self, store: EventStore) -> None:
+        await store.append("Cart-1", _added(1), expected_version=ANY)
+        result = await store.append("Cart-1", _added(2), expected_version=ANY)
+        assert result.version == 3
+
+    async def test_streams_are_independent(self, store: EventStore) -> None:
+        await store.append("Cart-1", _added(2), expected_version=NO_STREAM)
+        await store.append("Cart-2", _added(1), expected_version=NO_STREAM)
+        assert await store.stream_version("Cart-1") == 2
+        assert await store.stream_version("Cart-2") == 1
+        assert await store.stream_version("Cart-3") == 0
+
+    async def test_concurrent_appends_with_expected_versions(self, store: EventStore) -> None:
+        await store.append("Cart-1", _added(1), expected_version=NO_STREAM)
+        outcomes = await asyncio.gather(
+            *(store.append("Cart-1", _added(1), expected_version=1) for _ in range(5)),
+            return_exceptions=True,
+        )
+        assert sum(not isinstance(o, BaseException) for o in outcomes) == 1
+        assert all(
+            isinstance(o, ConcurrencyError) for o in outcomes if isinstance(o, BaseException)
+        )
+        assert [e.stream_version for e in await store.read_stream("Cart-1")] == [1, 2]
+
+    # --- idempotency ------------------------------------------------------------------------
+
+    async def test_reappending_same_ids_returns_original_result(self, store: EventStore) -> None:
+        batch = [NewEvent(event) for event in _added(2)]
+        first = await store.append("Cart-1", batch, expected_version=NO_STREAM)
+        again = await store.append("Cart-1", batch, expected_version=NO_STREAM)
+        assert again == first
+        assert len(await store.read_stream("Cart-1")) == 2
+
+    async def test_reappend_after_later_events_is_still_a_no_op(self, store: EventStore) -> None:
+        batch = [NewEvent(event) for event in _added(1)]
+        first = await store.append("Cart-1", batch, expected_version=NO_STREAM)
+        await store.append("Cart-1", _added(1), expected_version=1)
+        again = await store.append("Cart-1", batch, expected_version=NO_STREAM)
+        assert again == first
+        assert await store.stream_version("Cart-1") == 2
+
+    async def test_partly_stored_batch_is_a_clash(self, store: EventStore) -> None:
+        stored = NewEvent(ItemAdded(sku="a"))
+        await store.append("Cart-1", [stored], expected_version=NO_STREAM)
+        with pytest.raises(DuplicateEventId):
+            await store.append("Cart-1", [stored, NewEvent(ItemAdded(sku="b"))])
+        assert await store.stream_version("Cart-1") == 1
+
+    async def test_event_id_of_another_stream_is_a_clash(self, store: EventStore) -> None:
+        stored = NewEvent(ItemAdded(sku="a"))
+        await store.append("Cart-1", [stored])
+        with pytest.raises(DuplicateEventId):
+            await store.append("Cart-2", [stored])
+        assert await store.stream_version("Cart-2") == 0
+
+    async def test_event_ids_are_kept(self, store: EventStore) -> None:
+        batch = [NewEvent(event) for event in _added(2)]
+        await store.append("Cart-1", batch)
+        assert [e.event_id for e in await store.read_stream("Cart-1")] == [
+            item.event_id for item in batch
+        ]
+
+    async def test_event_ids_are_time_ordered_uuid7(self, store: EventStore) -> None:
+        await store.append("Cart-1", _added(2))
+        ids = [e.event_id for e in await store.read_stream("Cart-1")]
+        assert all(i.version == 7 for i in ids)
+
+    # --- bad input writes nothing ------------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        ("stream_id", "events", "expected"),
+        [
+            ("", [ItemAdded(sku="a")], ANY),
+            (" Cart-1", [ItemAdded(sku="a")], ANY),
+            ("x" * 201, [ItemAdded(sku="a")], ANY),
+            ("Cart-1", [], ANY),
+            ("Cart-1", [ItemAdded(sku="a")], -1),
+            ("Cart-1", [ItemAdded(sku="a")], True),
+            ("Cart-1", [ItemAdded(sku="a")], "1"),
+            ("Cart-1", [ItemAdded(sku="a")], 1.0),
+            ("Cart-1", [{"sku": "a"}], ANY),
+            ("Cart-1", ItemAdded(sku="a"), ANY),
+        ],
+        ids=[
+            "empty-stream-id", "whitespace-stream-id", "long-stream-id", "empty-batch",
+            "negative-version", "bool-version", "str-version", "float-version", "dict-event",
+            "single-event-not-list",
+        ],
+    )
+    async def test_invalid_append_is_rejected_before_writing(
+        self, store: EventStore, stream_id: Any, events: Any, expected: Any
+    ) -> None:
+        with pytest.raises(InvalidAppend):
+            await store.append(stream_id, events, expected_version=expected)
+        assert await store.head() == START
+
+    async def test_unregistered_event_class_is_rejected(self, store: EventStore) -> None:
+        with pytest.raises(UnregisteredEvent, match="Unregistered"):
+            await store.append("Cart-1", [ItemAdded(sku="a"), Unregistered()])
+        assert await store.head() == START
+
+    async def test_same_id_twice_in_one_batch_is_rejected(self, store: EventStore) -> None:
+        twice = NewEvent(ItemAdded(sku="a"))
+        with pytest.raises(InvalidAppend):
+            await store.append("Cart-1", [twice, twice])
+        assert await store.head() == START
+
+    async def test_metadata_must_be_json(self, store: EventStore) -> None:
+        with pytest.raises(InvalidAppend):
+            await store.append(
+                "Cart-1", [NewEvent(ItemAdded(sku="a"), metadata={"x": {1, 2}})]
+            )
+        assert await store.head() == START
+
+    # --- round trips -------------------------------------------------------------------------
+
+    async def test_every_field_type_round_trips_without_loss(self, store: EventStore) -> None:
+        event = EverythingHappened(
+            amount=Decimal("12345678901234567890.000000001"),
+            at=datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=timezone_plus(2)),
+            ref=uuid.uuid4(),
+            colour=Colour.GREEN,
+            address=Address(street="1 Main St", city="Zürich"),
+            tags=["a", "ü", ""],
+            scores={"x": 0.1, "y": 1e300},
+            note=None,
+            flag=True,
+        )
+        await store.append("Everything-1", [event])
+        (recorded,) = await store.read_stream("Everything-1")
+        decoded = store.registry.decode(recorded)
+        assert decoded == event
+        assert isinstance(decoded, EverythingHappened)
+        assert decoded.at.utcoffset() == timedelta(hours=2)
+
+    async def test_metadata_round_trips(self, store: EventStore) -> None:
+        metadata = {
+            "correlation_id": str(uuid.uuid4()),
+            "causation_id": str(uuid.uuid4()),
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "tenant": "acme",
+            "nested": {"a": [1, 2]},
+        }
+        await store.append("Cart-1", [NewEvent(ItemAdded(sku="a"), metadata=metadata)])
+        (recorded,) = await store.read_stream("Cart-1")
+        assert recorded.metadata == metadata
+        (logged,) = await store.read_all()
+        assert logged.metadata == metadata
+
+    async def test_envelope_facts(self, store: EventStore) -> None:
+        await store.append("Cart-1", [ItemAdded(sku="a")])
+        (recorded,) = await store.read_stream("Cart-1")
+        assert recorded.event_type == "ItemAdded"
+        assert recorded.schema_version == 1
+        assert recorded.data == {"sku": "a", "quantity": 1}
+        assert abs(recorded.recorded_at - datetime.now(UTC)) < timedelta(minutes=5)
+
+    # --- reading a stream --------------------------------------------------------------------
+
+    async def test_read_stream_ranges(self, store: EventStore) -> None:
+        await store.append("Cart-1", _added(5))
+
+        async def versions(**kwargs: Any) -> list[int]:
+            return [e.stream_version for e in await store.read_stream("Cart-1", **kwargs)]
+
+        assert await versions() == [1, 2, 3, 4, 5]
+        assert await versions(from_version=3) == [3, 4, 5]
+        assert await versions(to_version=2) == [1, 2]
+        assert await versions(from_version=2, to_version=4) == [2, 3, 4]
+        assert await versions(limit=2) == [1, 2]
+        assert await versions(from_version=2, limit=2) == [2, 3]
+        assert await versions(backwards=True) == [5, 4, 3, 2, 1]
+        assert await versions(backwards=True, from_version=3) == [3, 2, 1]
+        assert await versions(backwards=True, limit=2) == [5, 4]
+        assert await versions(backwards=True, from_version=4, to_version=2) == [4, 3, 2]
+        assert await versions(from_version=6) == []
+
+    async def test_read_missing_stream_is_empty(self, store: EventStore) -> None:
+        assert await store.read_stream("Cart-404") == []
+
+    async def test_read_stream_as_of_time(self, store: EventStore) -> None:
+        await store.append("Cart-1", _added(2))
+        (_, second) = await store.read_stream("Cart-1")
+        before = second.recorded_at - timedelta(days=1)
+        assert await store.read_stream("Cart-1", as_of=before) == []
+        after = second.recorded_at
+        assert len(await store.read_stream("Cart-1", as_of=after)) == 2
+
+    # --- the global log ----------------------------------------------------------------------
+
+    async def test_read_all_in_order_and_in_batches(self, store: EventStore) -> None:
+        for n in range(1, 6):
+            await store.append(f"Cart-{n}", _added(n))
+        whole = await _read_whole_log(store, batch=4)
+        assert len(whole) == 15
+        positions = [e.global_position for e in whole]
+        assert positions == sorted(positions)
+        assert len(set(positions)) == 15
+        assert [e.stream_id for e in whole] == [
+            f"Cart-{n}" for n in range(1, 6) for _ in range(n)
+        ]
+        assert await _read_whole_log(store, batch=1000) == whole
+
+    async def test_read_all_after_a_position(self, store: EventStore) -> None:
+        await store.append("Cart-1", _added(3))
+        first, second, third = await store.read_all()
+        assert await store.read_all(after=first.global_position) == [second, third]
+        assert await store.read_all(after=third.global_position) == []
+        assert await store.read_all(after=first.global_position, limit=1) == [second]
+
+    async def test_read_all_filters_event_types(self, store: EventStore) -> None:
+        await store.append("Cart-1", [ItemAdded(sku="a"), ItemRemoved(sku="a")])
+        await store.append("Cart-2", [ItemRemoved(sku="b")])
+        removed = await store.read_all(event_types={"ItemRemoved"})
+        assert [(e.stream_id, e.event_type) for e in removed] == [
+            ("Cart-1", "ItemRemoved"), ("Cart-2", "ItemRemoved"),
+        ]
+
+    async def test_head(self, store: EventStore) -> None:
+        assert await store.head() == START
+        await store.append("Cart-1", _added(2))
+        result = await store.append("Cart-2", _added(1))
+        assert await store.head() == result.global_position
+        assert isinstance(await store.head(), GlobalPosition)
+
+    # --- streams and categories --------------------------------------------------------------
+
+    async def test_list_streams_by_category(self, store: EventStore) -> None:
+        for stream_id in ["Cart-2", "Cart-1", "Order-1", "Cart-3", "Cartography-1"]:
+            await store.append(stream_id, _added(1))
+        await store.append("Cart-1", _added(1))
+        carts = await store.list_streams(category="Cart")
+        assert [(s.stream_id, s.version) for s in carts] == [
+            ("Cart-1", 2), ("Cart-2", 1), ("Cart-3", 1),
+        ]
+        assert all(s.category == "Cart" for s in carts)
+        everything = await store.list_streams()
+        assert [s.stream_id for s in everything] == sorted(
+            ["Cart-1", "Cart-2", "Cart-3", "Cartography-1", "Order-1"]
+        )
+        page = await store.list_streams(category="Cart", after="Cart-1", limit=1)
+        assert [s.stream_id for s in page] == ["Cart-2"]
+
+    # --- waiting for new events --------------------------------------------------------------
+
+    async def test_wait_for_events_times_out_when_nothing_comes(self, store: EventStore) -> None:
+        assert await store.wait_for_events(START, timeout=0.05) is False
+
+    async def test_wait_for_events_returns_at_once_when_behind(self, store: EventStore) -> None:
+        await store.append("Cart-1", _added(1))
+        assert await store.wait_for_events(START, timeout=5) is True
+
+    async def test_wait_for_events_wakes_on_append(self, store: EventStore) -> None:
+        head = await store.head()
+        waiter = asyncio.create_task(store.wait_for_events(head, timeout=10))
+        await asyncio.sleep(0)
+        await store.append("Cart-1", _added(1))
+        assert await asyncio.wait_for(waiter, 10) is True
+
+    # --- upcasting on every read path --------------------------------------------------------
+
+    async def test_reads_apply_the_registrys_upcaster(self, store: EventStore) -> None:
+        await store.append("Cart-1", [ItemAdded(sku="a", quantity=2)])
+        original = store.registry
+        store.registry = EventRegistry([ItemAddedV2, ItemRemoved], upcaster=_AddSource())
+        try:
+            expected = ItemAddedV2(sku="a", quantity=2, source="legacy")
+            (from_stream,) = await store.read_stream("Cart-1")
+            (from_log,) = await store.read_all()
+            for recorded in (from_stream, from_log):
+                assert recorded.schema_version == 2
+                assert store.registry.decode(recorded) == expected
+        finally:
+            store.registry = original
+
+
+def timezone_plus(hours: int) -> Any:
+    """A fixed UTC offset."""
+    from datetime import timezone
+
+    return timezone(timedelta(hours=hours))

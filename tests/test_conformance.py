@@ -1,0 +1,19 @@
+"""Every backend passes the one behavioural suite of eventstore.testing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from eventstore import EventStore, connect
+from eventstore.testing import EventStoreConformance, conformance_registry
+
+
+class TestMemoryStore(EventStoreConformance):
+    """The reference backend."""
+
+    @pytest.fixture
+    async def store(self) -> AsyncIterator[EventStore]:
+        async with connect("memory://", conformance_registry()) as store:
+            yield store
