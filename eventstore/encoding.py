@@ -1,4 +1,4 @@
-"""Checking an append's arguments and turning its events into stored JSON once, for every backend."""
+"""Checking an append's arguments and encoding its events as JSON, once for every backend."""
 
 from __future__ import annotations
 
