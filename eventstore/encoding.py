@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from eventstore.causation import stamped
 from eventstore.errors import InvalidAppend
 from eventstore.event import Event
 from eventstore.records import ExpectedVersion, NewEvent, StreamState
@@ -88,7 +89,7 @@ def encode_batch(
                 event_type=new.event.event_type,
                 schema_version=new.event.schema_version,
                 data=new.event.model_dump_json(),
-                metadata=_metadata_json(new.metadata),
+                metadata=_metadata_json(stamped(new.metadata)),
             )
         )
     return encoded
