@@ -1,0 +1,57 @@
+"""The ``eventfold`` command line: thin commands over the library, rendered with rich.
+
+Each command group is one module; every command hands its async work to
+``execution.run``, which owns ``asyncio.run`` and the mapping of errors to exit codes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from eventfold.cli import events, migrate, streams
+from eventfold.config import DATABASE_URL_ENV, Settings
+from eventstore import DEFAULT_URL
+
+app = typer.Typer(
+    name="eventfold",
+    help="Event store administration: migrate the schema, inspect streams, follow the log.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # errors are one line; --debug shows the traceback
+    add_completion=False,
+)
+
+
+@app.callback()
+def configure(
+    ctx: typer.Context,
+    database: Annotated[
+        str,
+        typer.Option(
+            "--database",
+            "-d",
+            envvar=DATABASE_URL_ENV,
+            help="The event store: postgresql://..., sqlite:///file.db or memory://.",
+            show_envvar=True,
+        ),
+    ] = DEFAULT_URL,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an error, not only its line.")
+    ] = False,
+) -> None:
+    """Resolve the settings every command uses."""
+    ctx.obj = Settings(database_url=database, debug=debug)
+
+
+app.command("migrate")(migrate.migrate_command)
+app.add_typer(streams.app, name="streams")
+app.add_typer(events.app, name="events")
+
+
+def main() -> None:
+    """The console script's entry point."""
+    app(prog_name="eventfold")
+
+
+__all__ = ["app", "main"]

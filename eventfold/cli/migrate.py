@@ -1,0 +1,38 @@
+"""``eventfold migrate``: bring the store's schema to the revision the code expects."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from eventfold.cli.execution import run
+from eventfold.cli.render import stdout_console
+from eventfold.config import Settings
+from eventstore import masked
+from eventstore.migrate import SCHEMA_HEAD, migrate, schema_revision
+
+
+def migrate_command(
+    ctx: typer.Context,
+    revision: Annotated[
+        str, typer.Option("--revision", help="The Alembic revision to migrate to.")
+    ] = "head",
+) -> None:
+    """Create or upgrade the event store's tables (safe to run again)."""
+
+    async def work(settings: Settings) -> None:
+        url = settings.database_url
+        before = await schema_revision(url)
+        await migrate(url, revision)
+        after = await schema_revision(url)
+        console = stdout_console()
+        if before == after:
+            console.print(f"{masked(url)} is already at revision {after}")
+        else:
+            console.print(
+                f"migrated {masked(url)} from revision {before or '(empty)'} to {after}"
+                + (" (head)" if after == SCHEMA_HEAD else "")
+            )
+
+    run(ctx, work)

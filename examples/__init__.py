@@ -1,0 +1,1 @@
+"""Runnable example applications of eventfold: ``python -m examples.shop``."""
