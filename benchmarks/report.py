@@ -1,0 +1,119 @@
+"""Renders outcomes as Markdown tables, ready to paste into docs/BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sqlite3
+import statistics
+from collections.abc import Sequence
+
+from benchmarks.runner import Outcome
+from benchmarks.workload import Figure
+
+
+def _spread(values: Sequence[float], fmt: str) -> str:
+    """``median (min-max)``, or the value alone for one repetition."""
+    if not values:
+        return "—"
+    median = format(statistics.median(values), fmt)
+    if len(values) == 1:
+        return median
+    return f"{median} ({format(min(values), fmt)}-{format(max(values), fmt)})"
+
+
+def _rates(figures: Sequence[Figure]) -> list[float]:
+    return [figure.rate for figure in figures]
+
+
+def _counters(figures: Sequence[Figure]) -> str:
+    names = sorted({name for figure in figures for name in figure.counters})
+    return "; ".join(
+        f"{name} {_spread([figure.counters.get(name, 0) for figure in figures], ',.0f')}"
+        for name in names
+    )
+
+
+def ratio(outcome: Outcome) -> float | None:
+    """eventfold's median rate over the baseline's, or None when a side is missing."""
+    if not outcome.eventfold or not outcome.baseline:
+        return None
+    return statistics.median(_rates(outcome.eventfold)) / statistics.median(
+        _rates(outcome.baseline)
+    )
+
+
+def _ratio_cell(outcome: Outcome) -> str:
+    middle = ratio(outcome)
+    if middle is None:
+        return "—"
+    # The range pairs each repetition's two runs, which ran back to back.
+    pairs = [e.rate / b.rate for e, b in zip(outcome.eventfold, outcome.baseline, strict=False)]
+    if len(pairs) < 2:
+        return f"{middle:.2f}"
+    return f"{middle:.2f} ({min(pairs):.2f}-{max(pairs):.2f})"
+
+
+def _target_cell(outcome: Outcome) -> str:
+    target = outcome.workload.target
+    if target is None:
+        return "—"
+    middle = ratio(outcome)
+    if middle is None:
+        return f"≥ {target}"
+    return f"≥ {target}: {'met' if middle >= target else 'MISSED'}"
+
+
+def postgres_table(outcomes: Sequence[Outcome]) -> str:
+    """The PostgreSQL figures: eventfold, baseline, ratio and target per workload."""
+    lines = [
+        "| workload | unit | eventfold median (min-max) | baseline | baseline median (min-max) "
+        "| ratio | target | notes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for outcome in outcomes:
+        if not outcome.eventfold and not outcome.baseline:
+            continue
+        w = outcome.workload
+        lines.append(
+            f"| {w.id} {w.title} | {w.unit} | {_spread(_rates(outcome.eventfold), ',.0f')} "
+            f"| {w.baseline_id or '—'} | {_spread(_rates(outcome.baseline), ',.0f')} "
+            f"| {_ratio_cell(outcome)} | {_target_cell(outcome)} "
+            f"| {_counters(outcome.eventfold) or ''} |"
+        )
+    return "\n".join(lines)
+
+
+def sqlite_table(outcomes: Sequence[Outcome]) -> str:
+    """The SQLite figures (eventfold only, no baseline)."""
+    lines = [
+        "| workload | unit | eventfold on SQLite median (min-max) | notes |",
+        "| --- | --- | --- | --- |",
+    ]
+    for outcome in outcomes:
+        if not outcome.sqlite:
+            continue
+        w = outcome.workload
+        lines.append(
+            f"| {w.id} {w.title} | {w.unit} | {_spread(_rates(outcome.sqlite), ',.0f')} "
+            f"| {_counters(outcome.sqlite)} |"
+        )
+    return "\n".join(lines)
+
+
+def render(outcomes: Sequence[Outcome], pg_version: str | None, repeat: int) -> str:
+    """The whole report: machine facts, then the PostgreSQL and SQLite tables."""
+    parts = [
+        "## Machine",
+        "",
+        f"- CPU cores: {os.cpu_count()}",
+        f"- Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"SQLite {sqlite3.sqlite_version}",
+        f"- {pg_version or 'PostgreSQL not used'}",
+        f"- repetitions per workload: {repeat}",
+    ]
+    if any(o.eventfold or o.baseline for o in outcomes):
+        parts += ["", "## PostgreSQL", "", postgres_table(outcomes)]
+    if any(o.sqlite for o in outcomes):
+        parts += ["", "## SQLite (temp file)", "", sqlite_table(outcomes)]
+    return "\n".join(parts)
