@@ -1,0 +1,586 @@
+"""The SQLite event store: the embedded default, one file (or memory) per store.
+
+SQLAlchemy's async engine (aiosqlite) opens and configures the connections and owns the
+schema; the hot paths then talk to the aiosqlite connection directly with hand-written
+SQL, because every SQLAlchemy-level statement costs several hops to aiosqlite's worker
+thread and an append here is four hops in all: ``BEGIN IMMEDIATE``, the stream upsert,
+the batch insert, ``COMMIT``.
+
+Writes are serialized: within the process by an asyncio lock around one writer
+connection, across processes by SQLite's write lock, taken at the start of the
+transaction (``BEGIN IMMEDIATE``) so that the expected-version check and the insert see
+the same stream version. Because writes are serialized, ``transaction_id`` is simply the
+first position of the batch: it grows with every append, and ordering the log by
+``(transaction_id, position)`` is ordering it by position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import aiosqlite
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from eventstore.connect import masked
+from eventstore.encoding import EncodedEvent, check_expected_version, check_stream_id, encode_batch
+from eventstore.errors import (
+    ConcurrencyError,
+    DuplicateEventId,
+    SchemaNotMigrated,
+    StoreUnavailable,
+)
+from eventstore.event import Event
+from eventstore.records import (
+    ANY,
+    NO_STREAM,
+    START,
+    STREAM_EXISTS,
+    AppendResult,
+    ExpectedVersion,
+    GlobalPosition,
+    NewEvent,
+    RecordedEvent,
+    StreamInfo,
+    category_of,
+)
+from eventstore.registry import EventRegistry
+from eventstore.schema import events, metadata, streams
+
+_EVENTS = events.name
+_STREAMS = streams.name
+
+# The envelope columns in RecordedEvent's field order, so a row maps onto it by position.
+_COLUMNS = (
+    "event_id, stream_id, stream_version, transaction_id, position, event_type, "
+    "schema_version, data, metadata, recorded_at"
+)
+
+# One statement both bumps the stream's version and tells the writer where the log ends:
+# the new version minus the batch size is the version the expected-version check needs,
+# and the head gives the batch its positions. Running it first, under the write lock,
+# saves a separate SELECT; on a version mismatch the transaction is rolled back.
+_UPSERT_STREAM = (
+    f"INSERT INTO {_STREAMS} (stream_id, category, version, updated_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (stream_id) DO UPDATE SET version = version + excluded.version, "
+    "updated_at = excluded.updated_at "
+    f"RETURNING version, (SELECT coalesce(max(position), 0) FROM {_EVENTS})"
+)
+# Positions are given explicitly (the write lock makes head + n safe); the unique index on
+# event_id turns a re-append into an IntegrityError, which is the idempotency slow path.
+_INSERT_EVENT = (
+    f"INSERT INTO {_EVENTS} (position, transaction_id, event_id, stream_id, stream_version, "
+    "event_type, schema_version, data, metadata, recorded_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_HEAD = (
+    f"SELECT transaction_id, position FROM {_EVENTS} "
+    "ORDER BY transaction_id DESC, position DESC LIMIT 1"
+)
+_STREAM_VERSION = f"SELECT version FROM {_STREAMS} WHERE stream_id = ?"
+# Row values make "after (transaction_id, position)" one index range on the log-order index.
+_READ_ALL = (
+    f"SELECT {_COLUMNS} FROM {_EVENTS} WHERE (transaction_id, position) > (?, ?)"
+    "{types} ORDER BY transaction_id, position LIMIT ?"
+)
+
+# recorded_at is stored as UTC text in SQLAlchemy's own SQLite DATETIME format, so
+# SQLAlchemy-typed reads of the table agree and text order is time order.
+_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+class SqliteEventStore:
+    """The EventStore protocol on SQLite (``sqlite:///path.db``, ``sqlite://`` in memory).
+
+    Open it with ``await SqliteEventStore.open(url, registry)`` or, better,
+    ``eventstore.connect(url, registry)``.
+    """
+
+    def __init__(
+        self,
+        registry: EventRegistry,
+        url: str,
+        engine: AsyncEngine,
+        writer: AsyncConnection,
+        readers: list[AsyncConnection] | None,
+        *,
+        poll_interval: float,
+    ) -> None:
+        self.registry = registry
+        self.url = url
+        self._engine = engine
+        self._connections = [writer, *(readers or [])]
+        self._writer: aiosqlite.Connection = _driver(writer)
+        self._write_lock = asyncio.Lock()
+        # None in memory: the one connection is also the reader, behind the write lock,
+        # so a read never sees an append's uncommitted rows.
+        self._readers: asyncio.Queue[aiosqlite.Connection] | None = None
+        if readers is not None:
+            self._readers = asyncio.Queue()
+            for reader in readers:
+                self._readers.put_nowait(_driver(reader))
+        self._poll_interval = poll_interval
+        self._appended = asyncio.Event()
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        registry: EventRegistry,
+        *,
+        busy_timeout: float = 5.0,
+        poll_interval: float = 0.05,
+        readers: int = 2,
+        synchronous: str = "FULL",
+    ) -> SqliteEventStore:
+        """Open the store at a ``sqlite:///path.db`` URL (``sqlite://`` is in memory).
+
+        ``busy_timeout`` is how long (seconds) an append waits for another process's write
+        lock; ``poll_interval`` how often ``wait_for_events`` looks for other processes'
+        appends; ``readers`` how many connections serve reads; ``synchronous`` is SQLite's
+        durability setting (``FULL``: every commit survives power loss; ``NORMAL``: faster,
+        a power cut may lose the last commits but never corrupts the file).
+
+        Raises ``StoreUnavailable`` when the file cannot be opened and
+        ``SchemaNotMigrated`` when ``eventfold migrate`` has not been run on it. An
+        in-memory store starts empty, so it creates its schema itself.
+        """
+        shown = masked(url)
+        sa_url = _parse_url(url, shown)
+        if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError(
+                f"synchronous={synchronous!r} is not a SQLite synchronous setting: "
+                "use 'FULL' (the default) or 'NORMAL'"
+            )
+        if readers < 1:
+            raise ValueError(f"readers={readers}: a store needs at least one read connection")
+        in_memory = sa_url.database in (None, "", ":memory:")
+        if in_memory:
+            # One connection, shared: a second would be a second, empty database.
+            engine = create_async_engine(sa_url, poolclass=StaticPool)
+        else:
+            engine = create_async_engine(
+                sa_url, pool_size=readers + 1, pool_reset_on_return=None
+            )
+        _configure(engine, busy_timeout, synchronous.upper())
+        connections: list[AsyncConnection] = []
+        try:
+            writer = await engine.connect()
+            connections.append(writer)
+            if in_memory:
+                await writer.run_sync(metadata.create_all)
+                await writer.commit()
+                reader_connections = None
+            else:
+                await _check_schema(_driver(writer), shown)
+                reader_connections = []
+                for _ in range(readers):
+                    reader = await engine.connect()
+                    connections.append(reader)
+                    reader_connections.append(reader)
+        except (DBAPIError, sqlite3.Error, OSError) as exc:
+            await _discard(engine, connections)
+            raise StoreUnavailable(shown, _reason(exc, sa_url.database)) from exc
+        except BaseException:
+            await _discard(engine, connections)
+            raise
+        return cls(
+            registry, shown, engine, writer, reader_connections, poll_interval=poll_interval
+        )
+
+    # --- writing -------------------------------------------------------------------------
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent | Event],
+        *,
+        expected_version: ExpectedVersion = ANY,
+    ) -> AppendResult:
+        """Append a batch atomically (see ``EventStore.append``)."""
+        expected = check_expected_version(expected_version)
+        batch = encode_batch(self.registry, stream_id, events)
+        size = len(batch)
+        # The stream's updated_at is the batch's recorded_at, as in every backend.
+        stamp = datetime.now(UTC).strftime(_TIME_FORMAT)
+        self._check_open()
+        async with self._write_lock:
+            conn = self._writer
+            try:
+                if conn.in_transaction:
+                    # A cancelled append may have left its transaction open; never build on it.
+                    await conn.rollback()
+                await conn.execute_fetchall("BEGIN IMMEDIATE")
+                try:
+                    ((version, head),) = await conn.execute_fetchall(
+                        _UPSERT_STREAM, (stream_id, category_of(stream_id), size, stamp)
+                    )
+                    actual = version - size
+                    if not _matches(expected, actual):
+                        await conn.rollback()
+                        replay = await self._replay(conn, stream_id, batch)
+                        if replay is not None:
+                            return replay
+                        raise ConcurrencyError(stream_id, expected, actual)
+                    first = head + 1
+                    await conn.executemany(
+                        _INSERT_EVENT,
+                        [
+                            (first + offset, first, item.event_id.hex, stream_id,
+                             actual + offset + 1, item.event_type, item.schema_version,
+                             item.data, item.metadata, stamp)
+                            for offset, item in enumerate(batch)
+                        ],
+                    )
+                    await conn.commit()
+                except sqlite3.IntegrityError as exc:
+                    await conn.rollback()
+                    replay = await self._replay(conn, stream_id, batch)
+                    if replay is not None:
+                        return replay
+                    raise StoreUnavailable(
+                        self.url,
+                        f"the streams table disagrees with the events table ({exc}); "
+                        "restore the database from a backup",
+                    ) from exc
+                except BaseException:
+                    if conn.in_transaction:
+                        await asyncio.shield(conn.rollback())
+                    raise
+            except sqlite3.Error as exc:
+                raise self._unavailable(exc) from exc
+            except ValueError as exc:  # aiosqlite's "no active connection"
+                raise self._unavailable(exc) from exc
+        self._appended.set()
+        self._appended = asyncio.Event()
+        return AppendResult(stream_id, actual + size, first, first + size - 1, first)
+
+    async def _replay(
+        self, conn: aiosqlite.Connection, stream_id: str, batch: list[EncodedEvent]
+    ) -> AppendResult | None:
+        """The original result if the whole batch is already stored as it was sent.
+
+        Raises ``DuplicateEventId`` when some of its ids are stored otherwise.
+        """
+        marks = ", ".join("?" * len(batch))
+        rows = await conn.execute_fetchall(
+            f"SELECT event_id, stream_id, stream_version, event_type, position, transaction_id "
+            f"FROM {_EVENTS} WHERE event_id IN ({marks})",
+            [item.event_id.hex for item in batch],
+        )
+        if not rows:
+            return None
+        by_id = {row[0]: row for row in rows}
+        stored = [by_id.get(item.event_id.hex) for item in batch]
+        first = stored[0]
+        if first is None or any(
+            row is None or row[1] != stream_id or row[2] != first[2] + index
+            or row[3] != item.event_type
+            for index, (row, item) in enumerate(zip(stored, batch, strict=True))
+        ):
+            clash = next(row for row in stored if row is not None)
+            raise DuplicateEventId(stream_id, uuid.UUID(hex=clash[0]))
+        last = stored[-1]
+        assert last is not None
+        return AppendResult(stream_id, last[2], first[4], last[4], first[5])
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+        as_of: datetime | None = None,
+    ) -> list[RecordedEvent]:
+        """Events of one stream (see ``EventStore.read_stream``)."""
+        check_stream_id(stream_id)
+        sql = [f"SELECT {_COLUMNS} FROM {_EVENTS} WHERE stream_id = ?"]
+        params: list[Any] = [stream_id]
+        low, high = (to_version, from_version) if backwards else (from_version, to_version)
+        if low is not None:
+            sql.append("AND stream_version >= ?")
+            params.append(low)
+        if high is not None:
+            sql.append("AND stream_version <= ?")
+            params.append(high)
+        if as_of is not None:
+            sql.append("AND recorded_at <= ?")
+            params.append(_as_of_text(as_of))
+        sql.append("ORDER BY stream_version DESC" if backwards else "ORDER BY stream_version")
+        if limit is not None:
+            sql.append("LIMIT ?")
+            params.append(max(limit, 0))
+        rows = await self._fetch(" ".join(sql), params)
+        return self.registry.upcast_all(_records(rows))
+
+    async def read_all(
+        self,
+        *,
+        after: GlobalPosition = START,
+        limit: int = 1000,
+        event_types: Collection[str] | None = None,
+    ) -> list[RecordedEvent]:
+        """The next batch of the global log after ``after`` (see ``EventStore.read_all``)."""
+        params: list[Any] = [after[0], after[1]]
+        types = ""
+        if event_types is not None:
+            wanted = list(event_types)
+            if not wanted:
+                return []
+            types = f" AND event_type IN ({', '.join('?' * len(wanted))})"
+            params.extend(wanted)
+        params.append(max(limit, 0))
+        rows = await self._fetch(_READ_ALL.format(types=types), params)
+        return self.registry.upcast_all(_records(rows))
+
+    async def head(self) -> GlobalPosition:
+        """The position of the last event (``START`` when the log is empty)."""
+        rows = await self._fetch(_HEAD, ())
+        return GlobalPosition(*rows[0]) if rows else START
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's version (0 when it has no events)."""
+        rows = await self._fetch(_STREAM_VERSION, (check_stream_id(stream_id),))
+        return int(rows[0][0]) if rows else 0
+
+    async def list_streams(
+        self, *, category: str | None = None, after: str | None = None, limit: int = 100
+    ) -> list[StreamInfo]:
+        """Streams ordered by id, optionally of one category, after a stream id."""
+        sql = [f"SELECT stream_id, version, updated_at FROM {_STREAMS} WHERE 1"]
+        params: list[Any] = []
+        if category is not None:
+            sql.append("AND category = ?")
+            params.append(category)
+        if after is not None:
+            sql.append("AND stream_id > ?")
+            params.append(after)
+        sql.append("ORDER BY stream_id LIMIT ?")
+        params.append(max(limit, 0))
+        rows = await self._fetch(" ".join(sql), params)
+        return [StreamInfo(row[0], row[1], _parse_time(row[2])) for row in rows]
+
+    async def wait_for_events(self, after: GlobalPosition, timeout: float) -> bool:
+        """Wait until the log has events after ``after`` or the timeout passes.
+
+        Appends through this store wake the waiter at once; other processes' appends
+        (and other store instances') are seen by polling every ``poll_interval``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            # Take the wake-up event before looking, so an append that lands between the
+            # look and the wait still wakes us.
+            appended = self._appended
+            if await self.head() > after:
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            with suppress(TimeoutError):
+                await asyncio.wait_for(appended.wait(), min(remaining, self._poll_interval))
+
+    async def _fetch(self, sql: str, params: Iterable[Any]) -> list[Any]:
+        """Run one read statement on a reader connection and return all its rows."""
+        self._check_open()
+        try:
+            async with self._reading() as conn:
+                return list(await conn.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        except ValueError as exc:  # aiosqlite's "no active connection"
+            raise self._unavailable(exc) from exc
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[aiosqlite.Connection]:
+        if self._readers is None:
+            async with self._write_lock:
+                yield self._writer
+            return
+        conn = await self._readers.get()
+        try:
+            yield conn
+        finally:
+            self._readers.put_nowait(conn)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close the connections; the store cannot be used afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        async with self._write_lock:
+            await _discard(self._engine, self._connections)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreUnavailable(self.url, "the store was closed; open a new one")
+
+    def _unavailable(self, exc: Exception) -> StoreUnavailable:
+        reason = str(exc)
+        if "locked" in reason or "busy" in reason:
+            reason += " (another process held the write lock longer than busy_timeout)"
+        if self._closed:
+            reason = "the store was closed; open a new one"
+        return StoreUnavailable(self.url, reason)
+
+
+# --- opening -----------------------------------------------------------------------------
+
+
+def _parse_url(url: str, shown: str) -> sa.URL:
+    try:
+        sa_url = make_url(url)
+    except ArgumentError as exc:
+        raise StoreUnavailable(shown, f"not a SQLite URL: {exc}") from exc
+    if sa_url.get_backend_name() != "sqlite" or sa_url.get_driver_name() not in {
+        "pysqlite", "aiosqlite",
+    }:
+        raise StoreUnavailable(
+            shown, "not a SQLite URL: use sqlite:///path.db (or sqlite:// for memory)"
+        )
+    return sa_url.set(drivername="sqlite+aiosqlite")
+
+
+def _configure(engine: AsyncEngine, busy_timeout: float, synchronous: str) -> None:
+    """Install the per-connection settings and SQLAlchemy's documented BEGIN recipe."""
+
+    @sa_event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let nothing but our own statements begin transactions: sqlite3's implicit BEGIN
+        # is DEFERRED, which would take the write lock too late for the version check.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # The busy timeout first: switching to WAL itself may wait for a lock.
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute(f"PRAGMA synchronous = {synchronous}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @sa_event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        # SQLAlchemy-level transactions (schema work) begin explicitly, since the driver no
+        # longer does; the append path issues BEGIN IMMEDIATE itself.
+        conn.exec_driver_sql("BEGIN")
+
+
+async def _check_schema(conn: aiosqlite.Connection, shown: str) -> None:
+    """Raise ``SchemaNotMigrated`` unless the store's tables are there."""
+    rows = await conn.execute_fetchall(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)",
+        (_EVENTS, _STREAMS),
+    )
+    if len(list(rows)) < 2:
+        raise SchemaNotMigrated(shown, None, "head")
+
+
+async def _discard(engine: AsyncEngine, connections: list[AsyncConnection]) -> None:
+    for connection in connections:
+        # A broken connection cannot close cleanly; disposing the engine is what is left.
+        with suppress(DBAPIError, sqlite3.Error, ValueError):
+            await connection.close()
+    await engine.dispose()
+
+
+def _driver(connection: AsyncConnection) -> aiosqlite.Connection:
+    """The aiosqlite connection under a SQLAlchemy connection, for the hot paths."""
+    raw = connection.sync_connection
+    assert raw is not None
+    driver = raw.connection.driver_connection
+    assert isinstance(driver, aiosqlite.Connection)
+    return driver
+
+
+def _reason(exc: BaseException, database: str | None) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    reason = str(orig)
+    if "unable to open" in reason:
+        reason += (
+            f" ({database!r}: check that its directory exists and this user may write there)"
+        )
+    elif "readonly" in reason:
+        reason += f" ({database!r}: this user may not write to the file or its directory)"
+    return reason
+
+
+# --- rows and values ---------------------------------------------------------------------
+
+
+def _records(rows: list[Any]) -> list[RecordedEvent]:
+    """Rows in ``_COLUMNS`` order to records, decoding each JSON document once."""
+    loads = json.loads
+    to_uuid = uuid.UUID
+    out: list[RecordedEvent] = []
+    append = out.append
+    last_text = ""
+    last_time = datetime.min
+    for row in rows:
+        text = row[9]
+        # A batch shares one timestamp: parse it once per run of equal stamps.
+        if text != last_text:
+            last_text = text
+            last_time = _parse_time(text)
+        meta = row[8]
+        append(
+            RecordedEvent(
+                to_uuid(hex=row[0]), row[1], row[2], row[3], row[4], row[5], row[6],
+                loads(row[7]), {} if meta == "{}" else loads(meta), last_time,
+            )
+        )
+    return out
+
+
+def _parse_time(text: str) -> datetime:
+    """Stored UTC text back to an aware datetime."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _as_of_text(as_of: datetime) -> str:
+    if as_of.tzinfo is None:
+        raise TypeError(
+            f"as_of={as_of!r} has no time zone: pass an aware datetime, e.g. "
+            "datetime.now(UTC)"
+        )
+    return as_of.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def _matches(expected: ExpectedVersion, actual: int) -> bool:
+    if expected is ANY:
+        return True
+    if expected is NO_STREAM:
+        return actual == 0
+    if expected is STREAM_EXISTS:
+        return actual > 0
+    return expected == actual
