@@ -62,14 +62,16 @@ async def run(
 ) -> list[Outcome]:
     """Run the workloads ``repeat`` times each and return their figures.
 
-    ``postgres``: run the eventfold and baseline sides on PostgreSQL at ``dsn``;
+    ``postgres``: run the eventfold and baseline sides on PostgreSQL at ``dsn`` (which
+    may be empty otherwise);
     ``sqlite``: run the eventfold sides on a SQLite temp file too; ``eventfold=False``
     runs the baselines alone; ``sizes`` overrides workloads' sizes by id.
     """
     sizes = sizes or {}
     registry = bench_registry()
-    url, pg = store_url(dsn), asyncpg_dsn(dsn)
+    url = pg = ""
     if postgres:
+        url, pg = store_url(dsn), asyncpg_dsn(dsn)
         await ensure_database(dsn)
         if eventfold and any(w.eventfold for w in workloads):
             await migrate_store(url)
