@@ -1,1 +1,33 @@
-"""aggregates (filled by a later issue)."""
+"""The write model: aggregates, their repository, and given/when/then specifications."""
+
+from aggregates.aggregate import Aggregate, applies, check_aggregate
+from aggregates.errors import (
+    AggregateDefinitionError,
+    AggregateError,
+    AggregateExists,
+    AggregateNotFound,
+    DomainError,
+    MissingHandler,
+    SnapshotStateError,
+    UnregisteredHandlerEvents,
+)
+from aggregates.repository import Command, Repository
+from aggregates.testing import Scenario, scenario
+
+__all__ = [
+    "Aggregate",
+    "AggregateDefinitionError",
+    "AggregateError",
+    "AggregateExists",
+    "AggregateNotFound",
+    "Command",
+    "DomainError",
+    "MissingHandler",
+    "Repository",
+    "Scenario",
+    "SnapshotStateError",
+    "UnregisteredHandlerEvents",
+    "applies",
+    "check_aggregate",
+    "scenario",
+]

@@ -1,0 +1,271 @@
+"""The repository: loads aggregates by folding their streams, saves their pending events.
+
+All I/O of the write model happens here; aggregates stay pure. Loading reads the stream
+(the store upcasts it), validates each event through the registry and applies it; with a
+snapshot store it starts from the latest snapshot that fits the class and folds only the
+events after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+from aggregates.aggregate import Aggregate, check_aggregate
+from aggregates.errors import AggregateExists, AggregateNotFound, SnapshotStateError
+from eventstore.errors import ConcurrencyError
+from eventstore.event import Event
+from eventstore.ids import new_event_id
+from eventstore.protocol import EventStore
+from eventstore.records import NO_STREAM, AppendResult, NewEvent, RecordedEvent
+from snapshots.protocol import Snapshot, SnapshotStore
+
+A = TypeVar("A", bound=Aggregate)
+
+Command = Callable[[A], object]
+"""What ``update`` and ``create`` run on the aggregate: a function (sync or async) that
+calls its commands, e.g. ``lambda order: order.ship()``."""
+
+logger = logging.getLogger("eventfold.aggregates")
+
+
+class Repository:
+    """Loads and saves aggregates through an ``EventStore``.
+
+    ``skip_unknown=True`` makes loads tolerant: stored events whose type the registry does
+    not know are passed over (the aggregate's version still counts them) instead of raising
+    ``UnknownEventType``. ``snapshots`` plugs in a snapshot store (see
+    ``snapshots.protocol.SnapshotStore``).
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        snapshots: SnapshotStore | None = None,
+        skip_unknown: bool = False,
+        aggregates: Iterable[type[Aggregate]] = (),
+    ) -> None:
+        self.store = store
+        self.snapshots = snapshots
+        self.skip_unknown = skip_unknown
+        self._checked: set[type[Aggregate]] = set()
+        for cls in aggregates:
+            self._check(cls)
+
+    def _check(self, cls: type[Aggregate]) -> None:
+        # Checked once per class: a handler for an event type the registry lacks is a
+        # wiring mistake that should fail on first use, not when such an event turns up.
+        if cls not in self._checked:
+            check_aggregate(cls, self.store.registry)
+            self._checked.add(cls)
+
+    async def get(
+        self,
+        cls: type[A],
+        id: str,
+        *,
+        version: int | None = None,
+        as_of: datetime | None = None,
+        skip_unknown: bool | None = None,
+    ) -> A:
+        """The aggregate with its stream folded in.
+
+        ``version=k`` folds events up to version k (the state right after event k);
+        ``as_of=t`` folds those recorded at or before t (timezone-aware). Both may be
+        given. Raises ``AggregateNotFound`` when no event matches, ``UnknownEventType``
+        for a stored type the registry lacks (unless ``skip_unknown``), and
+        ``EventDecodeError`` naming the field when stored data does not validate.
+        """
+        self._check(cls)
+        if version is not None and (isinstance(version, bool) or version < 1):
+            raise ValueError(f"version must be >= 1 (the first event is version 1), got {version}")
+        if as_of is not None and as_of.tzinfo is None:
+            raise ValueError(
+                f"as_of {as_of.isoformat()} has no timezone: pass an aware datetime "
+                "(e.g. datetime.now(UTC))"
+            )
+        stream_id = cls.stream_id_for(id)
+        aggregate: A | None = None
+        if self.snapshots is not None and as_of is None:
+            # A snapshot knows its version, not the time of its last event, so loads as
+            # of a time always fold from the start.
+            aggregate = await self._from_snapshot(cls, id, stream_id, version)
+        from_version = aggregate.version + 1 if aggregate is not None else None
+        records = await self.store.read_stream(
+            stream_id, from_version=from_version, to_version=version, as_of=as_of
+        )
+        if aggregate is None:
+            if not records:
+                raise AggregateNotFound(cls, id, stream_id, version=version, as_of=as_of)
+            aggregate = cls(id)
+        self._apply(aggregate, records, skip_unknown)
+        return aggregate
+
+    async def _from_snapshot(
+        self, cls: type[A], id: str, stream_id: str, max_version: int | None
+    ) -> A | None:
+        assert self.snapshots is not None
+        snapshot = await self.snapshots.latest(
+            stream_id, state_version=cls.state_version, max_version=max_version
+        )
+        if snapshot is None:
+            return None
+        # The store promised these, but a snapshot applied to the wrong shape or version
+        # corrupts state silently; checking costs nothing.
+        if (
+            snapshot.stream_id != stream_id
+            or snapshot.state_version != cls.state_version
+            or snapshot.version < 1
+            or (max_version is not None and snapshot.version > max_version)
+        ):
+            logger.warning(
+                "ignoring snapshot of %s at version %s (state version %s): it does not match "
+                "the load of %s (state version %s, up to version %s)",
+                snapshot.stream_id, snapshot.version, snapshot.state_version, stream_id,
+                cls.state_version, max_version,
+            )
+            return None
+        try:
+            return cls.from_snapshot(id, snapshot.version, snapshot.state)
+        except SnapshotStateError as exc:
+            logger.warning("ignoring snapshot, folding all events instead: %s", exc)
+            return None
+
+    def _apply(self, aggregate: Aggregate, records: list[RecordedEvent], skip: bool | None) -> None:
+        if not records:
+            return
+        skip_unknown = self.skip_unknown if skip is None else skip
+        registry = self.store.registry
+        events: list[Event] = []
+        for record in records:
+            if skip_unknown and not registry.is_known(record):
+                logger.debug(
+                    "skipping unknown event type %r v%s (stream %r, position %s)",
+                    record.event_type, record.schema_version, record.stream_id, record.position,
+                )
+                continue
+            events.append(registry.decode(record))
+        aggregate._fold(events)
+        # Skipped and split events still advance the version: it is the stream's, and the
+        # next save must expect it.
+        aggregate.version = records[-1].stream_version
+
+    async def save(
+        self, aggregate: Aggregate, *, metadata: Mapping[str, Any] | None = None
+    ) -> AppendResult | None:
+        """Append the aggregate's pending events, expecting the version it was loaded at.
+
+        Returns the append's result, or None when nothing was pending. Raises
+        ``ConcurrencyError`` when the stream moved on since the load (reload and retry,
+        or use ``update``). Event ids are assigned once per pending event, so calling
+        ``save`` again after a lost reply does not store the events twice.
+        """
+        self._check(type(aggregate))
+        pending = aggregate._pending
+        if not pending:
+            return None
+        ids = aggregate._event_ids(new_event_id)
+        meta: Mapping[str, Any] = dict(metadata) if metadata else {}
+        batch = [
+            NewEvent(event, event_id, meta) for event, event_id in zip(pending, ids, strict=True)
+        ]
+        previous = aggregate.version
+        result = await self.store.append(
+            aggregate.stream_id, batch, expected_version=previous or NO_STREAM
+        )
+        aggregate._mark_saved(result.version)
+        if self.snapshots is not None:
+            await self._after_save(aggregate, previous, result.version)
+        return result
+
+    async def _after_save(self, aggregate: Aggregate, previous: int, version: int) -> None:
+        assert self.snapshots is not None
+        cls = type(aggregate)
+
+        def capture() -> Snapshot:
+            return Snapshot(
+                aggregate.stream_id, version, cls.state_version, aggregate.snapshot_state()
+            )
+
+        try:
+            await self.snapshots.after_save(
+                aggregate.stream_id, previous_version=previous, version=version,
+                every=cls.snapshot_every, capture=capture,
+            )
+        except Exception:
+            # The events are committed; a snapshot is only a shortcut for later loads, so
+            # failing to take one must not report the command as failed.
+            logger.warning(
+                "could not take a snapshot of %s at version %s", aggregate.stream_id, version,
+                exc_info=True,
+            )
+
+    async def update(
+        self,
+        cls: type[A],
+        id: str,
+        command: Command[A],
+        *,
+        retries: int = 3,
+        metadata: Mapping[str, Any] | None = None,
+        backoff: float = 0.0,
+    ) -> A:
+        """Load, run ``command`` on the aggregate, save; on ``ConcurrencyError`` start over.
+
+        The command runs again on the freshly loaded aggregate at most ``retries`` times,
+        then the last ``ConcurrencyError`` propagates. ``backoff`` > 0 waits a random time
+        up to ``backoff * 2**attempt`` seconds before each retry, to spread out writers
+        that collide repeatedly. A domain error from the command propagates at once and
+        saves nothing. Returns the saved aggregate.
+        """
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        attempt = 0
+        while True:
+            aggregate = await self.get(cls, id)
+            await _run(command, aggregate)
+            try:
+                await self.save(aggregate, metadata=metadata)
+            except ConcurrencyError:
+                if attempt >= retries:
+                    raise
+                attempt += 1
+                logger.debug("retrying command on %s (attempt %s)", aggregate.stream_id, attempt)
+                if backoff > 0:
+                    await asyncio.sleep(random.uniform(0, backoff * 2**attempt))
+                continue
+            return aggregate
+
+    async def create(
+        self,
+        cls: type[A],
+        id: str,
+        command: Command[A],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> A:
+        """Run ``command`` on a new aggregate and save it as a new stream.
+
+        Raises ``AggregateExists`` when the stream already has events (nothing is
+        written then). A command that records nothing stores nothing.
+        """
+        self._check(cls)
+        aggregate = cls(id)
+        await _run(command, aggregate)
+        try:
+            await self.save(aggregate, metadata=metadata)
+        except ConcurrencyError as exc:
+            raise AggregateExists(cls, id, aggregate.stream_id, exc.actual) from exc
+        return aggregate
+
+
+async def _run(command: Callable[[A], object], aggregate: A) -> None:
+    result = command(aggregate)
+    if inspect.isawaitable(result):
+        await result

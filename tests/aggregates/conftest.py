@@ -1,0 +1,42 @@
+"""Fixtures of the aggregate tests: the sample domain's registry and a store per backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sample_shop import shop_registry
+
+from aggregates import Repository
+from eventstore import EventRegistry, EventStore, connect
+from eventstore.migrate import migrate
+
+
+@pytest.fixture
+def registry() -> EventRegistry:
+    """A fresh registry of the sample domain's events."""
+    return shop_registry()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store's URL: the memory backend, and a migrated SQLite file."""
+    if request.param == "memory":
+        return "memory://"
+    url = f"sqlite:///{tmp_path / 'aggregates.db'}"
+    await migrate(url)
+    return url
+
+
+@pytest.fixture
+async def store(store_url: str, registry: EventRegistry) -> AsyncIterator[EventStore]:
+    """An open, empty store of the sample domain on each backend."""
+    async with connect(store_url, registry) as store:
+        yield store
+
+
+@pytest.fixture
+def repo(store: EventStore) -> Repository:
+    """A repository over the store, without snapshots."""
+    return Repository(store)
