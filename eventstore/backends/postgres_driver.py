@@ -1,0 +1,83 @@
+"""What the PostgreSQL adapter needs from asyncpg: DSNs, session settings, error translation.
+
+Driver errors are translated here, once: a server that cannot be reached, or a connection
+lost mid-call, becomes ``StoreUnavailable`` with the masked URL, never the password.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from eventstore.connect import masked
+from eventstore.errors import StoreUnavailable
+
+APPLICATION_NAME = "eventfold"
+"""The application_name of every connection the store opens (pg_stat_activity shows it)."""
+
+# Errors that mean "the server or the connection is gone", not "the statement was wrong".
+# Class 08 (connection exception), shutdown and start-up states (57P01-57P03), a database
+# or role that does not exist / may not log in, too many connections, and the socket itself.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.IdleInTransactionSessionTimeoutError,
+    asyncpg.exceptions.InvalidCatalogNameError,
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The DSN asyncpg accepts for a store URL (drops SQLAlchemy's ``+asyncpg`` driver)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise StoreUnavailable(masked(url), "not a postgresql:// URL")
+    base = scheme.split("+", 1)[0].lower()
+    if base not in {"postgresql", "postgres"}:
+        raise StoreUnavailable(masked(url), "not a postgresql:// URL")
+    return f"postgresql://{rest}"
+
+
+def session_settings(idle_in_transaction_timeout: float) -> dict[str, str]:
+    """Server settings for the store's connections.
+
+    ``idle_in_transaction_session_timeout`` ends a session that sits in an open transaction:
+    such a transaction holds back the horizon below which every reader of the global log
+    reads, so a forgotten one would stall all projections (docs/operations.md).
+    """
+    milliseconds = max(0, round(idle_in_transaction_timeout * 1000))
+    return {
+        "application_name": APPLICATION_NAME,
+        "idle_in_transaction_session_timeout": str(milliseconds),
+    }
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether a driver error means the server or the connection is gone."""
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    # asyncpg says "connection is closed" / "pool is closed" with a bare InterfaceError.
+    return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
+
+
+def unavailable(url: str, exc: BaseException) -> StoreUnavailable:
+    """The ``StoreUnavailable`` for a driver error (``url`` already masked)."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return StoreUnavailable(url, reason)
+
+
+async def connect(url: str, **kwargs: Any) -> asyncpg.Connection:
+    """One connection outside the pool (listener, notifier, maintenance), errors translated."""
+    try:
+        return await asyncpg.connect(asyncpg_dsn(url), **kwargs)
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise unavailable(masked(url), exc) from exc
+        raise

@@ -1,0 +1,136 @@
+"""Bringing a database's eventfold schema to the revision this code expects.
+
+The Alembic scripts ship inside the package (``eventstore/migrations``) and record their
+revision in their own table, ``eventfold_alembic_version``, so a user's Alembic history in the
+same database never collides with ours. Works on PostgreSQL (asyncpg) and SQLite (aiosqlite).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from eventstore.connect import masked
+from eventstore.errors import StoreUnavailable
+
+SCHEMA_HEAD = "0001"
+"""The revision this code expects (the head of eventstore/migrations; a test keeps it so)."""
+
+VERSION_TABLE = "eventfold_alembic_version"
+"""The table where the applied revision is recorded."""
+
+
+def alembic_config() -> Config:
+    """An Alembic configuration pointing at the migrations inside the package."""
+    config = Config()
+    location = importlib.resources.files("eventstore") / "migrations"
+    config.set_main_option("script_location", str(location))
+    return config
+
+
+def script_head() -> str:
+    """The head revision of the shipped scripts (what ``SCHEMA_HEAD`` must equal)."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships revisions
+        raise RuntimeError("eventstore/migrations holds no revision")
+    return head
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The async SQLAlchemy URL for a store URL (``postgresql://`` -> ``postgresql+asyncpg://``)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreUnavailable(masked(url), f"not a database URL: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend in {"postgresql", "postgres"}:
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    elif backend == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    else:
+        raise StoreUnavailable(
+            masked(url), "migrations run on postgresql:// or sqlite:/// URLs only"
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+async def migrate(url: str, revision: str = "head") -> None:
+    """Upgrade the database at ``url`` to ``revision`` (default: the newest).
+
+    Safe to run from several processes at once on PostgreSQL (they take turns on an
+    advisory lock) and a no-op when the schema is already there.
+    """
+    await _run(url, lambda sync_conn, config: command.upgrade(config, revision))
+
+
+async def downgrade(url: str, revision: str) -> None:
+    """Downgrade the database at ``url`` to ``revision`` (``"base"`` drops every table)."""
+    await _run(url, lambda sync_conn, config: command.downgrade(config, revision))
+
+
+async def schema_revision(url: str) -> str | None:
+    """The revision the database at ``url`` is at, or None when it has no eventfold schema."""
+    engine = _engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(_read_revision)
+    except (OSError, DBAPIError) as exc:
+        raise StoreUnavailable(masked(url), _reason(exc)) from exc
+    finally:
+        await engine.dispose()
+
+
+def _read_revision(sync_conn: sa.Connection) -> str | None:
+    if not sa.inspect(sync_conn).has_table(VERSION_TABLE):
+        return None
+    row = sync_conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).first()
+    return None if row is None else str(row[0])
+
+
+async def _run(url: str, action: Any) -> None:
+    engine = _engine(url)
+    try:
+        try:
+            conn = await engine.connect()
+        except (OSError, DBAPIError) as exc:
+            raise StoreUnavailable(masked(url), _reason(exc)) from exc
+        try:
+            await _run_on(conn, action)
+        except (OSError, DBAPIError) as exc:
+            # A failing migration statement is a bug to show as it is; a lost connection
+            # is the server's state, said the one way the store says it.
+            if isinstance(exc, DBAPIError) and not exc.connection_invalidated:
+                raise
+            raise StoreUnavailable(masked(url), _reason(exc)) from exc
+        finally:
+            await conn.close()
+    finally:
+        await engine.dispose()
+
+
+async def _run_on(conn: AsyncConnection, action: Any) -> None:
+    def run(sync_conn: sa.Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = sync_conn
+        action(sync_conn, config)
+
+    await conn.run_sync(run)
+    await conn.commit()
+
+
+def _engine(url: str) -> AsyncEngine:
+    # NullPool: a migration is a one-off, and no connection may outlive it.
+    return create_async_engine(sqlalchemy_url(url), poolclass=sa.NullPool)
+
+
+def _reason(exc: BaseException) -> str:
+    inner = getattr(exc, "orig", None) or exc
+    return f"{type(inner).__name__}: {inner}".splitlines()[0]

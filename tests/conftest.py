@@ -1,0 +1,179 @@
+"""Shared fixtures.
+
+PostgreSQL: tests get a real server, never a mock, and never skip for want of one. The DSN
+comes from ``EVENTFOLD_TEST_DATABASE_URL`` (CI: ``postgresql://postgres@127.0.0.1:5432/test``);
+without it a throwaway server is started with pytest-postgresql and the machine's pg_ctl.
+Each test session works in a fresh database of its own (random name, migrated, dropped at
+the end), so engineers and CI runs sharing a server never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import glob
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import asyncpg
+import psycopg
+import pytest
+from pytest_postgresql import factories
+from sqlalchemy.engine import make_url
+
+from eventstore.backends.postgres import PostgresEventStore
+from eventstore.migrate import migrate
+from eventstore.registry import EventRegistry
+
+T = TypeVar("T")
+
+TEST_DATABASE_ENV = "EVENTFOLD_TEST_DATABASE_URL"
+
+HOW_TO_GET_POSTGRES = (
+    f"PostgreSQL tests need a server: set {TEST_DATABASE_ENV} to a DSN whose user may create "
+    "databases (e.g. postgresql://postgres@127.0.0.1:5432/test), or install PostgreSQL "
+    "(apt-get install postgresql) and run the tests as a user other than root so "
+    "pytest-postgresql can start a throwaway server with pg_ctl."
+)
+
+
+def _pg_ctl() -> str | None:
+    """The newest pg_ctl of the machine's PostgreSQL installations, if any."""
+
+    def major(path: str) -> int:
+        match = re.search(r"/postgresql/(\d+)/", path)
+        return int(match.group(1)) if match else 0
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=major)
+    return found[-1] if found else None
+
+
+# Only instantiated when no DSN is configured (see pg_server_url).
+postgresql_throwaway = factories.postgresql_proc(executable=_pg_ctl() or "pg_ctl", port=None)
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, in a thread with its own event loop
+    (session fixtures must not touch the loops pytest-asyncio manages)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(request: pytest.FixtureRequest) -> str:
+    """A DSN of a PostgreSQL server whose user may create databases."""
+    configured = os.environ.get(TEST_DATABASE_ENV)
+    if configured:
+        return configured
+    pg_ctl = _pg_ctl()
+    if pg_ctl is None:
+        pytest.fail(f"no PostgreSQL found. {HOW_TO_GET_POSTGRES}", pytrace=False)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        pytest.fail(
+            f"{TEST_DATABASE_ENV} is not set and a throwaway server cannot be started "
+            f"as root (initdb refuses to run as root). {HOW_TO_GET_POSTGRES}",
+            pytrace=False,
+        )
+    try:
+        server = request.getfixturevalue("postgresql_throwaway")
+    except Exception as exc:
+        pytest.fail(
+            f"could not start a throwaway PostgreSQL with {pg_ctl}: {exc}. {HOW_TO_GET_POSTGRES}",
+            pytrace=False,
+        )
+    return f"postgresql://{server.user}@{server.host}:{server.port}/postgres"
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """The URL of a fresh database for this test session, migrated to the head."""
+    name = f"eventfold_test_{uuid.uuid4().hex[:12]}"
+    server = make_url(pg_server_url)
+    admin_dsn = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        pytest.fail(
+            f"cannot create a test database on {server.render_as_string()}: {exc}. "
+            f"{HOW_TO_GET_POSTGRES}",
+            pytrace=False,
+        )
+    url = server.set(drivername="postgresql", database=name).render_as_string(
+        hide_password=False
+    )
+    try:
+        run_async(migrate(url))
+        yield url
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def truncate_store_tables(url: str) -> None:
+    """Empty every eventfold table (not the migration version) and restart identities."""
+    conn = await asyncpg.connect(url)
+    try:
+        tables = await conn.fetch(
+            "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename LIKE 'eventfold\\_%' AND tablename <> 'eventfold_alembic_version'"
+        )
+        if tables:
+            names = ", ".join(row[0] for row in tables)
+            await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def pg_clean_url(pg_url: str) -> str:
+    """``pg_url`` with every eventfold table emptied for this test."""
+    await truncate_store_tables(pg_url)
+    return pg_url
+
+
+@pytest.fixture
+def pg_registry() -> EventRegistry:
+    """The registry ``pg_store`` uses; override it in a test module to register events."""
+    return EventRegistry()
+
+
+PgStoreFactory = Callable[..., Awaitable[PostgresEventStore]]
+
+
+@pytest.fixture
+async def pg_store_factory(
+    pg_clean_url: str, pg_registry: EventRegistry
+) -> AsyncIterator[PgStoreFactory]:
+    """Open more stores on the test database (closed after the test):
+    ``await pg_store_factory(registry=None, **open_options)``."""
+    opened: list[PostgresEventStore] = []
+
+    async def open_store(
+        registry: EventRegistry | None = None, **options: Any
+    ) -> PostgresEventStore:
+        store = await PostgresEventStore.open(
+            pg_clean_url, registry if registry is not None else pg_registry, **options
+        )
+        opened.append(store)
+        return store
+
+    yield open_store
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def pg_store(pg_store_factory: PgStoreFactory) -> PostgresEventStore:
+    """A PostgreSQL event store on empty tables, with ``pg_registry``."""
+    return await pg_store_factory()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a PostgreSQL fixture ``postgres``."""
+    for item in items:
+        if "pg_server_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
