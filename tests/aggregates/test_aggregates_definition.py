@@ -115,7 +115,8 @@ def test_a_command_that_raises_after_recording_rolls_back_events_and_state() -> 
     with pytest.raises(InvalidLine):
         order.place("ann", [LINE, bad])  # records OrderPlaced and one LineAdded, then fails
     assert order.pending_events == ()
-    assert (order.status, order.lines, order.total, order.customer) == (Status.NEW, [], 0, "")
+    assert (order.status, order.lines, order.customer) == (Status.NEW, [], "")
+    assert order.total == 0
 
 
 def test_rollback_keeps_what_earlier_commands_recorded() -> None:
@@ -152,7 +153,9 @@ def test_a_handler_that_raises_leaves_nothing_recorded() -> None:
 
 def test_recording_an_event_without_handler_raises_missing_handler() -> None:
     account = Account("1")
-    with pytest.raises(MissingHandler, match=r"Account has no handler for Noted.*@applies\(Noted\)"):
+    with pytest.raises(
+        MissingHandler, match=r"Account has no handler for Noted.*@applies\(Noted\)"
+    ):
         account.record(Noted(note="x"))
     assert account.pending_events == ()
 
@@ -199,7 +202,7 @@ def test_an_async_handler_fails_at_class_creation() -> None:
 
 
 def test_state_without_a_default_fails_at_class_creation() -> None:
-    with pytest.raises(AggregateDefinitionError, match="Wrong.balance has no default"):
+    with pytest.raises(AggregateDefinitionError, match=r"Wrong\.balance has no default"):
 
         class Wrong(Aggregate):
             balance: int
@@ -229,7 +232,9 @@ def test_defining_init_fails_at_class_creation() -> None:
         ("snapshot_every", True, "snapshot_every"),
     ],
 )
-def test_bad_class_settings_fail_at_class_creation(setting: str, value: object, message: str) -> None:
+def test_bad_class_settings_fail_at_class_creation(
+    setting: str, value: object, message: str
+) -> None:
     with pytest.raises(AggregateDefinitionError, match=message):
         type("Wrong", (Aggregate,), {setting: value})
 
