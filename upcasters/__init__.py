@@ -8,7 +8,7 @@ schema changes (the ``eventfold catalog`` and ``eventfold schemas`` commands cal
 """
 
 from upcasters import catalog, schemas
-from upcasters.catalog import CatalogEntry, catalog_json, catalog_markdown, describe
+from upcasters.catalog import CatalogEntry, catalog_dict, catalog_json, catalog_markdown, describe
 from upcasters.chain import (
     DataUpcaster,
     JSONObject,
@@ -47,6 +47,7 @@ __all__ = [
     "UpcasterStep",
     "Upcasters",
     "catalog",
+    "catalog_dict",
     "catalog_json",
     "catalog_markdown",
     "check_schemas",

@@ -1,7 +1,7 @@
 """The event catalog: every registered event type with its version, JSON Schema and chain.
 
 Pure functions of an ``EventRegistry`` and its ``Upcasters``: ``describe`` gives the
-entries, ``catalog`` a JSON-able dict, ``catalog_json`` and ``catalog_markdown`` the text
+entries, ``catalog_dict`` a JSON-able dict, ``catalog_json`` and ``catalog_markdown`` the text
 that ``eventfold catalog --format json|markdown`` prints.
 """
 
@@ -60,7 +60,7 @@ def describe(registry: EventRegistry, upcasters: Upcasters | None = None) -> lis
     return entries
 
 
-def catalog(registry: EventRegistry, upcasters: Upcasters | None = None) -> dict[str, Any]:
+def catalog_dict(registry: EventRegistry, upcasters: Upcasters | None = None) -> dict[str, Any]:
     """The catalog as a JSON-able dict: ``{"events": [...], "unattached_upcasters": [...]}``.
 
     ``unattached_upcasters`` lists steps whose chains end at no registered class (what
@@ -90,7 +90,7 @@ def catalog(registry: EventRegistry, upcasters: Upcasters | None = None) -> dict
 
 def catalog_json(registry: EventRegistry, upcasters: Upcasters | None = None) -> str:
     """The catalog as indented JSON text."""
-    return json.dumps(catalog(registry, upcasters), indent=2, ensure_ascii=False)
+    return json.dumps(catalog_dict(registry, upcasters), indent=2, ensure_ascii=False)
 
 
 def catalog_markdown(registry: EventRegistry, upcasters: Upcasters | None = None) -> str:
@@ -137,11 +137,11 @@ def catalog_markdown(registry: EventRegistry, upcasters: Upcasters | None = None
             "", "JSON Schema:", "", "```json",
             json.dumps(entry.json_schema, indent=2, ensure_ascii=False), "```",
         ]
-    unattached = catalog(registry, upcasters)["unattached_upcasters"]
+    unattached = catalog_dict(registry, upcasters)["unattached_upcasters"]
     if unattached:
         lines += [
             "", "## Upcasters that reach no registered type", "",
-            "`eventfold` refuses to start with these: see `Upcasters.check`.", "",
+            "`Upcasters.check` reports each of these as an error.", "",
         ]
         for step in unattached:
             targets = ", ".join(f"{t['type']} v{t['version']}" for t in step["to"])
