@@ -1,0 +1,72 @@
+"""``create_engine(url)``: a SQLAlchemy async engine on a store URL, for read models and
+bookkeeping tables (projection checkpoints, leases, parked events).
+
+``postgresql://`` becomes ``postgresql+asyncpg://`` and ``sqlite:///`` becomes
+``sqlite+aiosqlite:///``; ``memory://`` (the memory store keeps no tables) gets a private
+in-memory SQLite database on one shared connection.
+
+SQLite connections are set up as the SQLite store sets up its own: WAL (readers never wait
+for the writer), a busy timeout, and transactions begun explicitly by SQLAlchemy, so that
+savepoints work and a transaction may ask for the write lock up front with
+``connection.execution_options(sqlite_begin="IMMEDIATE")`` (a deferred transaction that
+reads and then writes can fail at once with "database is locked" instead of waiting).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from eventstore.migrate import sqlalchemy_url
+
+_configured: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+
+def create_engine(url: str, *, busy_timeout: float = 30.0, **options: Any) -> AsyncEngine:
+    """An async engine on the database of the store at ``url``.
+
+    ``busy_timeout`` (SQLite) is how long a write waits for another connection's write lock.
+    Other keyword arguments go to SQLAlchemy's ``create_async_engine`` (pool size, echo...).
+    Dispose of the engine (``await engine.dispose()``) when done.
+    """
+    if url.split(":", 1)[0].lower() == "memory":
+        # One connection, shared: every new connection to ":memory:" would be a new database.
+        engine = create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool, **options)
+    else:
+        engine = create_async_engine(sqlalchemy_url(url), **options)
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine, busy_timeout)
+    return engine
+
+
+def is_sqlite_ready(engine: AsyncEngine) -> bool:
+    """Whether a SQLite engine came from ``create_engine`` (explicit BEGIN, savepoints)."""
+    return engine.sync_engine in _configured
+
+
+def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
+    memory = engine.url.database in (None, "", ":memory:")
+
+    @sa_event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # sqlite3's own implicit BEGIN is DEFERRED and skips SAVEPOINT: let SQLAlchemy begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            if not memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+        finally:
+            cursor.close()
+
+    @sa_event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+
+    _configured.add(engine.sync_engine)

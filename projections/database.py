@@ -1,0 +1,81 @@
+"""The database the runner keeps its books and read models in: transactions, the clock.
+
+Every write transaction of the runner goes through ``Database.transaction()``. On SQLite it
+begins IMMEDIATE (the write lock up front, waiting for other processes within the busy
+timeout instead of failing on a lock upgrade) and the runner's own transactions take turns
+on an in-process lock, so they never busy-wait for each other. On PostgreSQL transactions
+run concurrently; the checkpoint row lock orders them where it matters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from eventstore.engine import is_sqlite_ready
+
+_sqlite_locks: weakref.WeakKeyDictionary[sa.Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+class Database:
+    """An engine on the store's database, with the runner's transaction discipline."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        if self.dialect not in ("postgresql", "sqlite"):
+            raise ValueError(
+                f"projections keep their tables in PostgreSQL or SQLite, not {self.dialect}"
+            )
+        if self.sqlite and not is_sqlite_ready(engine):
+            raise ValueError(
+                "create the SQLite engine with eventstore.engine.create_engine(url): it "
+                "sets up explicit transactions, savepoints and the busy timeout"
+            )
+
+    @property
+    def sqlite(self) -> bool:
+        """Whether the database is SQLite."""
+        return self.dialect == "sqlite"
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a write transaction, committed when the block ends normally."""
+        if not self.sqlite:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        lock = _sqlite_locks.setdefault(self.engine.sync_engine, asyncio.Lock())
+        async with lock, self.engine.connect() as conn:
+            await conn.execution_options(sqlite_begin="IMMEDIATE")
+            async with conn.begin():
+                yield conn
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads (a deferred transaction on SQLite, no write lock)."""
+        async with self.engine.connect() as conn:
+            yield conn
+
+    def now(self) -> sa.ColumnElement[float]:
+        """The database clock in seconds since the epoch (one clock for all machines)."""
+        if self.sqlite:
+            return sa.literal_column("((julianday('now') - 2440587.5) * 86400.0)", sa.Float)
+        return sa.literal_column("extract(epoch from clock_timestamp())::float8", sa.Float)
+
+    def insert(self, table: sa.Table) -> Any:
+        """The dialect's INSERT, which has ``on_conflict_do_update/nothing``."""
+        if self.sqlite:
+            return sqlite.insert(table)
+        return postgresql.insert(table)
+
+    def quote(self, name: str) -> str:
+        """An identifier quoted for this database."""
+        return str(self.engine.dialect.identifier_preparer.quote(name))

@@ -1,0 +1,431 @@
+"""Rebuilding a projection's read model: blue/green without downtime, or in place; reset.
+
+Blue/green (``rebuild``): the projection's tables are copied empty under shadow names
+(``orders__shadow``), a subscription of its own (``<name>#rebuild``, with its own checkpoint
+and parked events) replays the log from position zero into them, and when it has caught up
+one transaction swaps them in:
+
+- it locks the live checkpoint row, which waits for the live holder's batch in progress and
+  keeps its next one out (its compare-and-set then fails, and it reloads the checkpoint);
+- it applies the events that arrived since the catch-up to the shadow tables;
+- it renames ``orders`` to ``orders__old`` and ``orders__shadow`` to ``orders``, drops the
+  old tables, and gives the shadow's indexes the live names back;
+- it sets the live checkpoint to the shadow's and moves the shadow's parked events over.
+
+Until that commits, queries keep reading the old tables; after it, the new ones. A rebuild
+takes the ``<name>#rebuild`` lease, so two rebuilds of one projection cannot overlap; the
+live runner goes on serving the old tables all along. Foreign keys between read-model
+tables are not supported by the swap (they would keep pointing at the old tables): rebuild
+such projections in place.
+
+In place (``rebuild(in_place=True)``): one transaction empties the tables and puts the
+checkpoint back to zero (``reset``), then the log is replayed into them - here if no runner
+holds the projection, otherwise by its holder while this follows its progress. Queries see
+the model empty and growing meanwhile.
+
+Progress is reported to a callback as plain ``RebuildProgress`` data (the CLI draws a bar).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from eventstore.protocol import EventStore
+from eventstore.records import START, GlobalPosition
+from projections import checkpoints, parking
+from projections.database import Database
+from projections.errors import ProjectionHalted, ProjectionHeld, RebuildError
+from projections.leases import Lease, default_holder, lease_info
+from projections.projection import Projection, ReadModel
+from projections.subscriber import BatchContext, Delivery, FailurePolicy
+from projections.subscription import Subscription
+
+SHADOW_SUFFIX = "__shadow"
+OLD_SUFFIX = "__old"
+REBUILD_SUFFIX = "#rebuild"
+
+Phase = Literal["replaying", "swapping", "done"]
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildProgress:
+    """How far a rebuild is.
+
+    ``total_estimate`` and ``eta_seconds`` are estimates: the log is not counted up front
+    (that would cost as much as reading it); the share of subscribed events seen so far is
+    extrapolated over the positions still ahead. Both are None until there is a basis.
+    """
+
+    name: str
+    phase: Phase
+    events_done: int
+    total_estimate: int | None
+    rate: float
+    """Events per second since the rebuild started."""
+    eta_seconds: float | None
+    position: GlobalPosition
+    head: GlobalPosition
+    parked: int
+
+
+ProgressCallback = Callable[[RebuildProgress], None]
+
+
+def shadow_name(name: str) -> str:
+    """The subscriber name a rebuild of ``name`` runs under."""
+    return name + REBUILD_SUFFIX
+
+
+class _Shadow:
+    """The projection, writing into shadow tables; a subscriber of its own."""
+
+    def __init__(self, projection: Projection) -> None:
+        self.projection = projection
+        self.metadata = sa.MetaData(
+            naming_convention=projection.metadata.naming_convention
+        )
+        self.tables: dict[str, sa.Table] = {}
+        for table in projection.metadata.sorted_tables:
+            if table.foreign_keys:
+                raise RebuildError(
+                    f"table {table.name!r} of projection {projection.name!r} has foreign "
+                    "keys, which a blue/green swap cannot carry over: rebuild it in place"
+                )
+            shadow = table.to_metadata(self.metadata, name=table.name + SHADOW_SUFFIX)
+            # Explicit index and constraint names are schema-wide on PostgreSQL (and index
+            # names on SQLite): the shadow's get a suffix, taken off again at the swap.
+            items: list[sa.Index | sa.Constraint] = [*shadow.indexes, *shadow.constraints]
+            for item in items:
+                if isinstance(item.name, str) and item.name:
+                    item.name = sa.sql.elements.quoted_name(item.name + SHADOW_SUFFIX, None)
+            self.tables[table.name] = shadow
+
+    @property
+    def name(self) -> str:
+        return shadow_name(self.projection.name)
+
+    @property
+    def event_types(self) -> frozenset[str] | None:
+        return self.projection.event_types
+
+    @property
+    def failure(self) -> FailurePolicy:
+        return self.projection.failure
+
+    async def prepare(self, connection: AsyncConnection) -> None:
+        await connection.run_sync(self.metadata.create_all)
+
+    async def handle_batch(self, batch: Sequence[Delivery], context: BatchContext) -> None:
+        await self.projection.apply_batch(
+            batch, ReadModel(context.connection, self.tables, replaying=True)
+        )
+
+    async def drop(self, connection: AsyncConnection) -> None:
+        await connection.run_sync(self.metadata.drop_all)
+
+
+class _Meter:
+    def __init__(self, name: str, callback: ProgressCallback | None) -> None:
+        self.name = name
+        self.callback = callback
+        self.started = time.monotonic()
+        self.done = 0
+        self.start_position: GlobalPosition | None = None
+
+    def report(
+        self, phase: Phase, position: GlobalPosition, head: GlobalPosition, parked: int
+    ) -> RebuildProgress:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = self.done / elapsed
+        total: int | None = None
+        start = self.start_position.position if self.start_position is not None else 0
+        covered = position.position - start
+        ahead = head.position - position.position
+        if phase == "done" or ahead <= 0:
+            total = self.done
+        elif covered > 0 and self.done > 0:
+            total = self.done + round(ahead * self.done / covered)
+        eta = None if total is None or rate <= 0 else (total - self.done) / rate
+        progress = RebuildProgress(
+            self.name, phase, self.done, total, rate, eta, position, head, parked
+        )
+        if self.callback is not None:
+            self.callback(progress)
+        return progress
+
+
+async def rebuild(
+    store: EventStore,
+    engine: AsyncEngine,
+    projection: Projection,
+    *,
+    in_place: bool = False,
+    on_progress: ProgressCallback | None = None,
+    batch_size: int = 1000,
+    holder: str | None = None,
+    lease_ttl: float = 5.0,
+) -> RebuildProgress:
+    """Rebuild a projection's read model from the whole log; returns the final progress.
+
+    Blue/green by default (no downtime); ``in_place=True`` empties the tables first.
+    Raises ``ProjectionHeld`` if another rebuild of it runs, and ``RebuildError`` if the
+    replay halts on a failing event (the live model is then untouched).
+    """
+    db = Database(engine)
+    if in_place:
+        return await _rebuild_in_place(
+            store, db, projection, on_progress, batch_size, holder or default_holder(),
+            lease_ttl,
+        )
+    shadow = _Shadow(projection)
+    lease = Lease(db, shadow.name, holder or default_holder(), lease_ttl)
+    if not await lease.acquire():
+        info = (await lease_info(db, [shadow.name])).get(shadow.name)
+        raise ProjectionHeld(shadow.name, info.holder if info else "another process")
+    meter = _Meter(projection.name, on_progress)
+    meter.start_position = START
+    heartbeat = asyncio.create_task(_keep(lease))
+    swapped = False
+    try:
+        async with db.transaction() as conn:
+            await shadow.drop(conn)
+            await checkpoints.delete(conn, shadow.name)
+            await parking.clear(conn, shadow.name)
+        subscription = Subscription(
+            store, db, shadow, replaying=True, batch_size=batch_size
+        )
+        await subscription.setup()
+        parked = 0
+        while True:
+            head = await store.head()
+            try:
+                read = await subscription.step()
+            except ProjectionHalted as exc:
+                raise RebuildError(
+                    f"the rebuild of {projection.name!r} halted: {exc.reason}; the live read "
+                    "model is untouched. Fix the handler (or use the 'park' policy) and rebuild"
+                ) from exc
+            meter.done += read
+            parked = await _parked(db, shadow.name)
+            if read < batch_size:
+                break
+            meter.report("replaying", subscription.checkpoint, head, parked)
+        meter.report("swapping", subscription.checkpoint, await store.head(), parked)
+        await _swap(store, db, projection, shadow, subscription, meter)
+        swapped = True
+        return meter.report(
+            "done", subscription.checkpoint, await store.head(),
+            await _parked(db, projection.name),
+        )
+    finally:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
+        if not swapped:
+            with contextlib.suppress(Exception):
+                async with db.transaction() as conn:
+                    await shadow.drop(conn)
+                    await checkpoints.delete(conn, shadow.name)
+                    await parking.clear(conn, shadow.name)
+        with contextlib.suppress(Exception):
+            await lease.release()
+
+
+async def _swap(
+    store: EventStore,
+    db: Database,
+    projection: Projection,
+    shadow: _Shadow,
+    subscription: Subscription,
+    meter: _Meter,
+) -> None:
+    async with db.transaction() as conn:
+        await checkpoints.ensure(db, conn, projection.name)
+        # The live holder's batches lock this row first: from here on it waits for us.
+        await checkpoints.read(db, conn, projection.name, lock=True)
+        position = subscription.checkpoint
+        while True:
+            records = await store.read_all(
+                after=position, limit=subscription.batch_size,
+                event_types=sorted(shadow.event_types or ()) or None,
+            )
+            if records:
+                outcome = await subscription.apply(conn, records)
+                if outcome.halted_reason is not None:
+                    raise RebuildError(
+                        f"the rebuild of {projection.name!r} halted while swapping: "
+                        f"{outcome.halted_reason}; the live read model is untouched"
+                    )
+                position = subscription.checkpoint = outcome.checkpoint
+                meter.done += len(records)
+            if len(records) < subscription.batch_size:
+                break
+        await _rename(db, conn, projection, shadow)
+        await checkpoints.put(db, conn, projection.name, position)
+        await parking.move(conn, shadow.name, projection.name)
+        await checkpoints.delete(conn, shadow.name)
+
+
+async def _rename(
+    db: Database, conn: AsyncConnection, projection: Projection, shadow: _Shadow
+) -> None:
+    q = db.quote
+    existing = await conn.run_sync(lambda sync: set(sa.inspect(sync).get_table_names()))
+    for name in shadow.tables:
+        if name in existing:
+            await conn.exec_driver_sql(f"ALTER TABLE {q(name)} RENAME TO {q(name + OLD_SUFFIX)}")
+        await conn.exec_driver_sql(
+            f"ALTER TABLE {q(name + SHADOW_SUFFIX)} RENAME TO {q(name)}"
+        )
+    for name in shadow.tables:
+        if name in existing:
+            await conn.exec_driver_sql(f"DROP TABLE {q(name + OLD_SUFFIX)}")
+    for name, table in shadow.tables.items():
+        if db.sqlite:
+            # SQLite cannot rename an index: recreate the live one (the table is in place).
+            for index in table.indexes:
+                await conn.exec_driver_sql(f"DROP INDEX {q(str(index.name))}")
+            for index in projection.metadata.tables[name].indexes:
+                await conn.execute(sa.schema.CreateIndex(index))
+        else:
+            await _restore_postgres_names(db, conn, name)
+
+
+async def _restore_postgres_names(db: Database, conn: AsyncConnection, table: str) -> None:
+    """Give constraints and indexes of the swapped-in table the names the live ones had."""
+    q = db.quote
+
+    def live_name(name: str) -> str:
+        return name.replace(table + SHADOW_SUFFIX, table).removesuffix(SHADOW_SUFFIX)
+
+    constraints = (await conn.execute(
+        sa.text(
+            "SELECT conname FROM pg_constraint WHERE conrelid = CAST(:table AS regclass)"
+        ),
+        {"table": q(table)},
+    )).scalars().all()
+    for name in constraints:
+        if live_name(name) != name:
+            await conn.exec_driver_sql(
+                f"ALTER TABLE {q(table)} RENAME CONSTRAINT {q(name)} TO {q(live_name(name))}"
+            )
+    indexes = (await conn.execute(
+        sa.text(
+            "SELECT indexrelid::regclass::text FROM pg_index "
+            "WHERE indrelid = CAST(:table AS regclass)"
+        ),
+        {"table": q(table)},
+    )).scalars().all()
+    for name in indexes:
+        bare = name.rsplit(".", 1)[-1].strip('"')
+        if live_name(bare) != bare:
+            await conn.exec_driver_sql(f"ALTER INDEX {q(bare)} RENAME TO {q(live_name(bare))}")
+
+
+async def reset(engine: AsyncEngine, projection: Projection) -> None:
+    """Empty the projection's tables and put its checkpoint back to the start of the log,
+    in one transaction; its holder (or the next runner) replays the log into them. Its
+    parked events are forgotten: the replay meets those events again."""
+    db = Database(engine)
+    async with db.transaction() as conn:
+        await checkpoints.ensure(db, conn, projection.name)
+        await checkpoints.read(db, conn, projection.name, lock=True)
+        await projection.prepare(conn)
+        for table in reversed(projection.metadata.sorted_tables):
+            await conn.execute(table.delete())
+        await checkpoints.put(db, conn, projection.name, START)
+        await parking.clear(conn, projection.name)
+
+
+async def _rebuild_in_place(
+    store: EventStore,
+    db: Database,
+    projection: Projection,
+    on_progress: ProgressCallback | None,
+    batch_size: int,
+    holder: str,
+    lease_ttl: float,
+) -> RebuildProgress:
+    await reset(db.engine, projection)
+    meter = _Meter(projection.name, on_progress)
+    meter.start_position = START
+    lease = Lease(db, projection.name, holder, lease_ttl)
+    if await lease.acquire():
+        heartbeat = asyncio.create_task(_keep(lease))
+        try:
+            subscription = Subscription(store, db, projection, batch_size=batch_size)
+            await subscription.setup()
+            while True:
+                head = await store.head()
+                read = await subscription.step()
+                meter.done += read
+                if read < batch_size:
+                    break
+                meter.report(
+                    "replaying", subscription.checkpoint, head,
+                    await _parked(db, projection.name),
+                )
+            return meter.report(
+                "done", subscription.checkpoint, await store.head(),
+                await _parked(db, projection.name),
+            )
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            with contextlib.suppress(Exception):
+                await lease.release()
+    # Another runner holds the projection: it replays; follow its checkpoint.
+    types = sorted(projection.event_types or ()) or None
+    counted_through = START
+    while True:
+        async with db.reading() as conn:
+            stored = await checkpoints.read(db, conn, projection.name)
+        position = START if stored is None else stored.position
+        if stored is not None and stored.halted_reason is not None:
+            raise ProjectionHalted(projection.name, stored.halted_reason)
+        head = await store.head()
+        if position > counted_through:
+            meter.done += await _count_between(store, counted_through, position, types)
+            counted_through = position
+        ahead = await store.read_all(after=position, limit=1, event_types=types)
+        parked = await _parked(db, projection.name)
+        if not ahead:
+            return meter.report("done", position, head, parked)
+        meter.report("replaying", position, head, parked)
+        await asyncio.sleep(0.5)
+
+
+async def _count_between(
+    store: EventStore, after: GlobalPosition, upto: GlobalPosition, types: list[str] | None
+) -> int:
+    """How many subscribed events lie in (after, upto]: what another holder did meanwhile."""
+    counted = 0
+    while True:
+        records = await store.read_all(after=after, limit=5000, event_types=types)
+        inside = [r for r in records if r.global_position <= upto]
+        counted += len(inside)
+        if len(inside) < len(records) or len(records) < 5000:
+            return counted
+        after = records[-1].global_position
+
+
+async def _parked(db: Database, name: str) -> int:
+    async with db.reading() as conn:
+        return (await parking.count(conn, [name])).get(name, 0)
+
+
+async def _keep(lease: Lease) -> None:
+    while True:
+        await asyncio.sleep(lease.ttl / 3)
+        with contextlib.suppress(Exception):
+            if not await lease.renew():
+                return

@@ -1,0 +1,292 @@
+"""The runner: holds subscribers, catches each up from its checkpoint, then follows live.
+
+Each subscriber gets a task that takes its lease (one holder per subscriber across all
+runner processes), renews it in the background, and loops: read a batch after the
+checkpoint, process it (``Subscription.step``), and when caught up wait for new events
+(LISTEN/NOTIFY on PostgreSQL, polling elsewhere). A subscriber whose lease is held by
+another runner is retried every ``lease_retry`` seconds, so a dead holder is replaced
+within its lease's TTL plus that interval.
+
+Stopping is graceful: ``stop()`` lets the batch in progress commit, then releases the
+leases; ``stop(timeout=...)`` abandons (rolls back) batches still running after the
+timeout. A batch is never half committed either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal, Self
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from eventstore.protocol import EventStore
+from eventstore.records import GlobalPosition
+from projections.database import Database
+from projections.errors import CheckpointMoved, ProjectionHalted
+from projections.leases import Lease, default_holder
+from projections.subscriber import Subscriber
+from projections.subscription import Subscription, describe
+
+logger = logging.getLogger("eventfold.projections")
+
+RunState = Literal["starting", "running", "waiting", "halted", "stopped"]
+"""What a subscriber does in this runner: ``waiting`` means another runner holds it."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberState:
+    """A subscriber as this runner sees it (``status`` reports what the database says)."""
+
+    name: str
+    state: RunState
+    checkpoint: GlobalPosition
+    done_through: GlobalPosition
+    holding: bool
+    last_error: str | None
+
+
+class _Worker:
+    def __init__(self, subscription: Subscription, lease: Lease) -> None:
+        self.subscription = subscription
+        self.lease = lease
+        self.state: RunState = "starting"
+        self.last_error: str | None = None
+        self.task: asyncio.Task[None] | None = None
+
+
+class Runner:
+    """Runs subscribers (projections, process managers, relays) against one event store.
+
+    ``engine`` is an async SQLAlchemy engine on the store's database (see
+    ``eventstore.engine.create_engine``), where checkpoints, leases, parked events and read
+    models live; on the memory store use ``create_engine("memory://")``.
+
+    Use ``async with Runner(...) as runner`` (or ``start`` / ``stop``), or ``await run()``
+    to serve until ``stop`` is called.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        subscribers: Iterable[Subscriber],
+        *,
+        engine: AsyncEngine,
+        holder: str | None = None,
+        batch_size: int = 500,
+        lease_ttl: float = 5.0,
+        lease_retry: float = 1.0,
+        idle_wait: float = 1.0,
+        error_backoff: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.db = Database(engine)
+        self.holder = holder or default_holder()
+        self.lease_ttl = lease_ttl
+        self.lease_retry = lease_retry
+        self.idle_wait = idle_wait
+        self.error_backoff = error_backoff
+        self._workers: dict[str, _Worker] = {}
+        for subscriber in subscribers:
+            if subscriber.name in self._workers:
+                raise ValueError(f"subscriber {subscriber.name!r} is given twice")
+            subscription = Subscription(store, self.db, subscriber, batch_size=batch_size)
+            lease = Lease(self.db, subscriber.name, self.holder, lease_ttl)
+            self._workers[subscriber.name] = _Worker(subscription, lease)
+        self._stopping = asyncio.Event()
+        self._progress = asyncio.Condition()
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start serving every subscriber in the background."""
+        if self._started:
+            return
+        self._started = True
+        self._stopping.clear()
+        for worker in self._workers.values():
+            worker.task = asyncio.create_task(
+                self._serve(worker), name=f"eventfold-runner:{worker.subscription.name}"
+            )
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop: batches in progress commit (or, after ``timeout`` seconds, roll back),
+        then leases are released so other runners take over at once."""
+        self._stopping.set()
+        tasks = [w.task for w in self._workers.values() if w.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for worker in self._workers.values():
+            worker.task = None
+            worker.state = "stopped"
+        self._started = False
+        await self._notify()
+
+    async def run(self) -> None:
+        """Serve until ``stop`` is called (from a signal handler, another task...)."""
+        await self.start()
+        await self._stopping.wait()
+        await self.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- observing -----------------------------------------------------------------------
+
+    def states(self) -> list[SubscriberState]:
+        """What each subscriber is doing in this runner."""
+        return [
+            SubscriberState(
+                name, worker.state, worker.subscription.checkpoint,
+                worker.subscription.done_through, worker.lease.held, worker.last_error,
+            )
+            for name, worker in self._workers.items()
+        ]
+
+    async def wait_until(
+        self,
+        position: GlobalPosition,
+        timeout: float = 10.0,
+        names: Iterable[str] | None = None,
+    ) -> None:
+        """Wait until the subscribers (all, or those named) have processed the log up to
+        ``position`` (an append's ``global_position``).
+
+        Raises ``ProjectionHalted`` if one halts, and ``TimeoutError`` naming the ones that
+        lag (and why: held elsewhere, failing) when the timeout passes.
+        """
+        wanted = list(self._workers) if names is None else list(names)
+        unknown = [name for name in wanted if name not in self._workers]
+        if unknown:
+            raise ValueError(f"this runner does not run {', '.join(unknown)}")
+        workers = [self._workers[name] for name in wanted]
+
+        def done() -> bool:
+            for worker in workers:
+                if worker.subscription.halted_reason is not None:
+                    raise ProjectionHalted(
+                        worker.subscription.name, worker.subscription.halted_reason
+                    )
+            return all(w.subscription.done_through >= position for w in workers)
+
+        try:
+            async with asyncio.timeout(timeout), self._progress:
+                await self._progress.wait_for(done)
+        except TimeoutError:
+            lagging = [
+                f"{w.subscription.name} (at {tuple(w.subscription.done_through)}, "
+                f"{w.state}{', held by another runner' if not w.lease.held else ''}"
+                f"{', last error: ' + w.last_error if w.last_error else ''})"
+                for w in workers if w.subscription.done_through < position
+            ]
+            raise TimeoutError(
+                f"not at {tuple(position)} within {timeout}s: {'; '.join(lagging)}"
+            ) from None
+
+    async def _notify(self) -> None:
+        async with self._progress:
+            self._progress.notify_all()
+
+    # -- serving one subscriber ----------------------------------------------------------
+
+    async def _serve(self, worker: _Worker) -> None:
+        while not self._stopping.is_set():
+            try:
+                acquired = await worker.lease.acquire()
+            except Exception as exc:
+                worker.last_error = describe(exc)
+                logger.warning("%s: cannot take the lease: %s", worker.lease.name, exc)
+                acquired = False
+            if not acquired:
+                worker.state = "waiting"
+                await self._pause(self.lease_retry)
+                continue
+            heartbeat = asyncio.create_task(self._heartbeat(worker))
+            try:
+                await self._follow(worker)
+            except Exception as exc:
+                worker.last_error = describe(exc)
+                logger.exception("%s: stopped by an error; retrying", worker.lease.name)
+                await self._notify()
+                await self._pause(self.error_backoff)
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(worker.lease.release())
+        worker.state = "stopped"
+
+    async def _follow(self, worker: _Worker) -> None:
+        subscription = worker.subscription
+        await subscription.setup()
+        worker.state = "running"
+        while not self._stopping.is_set() and worker.lease.held:
+            if subscription.halted_reason is not None:
+                worker.state = "halted"
+                await self._notify()
+                await self._pause(self.idle_wait)
+                await subscription.reload()
+                continue
+            worker.state = "running"
+            try:
+                read = await subscription.step()
+            except CheckpointMoved as exc:
+                logger.info("%s", exc)
+                await subscription.reload()
+                continue
+            except ProjectionHalted as exc:
+                logger.error("%s", exc)
+                continue
+            worker.last_error = None
+            await self._notify()
+            if read < subscription.batch_size:
+                await self._wait_for_events(worker)
+
+    async def _wait_for_events(self, worker: _Worker) -> None:
+        after = worker.subscription.done_through
+        waiting = asyncio.create_task(self.store.wait_for_events(after, self.idle_wait))
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiting, stopping):
+                task.cancel()
+            await asyncio.gather(waiting, stopping, return_exceptions=True)
+
+    async def _heartbeat(self, worker: _Worker) -> None:
+        interval = self.lease_ttl / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                renewed = await worker.lease.renew()
+            except Exception as exc:
+                # Keep trying: the lease lasts ``lease_ttl``; if it lapses the checkpoint's
+                # compare-and-set still stops a second holder's batch.
+                logger.warning("%s: lease renewal failed: %s", worker.lease.name, exc)
+                continue
+            if not renewed:
+                logger.warning("%s: lease lost to another runner", worker.lease.name)
+                await self._notify()
+                return
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
