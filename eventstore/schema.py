@@ -63,3 +63,72 @@ streams = sa.Table(
     ),
 )
 sa.Index("eventfold_streams_category", streams.c.category, streams.c.stream_id)
+
+# --- Projections and other subscribers of the global log -----------------------------------
+
+checkpoints = sa.Table(
+    "eventfold_checkpoints",
+    metadata,
+    # The subscriber's name (a projection's name; "<name>#rebuild" for a rebuild's shadow).
+    sa.Column("name", sa.Text(), primary_key=True),
+    # The global position (transaction_id, position) of the last event the subscriber
+    # processed. Advanced by compare-and-set on the previous value in the same transaction
+    # as the subscriber's writes, so two holders can never both commit a batch.
+    sa.Column("transaction_id", sa.BigInteger(), nullable=False),
+    sa.Column("position", sa.BigInteger(), nullable=False),
+    # Events per second over the last batches, for status output.
+    sa.Column("rate", sa.Float(), nullable=False, server_default=sa.text("0")),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    # Set when a subscriber with the "halt" failure policy parked an event: it processes
+    # nothing more until its parked events are retried or skipped.
+    sa.Column("halted_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("halted_reason", sa.Text(), nullable=True),
+)
+
+parked_events = sa.Table(
+    "eventfold_parked_events",
+    metadata,
+    sa.Column("id", BIGINT, sa.Identity(), primary_key=True),
+    sa.Column("subscriber", sa.Text(), nullable=False),
+    sa.Column("transaction_id", sa.BigInteger(), nullable=False),
+    sa.Column("position", sa.BigInteger(), nullable=False),
+    sa.Column("event_id", sa.Uuid(), nullable=False),
+    sa.Column("stream_id", sa.Text(), nullable=False),
+    sa.Column("event_type", sa.Text(), nullable=False),
+    sa.Column("error", sa.Text(), nullable=False),
+    sa.Column("traceback", sa.Text(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    # NULL when the event itself failed; otherwise the global position of the failed event
+    # of the same stream it waits behind (per-stream order is kept).
+    sa.Column("blocked_by_transaction_id", sa.BigInteger(), nullable=True),
+    sa.Column("blocked_by_position", sa.BigInteger(), nullable=True),
+    sa.Column(
+        "parked_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.UniqueConstraint(
+        "subscriber", "transaction_id", "position", "event_type",
+        name="eventfold_parked_events_event",
+    ),
+)
+sa.Index(
+    "eventfold_parked_events_stream",
+    parked_events.c.subscriber,
+    parked_events.c.stream_id,
+    parked_events.c.transaction_id,
+    parked_events.c.position,
+)
+
+leases = sa.Table(
+    "eventfold_leases",
+    metadata,
+    # What is held: a subscriber's name (or "<name>#rebuild" while a rebuild runs).
+    sa.Column("name", sa.Text(), primary_key=True),
+    sa.Column("holder", sa.Text(), nullable=False),
+    # Grows with every new holder: a holder renews or releases only its own tenure.
+    sa.Column("token", sa.BigInteger(), nullable=False),
+    # Seconds since the epoch on the database's clock (one clock for every machine).
+    sa.Column("acquired_at", sa.Float(), nullable=False),
+    sa.Column("expires_at", sa.Float(), nullable=False),
+)
