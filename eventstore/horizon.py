@@ -132,10 +132,7 @@ async def _repair(conn: asyncpg.Connection) -> HorizonRepair:
         )
         # The renumbered ids run from 3 to transactions + 2; every id the server hands out
         # from now on must be larger, so move its counter past them first if needed.
-        missing = transactions + 3 - row["server_xmax"]
-        if missing > 0:
-            await conn.execute(_CONSUME_XIDS.format(count=int(missing)))
-            consumed += missing
+        consumed += await advance_transaction_counter(conn, transactions + 2)
         async with conn.transaction():
             # No reader may see the ids half renumbered, no writer may add one meanwhile.
             await conn.execute("LOCK TABLE eventfold_events IN ACCESS EXCLUSIVE MODE")
@@ -146,6 +143,21 @@ async def _repair(conn: asyncpg.Connection) -> HorizonRepair:
                 continue  # someone wrote meanwhile: measure again
             status = await conn.execute(_REMAP)
         return HorizonRepair(int(status.split()[-1]), transactions, consumed)
+
+
+async def advance_transaction_counter(conn: asyncpg.Connection, beyond: int) -> int:
+    """Commit empty transactions until the server's next transaction id exceeds ``beyond``;
+    return how many it took. ``conn`` must not be in a transaction."""
+    consumed = 0
+    while True:
+        next_id: int = await conn.fetchval(
+            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+        )
+        missing = beyond + 1 - next_id
+        if missing <= 0:
+            return consumed
+        await conn.execute(_CONSUME_XIDS.format(count=int(missing)))
+        consumed += missing
 
 
 async def horizon_holders(conn: asyncpg.Connection) -> list[HorizonHolder]:

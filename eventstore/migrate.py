@@ -7,7 +7,9 @@ same database never collides with ours. Works on PostgreSQL (asyncpg) and SQLite
 
 from __future__ import annotations
 
+import asyncio
 import importlib.resources
+import weakref
 from typing import Any
 
 import sqlalchemy as sa
@@ -95,7 +97,21 @@ def _read_revision(sync_conn: sa.Connection) -> str | None:
     return None if row is None else str(row[0])
 
 
+# Alembic keeps its running context in module globals: two migrations of one process must
+# not interleave (other processes are kept apart by an advisory lock in env.py).
+_process_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def _run(url: str, action: Any) -> None:
+    loop = asyncio.get_running_loop()
+    lock = _process_locks.setdefault(loop, asyncio.Lock())
+    async with lock:
+        await _run_alone(url, action)
+
+
+async def _run_alone(url: str, action: Any) -> None:
     engine = _engine(url)
     try:
         try:

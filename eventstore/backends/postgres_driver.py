@@ -30,6 +30,8 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InvalidCatalogNameError,
     asyncpg.exceptions.InvalidAuthorizationSpecificationError,
     asyncpg.exceptions.TooManyConnectionsError,
+    # asyncpg in a broken protocol state, e.g. after the server ended an idle session.
+    asyncpg.exceptions.InternalClientError,
 )
 
 

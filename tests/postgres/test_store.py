@@ -6,7 +6,6 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
-import asyncpg
 import pytest
 
 from eventstore import (
@@ -16,6 +15,7 @@ from eventstore import (
     STREAM_EXISTS,
     ConcurrencyError,
     DuplicateEventId,
+    Event,
     EventStore,
     GlobalPosition,
     InvalidAppend,
@@ -85,7 +85,8 @@ async def test_expected_versions(pg_store: PostgresEventStore) -> None:
     with pytest.raises(ConcurrencyError):
         await pg_store.append("S-1", [Deposited(amount=1)], expected_version=2**40)
     assert (await pg_store.append("S-1", [Deposited(amount=1)], expected_version=1)).version == 2
-    assert (await pg_store.append("S-1", [Deposited(amount=1)], expected_version=STREAM_EXISTS)).version == 3
+    exists = await pg_store.append("S-1", [Deposited(amount=1)], expected_version=STREAM_EXISTS)
+    assert exists.version == 3
     assert (await pg_store.append("S-1", [Deposited(amount=1)], expected_version=ANY)).version == 4
     assert (await pg_store.append("S-3", [Deposited(amount=1)], expected_version=0)).version == 1
     assert await pg_store.read_stream("S-2") == []
@@ -117,7 +118,10 @@ async def test_reused_event_id_is_a_duplicate(pg_store: PostgresEventStore) -> N
 
 
 async def test_invalid_appends_write_nothing(pg_store: PostgresEventStore) -> None:
-    for stream_id, events in [("", [Deposited(amount=1)]), ("S-1", []), (" S", [Noted(text="")])]:
+    cases: list[tuple[str, list[Event]]] = [
+        ("", [Deposited(amount=1)]), ("S-1", []), (" S", [Noted(text="")]),
+    ]
+    for stream_id, events in cases:
         with pytest.raises(InvalidAppend):
             await pg_store.append(stream_id, events)
     with pytest.raises(InvalidAppend):
@@ -185,7 +189,11 @@ async def test_idle_transaction_is_ended_by_the_server(pg_store_factory: object)
     store = await pg_store_factory(idle_in_transaction_timeout=0.2)  # type: ignore[operator]
     async with store.pool.acquire() as conn:
         ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        conn.add_termination_listener(lambda _: ended.done() or ended.set_result(None))
+        def on_end(_: object) -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        conn.add_termination_listener(on_end)
         tx = conn.transaction()
         await tx.start()
         await conn.execute("SELECT pg_current_xact_id()")
