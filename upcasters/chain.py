@@ -324,6 +324,20 @@ class Upcasters:
                 stack.extend(reversed(found.outputs))
         return ends
 
+    def stored_types_of(self, event_types: Iterable[str]) -> set[str]:
+        """The stored type names whose events may be read as one of ``event_types``.
+
+        The names themselves are included. A reader that filters the log by type must
+        query these stored names and filter again after upcasting, or it misses events
+        stored under a name that was since renamed or split.
+        """
+        wanted = set(event_types)
+        found = set(wanted)
+        for name, version in self._steps:
+            if any(end[0] in wanted for end in self.ends_of(name, version)):
+                found.add(name)
+        return found
+
     def __iter__(self) -> Iterator[UpcasterStep]:
         return iter(self.steps())
 

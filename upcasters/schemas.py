@@ -218,13 +218,17 @@ class _Comparison:
             results = [self._compare_single(branch, other, path) for other in new_branches]
             if any(not result for result in results):
                 continue  # some alternative of the new schema accepts this old alternative
-            kind = _kind(branch)
-            similar = [
-                result for other, result in zip(new_branches, results, strict=True)
-                if _kind(other) == kind
-            ]
+            pairs = list(zip(new_branches, results, strict=True))
+            # The closest alternative explains the change best: the same definition, else
+            # the same JSON type (a union member that gained a required field, say).
+            similar = [result for other, result in pairs if _kind(other) == _kind(branch)]
+            if not similar:
+                types = self._types_of(branch, self.old_defs)
+                similar = [
+                    result for other, result in pairs
+                    if types and self._types_of(other, self.new_defs) == types
+                ]
             if similar:
-                # The same kind of value is still allowed, only differently: say how.
                 closest: list[tuple[str, str]] = min(similar, key=len)
                 problems.extend(closest)
             else:
@@ -309,6 +313,10 @@ class _Comparison:
             for index, (a, b) in enumerate(zip(old_prefix, new_prefix, strict=False)):
                 problems.extend(self.compare(a, b, f"{path}[{index}]"))
         return problems
+
+    @staticmethod
+    def _types_of(schema: dict[str, Any], defs: dict[str, Any]) -> set[str]:
+        return _types(_resolve(schema, defs)[0])
 
     @staticmethod
     def _type_changed(old: dict[str, Any], new: dict[str, Any]) -> str:

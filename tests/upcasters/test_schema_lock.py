@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pytest
 from pydantic import BaseModel, Field
@@ -353,6 +353,41 @@ def test_recursive_models_are_compared_without_looping() -> None:
     assert findings(Tree, TreeChanged) == [
         ("root.name", "removed"),
         ("root.title", "added as a required field without a default"),
+    ]
+
+
+class Cat(BaseModel):
+    kind: Literal["cat"] = "cat"
+    lives: int
+
+
+class Dog(BaseModel):
+    kind: Literal["dog"] = "dog"
+    bark: str
+
+
+class BigDog(BaseModel):
+    kind: Literal["dog"] = "dog"
+    bark: str
+    size: int
+
+
+class Adopted(Event):
+    pet: Annotated[Cat | Dog, Field(discriminator="kind")]
+    previous: Dog | None = None
+
+
+class AdoptedChanged(Event):
+    event_type = "Adopted"
+    pet: Annotated[Cat | BigDog, Field(discriminator="kind")]
+    previous: BigDog | None = None
+
+
+def test_a_change_inside_a_union_member_names_the_field() -> None:
+    assert findings(Adopted, Adopted) == []
+    assert findings(Adopted, AdoptedChanged) == [
+        ("pet.size", "added as a required field without a default"),
+        ("previous.size", "added as a required field without a default"),
     ]
 
 

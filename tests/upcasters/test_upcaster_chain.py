@@ -290,6 +290,16 @@ class TestIntrospection:
         ]
         assert upcasters.ends_of("OrderCreated", 1) == [("OrderPlaced", 3)]
 
+    def test_stored_types_of_finds_the_names_a_type_was_stored_under(self) -> None:
+        upcasters = build_upcasters()
+        assert upcasters.stored_types_of(["OrderPlaced"]) == {
+            "OrderPlaced", "OrderCreated", "OrderPlacedAndPaid"
+        }
+        assert upcasters.stored_types_of({"PaymentReceived"}) == {
+            "PaymentReceived", "OrderPlacedAndPaid"
+        }
+        assert upcasters.stored_types_of([]) == set()
+
     def test_the_registry_accepts_it_as_its_upcaster(self) -> None:
         registry = reader_registry()
         assert isinstance(registry.upcaster, Upcasters)
