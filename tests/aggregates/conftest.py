@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aggregate_backends import BACKENDS, migrated_sqlite
 from sample_shop import shop_registry
 
 from aggregates import Repository
 from eventstore import EventRegistry, EventStore, connect
-from eventstore.migrate import migrate
 
 
 @pytest.fixture
@@ -19,13 +19,14 @@ def registry() -> EventRegistry:
     return shop_registry()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty store's URL: the memory backend, and a migrated SQLite file."""
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store's URL: memory, a migrated SQLite file, and emptied PostgreSQL tables."""
     if request.param == "memory":
         return "memory://"
-    url = f"sqlite:///{tmp_path / 'aggregates.db'}"
-    await migrate(url)
+    if request.param == "sqlite":
+        return migrated_sqlite(tmp_path, "aggregates.db")
+    url: str = request.getfixturevalue("pg_clean_url")
     return url
 
 

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aggregate_backends import BACKENDS, migrated_sqlite
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sample_shop import Account, Line, Order, shop_registry
 
 from aggregates import Aggregate, DomainError, Repository
 from eventstore import Event, connect
-from eventstore.migrate import migrate
 
 Op = Callable[[Any], None]
 
@@ -81,14 +81,16 @@ def run(aggregate: Aggregate, op: Op) -> None:
 # --- stores ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=BACKENDS)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A store URL per backend; the SQLite file is shared by the examples (unique ids)."""
+    """A store URL per backend; SQLite and PostgreSQL databases are shared by the examples,
+    which use fresh aggregate ids."""
     if request.param == "memory":
         return "memory://"
-    url = f"sqlite:///{tmp_path / 'properties.db'}"
-    asyncio.run(migrate(url))
-    return url
+    if request.param == "sqlite":
+        return migrated_sqlite(tmp_path, "properties.db")
+    pg_url: str = request.getfixturevalue("pg_url")
+    return pg_url
 
 
 PROPERTY_SETTINGS = settings(
