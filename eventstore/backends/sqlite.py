@@ -70,13 +70,20 @@ _COLUMNS = (
 
 # One statement both bumps the stream's version and tells the writer where the log ends:
 # the new version minus the batch size is the version the expected-version check needs,
-# and the head gives the batch its positions. Running it first, under the write lock,
-# saves a separate SELECT; on a version mismatch the transaction is rolled back.
+# and the last position gives the batch its positions. Running it first, under the write
+# lock, saves a separate SELECT; on a version mismatch the transaction is rolled back.
 _UPSERT_STREAM = (
     f"INSERT INTO {_STREAMS} (stream_id, category, version, updated_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (stream_id) DO UPDATE SET version = version + excluded.version, "
     "updated_at = excluded.updated_at "
-    f"RETURNING version, (SELECT coalesce(max(position), 0) FROM {_EVENTS})"
+    "RETURNING version, {last_position}"
+)
+_LAST_POSITION = f"(SELECT coalesce(max(position), 0) FROM {_EVENTS})"
+# The migrated table is AUTOINCREMENT, so positions of archived (deleted) tail events are
+# never handed out again: the last position is the larger of the sequence and the rows.
+_LAST_POSITION_AUTOINCREMENT = (
+    f"max({_LAST_POSITION}, coalesce((SELECT seq FROM sqlite_sequence "
+    f"WHERE name = '{_EVENTS}'), 0))"
 )
 # Positions are given explicitly (the write lock makes head + n safe); the unique index on
 # event_id turns a re-append into an IntegrityError, which is the idempotency slow path.
@@ -117,6 +124,7 @@ class SqliteEventStore:
         readers: list[AsyncConnection] | None,
         *,
         poll_interval: float,
+        autoincrement: bool,
     ) -> None:
         self.registry = registry
         self.url = url
@@ -131,6 +139,9 @@ class SqliteEventStore:
             self._readers = asyncio.Queue()
             for reader in readers:
                 self._readers.put_nowait(_driver(reader))
+        self._upsert_stream = _UPSERT_STREAM.format(
+            last_position=_LAST_POSITION_AUTOINCREMENT if autoincrement else _LAST_POSITION
+        )
         self._poll_interval = poll_interval
         self._appended = asyncio.Event()
         self._closed = False
@@ -191,6 +202,7 @@ class SqliteEventStore:
                     reader = await engine.connect()
                     connections.append(reader)
                     reader_connections.append(reader)
+            autoincrement = await _is_autoincrement(_driver(writer))
         except (DBAPIError, sqlite3.Error, OSError) as exc:
             await _discard(engine, connections)
             raise StoreUnavailable(shown, _reason(exc, sa_url.database)) from exc
@@ -198,7 +210,8 @@ class SqliteEventStore:
             await _discard(engine, connections)
             raise
         return cls(
-            registry, shown, engine, writer, reader_connections, poll_interval=poll_interval
+            registry, shown, engine, writer, reader_connections, poll_interval=poll_interval,
+            autoincrement=autoincrement,
         )
 
     # --- writing -------------------------------------------------------------------------
@@ -220,46 +233,52 @@ class SqliteEventStore:
         async with self._write_lock:
             conn = self._writer
             try:
-                if conn.in_transaction:
-                    # A cancelled append may have left its transaction open; never build on it.
-                    await conn.rollback()
-                await conn.execute_fetchall("BEGIN IMMEDIATE")
                 try:
+                    await conn.execute_fetchall("BEGIN IMMEDIATE")
                     ((version, head),) = await conn.execute_fetchall(
-                        _UPSERT_STREAM, (stream_id, category_of(stream_id), size, stamp)
+                        self._upsert_stream, (stream_id, category_of(stream_id), size, stamp)
                     )
                     actual = version - size
-                    if not _matches(expected, actual):
-                        await conn.rollback()
-                        replay = await self._replay(conn, stream_id, batch)
-                        if replay is not None:
-                            return replay
-                        raise ConcurrencyError(stream_id, expected, actual)
                     first = head + 1
-                    await conn.executemany(
-                        _INSERT_EVENT,
-                        [
-                            (first + offset, first, item.event_id.hex, stream_id,
-                             actual + offset + 1, item.event_type, item.schema_version,
-                             item.data, item.metadata, stamp)
-                            for offset, item in enumerate(batch)
-                        ],
-                    )
-                    await conn.commit()
+                    matched = _matches(expected, actual)
+                    if matched:
+                        await conn.executemany(
+                            _INSERT_EVENT,
+                            [
+                                (first + offset, first, item.event_id.hex, stream_id,
+                                 actual + offset + 1, item.event_type, item.schema_version,
+                                 item.data, item.metadata, stamp)
+                                for offset, item in enumerate(batch)
+                            ],
+                        )
+                        await conn.commit()
                 except sqlite3.IntegrityError as exc:
                     await conn.rollback()
                     replay = await self._replay(conn, stream_id, batch)
                     if replay is not None:
                         return replay
+                    # No id of the batch is stored, so another constraint refused it: a
+                    # trigger of the user's, or a streams row out of step with the events.
                     raise StoreUnavailable(
                         self.url,
-                        f"the streams table disagrees with the events table ({exc}); "
-                        "restore the database from a backup",
+                        f"the database refused the append to {stream_id!r} ({exc}); nothing "
+                        "was written. Check triggers on the events table and that "
+                        f"{_STREAMS}.version matches the stream's last event",
                     ) from exc
                 except BaseException:
-                    if conn.in_transaction:
-                        await asyncio.shield(conn.rollback())
+                    # Also on cancellation: statements already handed to aiosqlite's thread
+                    # still run, in order, so a rollback queued behind them is what ends the
+                    # transaction (sqlite3 makes it a no-op when none is open). Shielded so
+                    # a second cancellation cannot take it back off the queue.
+                    await asyncio.shield(conn.rollback())
                     raise
+                if not matched:
+                    await conn.rollback()
+                    # A retried batch that already went in is not a conflict.
+                    replay = await self._replay(conn, stream_id, batch)
+                    if replay is not None:
+                        return replay
+                    raise ConcurrencyError(stream_id, expected, actual)
             except sqlite3.Error as exc:
                 raise self._unavailable(exc) from exc
             except ValueError as exc:  # aiosqlite's "no active connection"
@@ -504,6 +523,14 @@ async def _check_schema(conn: aiosqlite.Connection, shown: str) -> None:
     )
     if len(list(rows)) < 2:
         raise SchemaNotMigrated(shown, None, "head")
+
+
+async def _is_autoincrement(conn: aiosqlite.Connection) -> bool:
+    """Whether the events table numbers positions from ``sqlite_sequence``."""
+    rows = list(await conn.execute_fetchall(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (_EVENTS,)
+    ))
+    return bool(rows) and "AUTOINCREMENT" in str(rows[0][0]).upper()
 
 
 async def _discard(engine: AsyncEngine, connections: list[AsyncConnection]) -> None:
