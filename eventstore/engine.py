@@ -3,7 +3,7 @@ bookkeeping tables (projection checkpoints, leases, parked events).
 
 ``postgresql://`` becomes ``postgresql+asyncpg://`` and ``sqlite:///`` becomes
 ``sqlite+aiosqlite:///``; ``memory://`` (the memory store keeps no tables) gets a private
-in-memory SQLite database on one shared connection.
+in-memory SQLite database on one shared connection, with the projection runner's tables.
 
 SQLite connections are set up as the SQLite store sets up its own: WAL (readers never wait
 for the writer), a busy timeout, and transactions begun explicitly by SQLAlchemy, so that
@@ -49,6 +49,24 @@ def is_sqlite_ready(engine: AsyncEngine) -> bool:
     return engine.sync_engine in _configured
 
 
+def _memory_schema() -> list[str]:
+    from sqlalchemy.dialects import sqlite
+
+    from eventstore.schema import checkpoints, leases, parked_events
+
+    dialect = sqlite.dialect()
+    statements: list[str] = []
+    for table in (checkpoints, parked_events, leases):
+        statements.append(str(sa.schema.CreateTable(table, if_not_exists=True).compile(
+            dialect=dialect
+        )))
+        statements.extend(
+            str(sa.schema.CreateIndex(index, if_not_exists=True).compile(dialect=dialect))
+            for index in table.indexes
+        )
+    return statements
+
+
 def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
     memory = engine.url.database in (None, "", ":memory:")
 
@@ -61,6 +79,10 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             if not memory:
                 cursor.execute("PRAGMA journal_mode = WAL")
+            else:
+                # Nothing migrates a private in-memory database: give it the runner's tables.
+                for statement in _memory_schema():
+                    cursor.execute(statement)
         finally:
             cursor.close()
 
