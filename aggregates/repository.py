@@ -17,13 +17,18 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from aggregates.aggregate import Aggregate, check_aggregate
-from aggregates.errors import AggregateExists, AggregateNotFound, SnapshotStateError
+from aggregates.errors import (
+    AggregateDefinitionError,
+    AggregateExists,
+    AggregateNotFound,
+    SnapshotStateError,
+)
 from eventstore.errors import ConcurrencyError
 from eventstore.event import Event
 from eventstore.ids import new_event_id
 from eventstore.protocol import EventStore
-from eventstore.records import NO_STREAM, AppendResult, NewEvent, RecordedEvent
-from snapshots.protocol import Snapshot, SnapshotStore
+from eventstore.records import NO_STREAM, AppendResult, NewEvent, RecordedEvent, category_of
+from snapshots.protocol import Snapshot, SnapshotFold, SnapshotStore
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -263,6 +268,54 @@ class Repository:
         except ConcurrencyError as exc:
             raise AggregateExists(cls, id, aggregate.stream_id, exc.actual) from exc
         return aggregate
+
+    # --- snapshots on demand --------------------------------------------------------------
+
+    async def capture_snapshot(self, cls: type[A], id: str) -> Snapshot:
+        """Load the aggregate (from its latest snapshot, if any) and capture its snapshot
+        at the stream's head; nothing is stored."""
+        aggregate = await self.get(cls, id)
+        return Snapshot(aggregate.stream_id, aggregate.version, cls.state_version,
+                        aggregate.snapshot_state())
+
+    async def take_snapshot(self, cls: type[A], id: str) -> Snapshot:
+        """Capture the aggregate's snapshot at the stream's head and store it."""
+        if self.snapshots is None:
+            raise ValueError(
+                "this repository has no snapshot store: pass Repository(store, snapshots=...)"
+            )
+        snapshot = await self.capture_snapshot(cls, id)
+        await self.snapshots.save(snapshot)
+        return snapshot
+
+    def snapshot_fold(self, *classes: type[Aggregate]) -> SnapshotFold:
+        """A function from a stream id to its snapshot, for the snapshot sweep and CLI.
+
+        Streams are matched to ``classes`` by category; a stream of another category
+        raises ``AggregateDefinitionError`` naming it.
+        """
+        by_category: dict[str, type[Aggregate]] = {}
+        for cls in classes:
+            self._check(cls)
+            other = by_category.setdefault(cls.category, cls)
+            if other is not cls:
+                raise AggregateDefinitionError(
+                    f"{other.__qualname__} and {cls.__qualname__} share the category "
+                    f"{cls.category!r}: give one of them another `category`"
+                )
+
+        async def fold(stream_id: str) -> Snapshot:
+            category = category_of(stream_id)
+            cls = by_category.get(category)
+            if cls is None or stream_id == category:
+                known = ", ".join(sorted(by_category)) or "none"
+                raise AggregateDefinitionError(
+                    f"no aggregate class for stream {stream_id!r} (categories known: {known}): "
+                    "pass its class to snapshot_fold()"
+                )
+            return await self.capture_snapshot(cls, stream_id[len(category) + 1:])
+
+        return fold
 
 
 async def _run(command: Callable[[A], object], aggregate: A) -> None:

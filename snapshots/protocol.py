@@ -7,7 +7,7 @@ save paths of ``aggregates.Repository``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -42,6 +42,10 @@ class SnapshotStore(Protocol):
         """
         ...
 
+    async def save(self, snapshot: Snapshot) -> None:
+        """Store a snapshot (replacing, or kept beside, older ones of the stream)."""
+        ...
+
     async def after_save(
         self,
         stream_id: str,
@@ -58,3 +62,9 @@ class SnapshotStore(Protocol):
         the policy decides to take one, since it serializes the whole state.
         """
         ...
+
+
+SnapshotFold = Callable[[str], Awaitable[Snapshot]]
+"""Loads the aggregate of a stream id and captures its snapshot (not stored): what the
+scheduled sweep and ``eventfold snapshots take`` call, so ``snapshots`` never imports
+``aggregates``. ``aggregates.Repository.snapshot_fold(Order, ...)`` builds one."""

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import ClassVar
 
 import pytest
-from sample_shop import Account
+from sample_shop import Account, Order
 
-from aggregates import AggregateNotFound, Repository
+from aggregates import AggregateDefinitionError, AggregateNotFound, Repository
 from eventstore import EventStore
 from snapshots.protocol import Snapshot, SnapshotStore
 
@@ -33,6 +33,9 @@ class ListSnapshots:
             and (max_version is None or s.version <= max_version)
         ]
         return max(fitting, key=lambda s: s.version, default=None)
+
+    async def save(self, snapshot: Snapshot) -> None:
+        self.snapshots.append(snapshot)
 
     async def after_save(
         self,
@@ -198,3 +201,38 @@ async def test_snapshots_of_an_empty_stream_do_not_invent_an_aggregate(
 ) -> None:
     with pytest.raises(AggregateNotFound):
         await snap_repo.get(SnappedAccount, "ghost")
+
+
+async def test_take_snapshot_stores_the_state_at_the_head(
+    snap_repo: Repository, snapshots: ListSnapshots
+) -> None:
+    await _deposits(snap_repo, Account, 2)
+    taken = await snap_repo.take_snapshot(Account, "1")
+    assert snapshots.snapshots == [taken]
+    assert (taken.stream_id, taken.version, taken.state["balance"]) == ("Acct-1", 2, 2)
+    with pytest.raises(ValueError, match="no snapshot store"):
+        await Repository(snap_repo.store).take_snapshot(Account, "1")
+
+
+async def test_snapshot_fold_maps_stream_ids_to_their_aggregate(
+    snap_repo: Repository, snapshots: ListSnapshots
+) -> None:
+    await _deposits(snap_repo, Account, 2)
+    await _deposits(snap_repo, SnappedAccount, 4)
+    fold = snap_repo.snapshot_fold(Account, SnappedAccount, Order)
+    assert (await fold("Acct-1")).state["balance"] == 2
+    snapped = await fold("Snapped-1")
+    assert (snapped.version, snapped.state["balance"]) == (4, 4)
+    assert snapshots.snapshots[-1].version == 3, "capturing stores nothing"
+    with pytest.raises(AggregateDefinitionError, match="no aggregate class for stream 'Cart-1'"):
+        await fold("Cart-1")
+    with pytest.raises(AggregateNotFound):
+        await fold("Order-9")
+
+
+def test_snapshot_fold_refuses_two_classes_of_one_category(snap_repo: Repository) -> None:
+    class Other(Account):
+        category: ClassVar[str] = "Acct"
+
+    with pytest.raises(AggregateDefinitionError, match="share the category 'Acct'"):
+        snap_repo.snapshot_fold(Account, Other)
