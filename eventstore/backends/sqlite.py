@@ -28,6 +28,7 @@ from typing import Any, Self
 
 import aiosqlite
 import sqlalchemy as sa
+from alembic import command
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -43,6 +44,7 @@ from eventstore.errors import (
     StoreUnavailable,
 )
 from eventstore.event import Event
+from eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE, alembic_config
 from eventstore.records import (
     ANY,
     NO_STREAM,
@@ -57,7 +59,7 @@ from eventstore.records import (
     category_of,
 )
 from eventstore.registry import EventRegistry
-from eventstore.schema import events, metadata, streams
+from eventstore.schema import events, streams
 
 _EVENTS = events.name
 _STREAMS = streams.name
@@ -166,8 +168,9 @@ class SqliteEventStore:
         a power cut may lose the last commits but never corrupts the file).
 
         Raises ``StoreUnavailable`` when the file cannot be opened and
-        ``SchemaNotMigrated`` when ``eventfold migrate`` has not been run on it. An
-        in-memory store starts empty, so it creates its schema itself.
+        ``SchemaNotMigrated`` when its schema is not at ``SCHEMA_HEAD`` (run
+        ``eventfold migrate``). An in-memory database is new and private to the store, so
+        the store runs the migrations on it itself.
         """
         shown = masked(url)
         sa_url = _parse_url(url, shown)
@@ -192,7 +195,7 @@ class SqliteEventStore:
             writer = await engine.connect()
             connections.append(writer)
             if in_memory:
-                await writer.run_sync(metadata.create_all)
+                await writer.run_sync(_upgrade_to_head)
                 await writer.commit()
                 reader_connections = None
             else:
@@ -516,13 +519,23 @@ def _configure(engine: AsyncEngine, busy_timeout: float, synchronous: str) -> No
 
 
 async def _check_schema(conn: aiosqlite.Connection, shown: str) -> None:
-    """Raise ``SchemaNotMigrated`` unless the store's tables are there."""
-    rows = await conn.execute_fetchall(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)",
-        (_EVENTS, _STREAMS),
-    )
-    if len(list(rows)) < 2:
-        raise SchemaNotMigrated(shown, None, "head")
+    """Raise ``SchemaNotMigrated`` unless the file's schema is at ``SCHEMA_HEAD``."""
+    rows = list(await conn.execute_fetchall(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", (VERSION_TABLE,)
+    ))
+    current = None
+    if rows:
+        versions = list(await conn.execute_fetchall(f"SELECT version_num FROM {VERSION_TABLE}"))
+        current = str(versions[0][0]) if versions else None
+    if current != SCHEMA_HEAD:
+        raise SchemaNotMigrated(shown, current, SCHEMA_HEAD)
+
+
+def _upgrade_to_head(connection: sa.Connection) -> None:
+    """Run the shipped migrations on this connection (an in-memory database is new)."""
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
 
 
 async def _is_autoincrement(conn: aiosqlite.Connection) -> bool:

@@ -28,6 +28,7 @@ from eventstore import (
     connect,
 )
 from eventstore.backends.sqlite import SqliteEventStore
+from eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE, migrate
 from eventstore.schema import events as events_table
 
 
@@ -95,6 +96,23 @@ async def test_file_without_schema_is_not_migrated(tmp_path: Path) -> None:
     with pytest.raises(SchemaNotMigrated, match="eventfold migrate") as caught:
         await SqliteEventStore.open(url, registry())
     assert caught.value.current is None
+
+
+async def test_file_at_an_older_revision_is_not_migrated(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    await migrate(url, "0001")
+    with pytest.raises(SchemaNotMigrated, match="0001") as caught:
+        await SqliteEventStore.open(url, registry())
+    assert (caught.value.current, caught.value.expected) == ("0001", SCHEMA_HEAD)
+    await migrate(url)
+    async with await SqliteEventStore.open(url, registry()) as store:
+        assert await store.head() == START
+
+
+async def test_in_memory_store_runs_the_migrations_itself() -> None:
+    async with await SqliteEventStore.open("sqlite://", registry()) as store:
+        rows = await store._fetch(f"SELECT version_num FROM {VERSION_TABLE}", ())
+    assert rows == [(SCHEMA_HEAD,)]
 
 
 async def test_not_a_sqlite_url_is_refused() -> None:
