@@ -141,7 +141,13 @@ class Aggregate:
     (5, 'Account-42', 0, (Deposited(amount=5),))
 
     State is the annotated class attributes (each needs a default: the state before the
-    first event); ``vars(aggregate)`` is that state. Set the class variables ``category``
+    first event); ``vars(aggregate)`` is that state. Commands are the public methods the
+    subclass defines (synchronous ones): when one raises, every event it recorded is
+    dropped and the state restored, so a rejected command leaves no trace. The rollback
+    covers the outermost command of a call (a command calling another is one unit), and
+    the state is copied once per command, at its first ``record`` (a command rejected
+    before recording costs nothing). Do not define ``__init__``: the repository builds
+    aggregates from their id. Set the class variables ``category``
     (stream prefix, default the class name), ``state_version`` (raise it whenever the
     state's shape changes, so older snapshots are ignored) and ``snapshot_every`` (take a
     snapshot at save time every N events; None, the default, takes none).
