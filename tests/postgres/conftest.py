@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
-from eventstore import Event, EventRegistry
+from eventstore import Event, EventRegistry, GlobalPosition
+from eventstore.backends.postgres import PostgresEventStore
 
 
 class Deposited(Event):
@@ -40,3 +42,20 @@ async def raw_conn(pg_clean_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(pg_clean_url)
     yield conn
     await conn.close()
+
+
+async def wait_visible(
+    store: PostgresEventStore, position: GlobalPosition, timeout: float = 60.0
+) -> None:
+    """Until readers can see ``position``.
+
+    The horizon is cluster-wide: on a server shared with other work (engineers' test runs),
+    someone else's open transaction may hold readers back for a while.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (head := await store.head()) < position:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise AssertionError(f"{position} never became visible; head is {head}")
+        await store.wait_for_events(head, timeout=remaining)

@@ -7,7 +7,7 @@ import pytest
 from eventstore import DuplicateEventId, InvalidAppend, NewEvent
 from eventstore.backends.postgres import PostgresEventStore
 
-from .conftest import Deposited, Noted
+from .conftest import Deposited, Noted, wait_visible
 
 pytestmark = pytest.mark.postgres
 
@@ -28,7 +28,7 @@ async def test_a_value_the_database_rejects_mid_batch_writes_nothing(
 
 async def test_a_stored_event_id_mid_batch_writes_nothing(pg_store: PostgresEventStore) -> None:
     elsewhere = NewEvent(Deposited(amount=0))
-    await pg_store.append("Other-1", [elsewhere])
+    stored = await pg_store.append("Other-1", [elsewhere])
     batch = [NewEvent(Deposited(amount=1)), NewEvent(Deposited(amount=2)), elsewhere,
              NewEvent(Deposited(amount=4))]
     for expected in (0, 3):  # whether or not the version matches, the clash is reported
@@ -37,6 +37,7 @@ async def test_a_stored_event_id_mid_batch_writes_nothing(pg_store: PostgresEven
         assert caught.value.event_id == elsewhere.event_id
     assert await pg_store.stream_version("S-1") == 0
     assert [s.stream_id for s in await pg_store.list_streams()] == ["Other-1"]
+    await wait_visible(pg_store, stored.global_position)
     assert len(await pg_store.read_all()) == 1
 
 

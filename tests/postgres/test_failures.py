@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 
 from eventstore import (
     EventRegistry,
+    GlobalPosition,
     NewEvent,
     SchemaNotMigrated,
     StoreUnavailable,
@@ -22,7 +23,7 @@ from eventstore.backends.postgres import PostgresEventStore
 from eventstore.horizon import advance_transaction_counter, repair_horizon
 from eventstore.migrate import SCHEMA_HEAD, migrate, schema_revision
 
-from .conftest import Deposited
+from .conftest import Deposited, wait_visible
 from .test_races import wait_until_blocked
 
 pytestmark = pytest.mark.postgres
@@ -159,7 +160,8 @@ async def test_restored_ids_beyond_the_horizon_are_refused_then_repaired(
     pg_registry: EventRegistry,
 ) -> None:
     for number in range(3):
-        await pg_store.append(f"S-{number}", [Deposited(amount=number)] * 2)
+        last = await pg_store.append(f"S-{number}", [Deposited(amount=number)] * 2)
+    await wait_visible(pg_store, last.global_position)
     before = await pg_store.read_all()
     # A logical restore from a cluster whose counter was far ahead of this one's.
     await raw_conn.execute(
@@ -181,6 +183,7 @@ async def test_restored_ids_beyond_the_horizon_are_refused_then_repaired(
         assert [e.event_id for e in after] == [e.event_id for e in before]
         new = await store.append("S-9", [Deposited(amount=9)])
         assert new.global_position > after[-1].global_position
+        await wait_visible(store, new.global_position)
         assert (await store.read_all(after=after[-1].global_position))[0].stream_id == "S-9"
 
 
@@ -205,6 +208,7 @@ async def test_horizon_repair_keeps_order_within_and_across_transactions(
     repair = await repair_horizon(pg_clean_url)
     assert repair.transactions == 22  # S-1's and 21 distinct restored ones
     async with await PostgresEventStore.open(pg_clean_url, pg_registry) as store:
+        await wait_visible(store, GlobalPosition(repair.transactions + 2, 0))
         log = await store.read_all(limit=1000)
     assert [e.event_id for e in log] == [row[0] for row in expected]
 
@@ -228,12 +232,12 @@ async def test_open_transaction_holds_readers_back_and_is_named(
         tx = holder.transaction()
         await tx.start()
         await holder.execute("SELECT pg_current_xact_id()")
-        await pg_store.append("S-1", [Deposited(amount=1)])
+        appended = await pg_store.append("S-1", [Deposited(amount=1)])
         assert await pg_store.read_all() == []  # held back by the open transaction
-        holders = await pg_store.horizon_holders()
-        assert holders[0].pid == holder.get_server_pid()
-        assert holders[0].application_name == "forgotten-batch-job"
+        holders = {h.pid: h for h in await pg_store.horizon_holders()}
+        assert holders[holder.get_server_pid()].application_name == "forgotten-batch-job"
         await tx.rollback()
+        await wait_visible(pg_store, appended.global_position)
         assert len(await pg_store.read_all()) == 1
     finally:
         await holder.close()

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from eventstore import (
     ANY,
     NO_STREAM,
+    START,
     STREAM_EXISTS,
     ConcurrencyError,
     ExpectedVersion,
@@ -20,7 +21,7 @@ from eventstore import (
 )
 from eventstore.backends.postgres import PostgresEventStore
 
-from .conftest import Deposited
+from .conftest import Deposited, wait_visible
 
 pytestmark = pytest.mark.postgres
 
@@ -123,6 +124,10 @@ async def test_store_matches_the_model(
         else:
             assert [e.data["amount"] for e in events] == model[stream]
         assert await pg_store.stream_version(stream) == len(events)
+    positions = [START]
+    for stream in STREAMS:
+        positions += [e.global_position for e in await pg_store.read_stream(stream)]
+    await wait_visible(pg_store, max(positions))
     log = await pg_store.read_all(limit=1000)
     assert sum(map(len, model.values())) == len(log)
     assert [e.global_position for e in log] == sorted(e.global_position for e in log)

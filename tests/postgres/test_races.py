@@ -15,12 +15,12 @@ from collections.abc import Sequence
 import asyncpg
 import pytest
 
-from eventstore import START, ConcurrencyError, Event, NewEvent
+from eventstore import START, ConcurrencyError, Event, GlobalPosition, NewEvent
 from eventstore.backends.postgres import PostgresEventStore
 from eventstore.encoding import encode_batch
 from eventstore.records import RecordedEvent, category_of
 
-from .conftest import Deposited
+from .conftest import Deposited, wait_visible
 
 pytestmark = pytest.mark.postgres
 
@@ -133,10 +133,16 @@ async def test_a_late_commit_with_a_smaller_position_is_not_skipped(
         # Nothing is visible while an older transaction may still commit below it.
         assert await pg_store.read_all() == []
         await early_tx.commit()
+        await wait_visible(pg_store, GlobalPosition(
+            early_row["o_transaction_id"], early_row["o_last_position"]
+        ))
         first = await pg_store.read_all()
         assert [record.stream_id for record in first] == ["Early-1"]
         # A reader by position alone would now be past Late-1's position for good.
         await late_tx.commit()
+        await wait_visible(pg_store, GlobalPosition(
+            late_row["o_transaction_id"], late_row["o_last_position"]
+        ))
         rest = await pg_store.read_all(after=first[-1].global_position)
         assert [record.stream_id for record in rest] == ["Late-1"]
         assert rest[0].position < first[0].position
@@ -155,6 +161,7 @@ async def test_eight_writers_on_one_stream_never_both_win(
     ]
     conflicts: list[ConcurrencyError] = []
     written: list[uuid.UUID] = []
+    last = START
 
     async def writer(number: int) -> None:
         store = stores[number % len(stores)]
@@ -175,6 +182,8 @@ async def test_eight_writers_on_one_stream_never_both_win(
                 continue
             assert result.version == version + 1
             written.append(event.event_id)
+            nonlocal last
+            last = max(last, result.global_position)
             wins += 1
 
     await asyncio.gather(*(writer(n) for n in range(writers)))
@@ -183,6 +192,7 @@ async def test_eight_writers_on_one_stream_never_both_win(
     assert sorted(e.event_id for e in events) == sorted(written)
     assert await pg_store.stream_version("Hot-1") == writers * wins_each
     assert conflicts, "the writers never raced"
+    await wait_visible(pg_store, last)
     log = await pg_store.read_all(limit=10_000)
     assert [e.stream_version for e in log] == list(range(1, writers * wins_each + 1))
 

@@ -24,7 +24,7 @@ from eventstore import (
 )
 from eventstore.backends.postgres import PostgresEventStore
 
-from .conftest import Deposited, Noted, Withdrawn
+from .conftest import Deposited, Noted, Withdrawn, wait_visible
 
 pytestmark = pytest.mark.postgres
 
@@ -134,6 +134,7 @@ async def test_global_log(pg_store: PostgresEventStore) -> None:
     assert await pg_store.read_all() == []
     a = await pg_store.append("A-1", [Deposited(amount=1), Withdrawn(amount=1)])
     b = await pg_store.append("B-1", [Deposited(amount=2)])
+    await wait_visible(pg_store, b.global_position)
     log = await pg_store.read_all()
     assert [(e.stream_id, e.stream_version) for e in log] == [("A-1", 1), ("A-1", 2), ("B-1", 1)]
     assert log[-1].global_position == b.global_position == await pg_store.head()
@@ -204,7 +205,8 @@ async def test_idle_transaction_is_ended_by_the_server(pg_store_factory: object)
 async def test_connect_picks_the_postgres_backend(pg_clean_url: str, pg_registry: object) -> None:
     async with connect(pg_clean_url, pg_registry) as store:  # type: ignore[arg-type]
         assert isinstance(store, PostgresEventStore)
-        await store.append("S-1", [Deposited(amount=1)])
+        result = await store.append("S-1", [Deposited(amount=1)])
+        await wait_visible(store, result.global_position)
         assert len(await store.read_all()) == 1
 
 
