@@ -132,3 +132,17 @@ leases = sa.Table(
     sa.Column("acquired_at", sa.Float(), nullable=False),
     sa.Column("expires_at", sa.Float(), nullable=False),
 )
+
+snapshots = sa.Table(
+    "eventfold_snapshots",
+    metadata,
+    sa.Column("stream_id", sa.Text(), primary_key=True),
+    sa.Column("version", sa.Integer(), primary_key=True),
+    # The aggregate class's state_version when taken: a snapshot of another state shape is
+    # ignored, never applied.
+    sa.Column("state_version", sa.Integer(), nullable=False),
+    sa.Column("state", JSON, nullable=False),
+    sa.Column(
+        "taken_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)
