@@ -74,7 +74,10 @@ class EventStore(Protocol):
         """The next batch of the global log after ``after``, in log order.
 
         Never passes over an event that commits later at a lower position: continue
-        from the last returned event's ``global_position``.
+        from the last returned event's ``global_position``. ``event_types`` narrows the
+        read to those types, including events stored under names that upcasters rename or
+        split into them (``registry.stored_types``); a split may then also yield records
+        of other types.
         """
         ...
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
 import pydantic
@@ -30,6 +30,10 @@ class Upcaster(Protocol):
         self, event_type: str, schema_version: int, data: dict[str, Any]
     ) -> list[StoredShape]:
         """The current-version shapes for one stored event (several for a split)."""
+        ...
+
+    def stored_types_of(self, event_types: Iterable[str]) -> set[str]:
+        """The stored type names that may read as one of ``event_types`` (themselves too)."""
         ...
 
 
@@ -91,6 +95,18 @@ class EventRegistry:
         cls = type(event)
         if self._classes.get((cls.event_type, cls.schema_version)) is not cls:
             raise UnregisteredEvent(cls)
+
+    def stored_types(self, event_types: Collection[str]) -> Collection[str]:
+        """The stored type names a type-filtered read must ask for.
+
+        Includes names that upcasters rename or split into ``event_types``, so a reader
+        never misses an event stored under an older name. Such a read may also return
+        records of other types (a split's other parts); readers skip types they do not
+        handle.
+        """
+        if self.upcaster is None:
+            return event_types
+        return self.upcaster.stored_types_of(event_types)
 
     def upcast(self, record: RecordedEvent) -> list[RecordedEvent]:
         """The record at the current version of its type (several if an upcaster splits it)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -110,7 +111,19 @@ class _AddSource:
     ) -> list[StoredShape]:
         if (event_type, schema_version) == ("ItemAdded", 1):
             return [("ItemAdded", 2, {**data, "source": "legacy"})]
+        if (event_type, schema_version) == ("ItemRemoved", 1):
+            return [("ItemDropped", 1, data)]
         return [(event_type, schema_version, data)]
+
+    def stored_types_of(self, event_types: Iterable[str]) -> set[str]:
+        wanted = set(event_types)
+        return wanted | ({"ItemRemoved"} if "ItemDropped" in wanted else set())
+
+
+class ItemDropped(Event):
+    """``ItemRemoved`` under its new name (for the rename check)."""
+
+    sku: str
 
 
 def conformance_registry() -> EventRegistry:
@@ -458,7 +471,7 @@ class EventStoreConformance:
     async def test_reads_apply_the_registrys_upcaster(self, store: EventStore) -> None:
         await store.append("Cart-1", [ItemAdded(sku="a", quantity=2)])
         original = store.registry
-        store.registry = EventRegistry([ItemAddedV2, ItemRemoved], upcaster=_AddSource())
+        store.registry = EventRegistry([ItemAddedV2, ItemDropped], upcaster=_AddSource())
         try:
             expected = ItemAddedV2(sku="a", quantity=2, source="legacy")
             (from_stream,) = await store.read_stream("Cart-1")
@@ -466,6 +479,16 @@ class EventStoreConformance:
             for recorded in (from_stream, from_log):
                 assert recorded.schema_version == 2
                 assert store.registry.decode(recorded) == expected
+        finally:
+            store.registry = original
+
+    async def test_type_filtered_reads_find_renamed_events(self, store: EventStore) -> None:
+        await store.append("Cart-1", [ItemAdded(sku="a"), ItemRemoved(sku="a")])
+        original = store.registry
+        store.registry = EventRegistry([ItemAddedV2, ItemDropped], upcaster=_AddSource())
+        try:
+            dropped = await store.read_all(event_types={"ItemDropped"})
+            assert [(e.event_type, e.stream_version) for e in dropped] == [("ItemDropped", 2)]
         finally:
             store.registry = original
 

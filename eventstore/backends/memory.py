@@ -121,6 +121,8 @@ class MemoryEventStore:
         event_types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
         start = bisect.bisect_right(self._log, tuple(after), key=lambda r: r.global_position)
+        if event_types is not None:
+            event_types = set(self.registry.stored_types(event_types))
         out: list[RecordedEvent] = []
         for record in self._log[start:]:
             if event_types is None or record.event_type in event_types:

@@ -349,7 +349,8 @@ class PostgresEventStore:
             rows = await self._fetch(_READ_ALL, str(transaction_id), position, limit)
         else:
             rows = await self._fetch(
-                _READ_ALL_OF_TYPES, str(transaction_id), position, limit, list(event_types)
+                _READ_ALL_OF_TYPES, str(transaction_id), position, limit,
+                list(self.registry.stored_types(event_types)),
             )
         return self.registry.upcast_all(_records(rows))
 

@@ -363,7 +363,7 @@ class SqliteEventStore:
         params: list[Any] = [after[0], after[1]]
         types = ""
         if event_types is not None:
-            wanted = list(event_types)
+            wanted = list(self.registry.stored_types(event_types))
             if not wanted:
                 return []
             types = f" AND event_type IN ({', '.join('?' * len(wanted))})"
