@@ -192,7 +192,7 @@ async def test_snapshot_plus_tail_equals_the_full_fold_through_the_store(
     snap_repo: Repository, storage: SnapshotStorage, amounts: list[int], every: int
 ) -> None:
     account_id = f"p{len(amounts)}x{every}x{sum(amounts)}"
-    cls = type("Snapshotted", (EveryThree,), {"snapshot_every": every})
+    cls: type[EveryThree] = type("Snapshotted", (EveryThree,), {"snapshot_every": every})
     stream_id = cls.stream_id_for(account_id)
     if await snap_repo.store.stream_version(stream_id):
         return  # hypothesis repeated an example on this store
