@@ -93,5 +93,5 @@ async def open_store(url: str, registry: EventRegistry, connections: int) -> Eve
     measure the pool rather than the store, so PostgreSQL gets a pool of that size.
     """
     if url.startswith("postgres"):
-        return await connect(url, registry, min_pool_size=connections, max_pool_size=connections)
+        return await connect(url, registry, min_size=connections, max_size=connections)
     return await connect(url, registry)

@@ -1,0 +1,79 @@
+"""The benchmark harness still runs: every workload, both sides, with tiny counts.
+
+Not a benchmark: no timing is asserted. It runs against the real test PostgreSQL server, in
+a throw-away database of its own (the harness empties its tables, so never in ``test``),
+and on SQLite, then checks that each side did all of its work and the report renders.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from benchmarks.catalog import WORKLOADS, select
+from benchmarks.database import drop_database
+from benchmarks.report import render
+from benchmarks.runner import run
+from benchmarks.workload import BenchmarkError
+
+pytestmark = pytest.mark.postgres
+
+TINY = {"W1": 40, "W2": 40, "W3": 12, "L3": 200}
+"""Sizes small enough for a few seconds in all; one entry per workload."""
+
+
+@pytest.fixture
+async def bench_dsn(pg_server_url: str) -> AsyncIterator[str]:
+    """A database of the smoke test's own on the test server, dropped afterwards.
+
+    Not the session's ``pg_url`` database: the harness empties the eventfold tables, which
+    would pull rows from under the other tests of the session.
+    """
+    dsn = make_url(pg_server_url).set(
+        drivername="postgresql", database=f"eventfold_bench_smoke_{os.getpid()}"
+    ).render_as_string(hide_password=False)
+    yield dsn
+    await drop_database(dsn)
+
+
+def test_every_workload_has_a_tiny_size() -> None:
+    assert {w.id for w in WORKLOADS} == set(TINY)
+
+
+async def test_every_workload_runs_on_both_sides(bench_dsn: str) -> None:
+    outcomes = await run(
+        bench_dsn, WORKLOADS, repeat=1, sqlite=True, sizes=TINY, progress=lambda line: None
+    )
+
+    for outcome in outcomes:
+        w, size = outcome.workload, TINY[outcome.workload.id]
+        expected_sides = {
+            "eventfold": w.eventfold is not None,
+            "baseline": w.baseline is not None,
+            "sqlite": w.eventfold is not None and w.on_sqlite,
+        }
+        for side, expected in expected_sides.items():
+            figures = getattr(outcome, side)
+            assert [f.count for f in figures] == ([size] if expected else []), (w.id, side)
+            assert all(f.seconds > 0 for f in figures)
+    contention = next(o for o in outcomes if o.workload.id == "W3")
+    assert "conflicts" in contention.eventfold[0].counters
+    report = render(outcomes, "PostgreSQL (smoke)", 1)
+    for w in WORKLOADS:
+        assert f"| {w.id} " in report
+
+
+def test_the_test_database_is_refused() -> None:
+    with pytest.raises(BenchmarkError, match="refusing"):
+        from benchmarks.database import database_name
+
+        database_name("postgresql://postgres@127.0.0.1:5432/test")
+
+
+def test_a_baseline_id_selects_its_workload() -> None:
+    assert [w.id for w in select(["l1", "W3"])] == ["W1", "W3"]
+    with pytest.raises(BenchmarkError, match="unknown workload W9"):
+        select(["W9"])
