@@ -40,11 +40,13 @@ from eventstore import (
     connect,
     new_event_id,
 )
+from eventstore.migrate import SCHEMA_HEAD, migrate, schema_revision
 
 __all__ = [
     "ANY",
     "DEFAULT_URL",
     "NO_STREAM",
+    "SCHEMA_HEAD",
     "START",
     "STREAM_EXISTS",
     "AppendResult",
@@ -73,6 +75,8 @@ __all__ = [
     "UnregisteredEvent",
     "category_of",
     "connect",
+    "migrate",
     "new_event_id",
+    "schema_revision",
     "tail",
 ]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from eventstore import RecordedEvent, StreamInfo
 
@@ -58,35 +60,37 @@ def abbreviated(data: dict[str, Any], width: int = DATA_WIDTH) -> str:
 
 
 def when(moment: datetime) -> str:
-    """A timestamp to the millisecond, in the zone it was stored with."""
-    return moment.isoformat(sep=" ", timespec="milliseconds")
+    """A timestamp in UTC to the millisecond, short enough for a table column."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def events_table(title: str, records: Iterable[RecordedEvent]) -> Table:
     """The events of a stream, one row each."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("version", justify="right")
-    table.add_column("position", justify="right")
-    table.add_column("type", style="bold")
-    table.add_column("schema", justify="right")
-    table.add_column("recorded at", no_wrap=True)
-    table.add_column("data", overflow="fold")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    # Everything but the data keeps its width (no_wrap columns are never narrowed); the
+    # data column alone shrinks to what is left, its cells cut short on one line.
+    table.add_column("ver", justify="right", no_wrap=True)
+    table.add_column("pos", justify="right", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    table.add_column("recorded (UTC)", no_wrap=True)
+    table.add_column("data", min_width=20, overflow="ellipsis")
     for record in records:
         table.add_row(
-            str(record.stream_version), str(record.position), escape(record.event_type),
-            f"v{record.schema_version}", when(record.recorded_at),
-            escape(abbreviated(record.data)),
+            str(record.stream_version), str(record.position),
+            f"[bold]{escape(record.event_type)}[/] v{record.schema_version}",
+            when(record.recorded_at),
+            Text(abbreviated(record.data), no_wrap=True, overflow="ellipsis"),
         )
     return table
 
 
 def streams_table(title: str, streams: Iterable[StreamInfo]) -> Table:
     """Streams with their category, version and last append."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("stream", style="bold")
     table.add_column("category")
     table.add_column("version", justify="right")
-    table.add_column("updated at", no_wrap=True)
+    table.add_column("updated (UTC)", no_wrap=True)
     for info in streams:
         table.add_row(
             escape(info.stream_id), escape(info.category), str(info.version),
