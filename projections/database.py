@@ -3,7 +3,9 @@
 Every write transaction of the runner goes through ``Database.transaction()``. On SQLite it
 begins IMMEDIATE (the write lock up front, waiting for other processes within the busy
 timeout instead of failing on a lock upgrade) and the runner's own transactions take turns
-on an in-process lock, so they never busy-wait for each other. On PostgreSQL transactions
+on an in-process lock, so they never busy-wait for each other. The memory store's private
+in-memory SQLite database has a single connection, so its reads take that lock too (query
+it through ``Database(engine).reading()`` while a runner works on it). On PostgreSQL transactions
 run concurrently; the checkpoint row lock orders them where it matters.
 """
 
@@ -34,6 +36,9 @@ class Database:
             raise ValueError(
                 f"projections keep their tables in PostgreSQL or SQLite, not {self.dialect}"
             )
+        # A private in-memory SQLite database lives on one shared connection: every use of
+        # it, reads included, must take turns.
+        self.single_connection = self.sqlite and engine.url.database in (None, "", ":memory:")
         if self.sqlite and not is_sqlite_ready(engine):
             raise ValueError(
                 "create the SQLite engine with eventstore.engine.create_engine(url): it "
@@ -52,8 +57,7 @@ class Database:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        lock = _sqlite_locks.setdefault(self.engine.sync_engine, asyncio.Lock())
-        async with lock, self.engine.connect() as conn:
+        async with self._lock(), self.engine.connect() as conn:
             await conn.execution_options(sqlite_begin="IMMEDIATE")
             async with conn.begin():
                 yield conn
@@ -61,8 +65,15 @@ class Database:
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads (a deferred transaction on SQLite, no write lock)."""
+        if self.single_connection:
+            async with self._lock(), self.engine.connect() as conn:
+                yield conn
+            return
         async with self.engine.connect() as conn:
             yield conn
+
+    def _lock(self) -> asyncio.Lock:
+        return _sqlite_locks.setdefault(self.engine.sync_engine, asyncio.Lock())
 
     def now(self) -> sa.ColumnElement[float]:
         """The database clock in seconds since the epoch (one clock for all machines)."""

@@ -56,6 +56,9 @@ class _Worker:
         self.lease = lease
         self.state: RunState = "starting"
         self.last_error: str | None = None
+        # Counts the times the halt was seen (when it happened, and at each reload that
+        # finds it still there): wait_until raises on a halt confirmed after it began.
+        self.halt_seen = 0
         self.task: asyncio.Task[None] | None = None
 
 
@@ -177,10 +180,14 @@ class Runner:
         if unknown:
             raise ValueError(f"this runner does not run {', '.join(unknown)}")
         workers = [self._workers[name] for name in wanted]
+        seen_at_start = {id(worker): worker.halt_seen for worker in workers}
 
         def done() -> bool:
             for worker in workers:
-                if worker.subscription.halted_reason is not None:
+                if (
+                    worker.subscription.halted_reason is not None
+                    and worker.halt_seen > seen_at_start[id(worker)]
+                ):
                     raise ProjectionHalted(
                         worker.subscription.name, worker.subscription.halted_reason
                     )
@@ -241,6 +248,7 @@ class Runner:
         while not self._stopping.is_set() and worker.lease.held:
             if subscription.halted_reason is not None:
                 worker.state = "halted"
+                worker.halt_seen += 1
                 await self._notify()
                 await self._pause(self.idle_wait)
                 await subscription.reload()

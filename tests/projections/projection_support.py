@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventstore import Event, EventRegistry, EventStore
 from projections import FailurePolicy, Projection, ProjectionContext, handles
+from projections.database import Database
 
 
 class ItemAdded(Event):
@@ -130,7 +131,7 @@ class Env:
 
     async def rows(self, table: sa.Table) -> list[tuple[Any, ...]]:
         """Every row of a live table, sorted."""
-        async with self.engine.connect() as conn:
+        async with Database(self.engine).reading() as conn:
             result = await conn.execute(sa.select(table))
             return sorted(tuple(row) for row in result)
 

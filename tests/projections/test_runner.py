@@ -39,12 +39,14 @@ async def checkpoint_of(env: Env, name: str) -> GlobalPosition | None:
 async def test_catches_up_then_follows_live(env: Env) -> None:
     for n in range(5):
         await env.store.append(f"Cart-{n}", [ItemAdded(sku="a"), ItemAdded(sku="b", quantity=2)])
-    await env.store.append("Note-1", [Unrelated(note="ignored")])
+    # (Wait for append results, never for head(): on PostgreSQL the head a reader sees
+    # can trail the last commit while an older transaction anywhere holds the horizon.)
+    appended = await env.store.append("Note-1", [Unrelated(note="ignored")])
     inventory = Inventory()
     async with Runner(
         env.store, [inventory], engine=env.engine, batch_size=3, **Env.runner_options
     ) as runner:
-        await runner.wait_until(await env.store.head())
+        await runner.wait_until(appended.global_position)
         assert len(await env.rows(Inventory.stock)) == 5
         # Live: new events arrive after catch-up.
         result = await env.store.append("Cart-0", [ItemRemoved(sku="a")])
@@ -69,10 +71,10 @@ async def test_catches_up_then_follows_live(env: Env) -> None:
 
 async def test_restart_resumes_from_the_checkpoint_without_double_effects(env: Env) -> None:
     for n in range(4):
-        await env.store.append(f"Cart-{n}", [ItemAdded(sku="a")])
+        appended = await env.store.append(f"Cart-{n}", [ItemAdded(sku="a")])
     first = Inventory()
     async with Runner(env.store, [first], engine=env.engine, **Env.runner_options) as runner:
-        await runner.wait_until(await env.store.head())
+        await runner.wait_until(appended.global_position)
     result = await env.store.append("Cart-9", [ItemAdded(sku="z")])
     second = Inventory()
     async with Runner(env.store, [second], engine=env.engine, **Env.runner_options) as runner:
@@ -87,7 +89,7 @@ async def test_failure_between_handlers_and_checkpoint_commits_nothing(
     """The checkpoint write fails after the handlers ran: the batch's writes roll back with
     it, and the batch applied again later has its effect exactly once."""
     for n in range(3):
-        await env.store.append(f"Cart-{n}", [ItemAdded(sku="a"), ItemAdded(sku="b")])
+        appended = await env.store.append(f"Cart-{n}", [ItemAdded(sku="a"), ItemAdded(sku="b")])
     failures = {"left": 1}
     real_advance = checkpoints.advance
 
@@ -100,7 +102,7 @@ async def test_failure_between_handlers_and_checkpoint_commits_nothing(
     monkeypatch.setattr(checkpoints, "advance", flaky_advance)
     inventory = Inventory()
     async with Runner(env.store, [inventory], engine=env.engine, **Env.runner_options) as r:
-        await r.wait_until(await env.store.head())
+        await r.wait_until(appended.global_position)
     assert failures["left"] == 0
     assert len(inventory.calls) == 12  # every handler ran twice: once rolled back
     assert [row[1:3] for row in await env.rows(Inventory.stock)] == [(2, 2)] * 3
@@ -109,7 +111,7 @@ async def test_failure_between_handlers_and_checkpoint_commits_nothing(
 
 async def test_abandoned_batch_leaves_nothing_behind(env: Env) -> None:
     """A runner stopped (cancelled) inside a batch rolls it back; a new one applies it once."""
-    await env.store.append("Cart-1", [ItemAdded(sku="a"), ItemAdded(sku="slow")])
+    appended = await env.store.append("Cart-1", [ItemAdded(sku="a"), ItemAdded(sku="slow")])
     entered, release = asyncio.Event(), asyncio.Event()
 
     class Slow(Inventory):
@@ -127,12 +129,12 @@ async def test_abandoned_batch_leaves_nothing_behind(env: Env) -> None:
     assert await checkpoint_of(env, "inventory") == GlobalPosition(0, 0)
     again = Inventory()
     async with Runner(env.store, [again], engine=env.engine, **Env.runner_options) as runner:
-        await runner.wait_until(await env.store.head())
+        await runner.wait_until(appended.global_position)
     assert [row[1:] for row in await env.rows(Inventory.stock)] == [(2, 2, "slow")]
 
 
 async def test_graceful_stop_finishes_the_batch(env: Env) -> None:
-    await env.store.append("Cart-1", [ItemAdded(sku="a"), ItemAdded(sku="slow")])
+    appended = await env.store.append("Cart-1", [ItemAdded(sku="a"), ItemAdded(sku="slow")])
     entered, release = asyncio.Event(), asyncio.Event()
 
     class Slow(Inventory):
@@ -150,7 +152,7 @@ async def test_graceful_stop_finishes_the_batch(env: Env) -> None:
     release.set()
     await stopping
     assert [row[1:] for row in await env.rows(Inventory.stock)] == [(2, 2, "slow")]
-    assert await checkpoint_of(env, "inventory") == await env.store.head()
+    assert await checkpoint_of(env, "inventory") == appended.global_position
 
 
 def test_registry_rejects_duplicates_and_bad_definitions() -> None:
