@@ -10,13 +10,13 @@ from typing import Annotated
 
 import typer
 
-from eventfold.cli import events, migrate, streams
+from eventfold.cli import events, horizon, migrate, streams
 from eventfold.config import DATABASE_URL_ENV, Settings
 from eventstore import DEFAULT_URL
 
 app = typer.Typer(
     name="eventfold",
-    help="Event store administration: migrate the schema, inspect streams, follow the log.",
+    help="Administer an eventfold event store: migrate it, inspect streams, follow the log.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # errors are one line; --debug shows the traceback
     add_completion=False,
@@ -47,6 +47,7 @@ def configure(
 app.command("migrate")(migrate.migrate_command)
 app.add_typer(streams.app, name="streams")
 app.add_typer(events.app, name="events")
+app.command("repair-horizon")(horizon.repair_horizon_command)
 
 
 def main() -> None:

@@ -110,5 +110,5 @@ def event_line(record: RecordedEvent) -> str:
 
 
 def stdout_console() -> Console:
-    """The console commands print their human output on."""
-    return Console(highlight=False)
+    """The console commands print their human output on (messages are never wrapped)."""
+    return Console(highlight=False, soft_wrap=True)
