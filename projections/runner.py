@@ -191,7 +191,10 @@ class Runner:
                     raise ProjectionHalted(
                         worker.subscription.name, worker.subscription.halted_reason
                     )
-            return all(w.subscription.done_through >= position for w in workers)
+            return all(
+                w.subscription.ready and w.subscription.done_through >= position
+                for w in workers
+            )
 
         try:
             async with asyncio.timeout(timeout), self._progress:
@@ -201,7 +204,8 @@ class Runner:
                 f"{w.subscription.name} (at {tuple(w.subscription.done_through)}, "
                 f"{w.state}{', held by another runner' if not w.lease.held else ''}"
                 f"{', last error: ' + w.last_error if w.last_error else ''})"
-                for w in workers if w.subscription.done_through < position
+                for w in workers
+                if not w.subscription.ready or w.subscription.done_through < position
             ]
             raise TimeoutError(
                 f"not at {tuple(position)} within {timeout}s: {'; '.join(lagging)}"

@@ -99,6 +99,8 @@ class Subscription:
         self.checkpoint: GlobalPosition = START
         self.caught_up_to: GlobalPosition = START
         self.halted_reason: str | None = None
+        self.ready = False
+        """Whether ``setup`` ran (the subscriber's tables exist, the checkpoint is loaded)."""
         self.rate = 0.0
         event_types = subscriber.event_types
         self._types = None if event_types is None else sorted(event_types)
@@ -114,6 +116,7 @@ class Subscription:
             await self.subscriber.prepare(conn)
             await checkpoints.ensure(self.db, conn, self.name)
         await self.reload()
+        self.ready = True
 
     async def reload(self) -> None:
         """Load the stored checkpoint (after another holder, a swap or a reset moved it)."""
