@@ -171,14 +171,27 @@ async def test_rows_read_back_through_sqlalchemy_types(
     assert row.transaction_id == recorded.transaction_id == recorded.position
 
 
-async def test_log_is_read_in_index_order(store: SqliteEventStore) -> None:
-    """read_all walks the (transaction_id, position) index: no sort, however long the log."""
+async def test_log_is_read_in_position_order(store: SqliteEventStore) -> None:
+    """read_all walks the table's rowid range: no sort and no index lookups per row."""
     from eventstore.backends.sqlite import _READ_ALL
 
-    plan = await store._fetch("EXPLAIN QUERY PLAN " + _READ_ALL.format(types=""), (0, 0, 10))
+    plan = await store._fetch(
+        "EXPLAIN QUERY PLAN " + _READ_ALL.format(types=""), (0, 0, 0, 10)
+    )
     details = " ".join(str(row[-1]) for row in plan)
-    assert "eventfold_events_log_order" in details
+    assert "USING INTEGER PRIMARY KEY" in details
     assert "TEMP B-TREE" not in details
+
+
+async def test_read_all_after_a_position_inside_a_batch(store: SqliteEventStore) -> None:
+    await store.append("Clock-1", ticks(1, 2, 3))
+    await store.append("Clock-2", ticks(4))
+    first, second, third, fourth = await store.read_all()
+    assert first.transaction_id == second.transaction_id == third.transaction_id
+    assert fourth.transaction_id > third.transaction_id
+    assert await store.read_all(after=second.global_position) == [third, fourth]
+    assert await store.read_all(after=third.global_position) == [fourth]
+    assert await store.read_all(after=fourth.global_position) == []
 
 
 # --- atomic batches ------------------------------------------------------------------------
