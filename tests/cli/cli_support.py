@@ -1,0 +1,64 @@
+"""Helpers of the command-line tests: test events, seeding a store, reading the output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from typer.testing import Result
+
+from eventfold import NO_STREAM, Event, EventRegistry, RecordedEvent, connect
+
+
+class CartOpened(Event):
+    """A test event."""
+
+    owner: str
+
+
+class ItemAdded(Event):
+    """A test event with a decimal, so JSON output keeps it exact."""
+
+    sku: str
+    price: Decimal
+
+
+REGISTRY_EVENTS = (CartOpened, ItemAdded)
+
+Invoke = Callable[..., Result]
+
+
+def append_cart_events(url: str) -> list[RecordedEvent]:
+    """Store two carts' events at ``url`` (already migrated) and return the global log."""
+
+    async def seed() -> list[RecordedEvent]:
+        async with connect(url, EventRegistry(REGISTRY_EVENTS)) as store:
+            await store.append("Cart-1", [CartOpened(owner="ann")], expected_version=NO_STREAM)
+            await store.append(
+                "Cart-1", [ItemAdded(sku="tea", price=Decimal("3.10")),
+                           ItemAdded(sku="cup", price=Decimal("7.00"))], expected_version=1,
+            )
+            await store.append("Cart-2", [CartOpened(owner="ben")], expected_version=NO_STREAM)
+            await store.append("Wishlist-9", [ItemAdded(sku="pot", price=Decimal("19.99"))])
+            return await store.read_all()
+
+    return asyncio.run(seed())
+
+
+def json_lines(text: str) -> Sequence[dict[str, Any]]:
+    """Parse JSON Lines output, failing on any line that is not a JSON object."""
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    assert all(isinstance(row, dict) for row in rows)
+    return rows
+
+
+def one_error_line(result: Result) -> str:
+    """The single ``error: ...`` line a failed command printed; asserts nothing else."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    return lines[0]
