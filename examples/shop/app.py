@@ -103,7 +103,7 @@ async def _story(store: EventStore, say: Say) -> ShopRun:
         say(f"   v{record.stream_version} {_describe(store.registry.decode(record))}")
 
     say("7. the global log since this run began:")
-    log = await _read_log_after(store, began)
+    log = await _read_log_after(store, began, until=first.global_position)
     for record in log:
         say(
             f"   position {record.position:>4}  {record.stream_id}@{record.stream_version}  "
@@ -139,13 +139,21 @@ async def _ship(
     raise RuntimeError(f"{stream_id} kept changing under {clerk}: gave up after 3 attempts")
 
 
-async def _read_log_after(store: EventStore, position: GlobalPosition) -> list[RecordedEvent]:
-    """Every event of the global log after a position, batch by batch."""
+async def _read_log_after(
+    store: EventStore, position: GlobalPosition, *, until: GlobalPosition
+) -> list[RecordedEvent]:
+    """The global log after ``position``, batch by batch, up to and including ``until``."""
+    # On PostgreSQL the log shows an event once every transaction that began before it has
+    # ended, so that no reader ever passes one by: wait for our last append to show.
+    while (head := await store.head()) < until:
+        await store.wait_for_events(head, timeout=5.0)
     out: list[RecordedEvent] = []
     while batch := await store.read_all(after=position, limit=100):
         out.extend(batch)
         position = batch[-1].global_position
-    return out
+        if position >= until:
+            break
+    return [record for record in out if record.global_position <= until]
 
 
 def _describe(event: Event) -> str:
