@@ -146,3 +146,54 @@ snapshots = sa.Table(
         "taken_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
 )
+
+# --- Messaging: inbox, process managers, durable timeouts --------------------------------
+
+inbox = sa.Table(
+    "eventfold_inbox",
+    metadata,
+    # Which consumer processed the message, and the message's id (an event_id): recorded in
+    # the same transaction as the consumer's effect, so a redelivery is a no-op.
+    sa.Column("consumer", sa.Text(), primary_key=True),
+    sa.Column("message_id", sa.Uuid(), primary_key=True),
+    sa.Column(
+        "processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)
+sa.Index("eventfold_inbox_processed_at", inbox.c.processed_at)
+
+process_states = sa.Table(
+    "eventfold_process_states",
+    metadata,
+    # One row per process-manager instance, keyed by the correlation key taken from events.
+    sa.Column("manager", sa.Text(), primary_key=True),
+    sa.Column("key", sa.Text(), primary_key=True),
+    sa.Column("state", JSON, nullable=False),
+    # Grows with every change; written by compare-and-set.
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("status", sa.Text(), nullable=False),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)
+
+deadlines = sa.Table(
+    "eventfold_deadlines",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("manager", sa.Text(), nullable=False),
+    sa.Column("key", sa.Text(), nullable=False),
+    sa.Column("name", sa.Text(), nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("message", JSON, nullable=False),
+    # scheduled -> fired | cancelled; a due deadline fires at least once.
+    sa.Column("status", sa.Text(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("fired_at", sa.DateTime(timezone=True), nullable=True),
+)
+sa.Index("eventfold_deadlines_due", deadlines.c.status, deadlines.c.due_at)
+sa.Index("eventfold_deadlines_owner", deadlines.c.manager, deadlines.c.key)
