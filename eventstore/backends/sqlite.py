@@ -152,6 +152,8 @@ class SqliteEventStore:
         )
         self._poll_interval = poll_interval
         self._appended = asyncio.Event()
+        self._pending: list[_Pending] = []
+        self._committer: asyncio.Task[None] | None = None
         self._closed = False
 
     @classmethod
@@ -236,18 +238,19 @@ class SqliteEventStore:
         expected = check_expected_version(expected_version)
         batch = encode_batch(self.registry, stream_id, events)
         self._check_open()
+        done: asyncio.Future[AppendResult | _Refused] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._pending.append((stream_id, batch, expected, done))
+        if self._committer is None:
+            self._committer = asyncio.create_task(self._commit_pending())
         try:
-            outcome = await _on_thread(
-                self._writer, _append_transaction, _sqlite(self._writer), self._upsert_stream,
-                stream_id, batch, expected,
-            )
+            outcome = await done
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
         except ValueError as exc:  # aiosqlite's "no active connection"
             raise self._unavailable(exc) from exc
         if isinstance(outcome, AppendResult):
-            self._appended.set()
-            self._appended = asyncio.Event()
             return outcome
         actual, stored, refusal = outcome
         # A retried batch that already went in is neither a conflict nor a refusal.
@@ -264,6 +267,45 @@ class SqliteEventStore:
             f"written. Check triggers on the events table and that {_STREAMS}.version "
             "matches the stream's last event",
         )
+
+    async def _commit_pending(self) -> None:
+        """Write the waiting appends, a group per transaction, until none is left.
+
+        Group commit: appends that arrive while a transaction is on the writer's thread
+        wait and then go together in the next one, each in its own savepoint, so one
+        commit (one fsync) serves them all while each stays atomic and independent. A lone
+        append goes at once, so nobody waits for company.
+        """
+        try:
+            while self._pending:
+                group = self._pending[:_MAX_GROUP]
+                del self._pending[:_MAX_GROUP]
+                try:
+                    outcomes = await _on_thread(
+                        self._writer, _append_group, _sqlite(self._writer),
+                        self._upsert_stream, [item[:3] for item in group],
+                    )
+                except (sqlite3.Error, ValueError) as exc:
+                    # Nothing of the group was written; each appender hears why.
+                    for *_, done in group:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                except BaseException:
+                    # The committer itself is cancelled (the loop is shutting down): the
+                    # appenders must not wait for ever.
+                    for *_, done in self._pending + group:
+                        done.cancel()
+                    self._pending.clear()
+                    raise
+                for (*_, done), outcome in zip(group, outcomes, strict=True):
+                    if not done.done():
+                        done.set_result(outcome)
+                if any(isinstance(outcome, AppendResult) for outcome in outcomes):
+                    self._appended.set()
+                    self._appended = asyncio.Event()
+        finally:
+            self._committer = None
 
     # --- reading -------------------------------------------------------------------------
 
@@ -394,6 +436,9 @@ class SqliteEventStore:
         if self._closed:
             return
         self._closed = True
+        if self._committer is not None:
+            # Appends already accepted are written (or refused) before the connections go.
+            await asyncio.shield(self._committer)
         # aiosqlite closes a connection after the work already queued on it: an append in
         # flight finishes first.
         await _discard(self._engine, self._connections)
@@ -429,47 +474,75 @@ _Refused = tuple[int, list[Any], str | None]
 of the batch's event ids (for the idempotency check), and the refusing constraint, if any."""
 
 
-def _append_transaction(
+def _append_group(
+    db: sqlite3.Connection,
+    upsert_stream: str,
+    appends: list[tuple[str, list[EncodedEvent], ExpectedVersion]],
+) -> list[AppendResult | _Refused]:
+    """Appends in one transaction, run on the connection's worker thread.
+
+    ``BEGIN IMMEDIATE`` takes SQLite's write lock first (waiting up to the busy timeout),
+    so no other process can change a stream between its version check and its insert.
+    With several appends, each runs in a savepoint: one that is refused is rolled back
+    alone and the others commit. Any other error rolls the whole group back.
+    """
+    # The stream's updated_at is the batch's recorded_at, as in every backend.
+    stamp = datetime.now(UTC).strftime(_TIME_FORMAT)
+    alone = len(appends) == 1
+    outcomes: list[AppendResult | _Refused] = []
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for stream_id, batch, expected in appends:
+            if not alone:
+                db.execute("SAVEPOINT eventfold_append")
+            try:
+                outcome = _append_one(db, upsert_stream, stream_id, batch, expected, stamp)
+            except sqlite3.IntegrityError as exc:
+                # Most often a unique event_id: a retried batch, or ids reused by mistake.
+                outcome = (-1, [], str(exc))
+            if not isinstance(outcome, AppendResult):
+                if alone:
+                    db.rollback()
+                else:
+                    db.execute("ROLLBACK TO eventfold_append")
+                outcome = (outcome[0], _stored_rows(db, batch), outcome[2])
+            if not alone:
+                db.execute("RELEASE eventfold_append")
+            outcomes.append(outcome)
+        if db.in_transaction:
+            db.commit()
+    except BaseException:
+        if db.in_transaction:
+            db.rollback()
+        raise
+    return outcomes
+
+
+def _append_one(
     db: sqlite3.Connection,
     upsert_stream: str,
     stream_id: str,
     batch: list[EncodedEvent],
     expected: ExpectedVersion,
+    stamp: str,
 ) -> AppendResult | _Refused:
-    """The whole append, run on the connection's worker thread; commits or leaves nothing.
-
-    ``BEGIN IMMEDIATE`` takes SQLite's write lock first (waiting up to the busy timeout),
-    so no other process can change the stream between the version check and the insert.
-    """
+    """One append inside the open transaction; a refusal is for the caller to roll back."""
     size = len(batch)
-    # The stream's updated_at is the batch's recorded_at, as in every backend.
-    stamp = datetime.now(UTC).strftime(_TIME_FORMAT)
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        ((version, head),) = db.execute(
-            upsert_stream, (stream_id, category_of(stream_id), size, stamp)
-        ).fetchall()
-        actual = version - size
-        if not _matches(expected, actual):
-            db.rollback()
-            return actual, _stored_rows(db, batch), None
-        first = head + 1
-        db.executemany(
-            _INSERT_EVENT,
-            [
-                (first + offset, first, item.event_id.hex, stream_id, actual + offset + 1,
-                 item.event_type, item.schema_version, item.data, item.metadata, stamp)
-                for offset, item in enumerate(batch)
-            ],
-        )
-        db.commit()
-    except sqlite3.IntegrityError as exc:
-        # Most often a unique event_id: a retried batch, or ids reused by mistake.
-        db.rollback()
-        return -1, _stored_rows(db, batch), str(exc)
-    except BaseException:
-        db.rollback()
-        raise
+    ((version, head),) = db.execute(
+        upsert_stream, (stream_id, category_of(stream_id), size, stamp)
+    ).fetchall()
+    actual = int(version) - size
+    if not _matches(expected, actual):
+        return actual, [], None
+    first = int(head) + 1
+    db.executemany(
+        _INSERT_EVENT,
+        [
+            (first + offset, first, item.event_id.hex, stream_id, actual + offset + 1,
+             item.event_type, item.schema_version, item.data, item.metadata, stamp)
+            for offset, item in enumerate(batch)
+        ],
+    )
     return AppendResult(stream_id, actual + size, first, first + size - 1, first)
 
 
@@ -504,6 +577,14 @@ def _replayed(stream_id: str, batch: list[EncodedEvent], rows: list[Any]) -> App
     assert last is not None
     return AppendResult(stream_id, last[2], first[4], last[4], first[5])
 
+
+_Pending = tuple[
+    str, list[EncodedEvent], ExpectedVersion, "asyncio.Future[AppendResult | _Refused]"
+]
+"""An append waiting for the committer: stream, batch, expected version, its outcome."""
+
+_MAX_GROUP = 64
+"""At most this many appends share a transaction, to bound how long one holds the lock."""
 
 _T = TypeVar("_T")
 

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -19,7 +20,9 @@ import sqlalchemy as sa
 from eventstore import (
     NO_STREAM,
     START,
+    AppendResult,
     ConcurrencyError,
+    DuplicateEventId,
     Event,
     EventRegistry,
     NewEvent,
@@ -27,6 +30,7 @@ from eventstore import (
     StoreUnavailable,
     connect,
 )
+from eventstore.backends import sqlite as sqlite_backend
 from eventstore.backends.sqlite import SqliteEventStore
 from eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE, migrate
 from eventstore.schema import events as events_table
@@ -427,3 +431,62 @@ def test_uuid_hex_is_the_stored_form(db_url: str) -> None:
     finally:
         engine.dispose()
     assert stored == event_id.hex
+
+
+# --- group commit --------------------------------------------------------------------------
+
+
+async def test_appends_sharing_a_transaction_keep_their_own_outcomes(
+    store: SqliteEventStore, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent appends go in one transaction, each in a savepoint: a refused one is
+    rolled back alone, and each caller gets what it would have got alone."""
+    group_sizes: list[int] = []
+    real_group = sqlite_backend._append_group
+
+    def counting_group(db: Any, upsert: str, appends: list[Any]) -> Any:
+        group_sizes.append(len(appends))
+        return real_group(db, upsert, appends)
+
+    monkeypatch.setattr(sqlite_backend, "_append_group", counting_group)
+    retried = [NewEvent(e) for e in ticks(1, 2)]
+    original = await store.append("Retry-1", retried)
+    taken = NewEvent(Ticked(n=0))
+    await store.append("Taken-1", [taken])
+    with sqlite3.connect(db_path(db_url)) as raw:
+        raw.execute(
+            "CREATE TRIGGER refuse_vetoed BEFORE INSERT ON eventfold_events "
+            "WHEN NEW.stream_id = 'Vetoed-1' BEGIN SELECT RAISE(ABORT, 'vetoed'); END"
+        )
+    raw.close()
+    head = await store.head()
+    outcomes = await asyncio.gather(
+        store.append("Clock-1", ticks(1, 2), expected_version=NO_STREAM),
+        store.append("Retry-1", retried, expected_version=NO_STREAM),
+        store.append("Clock-2", ticks(3), expected_version=5),
+        store.append("Clock-3", [NewEvent(Ticked(n=4)), taken]),
+        store.append("Vetoed-1", ticks(5)),
+        store.append("Clock-1", ticks(6), expected_version=2),
+        store.append("Clock-4", ticks(7)),
+        return_exceptions=True,
+    )
+    assert group_sizes[-1] == 7
+    appended, replayed, stale, clash, vetoed, second, last = outcomes
+    assert replayed == original
+    assert isinstance(stale, ConcurrencyError) and stale.actual == 0
+    assert isinstance(clash, DuplicateEventId)
+    assert isinstance(vetoed, StoreUnavailable) and "vetoed" in str(vetoed)
+    assert isinstance(appended, AppendResult) and appended.version == 2
+    assert isinstance(second, AppendResult) and second.version == 3
+    assert isinstance(last, AppendResult)
+    log = await store.read_all(after=head)
+    assert [(e.stream_id, e.stream_version) for e in log] == [
+        ("Clock-1", 1), ("Clock-1", 2), ("Clock-1", 3), ("Clock-4", 1),
+    ]
+    assert [e.position for e in log] == list(range(head.position + 1, head.position + 5))
+    assert [e.transaction_id for e in log] == [
+        appended.first_position, appended.first_position, second.first_position,
+        last.first_position,
+    ]
+    for stream_id in ("Clock-2", "Clock-3", "Vetoed-1"):
+        assert await store.stream_version(stream_id) == 0
