@@ -40,6 +40,7 @@ from eventstore import (
     connect,
     new_event_id,
 )
+from eventstore.causation import caused_by, correlated
 from eventstore.migrate import SCHEMA_HEAD, migrate, schema_revision
 
 __all__ = [
@@ -74,7 +75,9 @@ __all__ = [
     "UnknownEventType",
     "UnregisteredEvent",
     "category_of",
+    "caused_by",
     "connect",
+    "correlated",
     "migrate",
     "new_event_id",
     "schema_revision",

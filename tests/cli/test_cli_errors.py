@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from cli_support import Invoke, one_error_line
 
+from eventfold.cli import execution
 from eventfold.cli.execution import EXIT_NOT_MIGRATED, EXIT_UNAVAILABLE
 
 
@@ -83,3 +86,12 @@ def test_usage_errors_exit_with_2(invoke: Invoke) -> None:
     result = invoke("streams", "list", "--limit", "0")
     assert result.exit_code == 2
     assert "Traceback" not in result.stderr
+
+
+def test_docs_list_every_exit_code() -> None:
+    """docs/cli.md's table of exit codes and the code agree."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    documented = {int(code) for code in re.findall(r"^\| (\d+) \|", page, flags=re.M)}
+    defined = {value for name, value in vars(execution).items() if name.startswith("EXIT_")
+               and isinstance(value, int)}
+    assert documented == defined | {0}
