@@ -17,3 +17,12 @@ class TestMemoryStore(EventStoreConformance):
     async def store(self) -> AsyncIterator[EventStore]:
         async with connect("memory://", conformance_registry()) as store:
             yield store
+
+
+class TestPostgresStore(EventStoreConformance):
+    """The production backend, on a real server (tests/conftest.py)."""
+
+    @pytest.fixture
+    async def store(self, pg_clean_url: str) -> AsyncIterator[EventStore]:
+        async with connect(pg_clean_url, conformance_registry()) as store:
+            yield store
