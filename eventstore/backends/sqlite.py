@@ -1,17 +1,20 @@
 """The SQLite event store: the embedded default, one file (or memory) per store.
 
-SQLAlchemy's async engine (aiosqlite) opens and configures the connections and owns the
-schema; the hot paths then talk to the aiosqlite connection directly with hand-written
-SQL, because every SQLAlchemy-level statement costs several hops to aiosqlite's worker
-thread and an append here is four hops in all: ``BEGIN IMMEDIATE``, the stream upsert,
-the batch insert, ``COMMIT``.
+SQLAlchemy's async engine (aiosqlite) opens and configures the connections and runs the
+migrations; the hot paths then use the aiosqlite connections directly with hand-written
+SQL. Every trip to aiosqlite's worker thread costs more than the SQL of an append, so a
+read is one trip (``execute_fetchall``) and a whole append transaction is one function
+run on the writer's thread (see ``_on_thread``).
 
-Writes are serialized: within the process by an asyncio lock around one writer
-connection, across processes by SQLite's write lock, taken at the start of the
-transaction (``BEGIN IMMEDIATE``) so that the expected-version check and the insert see
-the same stream version. Because writes are serialized, ``transaction_id`` is simply the
-first position of the batch: it grows with every append, and ordering the log by
-``(transaction_id, position)`` is ordering it by position.
+Writes are serialized: in the process by the one writer connection, whose thread runs one
+transaction after another; across processes by SQLite's write lock, taken at the start of
+the transaction (``BEGIN IMMEDIATE``) so that the expected-version check and the insert
+see the same stream version. Appends that arrive while a transaction is running share the
+next one, each in its own savepoint (group commit: one fsync for many appends).
+
+Because writes are serialized, ``transaction_id`` is the first position of the append's
+batch: it grows with every append, and ordering the log by ``(transaction_id, position)``
+is ordering it by position.
 """
 
 from __future__ import annotations
