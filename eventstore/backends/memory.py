@@ -124,6 +124,8 @@ class MemoryEventStore:
         if event_types is not None:
             event_types = set(self.registry.stored_types(event_types))
         out: list[RecordedEvent] = []
+        if limit <= 0:
+            return out
         for record in self._log[start:]:
             if event_types is None or record.event_type in event_types:
                 out.append(record)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from upcaster_samples import (
     Money,
     OrderCreated,
@@ -34,7 +33,7 @@ from eventstore import (
     UnknownEventType,
     connect,
 )
-from eventstore.schema import metadata
+from eventstore.migrate import migrate
 from upcasters import Upcasters, UpcastFailed
 
 History = Callable[[Sequence[tuple[str, Sequence[Event]]], EventRegistry], Awaitable[EventStore]]
@@ -56,9 +55,7 @@ async def history(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
                 store.registry = reader
                 return store
             url = f"sqlite:///{tmp_path / 'history.db'}"
-            engine = sa.create_engine(url)
-            metadata.create_all(engine)
-            engine.dispose()
+            await migrate(url)
             async with connect(url, writer_registry()) as old:
                 for stream_id, events in writes:
                     await old.append(stream_id, events)
