@@ -83,10 +83,10 @@ async def _story(store: EventStore, say: Say) -> ShopRun:
     # Two clerks read the paid order at the same moment and both decide to ship it.
     version_seen = await store.stream_version(alice)
     say(f"4. clerks ann and ben both read {alice} at version {version_seen}")
-    winner = await _ship(store, alice, "ann", version_seen, say)
-    loser = await _ship(store, alice, "ben", version_seen, say)
-    shipped_by = winner or loser
-    refused = "ben" if winner else "ann"
+    clerks = ("ann", "ben")
+    shippers = [clerk for clerk in clerks if await _ship(store, alice, clerk, version_seen, say)]
+    (shipped_by,) = shippers  # exactly one of them: the expected version saw to that
+    (refused,) = (clerk for clerk in clerks if clerk != shipped_by)
 
     # A client whose reply was lost retries with the same event id: nothing changes.
     retry = NewEvent(PaymentReceived(amount=Decimal("8.00"), method="cash"))
@@ -109,13 +109,13 @@ async def _story(store: EventStore, say: Say) -> ShopRun:
             f"   position {record.position:>4}  {record.stream_id}@{record.stream_version}  "
             f"{record.event_type}"
         )
-    return ShopRun((alice, bob), shipped_by or "", refused, tuple(log))
+    return ShopRun((alice, bob), shipped_by, refused, tuple(log))
 
 
 async def _ship(
     store: EventStore, stream_id: str, clerk: str, version_seen: int, say: Say
-) -> str | None:
-    """Ship the order unless it already is; returns the clerk if this one shipped it."""
+) -> bool:
+    """Ship the order unless it already is; returns whether this clerk shipped it."""
     for _attempt in range(3):
         try:
             result = await store.append(
@@ -131,11 +131,11 @@ async def _ship(
             shipped = next((e for e in history if isinstance(e, OrderShipped)), None)
             if shipped is not None:
                 say(f"   {clerk} reloads {stream_id}: {shipped.shipped_by} shipped it already")
-                return None
+                return False
             version_seen = conflict.actual
         else:
             say(f"   {clerk} ships {stream_id}: version {result.version}")
-            return clerk
+            return True
     raise RuntimeError(f"{stream_id} kept changing under {clerk}: gave up after 3 attempts")
 
 
