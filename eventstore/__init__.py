@@ -2,6 +2,7 @@
 
 from eventstore.connect import DEFAULT_URL, connect, masked
 from eventstore.errors import (
+    CloudEventError,
     ConcurrencyError,
     DuplicateEventId,
     DuplicateEventType,
@@ -41,6 +42,7 @@ __all__ = [
     "START",
     "STREAM_EXISTS",
     "AppendResult",
+    "CloudEventError",
     "ConcurrencyError",
     "DuplicateEventId",
     "DuplicateEventType",

@@ -139,3 +139,16 @@ class EventDecodeError(EventTypeError):
             f"stored event {event_type!r} v{version} (stream {stream_id!r}, position "
             f"{position}) does not validate: {detail}; add or fix the upcaster for it"
         )
+
+
+class CloudEventError(EventfoldError, ValueError):
+    """A CloudEvent could not be read as an eventfold envelope (missing or bad attribute)."""
+
+    def __init__(self, problem: str, event_id: object = None) -> None:
+        self.problem = problem
+        self.event_id = event_id
+        which = f" {event_id}" if event_id is not None else ""
+        super().__init__(
+            f"CloudEvent{which} cannot be read: {problem}. eventfold reads CloudEvents 1.0 in "
+            "structured JSON mode as written by eventstore.cloudevents.to_cloudevent"
+        )

@@ -87,3 +87,37 @@ class ParkedEventNotFound(ProjectionError, LookupError):
 
 class RebuildError(ProjectionError):
     """A rebuild could not be done as asked; the live read model is untouched."""
+
+
+class SubscriberUnavailable(ProjectionError):
+    """Something a subscriber depends on outside the database (a broker) is unreachable.
+
+    Raised from ``handle_batch``, it is not the event's fault: the runner neither retries
+    nor parks the event, it rolls the whole batch back (the checkpoint stays) and tries the
+    batch again after its error backoff, so an outage never skips or parks an event.
+    """
+
+
+class BrokerUnavailable(SubscriberUnavailable):
+    """A message broker could not be reached, or did not confirm in time."""
+
+    def __init__(self, broker: str, reason: str) -> None:
+        self.broker = broker
+        self.reason = reason
+        super().__init__(
+            f"{broker} is unavailable ({reason}); the batch was rolled back and is retried "
+            "from the same checkpoint: check that the broker runs and the URL is right"
+        )
+
+
+class MessageRejected(ProjectionError):
+    """A broker refused one message (a nack, an error reply): retried, then parked."""
+
+    def __init__(self, broker: str, message_id: object, reason: str) -> None:
+        self.broker = broker
+        self.message_id = message_id
+        self.reason = reason
+        super().__init__(
+            f"{broker} refused message {message_id} ({reason}); it is retried and then "
+            "parked: fix the broker's configuration, then retry the parked event"
+        )

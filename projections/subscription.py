@@ -20,7 +20,8 @@ the whole batch, so nothing (another holder, a swap) can slip in between the goo
 and the checkpoint, and there is exactly one commit per batch whatever fails. A failure
 that is not the handler's (the connection is lost) breaks the transaction itself; then the
 whole batch rolls back - parked rows included - and is read again later, so an event is
-never parked for an outage.
+never parked for an outage. A subscriber signals an outage of its own (a broker) the same
+way by raising ``SubscriberUnavailable``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from eventstore.protocol import EventStore
 from eventstore.records import START, GlobalPosition, RecordedEvent
 from projections import checkpoints, parking
 from projections.database import Database
-from projections.errors import CheckpointMoved, ProjectionHalted
+from projections.errors import CheckpointMoved, ProjectionHalted, SubscriberUnavailable
 from projections.subscriber import BatchContext, Delivery, Subscriber
 
 logger = logging.getLogger("eventfold.projections")
@@ -180,7 +181,7 @@ class Subscription:
                 async with conn.begin_nested():
                     await self.subscriber.handle_batch(batch, context)
             except Exception as exc:
-                if conn.invalidated:
+                if conn.invalidated or isinstance(exc, SubscriberUnavailable):
                     raise
                 logger.info(
                     "%s: a batch of %d failed (%s); redoing it one event at a time",
@@ -249,7 +250,7 @@ class Subscription:
                 async with conn.begin_nested():
                     await self.subscriber.handle_batch([delivery], context)
             except Exception as exc:
-                if conn.invalidated:
+                if conn.invalidated or isinstance(exc, SubscriberUnavailable):
                     raise
                 if attempts > allowed:
                     return Failure(describe(exc), traceback_module.format_exc(), attempts)

@@ -1,0 +1,99 @@
+"""Fixtures of the messaging tests: brokers (real, checked), stores on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from messaging_support import (
+    NATS_URL,
+    RABBITMQ_URL,
+    START_NATS,
+    START_RABBITMQ,
+    NatsServer,
+    create_effects,
+    make_registry,
+    require,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from eventstore import EventStore, connect
+from eventstore.engine import create_engine
+from eventstore.migrate import migrate
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    """The machine's RabbitMQ (the test fails with how to start it when it is down)."""
+    url = make_url(RABBITMQ_URL.replace("amqp://", "postgresql://", 1))
+    require(url.host or "127.0.0.1", url.port or 5672, "RabbitMQ", START_RABBITMQ)
+    return RABBITMQ_URL
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    """The machine's NATS with JetStream (fails with how to start it when it is down)."""
+    url = make_url(NATS_URL.replace("nats://", "postgresql://", 1))
+    require(url.host or "127.0.0.1", url.port or 4222, "NATS", START_NATS)
+    return NATS_URL
+
+
+@pytest.fixture
+async def own_nats(tmp_path: Path) -> AsyncIterator[NatsServer]:
+    """A nats-server of this test's own, on a free port, that the test may kill."""
+    server = NatsServer(tmp_path / "nats")
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@dataclass
+class Env:
+    """A store and an engine on its database (the inbox and the effects live there too)."""
+
+    kind: str
+    url: str
+    store: EventStore
+    engine: AsyncEngine
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
+    """An empty store on a SQLite file or the test PostgreSQL database."""
+    kind: str = request.param
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+        await migrate(url)
+    else:
+        url = request.getfixturevalue("pg_clean_url")
+    engine = create_engine(url)
+    await create_effects(engine)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("DELETE FROM test_msg_effects"))
+    store = await connect(url, make_registry())
+    try:
+        yield Env(kind, url, store, engine)
+    finally:
+        await store.close()
+        await engine.dispose()
+
+
+@pytest.fixture
+async def pg_env(pg_clean_url: str) -> AsyncIterator[Env]:
+    """An empty store on the test PostgreSQL database."""
+    engine = create_engine(pg_clean_url)
+    await create_effects(engine)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("DELETE FROM test_msg_effects"))
+    store = await connect(pg_clean_url, make_registry())
+    try:
+        yield Env("postgres", pg_clean_url, store, engine)
+    finally:
+        await store.close()
+        await engine.dispose()
