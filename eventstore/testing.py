@@ -147,6 +147,26 @@ async def _read_whole_log(store: EventStore, batch: int = 1000) -> list[Recorded
 class EventStoreConformance:
     """Behaviour every backend shares; subclass it with a ``store`` fixture."""
 
+    @pytest.fixture(autouse=True)
+    def _reads_see_own_writes(self, store: EventStore) -> None:
+        """Let each append return once the global log shows it.
+
+        On PostgreSQL the log shows an event only when every older transaction in the
+        cluster has finished (the horizon that keeps readers from skipping a late commit),
+        so a busy server can hide a fresh append from ``read_all`` and ``head`` for a
+        moment; the suite checks the log's contents, not that moment.
+        """
+        append = store.append
+
+        async def append_then_wait(*args: Any, **kwargs: Any) -> Any:
+            result = await append(*args, **kwargs)
+            async with asyncio.timeout(30):
+                while (head := await store.head()) < result.global_position:
+                    await store.wait_for_events(head, timeout=0.5)
+            return result
+
+        store.append = append_then_wait  # type: ignore[method-assign]
+
     # --- appending and expected versions -------------------------------------------------
 
     async def test_append_to_new_stream_and_read_back(self, store: EventStore) -> None:
