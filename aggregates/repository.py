@@ -26,6 +26,7 @@ from aggregates.errors import (
 from eventstore.errors import ConcurrencyError
 from eventstore.event import Event
 from eventstore.ids import new_event_id
+from eventstore.instrumentation import traced
 from eventstore.protocol import EventStore
 from eventstore.records import NO_STREAM, AppendResult, NewEvent, RecordedEvent, category_of
 from snapshots.protocol import Snapshot, SnapshotFold, SnapshotStore
@@ -70,6 +71,9 @@ class Repository:
             check_aggregate(cls, self.store.registry)
             self._checked.add(cls)
 
+    @traced("eventfold.load", lambda self, cls, id, **_: {
+        "eventfold.aggregate": cls.__qualname__, "eventfold.stream_id": cls.stream_id_for(id),
+    })
     async def get(
         self,
         cls: type[A],

@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from eventstore.instrumentation import traceparent
 from eventstore.records import RecordedEvent
 
 
@@ -57,14 +58,18 @@ def stamped(metadata: Mapping[str, Any]) -> Mapping[str, Any]:
     Values the caller set explicitly win.
     """
     cause = _cause.get()
+    # The current span (when tracing is on) continues the trace better than the cause's.
+    current = traceparent()
     if cause is None:
-        return metadata
+        if current is None:
+            return metadata
+        cause = _Cause(None, None, None)
     stamped = {
         key: value
         for key, value in (
             ("correlation_id", cause.correlation_id),
             ("causation_id", cause.causation_id),
-            ("traceparent", cause.traceparent),
+            ("traceparent", current or cause.traceparent),
         )
         if value is not None
     }

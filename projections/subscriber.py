@@ -16,6 +16,7 @@ from typing import Literal, Protocol, runtime_checkable
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from eventstore.event import Event
+from eventstore.protocol import EventStore
 from eventstore.records import RecordedEvent
 
 OnFailure = Literal["park", "halt"]
@@ -64,12 +65,14 @@ class BatchContext:
 
     ``connection`` is in the transaction that commits the batch's database writes together
     with the checkpoint. ``replaying`` is true while a rebuild replays history: subscribers
-    with side effects (relays, process managers) must not fire them again then.
+    with side effects (relays, process managers) must not fire them again then. ``store``
+    is the event store the runner reads, for subscribers that append (process managers).
     """
 
     connection: AsyncConnection
     subscriber: str
     replaying: bool = False
+    store: EventStore | None = None
 
 
 @runtime_checkable

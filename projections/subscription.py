@@ -31,10 +31,12 @@ import logging
 import time
 import traceback as traceback_module
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from eventstore import instrumentation
 from eventstore.errors import EventDecodeError, UnknownEventType
 from eventstore.event import Event
 from eventstore.protocol import EventStore
@@ -141,8 +143,15 @@ class Subscription:
             after=self.checkpoint, limit=self.batch_size, event_types=self._types
         )
         if records:
-            async with self.db.transaction() as conn:
-                outcome = await self.apply(conn, records, started=started)
+            # A subscriber may wrap its batches (process managers decide ahead on SQLite).
+            around = getattr(self.subscriber, "around_batch", None)
+            scope: AbstractAsyncContextManager[object] = (
+                around(records, self.store, self.db.engine)
+                if around is not None and not self.replaying else nullcontext()
+            )
+            with instrumentation.batch(self.name, records, head):
+                async with scope, self.db.transaction() as conn:
+                    outcome = await self.apply(conn, records, started=started)
             self.checkpoint = outcome.checkpoint
             if outcome.halted_reason is not None:
                 self.halted_reason = outcome.halted_reason
@@ -169,7 +178,7 @@ class Subscription:
             raise ProjectionHalted(self.name, stored.halted_reason)
         blocked = await parking.blocked_streams(conn, self.name)
         decoded: list[Event | Failure] = [self._decode(record) for record in records]
-        context = BatchContext(conn, self.name, self.replaying)
+        context = BatchContext(conn, self.name, self.replaying, self.store)
 
         if not blocked and not any(isinstance(item, Failure) for item in decoded):
             batch = [
@@ -234,7 +243,7 @@ class Subscription:
 
     async def attempt_once(self, conn: AsyncConnection, delivery: Delivery) -> Failure | None:
         """Apply one event in a savepoint, once (retrying a parked event)."""
-        context = BatchContext(conn, self.name, self.replaying)
+        context = BatchContext(conn, self.name, self.replaying, self.store)
         return await self._attempt(conn, delivery, context, retries=0)
 
     async def _attempt(

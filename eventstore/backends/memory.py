@@ -13,6 +13,7 @@ from typing import Self
 from eventstore.encoding import EncodedEvent, check_expected_version, check_stream_id, encode_batch
 from eventstore.errors import ConcurrencyError, DuplicateEventId
 from eventstore.event import Event
+from eventstore.instrumentation import traced_append
 from eventstore.records import (
     ANY,
     NO_STREAM,
@@ -40,6 +41,7 @@ class MemoryEventStore:
         self._by_id: dict[object, RecordedEvent] = {}
         self._changed = asyncio.Condition()
 
+    @traced_append
     async def append(
         self,
         stream_id: str,

@@ -45,6 +45,7 @@ from eventstore.errors import (
 )
 from eventstore.event import Event
 from eventstore.horizon import HorizonHolder, check_horizon, horizon_holders
+from eventstore.instrumentation import traced_append
 from eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE
 from eventstore.records import (
     ANY,
@@ -227,6 +228,7 @@ class PostgresEventStore:
 
     # -- writing -------------------------------------------------------------------------
 
+    @traced_append
     async def append(
         self,
         stream_id: str,

@@ -47,6 +47,7 @@ from eventstore.errors import (
     StoreUnavailable,
 )
 from eventstore.event import Event
+from eventstore.instrumentation import traced_append
 from eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE, alembic_config
 from eventstore.records import (
     ANY,
@@ -230,6 +231,7 @@ class SqliteEventStore:
 
     # --- writing -------------------------------------------------------------------------
 
+    @traced_append
     async def append(
         self,
         stream_id: str,

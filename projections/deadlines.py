@@ -1,0 +1,395 @@
+"""Durable timeouts of process managers: deadline rows and the poller that fires them.
+
+A process manager's ``ctx.schedule(...)`` becomes a row of ``eventfold_deadlines`` written in
+the batch's transaction, so a deadline exists exactly when the handling that scheduled it
+committed, and survives restarts. The ``DeadlinePoller`` (an APScheduler job, or
+``fire_due`` called by hand) fires due deadlines, each in one transaction that locks the
+process instance, claims the deadline, runs the manager's timeout handler and marks it
+fired, so a deadline fires once in effect even with several runner processes polling:
+
+- lock order is the instance's state row, then its deadline rows - the order batches use
+  (they lock the state row when loading the instance and then cancel or schedule
+  deadlines), so a poller and a batch never deadlock on the same instance;
+- PostgreSQL claims the deadline with ``SELECT ... FOR UPDATE SKIP LOCKED``; SQLite with a
+  guarded ``UPDATE ... WHERE status = 'scheduled'`` (its write transactions are serial);
+- a handler that fails rolls the firing back; the deadline's ``attempts`` and
+  ``last_error`` are recorded and it is tried again after a backoff, up to
+  ``max_attempts`` times, then it is marked ``failed`` (listed by ``list_deadlines``).
+
+Commands the timeout handler sends are de-duplicated like those of event handlers (their
+event ids derive from the deadline's id), so firing twice after a crash between the append
+and the commit appends nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self
+
+import sqlalchemy as sa
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from eventstore.protocol import EventStore
+from eventstore.schema import deadlines, process_states
+from projections.database import Database
+
+logger = logging.getLogger("eventfold.process")
+
+DeadlineStatus = Literal["scheduled", "fired", "cancelled", "failed"]
+"""``scheduled`` until it fires (``fired``), is cancelled (``cancelled``: it never fires)
+or its handler failed ``max_attempts`` times (``failed``)."""
+
+_IDS = uuid.UUID("0b6f3c2e-5a37-4f4e-9a55-2f1f4d0c9e61")
+"""Namespace of the deadline ids (uuid5), so a re-run scheduling makes the same id."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A scheduled timeout of one process instance."""
+
+    id: uuid.UUID
+    manager: str
+    key: str
+    name: str
+    due_at: datetime
+    message_type: str
+    message: dict[str, Any]
+    cause: dict[str, str]
+    """The scheduling event's ``event_id``, ``correlation_id`` and ``traceparent``: events
+    appended by the timeout handler are caused by that event and share its correlation."""
+    status: DeadlineStatus
+    attempts: int
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """A deadline to write when the instance is saved (what ``ctx.schedule`` buffers)."""
+
+    id: uuid.UUID
+    name: str
+    due_at: datetime
+    message_type: str
+    message: dict[str, Any]
+    cause: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """Deadlines of one name to cancel when the instance is saved."""
+
+    name: str
+
+
+class DeadlineHandler(Protocol):
+    """What the poller fires deadlines into: a process manager."""
+
+    @property
+    def name(self) -> str:
+        """The process manager's name (deadlines are stored under it)."""
+        ...
+
+    async def fire_deadline(
+        self, db: Database, store: EventStore, id: uuid.UUID, key: str
+    ) -> bool:
+        """Claim and fire one deadline; False when it was no longer scheduled."""
+        ...
+
+
+def deadline_id(manager: str, key: str, name: str, cause: uuid.UUID, index: int) -> uuid.UUID:
+    """The id of the ``index``-th deadline scheduled while handling ``cause``."""
+    return uuid.uuid5(_IDS, f"{manager}\x1f{key}\x1f{name}\x1f{cause}\x1f{index}")
+
+
+def utc(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC datetime (SQLite hands timestamps back naive, in UTC)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _bind_time(conn: AsyncConnection, moment: datetime) -> datetime:
+    # SQLite stores the text of a naive datetime: keep every value in UTC so they compare.
+    moment = utc(moment)
+    return moment.replace(tzinfo=None) if conn.dialect.name == "sqlite" else moment
+
+
+async def apply_changes(
+    conn: AsyncConnection,
+    manager: str,
+    key: str,
+    changes: Iterable[Scheduled | Cancelled],
+    *,
+    cancel_all: bool,
+) -> None:
+    """Write buffered schedules and cancellations in order; ``cancel_all`` (the instance
+    finished) then cancels every deadline of the instance still scheduled."""
+    for change in changes:
+        # Scheduling a name replaces the deadline of that name still scheduled.
+        name = change.name
+        await conn.execute(
+            deadlines.update()
+            .where(deadlines.c.manager == manager, deadlines.c.key == key,
+                   deadlines.c.name == name, deadlines.c.status == "scheduled")
+            .values(status="cancelled")
+        )
+        if isinstance(change, Scheduled):
+            message = {"type": change.message_type, "data": change.message,
+                       "cause": dict(change.cause)}
+            await conn.execute(
+                deadlines.insert().values(
+                    id=change.id, manager=manager, key=key, name=name,
+                    due_at=_bind_time(conn, change.due_at), message=message,
+                    status="scheduled", attempts=0,
+                )
+            )
+    if cancel_all:
+        await conn.execute(
+            deadlines.update()
+            .where(deadlines.c.manager == manager, deadlines.c.key == key,
+                   deadlines.c.status == "scheduled")
+            .values(status="cancelled")
+        )
+
+
+def _deadline(row: Any) -> Deadline:
+    message = row.message
+    return Deadline(
+        id=row.id, manager=row.manager, key=row.key, name=row.name, due_at=utc(row.due_at),
+        message_type=message["type"], message=message["data"], cause=message.get("cause", {}),
+        status=row.status, attempts=row.attempts, last_error=row.last_error,
+    )
+
+
+_COLUMNS = (
+    deadlines.c.id, deadlines.c.manager, deadlines.c.key, deadlines.c.name,
+    deadlines.c.due_at, deadlines.c.message, deadlines.c.status, deadlines.c.attempts,
+    deadlines.c.last_error,
+)
+
+
+async def list_deadlines(
+    engine: AsyncEngine,
+    manager: str,
+    *,
+    key: str | None = None,
+    status: DeadlineStatus | None = None,
+) -> list[Deadline]:
+    """A process manager's deadlines (of one instance, of one status), by due time."""
+    query = sa.select(*_COLUMNS).where(deadlines.c.manager == manager)
+    if key is not None:
+        query = query.where(deadlines.c.key == key)
+    if status is not None:
+        query = query.where(deadlines.c.status == status)
+    async with Database(engine).reading() as conn:
+        rows = (await conn.execute(query.order_by(deadlines.c.due_at, deadlines.c.id))).all()
+    return [_deadline(row) for row in rows]
+
+
+async def read_deadline(conn: AsyncConnection, id: uuid.UUID) -> Deadline | None:
+    """The deadline with this id, or None."""
+    row = (await conn.execute(sa.select(*_COLUMNS).where(deadlines.c.id == id))).first()
+    return None if row is None else _deadline(row)
+
+
+async def claim(
+    conn: AsyncConnection, manager: str, id: uuid.UUID, key: str
+) -> Deadline | None:
+    """Mark a scheduled deadline fired in the caller's transaction, exclusively; None when
+    it is no longer scheduled (fired by another poller, cancelled)."""
+    fired = {"status": "fired", "fired_at": sa.func.now(),
+             "attempts": deadlines.c.attempts + 1}
+    if conn.dialect.name == "sqlite":
+        # Write transactions are serial on SQLite: the guard decides who fires it.
+        claimed = await conn.execute(
+            deadlines.update()
+            .where(deadlines.c.id == id, deadlines.c.status == "scheduled")
+            .values(**fired)
+        )
+        if claimed.rowcount != 1:
+            return None
+    else:
+        # The instance first, as batches lock it, then the deadline; SKIP LOCKED: a
+        # deadline another poller is firing is its business.
+        await conn.execute(
+            sa.select(process_states.c.version)
+            .where(process_states.c.manager == manager, process_states.c.key == key)
+            .with_for_update()
+        )
+        row = (await conn.execute(
+            sa.select(deadlines.c.id)
+            .where(deadlines.c.id == id, deadlines.c.status == "scheduled")
+            .with_for_update(skip_locked=True)
+        )).first()
+        if row is None:
+            return None
+        await conn.execute(deadlines.update().where(deadlines.c.id == id).values(**fired))
+    return await read_deadline(conn, id)
+
+
+Clock = Callable[[], datetime]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class DeadlinePoller:
+    """Fires the due deadlines of some process managers, at least once, exclusively.
+
+    ``async with DeadlinePoller(store, engine, [manager]) as poller`` polls every
+    ``interval`` seconds on an APScheduler ``AsyncIOScheduler`` (pass ``scheduler`` to add
+    the job to yours); ``await poller.fire_due(now=...)`` fires what is due at ``now``
+    right away (tests use it instead of waiting). Run one poller per runner process; they
+    share the work safely.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        engine: AsyncEngine,
+        managers: Iterable[DeadlineHandler],
+        *,
+        interval: float = 1.0,
+        batch_size: int = 100,
+        max_attempts: int = 5,
+        retry_backoff: float = 1.0,
+        clock: Clock = _now,
+        scheduler: AsyncIOScheduler | None = None,
+    ) -> None:
+        if interval <= 0 or batch_size < 1 or max_attempts < 1 or retry_backoff < 0:
+            raise ValueError(
+                "interval must be positive, batch_size and max_attempts at least 1, "
+                "retry_backoff not negative"
+            )
+        self.store = store
+        self.db = Database(engine)
+        self.managers = {manager.name: manager for manager in managers}
+        self.interval = interval
+        self.batch_size = batch_size
+        self.max_attempts = max_attempts
+        self.retry_backoff = retry_backoff
+        self.clock = clock
+        self._scheduler = scheduler
+        self._own_scheduler = scheduler is None
+        self._job: Any = None
+        # One firing round at a time in this process; ``stop`` waits for the one running.
+        self._round = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Add the polling job (and start the scheduler this poller owns)."""
+        if self._job is not None:
+            return
+        if self._scheduler is None:
+            self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._job = self._scheduler.add_job(
+            self._tick, "interval", seconds=self.interval, max_instances=1, coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+        if self._own_scheduler and not self._scheduler.running:
+            self._scheduler.start()
+
+    async def stop(self) -> None:
+        """Remove the job; a firing round in progress finishes first."""
+        if self._job is not None:
+            self._job.remove()
+            self._job = None
+        if self._own_scheduler and self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        async with self._round:
+            pass
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _tick(self) -> None:
+        try:
+            await self.fire_due()
+        except Exception:
+            # The job runs again at the next interval; the rows are durable.
+            logger.exception("firing due deadlines failed; retrying at the next poll")
+
+    async def fire_due(self, now: datetime | None = None) -> int:
+        """Fire every deadline due at ``now`` (default: the clock); the number fired."""
+        moment = utc(now if now is not None else self.clock())
+        fired = 0
+        async with self._round:
+            while True:
+                due = await self._due(moment)
+                for deadline_id_, manager, key in due:
+                    if await self._fire(deadline_id_, manager, key, moment):
+                        fired += 1
+                if len(due) < self.batch_size:
+                    return fired
+
+    async def _due(self, moment: datetime) -> list[tuple[uuid.UUID, str, str]]:
+        if not self.managers:
+            return []
+        async with self.db.reading() as conn:
+            rows = (await conn.execute(
+                sa.select(deadlines.c.id, deadlines.c.manager, deadlines.c.key)
+                .where(
+                    deadlines.c.manager.in_(sorted(self.managers)),
+                    deadlines.c.status == "scheduled",
+                    deadlines.c.due_at <= _bind_time(conn, moment),
+                )
+                .order_by(deadlines.c.due_at, deadlines.c.id)
+                .limit(self.batch_size)
+            )).all()
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    async def _fire(self, id: uuid.UUID, manager: str, key: str, moment: datetime) -> bool:
+        try:
+            return await self.managers[manager].fire_deadline(self.db, self.store, id, key)
+        except Exception as exc:
+            await self._failed(id, moment, exc)
+            return False
+
+    async def _failed(self, id: uuid.UUID, moment: datetime, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}".strip()
+        async with self.db.transaction() as conn:
+            row = (await conn.execute(
+                sa.select(deadlines.c.attempts, deadlines.c.name, deadlines.c.key)
+                .where(deadlines.c.id == id, deadlines.c.status == "scheduled")
+            )).first()
+            if row is None:
+                return
+            attempts = int(row[0]) + 1
+            give_up = attempts >= self.max_attempts
+            retry_at = moment + timedelta(seconds=self.retry_backoff * 2 ** (attempts - 1))
+            await conn.execute(
+                deadlines.update()
+                .where(deadlines.c.id == id, deadlines.c.status == "scheduled")
+                .values(
+                    attempts=attempts, last_error=error[:2000],
+                    status="failed" if give_up else "scheduled",
+                    due_at=_bind_time(conn, retry_at),
+                )
+            )
+        if give_up:
+            logger.error(
+                "deadline %r of %s failed %d times and is given up: %s",
+                row[1], row[2], attempts, error,
+            )
+        else:
+            logger.warning(
+                "deadline %r of %s failed (attempt %d of %d), retrying at %s: %s",
+                row[1], row[2], attempts, self.max_attempts, retry_at.isoformat(), error,
+            )
