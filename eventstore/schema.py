@@ -51,6 +51,11 @@ events = sa.Table(
     sa.UniqueConstraint("stream_id", "stream_version", name="eventfold_events_stream_version"),
 )
 sa.Index("eventfold_events_log_order", events.c.transaction_id, events.c.position)
+# `eventfold events trace` finds a conversation's events by correlation id (PostgreSQL only:
+# SQLite databases are small enough to scan).
+sa.Index(
+    "eventfold_events_correlation", sa.text("(metadata->>'correlation_id')"), _table=events
+).ddl_if(dialect="postgresql")
 
 streams = sa.Table(
     "eventfold_streams",

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from eventfold.cli import events, horizon, migrate, streams
+from eventfold.cli import events, horizon, migrate, streams, trace
 from eventfold.config import DATABASE_URL_ENV, Settings
 from eventstore import DEFAULT_URL
 
@@ -46,6 +46,7 @@ def configure(
 
 app.command("migrate")(migrate.migrate_command)
 app.add_typer(streams.app, name="streams")
+events.app.command("trace")(trace.trace_command)
 app.add_typer(events.app, name="events")
 app.command("repair-horizon")(horizon.repair_horizon_command)
 

@@ -24,7 +24,8 @@ _JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 def upgrade() -> None:
-    """Create eventfold_inbox, eventfold_process_states and eventfold_deadlines."""
+    """Create eventfold_inbox, eventfold_process_states and eventfold_deadlines, and (on
+    PostgreSQL) the index of events by correlation id."""
     op.create_table(
         "eventfold_inbox",
         sa.Column("consumer", sa.Text(), primary_key=True),
@@ -60,10 +61,18 @@ def upgrade() -> None:
     )
     op.create_index("eventfold_deadlines_due", "eventfold_deadlines", ["status", "due_at"])
     op.create_index("eventfold_deadlines_owner", "eventfold_deadlines", ["manager", "key"])
+    if op.get_bind().dialect.name == "postgresql":
+        # `eventfold events trace` finds a conversation's events by correlation id.
+        op.create_index(
+            "eventfold_events_correlation", "eventfold_events",
+            [sa.text("(metadata->>'correlation_id')")],
+        )
 
 
 def downgrade() -> None:
-    """Drop the messaging tables."""
+    """Drop the messaging tables (and the correlation index)."""
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_index("eventfold_events_correlation", table_name="eventfold_events")
     op.drop_table("eventfold_deadlines")
     op.drop_table("eventfold_process_states")
     op.drop_table("eventfold_inbox")

@@ -1,0 +1,191 @@
+"""The causation tree: which events an event caused, or all events of one correlation.
+
+Every event appended while handling another carries ``causation_id`` (the handled event's
+id) and ``correlation_id`` (shared by the whole conversation, see
+``eventstore.causation``). ``trace(store, id)`` gathers the events of the correlation
+and links each to its cause:
+
+- ``id`` an event id: the tree below that event (the event and what it caused, transitively);
+- ``id`` a correlation id (a request id, or the id of the event that started it all): every
+  event of the correlation, as a forest of the events whose cause is not among them.
+
+With an ``engine`` on the store's database (PostgreSQL or SQLite) the events are found by
+one indexed query on ``metadata->>'correlation_id'``; without one (the memory store) the
+log is scanned.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from eventstore.protocol import EventStore
+from eventstore.records import START, RecordedEvent
+from eventstore.schema import events as events_table
+from projections.errors import ProjectionError
+
+
+class TraceNotFound(ProjectionError, LookupError):
+    """No event has the id, and no event the correlation id, that was asked for."""
+
+    def __init__(self, id: str) -> None:
+        self.id = id
+        super().__init__(
+            f"no event with id {id} and no event correlated by {id!r}: check the id "
+            "(`eventfold events tail --from-start` lists events with their ids)"
+        )
+
+
+@dataclass(slots=True)
+class TraceNode:
+    """An event and the events it caused, in log order."""
+
+    record: RecordedEvent
+    children: list[TraceNode] = field(default_factory=list)
+
+    def walk(self, depth: int = 0) -> Iterator[tuple[int, RecordedEvent]]:
+        """The events of the subtree, depth first, with their depth."""
+        yield depth, self.record
+        for child in self.children:
+            yield from child.walk(depth + 1)
+
+
+async def trace(
+    store: EventStore, id: str | uuid.UUID, *, engine: AsyncEngine | None = None
+) -> list[TraceNode]:
+    """The causation tree of an event, or the forest of a correlation id (see the module).
+
+    Raises ``TraceNotFound`` when nothing matches.
+    """
+    wanted = str(id)
+    event_id = _as_uuid(wanted)
+    records = await _correlated(store, wanted, event_id, engine)
+    if event_id is not None:
+        root = next((r for r in records if r.event_id == event_id), None)
+        if root is not None:
+            return [_tree(records)[root.event_id]]
+    if not records:
+        raise TraceNotFound(wanted)
+    nodes = _tree(records)
+    ids = {str(record.event_id) for record in records}
+    return [
+        nodes[record.event_id] for record in records
+        if str(record.metadata.get("causation_id")) not in ids
+    ]
+
+
+def _as_uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+def _tree(records: list[RecordedEvent]) -> dict[uuid.UUID, TraceNode]:
+    nodes = {record.event_id: TraceNode(record) for record in records}
+    by_text = {str(key): node for key, node in nodes.items()}
+    for record in records:  # log order, so children come in the order they happened
+        parent = by_text.get(str(record.metadata.get("causation_id")))
+        if parent is not None and parent.record.event_id != record.event_id:
+            parent.children.append(nodes[record.event_id])
+    return nodes
+
+
+async def _correlated(
+    store: EventStore, wanted: str, event_id: uuid.UUID | None, engine: AsyncEngine | None
+) -> list[RecordedEvent]:
+    """The events of the correlation ``wanted`` names (directly, or through the event with
+    that id), in log order."""
+    if engine is not None and engine.dialect.name in ("postgresql", "sqlite"):
+        return await _query(store, engine, wanted, event_id)
+    return await _scan(store, wanted, event_id)
+
+
+async def _scan(
+    store: EventStore, wanted: str, event_id: uuid.UUID | None
+) -> list[RecordedEvent]:
+    by_correlation: dict[str, list[RecordedEvent]] = {}
+    correlation: str | None = None
+    after = START
+    while True:
+        page = await store.read_all(after=after, limit=1000)
+        for record in page:
+            key = str(record.metadata.get("correlation_id") or record.event_id)
+            by_correlation.setdefault(key, []).append(record)
+            if record.event_id == event_id:
+                correlation = key
+        if len(page) < 1000:
+            break
+        after = page[-1].global_position
+    return by_correlation.get(correlation or wanted, [])
+
+
+async def _query(
+    store: EventStore, engine: AsyncEngine, wanted: str, event_id: uuid.UUID | None
+) -> list[RecordedEvent]:
+    table = events_table
+    correlation_of = table.c.metadata["correlation_id"].as_string()
+    correlation = wanted
+    async with engine.connect() as conn:
+        if event_id is not None:
+            row = (await conn.execute(
+                sa.select(correlation_of).where(table.c.event_id == event_id)
+            )).first()
+            if row is not None:
+                # An event without a correlation id starts its own: its id is the one.
+                correlation = row[0] or wanted
+        transaction = (
+            sa.cast(sa.cast(table.c.transaction_id, sa.Text), sa.BigInteger)
+            if engine.dialect.name == "postgresql" else table.c.transaction_id
+        )
+        rows = (await conn.execute(
+            sa.select(
+                table.c.event_id, table.c.stream_id, table.c.stream_version, transaction,
+                table.c.position, table.c.event_type, table.c.schema_version, table.c.data,
+                table.c.metadata, table.c.recorded_at,
+            )
+            .where(sa.or_(correlation_of == correlation, table.c.event_id == _as_uuid(correlation)))
+            .order_by(table.c.transaction_id, table.c.position)
+        )).all()
+    records = [_record(row) for row in rows]
+    return store.registry.upcast_all(records)
+
+
+def _record(row: Any) -> RecordedEvent:
+    data = row[7]
+    metadata = row[8]
+    return RecordedEvent(
+        event_id=row[0], stream_id=row[1], stream_version=int(row[2]),
+        transaction_id=int(row[3]), position=int(row[4]), event_type=row[5],
+        schema_version=int(row[6]), data=dict(data), metadata=dict(metadata or {}),
+        recorded_at=row[9],
+    )
+
+
+def render(roots: list[TraceNode]) -> Any:
+    """A rich ``Tree`` of the trace, one line per event (type, stream@version, id)."""
+    from rich.tree import Tree
+
+    top = Tree("[bold]causation[/bold]", guide_style="dim")
+
+    def add(branch: Tree, node: TraceNode) -> None:
+        record = node.record
+        label = (
+            f"[bold]{record.event_type}[/bold] {record.stream_id}@{record.stream_version} "
+            f"[dim]{record.event_id} {record.recorded_at:%Y-%m-%d %H:%M:%S}[/dim]"
+        )
+        child = branch.add(label)
+        for grandchild in node.children:
+            add(child, grandchild)
+
+    for root in roots:
+        add(top, root)
+    return top
+
+
+__all__ = ["TraceNode", "TraceNotFound", "render", "trace"]
