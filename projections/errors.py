@@ -139,8 +139,8 @@ class BrokerUnavailable(SubscriberUnavailable):
         self.broker = broker
         self.reason = reason
         super().__init__(
-            f"{broker} is unavailable ({reason}); the batch was rolled back and is retried "
-            "from the same checkpoint: check that the broker runs and the URL is right"
+            f"{broker} is unavailable ({reason}): check that the broker runs and the URL "
+            "is right (a relay retries its batch from the same checkpoint; nothing is skipped)"
         )
 
 

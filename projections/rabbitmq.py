@@ -255,7 +255,8 @@ class RabbitMQConsumer:
         await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
         if not ready.done():
             ready.cancel()
-            await self._task  # it failed before binding: raise its error
+            failed, self._task = self._task, None
+            await failed  # it failed before binding: raise its error
 
     async def stop(self) -> None:
         """Stop consuming (the message in hand finishes first) and close the connection."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,16 @@ from messaging_support import (
     RABBITMQ_URL,
     START_NATS,
     START_RABBITMQ,
+    Env,
     NatsServer,
     create_effects,
+    empty_store_tables,
     make_registry,
     require,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from eventstore import EventStore, connect
+from eventstore import connect
 from eventstore.engine import create_engine
 from eventstore.migrate import migrate
 
@@ -53,16 +53,6 @@ async def own_nats(tmp_path: Path) -> AsyncIterator[NatsServer]:
         await server.stop()
 
 
-@dataclass
-class Env:
-    """A store and an engine on its database (the inbox and the effects live there too)."""
-
-    kind: str
-    url: str
-    store: EventStore
-    engine: AsyncEngine
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
     """An empty store on a SQLite file or the test PostgreSQL database."""
@@ -71,8 +61,10 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[E
         url = f"sqlite:///{tmp_path / 'store.db'}"
         await migrate(url)
     else:
-        url = request.getfixturevalue("pg_clean_url")
+        url = request.getfixturevalue("pg_url")
     engine = create_engine(url)
+    if kind == "postgres":
+        await empty_store_tables(engine)
     await create_effects(engine)
     async with engine.begin() as conn:
         await conn.execute(sa.text("DELETE FROM test_msg_effects"))
@@ -85,15 +77,16 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[E
 
 
 @pytest.fixture
-async def pg_env(pg_clean_url: str) -> AsyncIterator[Env]:
+async def pg_env(pg_url: str) -> AsyncIterator[Env]:
     """An empty store on the test PostgreSQL database."""
-    engine = create_engine(pg_clean_url)
+    engine = create_engine(pg_url)
+    await empty_store_tables(engine)
     await create_effects(engine)
     async with engine.begin() as conn:
         await conn.execute(sa.text("DELETE FROM test_msg_effects"))
-    store = await connect(pg_clean_url, make_registry())
+    store = await connect(pg_url, make_registry())
     try:
-        yield Env("postgres", pg_clean_url, store, engine)
+        yield Env("postgres", pg_url, store, engine)
     finally:
         await store.close()
         await engine.dispose()

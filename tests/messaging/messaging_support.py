@@ -7,7 +7,6 @@ does not answer fails the test with the command that starts it.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import socket
@@ -21,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from eventstore import Event, EventRegistry, EventStore
+from eventstore import Event, EventRegistry, EventStore, GlobalPosition, NewEvent
 from eventstore.records import RecordedEvent
 from projections.relay import Message, Publisher
 
@@ -117,10 +116,16 @@ async def append_events(store: EventStore, streams: int, per_stream: int) -> lis
     ids: list[uuid.UUID] = []
     for n in range(per_stream):
         for s in range(streams):
-            result = await store.append(f"Item-{s}", [ItemAdded(sku=f"s{s}", n=n)])
-            recorded = await store.read_stream(f"Item-{s}", from_version=result.version)
-            ids.append(recorded[0].event_id)
+            new = NewEvent(ItemAdded(sku=f"s{s}", n=n))
+            await store.append(f"Item-{s}", [new])
+            ids.append(new.event_id)
     return ids
+
+
+async def last_position(store: EventStore, stream_id: str) -> GlobalPosition:
+    """Where the last event of a stream lies in the global log (what to wait for: on a
+    shared PostgreSQL server ``head()`` may lag behind it while others' transactions run)."""
+    return (await store.read_stream(stream_id, backwards=True, limit=1))[0].global_position
 
 
 async def append_many(store: EventStore, streams: int, per_stream: int) -> int:
@@ -142,6 +147,27 @@ def assert_exactly_once_in_order(
         by_stream.setdefault(stream_id, []).append(version)
     for stream_id, versions in by_stream.items():
         assert versions == sorted(versions), f"stream {stream_id} out of order: {versions}"
+
+
+@dataclass
+class Env:
+    """A store and an engine on its database (the inbox and the effects live there too)."""
+
+    kind: str
+    url: str
+    store: EventStore
+    engine: AsyncEngine
+
+
+async def empty_store_tables(engine: AsyncEngine) -> None:
+    """Empty every eventfold table of a PostgreSQL database (not the migration version)."""
+    async with engine.begin() as conn:
+        names = (await conn.execute(sa.text(
+            "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename LIKE 'eventfold\\_%' AND tablename <> 'eventfold_alembic_version'"
+        ))).scalars().all()
+        if names:
+            await conn.execute(sa.text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
 
 
 @dataclass
@@ -169,6 +195,7 @@ class HookedPublisher:
         self.state = Interruption()
         self.reached = asyncio.Event()
         self.error: BaseException | None = None
+        self.failed = asyncio.Event()
 
     @property
     def broker(self) -> str:
@@ -189,6 +216,7 @@ class HookedPublisher:
             await self.real.publish(messages[self.after:])
         except BaseException as exc:
             self.error = exc
+            self.failed.set()
             raise
 
     async def close(self) -> None:
@@ -198,14 +226,14 @@ class HookedPublisher:
 async def close_rabbitmq_connection(connection_name: str) -> int:
     """Close, from the server side, every RabbitMQ connection with that client name."""
     listing = await run(
-        "rabbitmqctl", "-q", "list_connections", "name", "client_properties",
-        "--formatter", "json",
+        "rabbitmqctl", "-q", "list_connections", "pid", "client_properties",
+        "--no-table-headers",
     )
     closed = 0
-    for connection in json.loads(listing or "[]"):
-        properties = {item[0]: item[2] for item in connection["client_properties"]}
-        if properties.get("connection_name") == connection_name:
-            await run("rabbitmqctl", "-q", "close_connection", connection["name"], "test")
+    for line in listing.splitlines():
+        pid, _, properties = line.partition("\t")
+        if f'{{"connection_name","{connection_name}"}}' in properties:
+            await run("rabbitmqctl", "-q", "close_connection", pid, "test: connection loss")
             closed += 1
     return closed
 

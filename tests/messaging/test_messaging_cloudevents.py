@@ -22,7 +22,9 @@ from eventstore.cloudevents import (
 json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20)
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 metadata_values = st.dictionaries(
@@ -70,7 +72,7 @@ def test_attributes_follow_the_spec(record: RecordedEvent) -> None:
     assert ce["time"].endswith("Z")
     for name, value in ce.items():
         # Attribute names are lowercase alphanumerics (the spec's rule for extensions).
-        assert name.isascii() and name.isalnum() and name.islower() or name == "data", name
+        assert (name.isascii() and name.isalnum() and name.islower()) or name == "data", name
         if name != "data":
             # Extension values are scalars; Integers fit 32 bits.
             assert isinstance(value, (str, int)), name
