@@ -20,7 +20,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,6 +31,9 @@ from projections.errors import CheckpointMoved, ProjectionHalted
 from projections.leases import Lease, default_holder
 from projections.subscriber import Subscriber
 from projections.subscription import Subscription, describe
+
+if TYPE_CHECKING:
+    from projections.observability import RunnerMetrics
 
 logger = logging.getLogger("eventfold.projections")
 
@@ -85,6 +88,7 @@ class Runner:
         lease_retry: float = 1.0,
         idle_wait: float = 1.0,
         error_backoff: float = 1.0,
+        metrics_port: int | None = None,
     ) -> None:
         self.store = store
         self.db = Database(engine)
@@ -93,8 +97,12 @@ class Runner:
         self.lease_retry = lease_retry
         self.idle_wait = idle_wait
         self.error_backoff = error_backoff
+        self.metrics_port = metrics_port
+        """Serve Prometheus metrics on this port (needs ``eventfold[metrics]``; 0: any)."""
+        self.metrics: RunnerMetrics | None = None
+        self.subscribers = list(subscribers)
         self._workers: dict[str, _Worker] = {}
-        for subscriber in subscribers:
+        for subscriber in self.subscribers:
             if subscriber.name in self._workers:
                 raise ValueError(f"subscriber {subscriber.name!r} is given twice")
             subscription = Subscription(store, self.db, subscriber, batch_size=batch_size)
@@ -112,6 +120,12 @@ class Runner:
             return
         self._started = True
         self._stopping.clear()
+        if self.metrics_port is not None and self.metrics is None:
+            # Imported only when asked for: prometheus-client is an optional extra.
+            from projections.observability import RunnerMetrics
+
+            self.metrics = RunnerMetrics(self, port=self.metrics_port)
+            await self.metrics.start()
         for worker in self._workers.values():
             worker.task = asyncio.create_task(
                 self._serve(worker), name=f"eventfold-runner:{worker.subscription.name}"
@@ -131,6 +145,9 @@ class Runner:
             worker.task = None
             worker.state = "stopped"
         self._started = False
+        if self.metrics is not None:
+            await self.metrics.stop()
+            self.metrics = None
         await self._notify()
 
     async def run(self) -> None:
