@@ -64,6 +64,8 @@ from eventstore.registry import EventRegistry
 
 NOTIFY_CHANNEL = "eventfold_events"
 """The LISTEN/NOTIFY channel appends announce themselves on."""
+_NOTIFY_INTERVAL = 0.005
+"""Least seconds between two notifications of one store."""
 
 _INT4_MAX = 2**31 - 1
 _EVENT_ID_CONSTRAINT = "eventfold_events_event_id_key"
@@ -474,10 +476,15 @@ class PostgresEventStore:
             self._notify_pending = False
             try:
                 if self._notifier is None or self._notifier.is_closed():
+                    # A NOTIFY is a transaction of its own: no need to wait for its WAL
+                    # flush (a lost wake-up costs one poll interval, never an event).
                     self._notifier = await connect(
-                        self._raw_url, server_settings=session_settings(0)
+                        self._raw_url,
+                        server_settings={**session_settings(0), "synchronous_commit": "off"},
                     )
                 await self._notifier.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+                # Coalesce a flood of appends into a few notifications.
+                await asyncio.sleep(_NOTIFY_INTERVAL)
             except Exception as exc:
                 # Fire and forget: listeners poll anyway. Drop the connection, try next time.
                 if not (is_unavailable(exc) or isinstance(exc, asyncpg.PostgresError)):
