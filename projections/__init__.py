@@ -6,6 +6,7 @@ Every subscriber (projection, process manager, relay) implements ``Subscriber``.
 """
 
 from projections.checkpoints import Checkpoint
+from projections.deadlines import Deadline, DeadlinePoller, list_deadlines
 from projections.errors import (
     CheckpointMoved,
     DuplicateProjection,
@@ -20,6 +21,15 @@ from projections.errors import (
 from projections.leases import LeaseInfo, default_holder
 from projections.parked import RetryResult, list_parked, retry_parked, skip_parked
 from projections.parking import ParkedEvent
+from projections.process_manager import (
+    ProcessContext,
+    ProcessInstance,
+    ProcessManager,
+    Step,
+    compensation,
+    on,
+    on_timeout,
+)
 from projections.projection import (
     Projection,
     ProjectionContext,
@@ -43,6 +53,8 @@ __all__ = [
     "BatchContext",
     "Checkpoint",
     "CheckpointMoved",
+    "Deadline",
+    "DeadlinePoller",
     "Delivery",
     "DuplicateProjection",
     "FailurePolicy",
@@ -50,6 +62,9 @@ __all__ = [
     "OnFailure",
     "ParkedEvent",
     "ParkedEventNotFound",
+    "ProcessContext",
+    "ProcessInstance",
+    "ProcessManager",
     "Projection",
     "ProjectionContext",
     "ProjectionDefinitionError",
@@ -63,13 +78,18 @@ __all__ = [
     "RebuildProgress",
     "RetryResult",
     "Runner",
+    "Step",
     "Subscriber",
     "SubscriberState",
     "Subscription",
     "UnknownProjection",
+    "compensation",
     "default_holder",
     "handles",
+    "list_deadlines",
     "list_parked",
+    "on",
+    "on_timeout",
     "rebuild",
     "reset",
     "retry_parked",

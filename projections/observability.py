@@ -28,7 +28,7 @@ import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventstore import instrumentation
 from eventstore.instrumentation import Instrument
@@ -49,7 +49,9 @@ _LINKS = 32
 class Metrics:
     """eventfold's Prometheus metrics in one registry (created once per registry)."""
 
-    _by_registry: weakref.WeakKeyDictionary[Any, Metrics] = weakref.WeakKeyDictionary()
+    _by_registry: ClassVar[weakref.WeakKeyDictionary[Any, Metrics]] = (
+        weakref.WeakKeyDictionary()
+    )
 
     def __init__(self, registry: CollectorRegistry) -> None:
         from prometheus_client import Counter, Gauge, Histogram
