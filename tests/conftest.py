@@ -2,7 +2,7 @@
 
 PostgreSQL: tests get a real server, never a mock, and never skip for want of one. The DSN
 comes from ``EVENTFOLD_TEST_DATABASE_URL`` (CI: ``postgresql://postgres@127.0.0.1:5432/test``);
-without it a throwaway server is started with pytest-postgresql and the machine's pg_ctl.
+without it a throwaway server is started with the machine's pg_ctl (tests/pg_throwaway.py).
 Each test session works in a fresh database of its own (random name, migrated, dropped at
 the end), so engineers and CI runs sharing a server never see each other's rows.
 """
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import glob
 import os
-import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -21,7 +19,7 @@ from typing import Any, TypeVar
 import asyncpg
 import psycopg
 import pytest
-from pytest_postgresql import factories
+from pg_throwaway import NoServer, throwaway_server
 from sqlalchemy.engine import make_url
 
 from eventstore.backends.postgres import PostgresEventStore
@@ -35,24 +33,8 @@ TEST_DATABASE_ENV = "EVENTFOLD_TEST_DATABASE_URL"
 HOW_TO_GET_POSTGRES = (
     f"PostgreSQL tests need a server: set {TEST_DATABASE_ENV} to a DSN whose user may create "
     "databases (e.g. postgresql://postgres@127.0.0.1:5432/test), or install PostgreSQL "
-    "(apt-get install postgresql) and run the tests as a user other than root so "
-    "pytest-postgresql can start a throwaway server with pg_ctl."
+    "(apt-get install postgresql) so the tests can start a throwaway server with its pg_ctl."
 )
-
-
-def _pg_ctl() -> str | None:
-    """The newest pg_ctl of the machine's PostgreSQL installations, if any."""
-
-    def major(path: str) -> int:
-        match = re.search(r"/postgresql/(\d+)/", path)
-        return int(match.group(1)) if match else 0
-
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=major)
-    return found[-1] if found else None
-
-
-# Only instantiated when no DSN is configured (see pg_server_url).
-postgresql_throwaway = factories.postgresql_proc(executable=_pg_ctl() or "pg_ctl", port=None)
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -63,28 +45,18 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(request: pytest.FixtureRequest) -> str:
+def pg_server_url() -> Iterator[str]:
     """A DSN of a PostgreSQL server whose user may create databases."""
     configured = os.environ.get(TEST_DATABASE_ENV)
     if configured:
-        return configured
-    pg_ctl = _pg_ctl()
-    if pg_ctl is None:
-        pytest.fail(f"no PostgreSQL found. {HOW_TO_GET_POSTGRES}", pytrace=False)
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        pytest.fail(
-            f"{TEST_DATABASE_ENV} is not set and a throwaway server cannot be started "
-            f"as root (initdb refuses to run as root). {HOW_TO_GET_POSTGRES}",
-            pytrace=False,
-        )
+        yield configured
+        return
     try:
-        server = request.getfixturevalue("postgresql_throwaway")
-    except Exception as exc:
-        pytest.fail(
-            f"could not start a throwaway PostgreSQL with {pg_ctl}: {exc}. {HOW_TO_GET_POSTGRES}",
-            pytrace=False,
-        )
-    return f"postgresql://{server.user}@{server.host}:{server.port}/postgres"
+        with throwaway_server() as url:
+            yield url
+    except NoServer as exc:
+        pytest.fail(f"could not start a throwaway PostgreSQL: {exc}. {HOW_TO_GET_POSTGRES}",
+                    pytrace=False)
 
 
 @pytest.fixture(scope="session")
