@@ -12,29 +12,44 @@ snapshots and runs exactly what the application does::
 from __future__ import annotations
 
 import importlib
-from collections.abc import Generator, Iterable
+from collections.abc import Collection, Generator, Iterable
 from types import TracebackType
 from typing import Any
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aggregates import Aggregate, Repository, check_aggregate
-from eventstore import DEFAULT_URL, Event, EventfoldError, EventRegistry, EventStore, connect
+from aggregates import Aggregate, AggregateDefinitionError, Repository, check_aggregate
+from eventfold.errors import AppNotFound
+from eventstore import (
+    DEFAULT_URL,
+    Event,
+    EventfoldError,
+    EventRegistry,
+    EventStore,
+    category_of,
+    connect,
+)
 from eventstore.engine import create_engine
-from projections import Projection, ProjectionRegistry, Runner, Subscriber
-from snapshots import SnapshotStorage, TakeSnapshot, open_snapshots
+from projections import (
+    DeadlinePoller,
+    ProcessManager,
+    Projection,
+    ProjectionRegistry,
+    Runner,
+    Subscriber,
+    UnknownProjection,
+)
+from snapshots import (
+    Snapshot,
+    SnapshotStorage,
+    SweepReport,
+    TakeSnapshot,
+    open_snapshots,
+    schedule_sweep,
+    sweep,
+)
 from upcasters import Upcasters
-
-
-class AppNotFound(EventfoldError):
-    """``--app module:attribute`` does not name an ``App``."""
-
-    def __init__(self, spec: str, reason: str) -> None:
-        self.spec = spec
-        super().__init__(
-            f"cannot load the application {spec!r}: {reason}; "
-            "pass --app as module:attribute naming an eventfold App (e.g. examples.shop:app)"
-        )
 
 
 class App:
@@ -70,6 +85,21 @@ class App:
         """Projections first, then the other subscribers (process managers, relays)."""
         return [*self.projections, *self.subscribers]
 
+    def subscriber(self, name: str) -> Subscriber:
+        """The projection or other subscriber named ``name`` (``UnknownProjection`` if none)."""
+        for subscriber in self.all_subscribers():
+            if subscriber.name == name:
+                return subscriber
+        raise UnknownProjection(name, sorted(s.name for s in self.all_subscribers()))
+
+    def process_managers(self) -> list[ProcessManager[Any]]:
+        """The subscribers that are process managers (their deadlines need a poller)."""
+        return [s for s in self.subscribers if isinstance(s, ProcessManager)]
+
+    def state_versions(self) -> dict[str, int]:
+        """Each aggregate category's current state version (what snapshot pruning keeps)."""
+        return {cls.category: cls.state_version for cls in self.aggregates}
+
     def connect(self, url: str = DEFAULT_URL) -> Connecting:
         """Open the store, snapshots and repository: ``async with app.connect(url) as run``."""
         return Connecting(self, url)
@@ -82,7 +112,8 @@ class Running:
         self, app: App, url: str, store: EventStore, snapshots: SnapshotStorage
     ) -> None:
         self.app = app
-        self._url = url
+        self.url = url
+        """The database URL as given (password included: print ``eventstore.masked(url)``)."""
         self.store = store
         self.snapshots = snapshots
         self.repository = Repository(store, snapshots=snapshots)
@@ -92,16 +123,83 @@ class Running:
     def engine(self) -> AsyncEngine:
         """The SQLAlchemy engine on the store's database (read models, checkpoints)."""
         if self._engine is None:
-            self._engine = create_engine(self._url)
+            self._engine = create_engine(self.url)
         return self._engine
 
     def runner(self, **options: Any) -> Runner:
-        """A runner of every subscriber of the App; options go to ``projections.Runner``."""
+        """A runner of every subscriber of the App; options go to ``projections.Runner``.
+
+        Process managers' timeouts are fired by ``deadline_poller()``, run beside it.
+        """
         return Runner(self.store, self.app.all_subscribers(), engine=self.engine, **options)
+
+    def deadline_poller(self, **options: Any) -> DeadlinePoller | None:
+        """The poller that fires the App's process managers' deadlines (None when it has
+        none); options go to ``projections.DeadlinePoller``. Run one per runner process:
+        pollers share the work safely."""
+        managers = self.app.process_managers()
+        if not managers:
+            return None
+        return DeadlinePoller(self.store, self.engine, managers, **options)
 
     def snapshot_fold(self) -> TakeSnapshot:
         """Stream id -> snapshot at its head, for the App's aggregates (for the sweep)."""
         return self.repository.snapshot_fold(*self.app.aggregates)
+
+    async def take_snapshot(self, stream_id: str) -> Snapshot:
+        """Fold one stream of one of the App's aggregates and store its snapshot at the
+        head (what ``eventfold snapshots take STREAM`` does)."""
+        self._categories([category_of(stream_id)], f"stream {stream_id!r}")
+        snapshot = await self.snapshot_fold()(stream_id)
+        assert snapshot is not None  # snapshot_fold raises rather than skip a stream
+        await self.snapshots.save(snapshot)
+        return snapshot
+
+    async def sweep_snapshots(
+        self, *, threshold: int, categories: Collection[str] | None = None
+    ) -> SweepReport:
+        """Snapshot the streams of the App's aggregates (or of ``categories``) with at least
+        ``threshold`` events since their newest snapshot (``eventfold snapshots sweep``)."""
+        chosen = self._categories(categories, "--category")
+        return await sweep(
+            self.store, self.snapshots, self.snapshot_fold(), threshold=threshold,
+            categories=chosen,
+        )
+
+    def schedule_snapshot_sweep(
+        self, scheduler: AsyncIOScheduler, *, threshold: int, every_seconds: float = 300
+    ) -> Any:
+        """Add the sweep of the App's aggregates' streams to an APScheduler scheduler
+        (``eventfold run --snapshot-sweep-every``); returns the job."""
+        return schedule_sweep(
+            scheduler, self.store, self.snapshots, self.snapshot_fold(), threshold=threshold,
+            every_seconds=every_seconds, categories=self._categories(None, "the sweep"),
+        )
+
+    async def prune_snapshots(self, *, keep: int = 1) -> int:
+        """Delete all but the newest ``keep`` snapshots of each stream, and every snapshot
+        whose state version is not its aggregate's current one; return how many."""
+        return await self.snapshots.prune(keep=keep, state_versions=self.app.state_versions())
+
+    def _categories(self, asked: Collection[str] | None, what: str) -> list[str]:
+        # Streams of categories no aggregate of the App owns cannot be folded: refuse
+        # them up front, naming what the App does know, rather than fail stream by stream.
+        known = self.app.state_versions()
+        if not known:
+            raise AggregateDefinitionError(
+                f"the application has no aggregates, so {what} cannot be snapshotted: "
+                "register them with App(aggregates=[...])"
+            )
+        if asked is None:
+            return sorted(known)
+        unknown = sorted(set(asked) - set(known))
+        if unknown:
+            raise AggregateDefinitionError(
+                f"no aggregate of the application has the category {', '.join(unknown)} "
+                f"({what}; categories known: {', '.join(sorted(known))}): register its "
+                "class with App(aggregates=[...])"
+            )
+        return list(asked)
 
     async def close(self) -> None:
         """Close the engine, the snapshot store and the event store."""
@@ -148,13 +246,27 @@ class Connecting:
 
 
 def load_app(spec: str) -> App:
-    """The ``App`` named by ``module:attribute`` (``module`` alone means ``module:app``)."""
-    module_name, _, attribute = spec.partition(":")
+    """The ``App`` named by ``module:attribute`` (``module`` alone means ``module:app``).
+
+    Raises ``AppNotFound`` saying why when the module cannot be imported or the attribute
+    is not an ``App``; an eventfold error raised while the module builds its App (an
+    upcaster gap, say) propagates as it is.
+    """
+    module_name, _, attribute = spec.strip().partition(":")
     attribute = attribute or "app"
+    if not module_name or not attribute.isidentifier():
+        raise AppNotFound(spec, "it is not of the form module:attribute")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise AppNotFound(spec, f"module {module_name!r} cannot be imported ({exc})") from exc
+    except EventfoldError:
+        raise
+    except Exception as exc:
+        # The user's module failed while being imported: name it, not eventfold.
+        raise AppNotFound(
+            spec, f"importing {module_name!r} raised {type(exc).__name__}: {exc}"
+        ) from exc
     app = getattr(module, attribute, None)
     if not isinstance(app, App):
         found = "nothing" if app is None else type(app).__name__

@@ -15,3 +15,26 @@ class StreamNotFound(EventfoldError, LookupError):
             f"stream {stream_id!r} has no events in the store at {url}: "
             "`eventfold streams list` shows the streams there are"
         )
+
+
+class AppRequired(EventfoldError):
+    """A command needs the application (its events, aggregates, projections) and none
+    was named."""
+
+    def __init__(self, needed_by: str) -> None:
+        self.needed_by = needed_by
+        super().__init__(
+            f"{needed_by} needs the application: pass --app module:attribute (e.g. "
+            "--app examples.shop:app) or set EVENTFOLD_APP"
+        )
+
+
+class AppNotFound(EventfoldError):
+    """``--app module:attribute`` does not name an ``App``."""
+
+    def __init__(self, spec: str, reason: str) -> None:
+        self.spec = spec
+        super().__init__(
+            f"cannot load the application {spec!r}: {reason}; "
+            "pass --app as module:attribute naming an eventfold App (e.g. examples.shop:app)"
+        )

@@ -10,13 +10,25 @@ from typing import Annotated
 
 import typer
 
-from eventfold.cli import events, horizon, migrate, streams, trace
-from eventfold.config import DATABASE_URL_ENV, Settings
+from eventfold.cli import (
+    catalog,
+    events,
+    horizon,
+    migrate,
+    projections,
+    runner,
+    schemas,
+    snapshots,
+    streams,
+    trace,
+)
+from eventfold.config import APP_ENV, DATABASE_URL_ENV, Settings
 from eventstore import DEFAULT_URL
 
 app = typer.Typer(
     name="eventfold",
-    help="Administer an eventfold event store: migrate it, inspect streams, follow the log.",
+    help="Administer an eventfold event store and run an application's projections: migrate, "
+    "inspect streams, follow the log, snapshot, check schemas, rebuild read models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # errors are one line; --debug shows the traceback
     add_completion=False,
@@ -36,12 +48,24 @@ def configure(
             show_envvar=True,
         ),
     ] = DEFAULT_URL,
+    app_spec: Annotated[
+        str | None,
+        typer.Option(
+            "--app",
+            "-a",
+            envvar=APP_ENV,
+            help="The application as module:attribute (an eventfold App, e.g. "
+            "examples.shop:app): its events, upcasters, aggregates and projections.",
+            show_envvar=True,
+            show_default=False,
+        ),
+    ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the traceback of an error, not only its line.")
     ] = False,
 ) -> None:
     """Resolve the settings every command uses."""
-    ctx.obj = Settings(database_url=database, debug=debug)
+    ctx.obj = Settings(database_url=database, app_spec=app_spec or None, debug=debug)
 
 
 app.command("migrate")(migrate.migrate_command)
@@ -49,6 +73,11 @@ app.add_typer(streams.app, name="streams")
 events.app.command("trace")(trace.trace_command)
 app.add_typer(events.app, name="events")
 app.command("repair-horizon")(horizon.repair_horizon_command)
+app.add_typer(snapshots.app, name="snapshots")
+app.command("catalog")(catalog.catalog_command)
+app.add_typer(schemas.app, name="schemas")
+app.add_typer(projections.app, name="projections")
+app.command("run")(runner.run_command)
 
 
 def main() -> None:

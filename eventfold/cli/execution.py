@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from aggregates import AggregateNotFound
 from eventfold.config import Settings
-from eventfold.errors import StreamNotFound
+from eventfold.errors import AppNotFound, AppRequired, StreamNotFound
 from eventstore import (
     ConcurrencyError,
     EventfoldError,
@@ -22,13 +23,15 @@ from eventstore import (
     StoreUnavailable,
     TransactionHorizonError,
 )
+from projections import ParkedEventNotFound, ProjectionHeld, UnknownProjection
 
 T = TypeVar("T")
 
 EXIT_ERROR = 1
 """An eventfold error with no more precise code."""
 EXIT_USAGE = 2
-"""Bad arguments (the code click uses for its own usage errors)."""
+"""Bad arguments (the code click uses for its own usage errors), or no application where
+one is needed, or an ``--app`` that names none."""
 EXIT_UNAVAILABLE = 3
 """The database could not be reached, or the URL is not one eventfold knows."""
 EXIT_NOT_MIGRATED = 4
@@ -38,7 +41,10 @@ EXIT_HORIZON = 5
 EXIT_NOT_FOUND = 6
 """What was asked for does not exist."""
 EXIT_CONFLICT = 7
-"""An append met a stream at another version than it expected."""
+"""An append met a stream at another version than it expected, or another process holds
+what the command needs (a rebuild in progress)."""
+EXIT_INCOMPATIBLE = 8
+"""``schemas check`` found schema changes that stored events would not survive."""
 EXIT_INTERNAL = 70
 """A bug: an error eventfold did not raise on purpose (EX_SOFTWARE)."""
 EXIT_INTERRUPTED = 130
@@ -50,7 +56,13 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (SchemaNotMigrated, EXIT_NOT_MIGRATED),
     (TransactionHorizonError, EXIT_HORIZON),
     (StreamNotFound, EXIT_NOT_FOUND),
+    (AggregateNotFound, EXIT_NOT_FOUND),
+    (UnknownProjection, EXIT_NOT_FOUND),
+    (ParkedEventNotFound, EXIT_NOT_FOUND),
     (ConcurrencyError, EXIT_CONFLICT),
+    (ProjectionHeld, EXIT_CONFLICT),
+    (AppRequired, EXIT_USAGE),
+    (AppNotFound, EXIT_USAGE),
     (InvalidAppend, EXIT_USAGE),
     (EventTypeError, EXIT_ERROR),
     (EventfoldError, EXIT_ERROR),
@@ -76,15 +88,17 @@ def run(
     ctx: typer.Context,
     work: Callable[[Settings], Coroutine[Any, Any, T]],
     *,
+    app: str | None = None,
     interrupt_is_success: bool = False,
 ) -> T:
     """Run a command's coroutine with ``asyncio.run``, turning errors into exit codes.
 
     An error ends the process with one line on stderr (``error: ...``) and the code from
     ``EXIT_CODES``; ``--debug`` shows the traceback as well. Ctrl-C exits with 130, or 0
-    for commands that run until stopped (``interrupt_is_success``).
+    for commands that run until stopped (``interrupt_is_success``). ``app`` is the
+    command's own ``--app`` (given after the command name), which wins over the global one.
     """
-    settings = settings_of(ctx)
+    settings = settings_of(ctx).with_app(app)
     try:
         return asyncio.run(work(settings))
     except KeyboardInterrupt:

@@ -112,3 +112,8 @@ def event_line(record: RecordedEvent) -> str:
 def stdout_console() -> Console:
     """The console commands print their human output on (messages are never wrapped)."""
     return Console(highlight=False, soft_wrap=True)
+
+
+def stderr_console() -> Console:
+    """The console for messages beside the output (progress, what a command follows)."""
+    return Console(stderr=True, highlight=False, soft_wrap=True)

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from eventfold.cli.execution import run
+from eventfold.cli.options import AppOption
 from eventfold.cli.render import (
     envelope,
     events_table,
@@ -39,6 +40,7 @@ def list_streams(
         int, typer.Option("--limit", "-n", min=1, help="At most this many streams.")
     ] = 100,
     as_json: JsonOption = False,
+    app_spec: AppOption = None,
 ) -> None:
     """List streams in id order, with their version and last append."""
 
@@ -61,7 +63,7 @@ def list_streams(
                 f"[dim]more streams follow: --after {shown[-1].stream_id!r} shows the next ones[/]"
             )
 
-    run(ctx, work)
+    run(ctx, work, app=app_spec)
 
 
 @app.command("show")
@@ -75,6 +77,7 @@ def show_stream(
         int | None, typer.Option("--to", min=1, help="Stop at this version.")
     ] = None,
     as_json: JsonOption = False,
+    app_spec: AppOption = None,
 ) -> None:
     """Show the events of one stream, oldest first."""
 
@@ -90,4 +93,4 @@ def show_stream(
             return
         stdout_console().print(events_table(f"{stream_id} in {store.url}", records))
 
-    run(ctx, work)
+    run(ctx, work, app=app_spec)

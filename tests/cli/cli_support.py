@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -62,3 +64,20 @@ def one_error_line(result: Result) -> str:
     assert lines[0].startswith("error: "), lines[0]
     assert "Traceback" not in result.stderr and result.stdout == ""
     return lines[0]
+
+
+APP = "cli_app:app"
+"""The ``--app`` of the command-line tests' application (tests/cli/cli_app.py)."""
+
+HERE = Path(__file__).resolve().parent
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """The environment of an ``eventfold`` child process that can import ``cli_app``."""
+    paths = [str(HERE), str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p),
+           "PYTHONUNBUFFERED": "1", **extra}
+    for name in ("EVENTFOLD_DATABASE_URL", "EVENTFOLD_APP"):
+        if name not in extra:
+            env.pop(name, None)
+    return env

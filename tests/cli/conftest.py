@@ -22,6 +22,7 @@ def invoke(monkeypatch: pytest.MonkeyPatch) -> Invoke:
     """Run ``eventfold ARGS...`` in this process; stdout and stderr kept apart."""
     # The environment of the test run must not choose the database for the CLI under test.
     monkeypatch.delenv("EVENTFOLD_DATABASE_URL", raising=False)
+    monkeypatch.delenv("EVENTFOLD_APP", raising=False)
     runner = CliRunner()
 
     def run(*args: str, env: dict[str, str] | None = None) -> Result:

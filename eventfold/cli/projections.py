@@ -1,0 +1,443 @@
+"""``eventfold projections``: status, rebuild, reset; list, retry and skip parked events."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+from rich.text import Text
+
+from eventfold.cli.execution import EXIT_ERROR, run
+from eventfold.cli.options import AppOption, JsonOption
+from eventfold.cli.render import (
+    print_json_lines,
+    stderr_console,
+    stdout_console,
+)
+from eventfold.config import Settings
+from eventfold.status import DEFAULT_HORIZON_AGE, StatusReport, status_report
+from eventstore import GlobalPosition
+from eventstore.horizon import HorizonHolder
+from projections import (
+    ParkedEvent,
+    ProjectionStatus,
+    RebuildProgress,
+    RetryResult,
+    list_parked,
+    rebuild,
+    reset,
+    retry_parked,
+    skip_parked,
+)
+
+app = typer.Typer(
+    help="Inspect, rebuild and reset read models; list, retry and skip parked events.",
+    no_args_is_help=True,
+)
+
+NameArgument = Annotated[
+    str, typer.Argument(help="The projection (or other subscriber) by its registered name.")
+]
+
+
+def _position(position: GlobalPosition) -> dict[str, int]:
+    return {"transaction_id": position.transaction_id, "position": position.position}
+
+
+def _duration(seconds: float | None) -> str:
+    """``42s``, ``3m05s``, ``2h07m``: short enough for a table cell."""
+    if seconds is None:
+        return "?"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+# --- status -------------------------------------------------------------------------------
+
+
+def _status_dict(entry: ProjectionStatus) -> dict[str, Any]:
+    return {
+        "name": entry.name,
+        "state": entry.state,
+        "holder": entry.holder,
+        "checkpoint": _position(entry.checkpoint),
+        "events_behind": entry.events_behind,
+        "events_behind_exact": entry.events_behind_exact,
+        "seconds_behind": round(entry.seconds_behind, 3),
+        "rate": round(entry.rate, 3),
+        "parked": entry.parked,
+        "halted_reason": entry.halted_reason,
+        "rebuild_holder": entry.rebuild_holder,
+        "updated_at": None if entry.updated_at is None else entry.updated_at.isoformat(),
+    }
+
+
+def _holder_dict(holder: HorizonHolder) -> dict[str, Any]:
+    return {
+        "pid": holder.pid,
+        "application_name": holder.application_name,
+        "state": holder.state,
+        "transaction_age_seconds": round(holder.transaction_age.total_seconds(), 3),
+        "query": holder.query,
+    }
+
+
+_STATE_STYLE = {"running": "green", "halted": "bold red", "rebuilding": "yellow",
+                "stopped": "dim"}
+
+
+def _status_table(entries: list[ProjectionStatus]) -> Table:
+    table = Table(title="projections", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False, caption_justify="left",
+                  caption="pos: checkpoint position; behind: events still to process "
+                  "(+: at least); lag: age of the oldest of them; ev/s: recent rate")
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("holder", overflow="fold", min_width=6)
+    table.add_column("pos", justify="right", no_wrap=True)
+    table.add_column("behind", justify="right", no_wrap=True)
+    table.add_column("lag", justify="right", no_wrap=True)
+    table.add_column("ev/s", justify="right", no_wrap=True)
+    table.add_column("parked", justify="right", no_wrap=True)
+    for entry in entries:
+        state = Text(entry.state, style=_STATE_STYLE.get(entry.state, ""))
+        holder = entry.holder or "-"
+        if entry.rebuild_holder is not None:
+            holder += f" (rebuild: {entry.rebuild_holder})"
+        table.add_row(
+            escape(entry.name), state, escape(holder), str(entry.checkpoint.position),
+            f"{entry.events_behind}{'' if entry.events_behind_exact else '+'}",
+            _duration(entry.seconds_behind), f"{entry.rate:.1f}",
+            Text(str(entry.parked), style="bold red" if entry.parked else ""),
+        )
+    return table
+
+
+def _horizon_table(holders: list[HorizonHolder]) -> Table:
+    table = Table(
+        title="readers of the log wait for these open transactions (the oldest first): "
+        "commit, roll back or end them",
+        title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, title_style="bold yellow",
+    )
+    table.add_column("pid", justify="right", no_wrap=True)
+    table.add_column("application", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("age", justify="right", no_wrap=True)
+    table.add_column("query", overflow="ellipsis", no_wrap=True, min_width=20)
+    for holder in holders:
+        table.add_row(
+            str(holder.pid), escape(holder.application_name or "-"), escape(holder.state),
+            _duration(holder.transaction_age.total_seconds()),
+            escape(" ".join(holder.query.split())),
+        )
+    return table
+
+
+@app.command("status")
+def status_command(
+    ctx: typer.Context,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Only these subscribers (default: every one of the application).",
+                       show_default=False),
+    ] = None,
+    horizon_age: Annotated[
+        float,
+        typer.Option(
+            "--horizon-age", min=0,
+            help="Name open write transactions older than this many seconds (PostgreSQL).",
+        ),
+    ] = DEFAULT_HORIZON_AGE.total_seconds(),
+    app_spec: AppOption = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help='Print one JSON object: {"projections": [...], '
+                     '"horizon_holders": [...]}.'),
+    ] = False,
+) -> None:
+    """Each projection's state, holder, checkpoint, lag, recent rate and parked events."""
+
+    async def work(settings: Settings) -> StatusReport:
+        async with settings.connect_app("`eventfold projections status`") as running:
+            return await status_report(
+                running, names=names or None, horizon_age=timedelta(seconds=horizon_age)
+            )
+
+    report = run(ctx, work, app=app_spec)
+    if as_json:
+        print_json_lines([{
+            "projections": [_status_dict(entry) for entry in report.projections],
+            "horizon_holders": [_holder_dict(holder) for holder in report.horizon_holders],
+        }])
+        return
+    console = stdout_console()
+    if not report.projections:
+        console.print("the application has no projections or other subscribers")
+    else:
+        console.print(_status_table(report.projections))
+        for entry in report.projections:
+            if entry.halted_reason is not None:
+                console.print(
+                    f"[bold red]{escape(entry.name)} is halted:[/] {escape(entry.halted_reason)}"
+                    f" (`eventfold projections parked {escape(entry.name)}`)"
+                )
+    if report.horizon_holders:
+        console.print(_horizon_table(report.horizon_holders))
+
+
+# --- rebuild and reset --------------------------------------------------------------------
+
+
+class _Bar:
+    """Draws ``RebuildProgress`` reports as a rich progress bar on stderr."""
+
+    def __init__(self, name: str) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[done]} events"),
+            TextColumn("{task.fields[rate]} ev/s"),
+            TextColumn("ETA {task.fields[eta]}"),
+            console=stderr_console(),
+            # Redrawn at each report, from the event loop: no refresh thread.
+            auto_refresh=False,
+        )
+        self.task: TaskID = self.progress.add_task(
+            f"rebuilding {name}", total=None, done=0, rate="-", eta="?"
+        )
+
+    def __call__(self, report: RebuildProgress) -> None:
+        self.progress.update(
+            self.task,
+            description=f"rebuilding {report.name} ({report.phase})",
+            total=report.total_estimate,
+            completed=report.events_done,
+            done=report.events_done,
+            rate=f"{report.rate:,.0f}",
+            eta="0s" if report.phase == "done" else _duration(report.eta_seconds),
+        )
+        self.progress.refresh()
+
+
+@app.command("rebuild")
+def rebuild_command(
+    ctx: typer.Context,
+    name: NameArgument,
+    in_place: Annotated[
+        bool,
+        typer.Option(
+            "--in-place",
+            help="Empty the tables and replay into them (queries see them fill up) instead "
+            "of building shadow tables and swapping them in.",
+        ),
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Events per transaction of the replay.")
+    ] = 1000,
+    app_spec: AppOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="No bar; print the final progress as one JSON object.")
+    ] = False,
+) -> None:
+    """Rebuild a read model from the whole log: blue/green without downtime by default."""
+    started = time.monotonic()
+
+    async def work(settings: Settings) -> RebuildProgress:
+        async with settings.connect_app("`eventfold projections rebuild`") as running:
+            projection = running.app.projections.get(name)
+            bar = None if as_json else _Bar(name)
+            if bar is not None:
+                bar.progress.start()
+            try:
+                return await rebuild(
+                    running.store, running.engine, projection, in_place=in_place,
+                    on_progress=bar, batch_size=batch_size,
+                )
+            finally:
+                if bar is not None:
+                    bar.progress.stop()
+
+    final = run(ctx, work, app=app_spec)
+    elapsed = time.monotonic() - started
+    if as_json:
+        print_json_lines([{
+            "name": final.name, "in_place": in_place, "events": final.events_done,
+            "seconds": round(elapsed, 3), "rate": round(final.rate, 3),
+            "checkpoint": _position(final.position), "parked": final.parked,
+        }])
+        return
+    how = "in place" if in_place else "blue/green, swapped in"
+    stdout_console().print(
+        f"rebuilt {escape(name)} ({how}): {final.events_done} events in {_duration(elapsed)} "
+        f"({final.rate:,.0f} events/s), checkpoint at position {final.position.position}"
+        + (f"; {final.parked} events parked (`eventfold projections parked {escape(name)}`)"
+           if final.parked else "")
+    )
+
+
+@app.command("reset")
+def reset_command(ctx: typer.Context, name: NameArgument, app_spec: AppOption = None) -> None:
+    """Empty a read model and put its checkpoint back to the start (its runner replays)."""
+
+    async def work(settings: Settings) -> None:
+        async with settings.connect_app("`eventfold projections reset`") as running:
+            await reset(running.engine, running.app.projections.get(name))
+
+    run(ctx, work, app=app_spec)
+    stdout_console().print(
+        f"reset {escape(name)}: its tables are empty and its checkpoint is at the start of the "
+        "log; its runner (`eventfold run`) replays the log into them"
+    )
+
+
+# --- parked events --------------------------------------------------------------------------
+
+
+def _parked_dict(parked: ParkedEvent) -> dict[str, Any]:
+    return {
+        "subscriber": parked.subscriber,
+        "position": _position(parked.position),
+        "event_id": str(parked.event_id),
+        "stream_id": parked.stream_id,
+        "event_type": parked.event_type,
+        "error": parked.error,
+        "traceback": parked.traceback,
+        "attempts": parked.attempts,
+        "parked_at": parked.parked_at.isoformat(),
+        "blocked_by": None if parked.blocked_by is None else _position(parked.blocked_by),
+    }
+
+
+def _print_parked(console: Console, rows: list[ParkedEvent]) -> None:
+    """Each parked event on one line (the id in full, to copy into ``skip``), its error on
+    the next: a table would cut one or the other short."""
+    for parked in rows:
+        console.print(
+            f"[bold]{escape(parked.subscriber)}[/] pos {parked.position.position} "
+            f"{escape(parked.stream_id)} {escape(parked.event_type)} {parked.event_id}"
+            + (f" [dim]waits behind position {parked.blocked_by.position}[/]"
+               if parked.blocked_by is not None
+               else f" [dim]after {parked.attempts} attempts[/]")
+        )
+        if parked.blocked_by is None:
+            console.print(f"    [red]{escape(' '.join(parked.error.split()))}[/]")
+
+
+@app.command("parked")
+def parked_command(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="Only this subscriber's parked events.", show_default=False),
+    ] = None,
+    stream_id: Annotated[
+        str | None, typer.Option("--stream", help="Only events of this stream.")
+    ] = None,
+    app_spec: AppOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List parked events (failed ones, and those waiting behind them in their stream)."""
+
+    async def work(settings: Settings) -> list[ParkedEvent]:
+        async with settings.connect_app("`eventfold projections parked`") as running:
+            if name is not None:
+                running.app.subscriber(name)  # a typo must not read as "nothing parked"
+            return await list_parked(running.engine, name, stream_id=stream_id)
+
+    rows = run(ctx, work, app=app_spec)
+    if as_json:
+        print_json_lines(_parked_dict(parked) for parked in rows)
+        return
+    console = stdout_console()
+    whose = f" for {escape(name)}" if name else ""
+    if not rows:
+        console.print(f"no parked events{whose}")
+        return
+    console.print(f"{len(rows)} parked events{whose}:")
+    _print_parked(console, rows)
+    console.print(
+        "[dim]retry them in order with `eventfold projections retry NAME`, or drop one with "
+        "`eventfold projections skip NAME EVENT_ID`; --json shows errors and tracebacks[/]"
+    )
+
+
+@app.command("retry")
+def retry_command(
+    ctx: typer.Context,
+    name: NameArgument,
+    stream_id: Annotated[
+        str | None, typer.Option("--stream", help="Only the parked events of this stream.")
+    ] = None,
+    app_spec: AppOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Apply a subscriber's parked events again, in order; exits 1 if some fail again."""
+
+    async def work(settings: Settings) -> RetryResult:
+        async with settings.connect_app("`eventfold projections retry`") as running:
+            subscriber = running.app.subscriber(name)
+            return await retry_parked(
+                running.store, running.engine, subscriber, stream_id=stream_id
+            )
+
+    result = run(ctx, work, app=app_spec)
+    if as_json:
+        print_json_lines([{
+            "applied": [_parked_dict(parked) for parked in result.applied],
+            "still_parked": [_parked_dict(parked) for parked in result.still_parked],
+        }])
+    else:
+        console = stdout_console()
+        console.print(
+            f"applied {len(result.applied)} parked events of {escape(name)}; "
+            f"{len(result.still_parked)} still parked"
+        )
+        _print_parked(console, result.still_parked)
+    if result.still_parked:
+        failed = next((p for p in result.still_parked if p.blocked_by is None),
+                      result.still_parked[0])
+        message = " ".join(
+            f"{len(result.still_parked)} events of {name} are still parked; "
+            f"{failed.event_type} {failed.event_id} failed again: {failed.error}".split()
+        )
+        stderr_console().print(f"[bold red]error:[/] {escape(message)}")
+        raise typer.Exit(EXIT_ERROR)
+
+
+@app.command("skip")
+def skip_command(
+    ctx: typer.Context,
+    name: NameArgument,
+    event_ids: Annotated[
+        list[uuid.UUID], typer.Argument(help="The parked events to drop, by event id.")
+    ],
+    app_spec: AppOption = None,
+) -> None:
+    """Drop parked events without applying them (logged; events behind them stay parked)."""
+
+    async def work(settings: Settings) -> None:
+        async with settings.connect_app("`eventfold projections skip`") as running:
+            running.app.subscriber(name)
+            await skip_parked(running.engine, name, event_ids)
+
+    run(ctx, work, app=app_spec)
+    them = "them" if len(event_ids) != 1 else "it"
+    stdout_console().print(
+        f"skipped {len(event_ids)} parked event{'s' if len(event_ids) != 1 else ''} of "
+        f"{escape(name)} without applying {them}; events parked behind {them} stay parked: "
+        f"`eventfold projections retry {escape(name)}`"
+    )

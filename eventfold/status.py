@@ -1,0 +1,63 @@
+"""What ``eventfold projections status`` reports: each subscriber's status, and on PostgreSQL
+the sessions whose old open transactions hold every reader of the global log back.
+
+Readers of the PostgreSQL log see only events committed below the oldest open write
+transaction (docs/operations.md), so a session left "idle in transaction" stalls every
+projection without any of them showing an error; naming it is the fastest diagnosis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from eventfold.app import Running
+from eventstore.backends.postgres_driver import connect as connect_postgres
+from eventstore.horizon import HorizonHolder, horizon_holders
+from projections import ProjectionStatus, Subscriber, status
+
+DEFAULT_HORIZON_AGE = timedelta(seconds=5)
+"""An open write transaction older than this is reported as holding readers back."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """The status of an application's subscribers and what holds their readers back."""
+
+    projections: list[ProjectionStatus]
+    horizon_holders: list[HorizonHolder]
+    """Sessions (oldest first) whose open write transaction is older than the threshold;
+    always empty off PostgreSQL."""
+
+
+async def status_report(
+    running: Running,
+    *,
+    names: Iterable[str] | None = None,
+    horizon_age: timedelta = DEFAULT_HORIZON_AGE,
+) -> StatusReport:
+    """The status of the App's subscribers (all, or those ``names``d, in that order) and
+    the sessions holding the log's horizon back for longer than ``horizon_age``."""
+    subscribers: list[Subscriber] = (
+        running.app.all_subscribers() if names is None
+        else [running.app.subscriber(name) for name in names]
+    )
+    found = await status(running.store, running.engine, subscribers)
+    holders: list[HorizonHolder] = []
+    if running.engine.dialect.name == "postgresql":
+        holders = await old_transactions(running.url, horizon_age)
+    return StatusReport(found, holders)
+
+
+async def old_transactions(url: str, older_than: timedelta) -> list[HorizonHolder]:
+    """Sessions of the PostgreSQL server at ``url`` with a write transaction open for
+    longer than ``older_than``, oldest first."""
+    conn = await connect_postgres(url)
+    try:
+        return [h for h in await horizon_holders(conn) if h.transaction_age >= older_than]
+    finally:
+        await conn.close()
+
+
+__all__ = ["DEFAULT_HORIZON_AGE", "StatusReport", "old_transactions", "status_report"]
