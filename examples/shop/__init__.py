@@ -1,5 +1,12 @@
-"""A small shop on eventfold: orders placed, paid and shipped, stored as events.
+"""A shop on eventfold: orders, stock and payments, a fulfilment process with compensation
+and a payment timeout, read models, and (optionally) a relay to RabbitMQ or NATS.
 
-Run it with ``python -m examples.shop`` (SQLite file ``eventfold.db`` in the working
-directory) or ``python -m examples.shop --database postgresql://...``.
+``python -m examples.shop`` runs the story on SQLite (``eventfold.db`` in the working
+directory); ``--database postgresql://...`` and ``--broker amqp://...|nats://...`` run it
+on real services. ``eventfold --app examples.shop:app ...`` works on its store. The design
+is walked through in docs/example.md.
 """
+
+from examples.shop.app import app, build_app
+
+__all__ = ["app", "build_app"]

@@ -1,0 +1,328 @@
+"""The shop's story: one business day, told step by step as it happens.
+
+Each run is a new day with order ids of its own (``<run>-1`` ... ``<run>-5``), so runs
+can follow each other on the same database: the warehouse is restocked at the start of
+each, and the read models, per-customer totals included, keep every day's orders. The
+day goes like this:
+
+1. the warehouse restocks; 2. an order that release 1 accepted just before the upgrade
+is stored as ``OrderPlaced`` v1 (without currency); 3. four customers check out and the
+fulfilment process reserves stock and requests payments - one order is out of stock and
+compensated at once; 4. the payment provider charges two orders, declines one (its stock
+is released, the order cancelled) and never answers the last; 5. fifteen minutes later
+(fired at once, with ``DeadlinePoller.fire_due(now=...)``) the timeout cancels that
+order, and the provider's late answer is refused; 6. the read models, the causation tree
+of the declined order, a snapshot sweep and a blue/green rebuild are shown.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import partial
+
+from eventfold import (
+    EventStore,
+    GlobalPosition,
+    RecordedEvent,
+    caused_by,
+    correlated,
+    migrate,
+)
+from eventfold.app import App, Running
+from eventstore.connect import masked
+from examples.shop.app import build_app
+from examples.shop.events import OrderLine
+from examples.shop.fulfilment import PAYMENT_TIMEOUT, Fulfilment
+from examples.shop.inventory import InventoryItem
+from examples.shop.legacy import OrderPlacedV1, release_1
+from examples.shop.order import Order
+from examples.shop.payment import Payment, PaymentNotPending
+from examples.shop.read_models import (
+    CustomerTotal,
+    OrderList,
+    OrderRow,
+    customer_totals,
+    list_orders,
+)
+from projections import DeadlinePoller, Runner, rebuild
+from projections.trace import TraceNode, trace
+from snapshots import sweep
+
+Say = Callable[[str], None]
+
+STOCK_LEVELS = {"book": 10, "pen": 40, "mug": 3}
+"""What the warehouse has available at the start of each day."""
+
+PRICES = {"book": Decimal("12.50"), "pen": Decimal("1.20"), "mug": Decimal("8.00")}
+
+SWEEP_THRESHOLD = 5
+"""The sweep snapshots inventory streams that grew by this many events since their last
+snapshot (``InventoryItem.snapshot_every`` takes one every 20 at save time as well)."""
+
+
+@dataclass(frozen=True)
+class ShopRun:
+    """What one run did, for its callers and tests."""
+
+    run: str
+    """The run's tag, the prefix of its order ids."""
+    orders: dict[str, str]
+    """Order id by role: legacy, paid, declined, overdue, out_of_stock."""
+    order_list: tuple[OrderRow, ...]
+    """This run's rows of the order list, after the day."""
+    totals: tuple[CustomerTotal, ...]
+    """The per-customer totals of this run's customers (every run's orders)."""
+    fired: int
+    """Timeouts the poller fired."""
+    late_answer: str
+    """Why the provider's late answer was refused."""
+    trace: tuple[str, ...]
+    """The causation tree of the declined order, one line per event."""
+    snapshots: tuple[str, ...]
+    """Streams the sweep snapshotted, with their versions (``InventoryItem-book@6``)."""
+    rebuilt_rows: int
+    """Rows of the order list the blue/green rebuild produced (equal to those before)."""
+    relayed_through: GlobalPosition | None
+    """The relay's position at the end (None without a broker)."""
+
+
+def _line(sku: str, quantity: int) -> OrderLine:
+    return OrderLine(sku=sku, quantity=quantity, unit_price=PRICES[sku])
+
+
+async def run_shop(
+    url: str, *, broker: str | None = None, topic: str = "shop", say: Say = print
+) -> ShopRun:
+    """Run one day of the shop on the store at ``url``, telling ``say`` what happens.
+
+    ``broker`` (amqp://... or nats://...) adds a relay publishing every event there, to
+    the exchange or stream ``topic``. The database is migrated first (a no-op when it is).
+    """
+    if not url.startswith("memory:"):
+        await migrate(url)
+    app = build_app(broker, topic=topic)
+    async with app.connect(url) as running:
+        try:
+            return await _day(app, running, url, broker, say)
+        finally:
+            for subscriber in app.subscribers:
+                close = getattr(subscriber, "close", None)
+                if close is not None:
+                    await close()
+
+
+async def _day(
+    app: App, running: Running, url: str, broker: str | None, say: Say
+) -> ShopRun:
+    store, repository, engine = running.store, running.repository, running.engine
+    fulfilment = next(s for s in app.subscribers if isinstance(s, Fulfilment))
+    run = secrets.token_hex(2)
+    ids = {role: f"{run}-{n}" for n, role in enumerate(
+        ["legacy", "paid", "declined", "overdue", "out_of_stock"], start=1
+    )}
+    say(f"Shop on {store.url}: day {run}, orders {ids['legacy']} to {ids['out_of_stock']}")
+
+    say("\n1. The warehouse restocks")
+    for sku, level in STOCK_LEVELS.items():
+        await _restock(running, sku, level)
+        item = await repository.get(InventoryItem, sku)
+        say(f"   {sku:<5} {item.available:>3} available  ({item.stream_id} at v{item.version})")
+
+    say("\n2. An order release 1 accepted just before the upgrade (OrderPlaced v1, no currency)")
+    legacy = OrderPlacedV1(order_id=ids["legacy"], customer="alice", lines=(_line("pen", 1),))
+    async with release_1(store, url) as old:
+        with correlated(f"checkout-{ids['legacy']}"):
+            await old.append(Order.stream_id_for(ids["legacy"]), [legacy])
+    async with release_1(store, url) as old:
+        [stored] = await old.read_stream(Order.stream_id_for(ids["legacy"]))
+    [today] = await store.read_stream(Order.stream_id_for(ids["legacy"]))
+    say(f"   stored:  {stored.event_type} v{stored.schema_version} {_json(stored.data)}")
+    say(f"   read as: {today.event_type} v{today.schema_version} currency={today.data['currency']}")
+
+    runner = running.runner()
+    async with runner:
+        say("\n3. Customers check out")
+        checkouts = [
+            ("paid", "alice", [_line("book", 2), _line("pen", 1)]),
+            ("declined", "bob", [_line("mug", 1)]),
+            ("overdue", "carol", [_line("book", 1), _line("pen", 2)]),
+            ("out_of_stock", "dave", [_line("book", 1), _line("mug", 5)]),
+        ]
+        for role, customer, lines in checkouts:
+            order_id = ids[role]
+            with correlated(f"checkout-{order_id}"):
+                place = partial(Order.place, customer=customer, lines=lines)
+                order = await repository.create(Order, order_id, place)
+            items = ", ".join(f"{line.quantity} x {line.sku}" for line in lines)
+            say(f"   {order_id}  {customer:<5}  {items:<18} {order.total:>6} {order.currency}")
+        await settle(store, runner)
+        say("   the fulfilment process reserves stock and requests each payment:")
+        for role in ("legacy", "paid", "declined", "overdue", "out_of_stock"):
+            say(f"   {ids[role]}  {await _progress(running, fulfilment, ids[role])}")
+
+        say("\n4. The payment provider answers")
+        answers: dict[str, Callable[[Payment], None]] = {
+            ids["legacy"]: lambda p: p.charge(f"ch_{run}_1"),
+            ids["paid"]: lambda p: p.charge(f"ch_{run}_2"),
+            ids["declined"]: lambda p: p.fail("card declined"),
+        }
+        for order_id, answer in answers.items():
+            [requested, *_] = await store.read_stream(Payment.stream_id_for(order_id))
+            # The provider's callback names the request it answers: its event is caused
+            # by the request, and joins the order's correlation.
+            with caused_by(requested):
+                await repository.update(Payment, order_id, answer)
+        await settle(store, runner)
+        for order_id in answers:
+            payment = await repository.get(Payment, order_id)
+            say(f"   {order_id}  {payment.status:<8} -> "
+                f"{await _progress(running, fulfilment, order_id)}")
+        say(f"   {ids['overdue']}  no answer -> "
+            f"{await _progress(running, fulfilment, ids['overdue'])}")
+
+        minutes = int(PAYMENT_TIMEOUT.total_seconds() // 60)
+        say(f"\n5. {minutes} minutes later the payment timeout fires")
+        poller = DeadlinePoller(store, engine, [fulfilment])
+        # A deployment runs the poller (eventfold run does); the story moves the clock.
+        later = datetime.now(UTC) + PAYMENT_TIMEOUT + timedelta(minutes=1)
+        fired = await poller.fire_due(now=later)
+        await settle(store, runner)
+        say(f"   fired {fired}: {ids['overdue']}  "
+            f"{await _progress(running, fulfilment, ids['overdue'])}")
+        try:
+            await repository.update(
+                Payment, ids["overdue"], lambda p: p.charge(f"ch_{run}_late")
+            )
+            late_answer = "accepted"
+        except PaymentNotPending as refused:
+            late_answer = str(refused)
+        say(f"   the provider's late answer is refused: {late_answer}")
+
+        say("\n6. Read model order_list (this day's orders)")
+        rows = await list_orders(engine, ids.values())
+        for row in rows:
+            why = f"  ({row.reason})" if row.reason else ""
+            say(f"   {row.order_id}  {row.customer:<5}  {row.status:<9} "
+                f"{row.total:>6} {row.currency}{why}")
+
+        customers = sorted({row.customer for row in rows})
+        say("\n7. Read model customer_totals (these customers, every day so far)")
+        say("   customer  placed  confirmed  cancelled  spent")
+        totals = await customer_totals(engine, customers)
+        for total in totals:
+            say(f"   {total.customer:<8}  {total.placed:>6}  {total.confirmed:>9}  "
+                f"{total.cancelled:>9}  {total.spent} {total.currency}")
+
+        say(f"\n8. What bob's declined order {ids['declined']} caused (its causation tree)")
+        forest = await trace(
+            store, f"checkout-{ids['declined']}",
+            engine=None if url.startswith("memory:") else engine,
+        )
+        tree = _render(forest)
+        for text in tree:
+            say(f"   {text}")
+
+        say("\n9. Snapshots: the sweep snapshots inventory streams with "
+            f"{SWEEP_THRESHOLD}+ new events")
+        report = await sweep(
+            store, running.snapshots, running.snapshot_fold(), threshold=SWEEP_THRESHOLD,
+            categories=[InventoryItem.category],
+        )
+        taken = tuple(f"{s.stream_id}@{s.version}" for s in report.taken)
+        say(f"   examined {report.examined} streams, took {len(taken)}: "
+            f"{', '.join(taken) or 'none'}")
+        for snapshot in report.taken[:1]:
+            item = await repository.get(InventoryItem, snapshot.stream_id.split("-", 1)[1])
+            say(f"   {item.stream_id} now loads from its snapshot at v{snapshot.version} "
+                f"plus {item.version - snapshot.version} events: {item.available} available")
+
+        say("\n10. Rebuild order_list blue/green while the runner serves it")
+        order_list = app.projections.get(OrderList.name)
+        before = await list_orders(engine)
+        progress = await rebuild(store, engine, order_list)
+        after = await list_orders(engine)
+        same = "identical" if after == before else "DIFFERENT"
+        say(f"   replayed {progress.events_done} events into a shadow table and swapped it in: "
+            f"{len(after)} orders, {same} to the live table before")
+        if after != before:
+            raise AssertionError("the rebuilt order list differs from the live one")
+
+        relayed: GlobalPosition | None = None
+        relay = next((s for s in app.subscribers if not isinstance(s, Fulfilment)), None)
+        if relay is not None and broker is not None:
+            [state] = [s for s in runner.states() if s.name == relay.name]
+            relayed = state.checkpoint
+            say(f"\n11. Relay {relay.name}: every event up to position {tuple(relayed)} "
+                f"published to {masked(broker)} and confirmed")
+
+    return ShopRun(
+        run=run, orders=ids, order_list=tuple(rows), totals=tuple(totals), fired=fired,
+        late_answer=late_answer, trace=tuple(tree), snapshots=taken,
+        rebuilt_rows=len(after), relayed_through=relayed,
+    )
+
+
+async def _restock(running: Running, sku: str, level: int) -> None:
+    """Bring the product to ``level`` units available (creating its stream on day one)."""
+    repository = running.repository
+    if await running.store.stream_version(InventoryItem.stream_id_for(sku)) == 0:
+        await repository.create(InventoryItem, sku, lambda item: item.restock_to(level))
+    else:
+        await repository.update(InventoryItem, sku, lambda item: item.restock_to(level))
+
+
+async def settle(store: EventStore, runner: Runner) -> None:
+    """Wait until every subscriber handled the log, including what their commands appended."""
+    while True:
+        head = await store.head()
+        await runner.wait_until(head, timeout=60)
+        if await store.head() == head:
+            return
+
+
+async def _progress(running: Running, fulfilment: Fulfilment, order_id: str) -> str:
+    """One line on where an order's fulfilment stands."""
+    instance = await fulfilment.instance(running.engine, order_id)
+    order = await running.repository.get(Order, order_id)
+    if instance is None:
+        return f"order {order.status}"
+    if instance.status == "active":
+        payment = await running.repository.get(Payment, order_id)
+        reserved = ", ".join(step.data["sku"] for step in instance.steps if step.data)
+        return f"stock reserved ({reserved}), payment {payment.status}: waiting"
+    if instance.status == "compensated":
+        return f"compensated ({instance.reason}): order {order.status}"
+    return f"order {order.status}"
+
+
+def _render(forest: Sequence[TraceNode]) -> list[str]:
+    """The causation tree as text lines, drawn with box characters."""
+    lines: list[str] = []
+
+    def draw(node: TraceNode, prefix: str, branch: str, below: str) -> None:
+        lines.append(f"{prefix}{branch}{_describe(node.record)}")
+        for index, child in enumerate(node.children):
+            last = index == len(node.children) - 1
+            draw(child, prefix + below, "└─ " if last else "├─ ", "   " if last else "│  ")
+
+    for root in forest:
+        draw(root, "", "", "")
+    return lines
+
+
+def _describe(record: RecordedEvent) -> str:
+    data = record.data
+    detail = next(
+        (str(data[key]) for key in ("reason", "sku") if isinstance(data.get(key), str)), ""
+    )
+    return (f"{record.event_type} {record.stream_id}@{record.stream_version}"
+            + (f" ({detail})" if detail else ""))
+
+
+def _json(data: dict[str, object]) -> str:
+    return json.dumps(data, separators=(", ", ": "))
