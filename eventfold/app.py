@@ -12,6 +12,8 @@ snapshots and runs exactly what the application does::
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Collection, Generator, Iterable
 from types import TracebackType
 from typing import Any
@@ -256,6 +258,11 @@ def load_app(spec: str) -> App:
     attribute = attribute or "app"
     if not module_name or not attribute.isidentifier():
         raise AppNotFound(spec, "it is not of the form module:attribute")
+    # `python -m` puts the working directory on sys.path, a console script (`eventfold`)
+    # does not: add it, as uvicorn and flask do, so that `eventfold --app examples.shop:app`
+    # finds the application in the directory it is run from.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
