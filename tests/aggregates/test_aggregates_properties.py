@@ -104,16 +104,20 @@ async def _play(
     """Run the plan against a repository; return what it stored."""
     aggregate_id = str(uuid.uuid4())
     store = await connect(url, shop_registry())
-    repo = Repository(store)
-    aggregate = cls(aggregate_id)
-    stored: list[Event] = []
-    for batch in plan:
-        for _, op in batch:
-            run(aggregate, op)
-        pending = list(aggregate.pending_events)
-        await repo.save(aggregate)
-        stored.extend(pending)
-        assert aggregate.version == len(stored)
+    try:
+        repo = Repository(store)
+        aggregate = cls(aggregate_id)
+        stored: list[Event] = []
+        for batch in plan:
+            for _, op in batch:
+                run(aggregate, op)
+            pending = list(aggregate.pending_events)
+            await repo.save(aggregate)
+            stored.extend(pending)
+            assert aggregate.version == len(stored)
+    except BaseException:
+        await store.close()
+        raise
     return aggregate_id, aggregate, stored, repo, store
 
 
