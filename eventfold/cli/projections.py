@@ -127,24 +127,19 @@ def _status_table(entries: list[ProjectionStatus]) -> Table:
     return table
 
 
-def _horizon_table(holders: list[HorizonHolder]) -> Table:
-    table = Table(
-        title="readers of the log wait for these open transactions (the oldest first): "
-        "commit, roll back or end them",
-        title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, title_style="bold yellow",
+def _print_horizon(console: Console, holders: list[HorizonHolder]) -> None:
+    """One line per session: what to look for in pg_stat_activity, and what to end."""
+    console.print(
+        "[bold yellow]readers of the log wait for these open transactions[/] (oldest first; "
+        "commit, roll back or end them: SELECT pg_terminate_backend(pid)):"
     )
-    table.add_column("pid", justify="right", no_wrap=True)
-    table.add_column("application", no_wrap=True)
-    table.add_column("state", no_wrap=True)
-    table.add_column("age", justify="right", no_wrap=True)
-    table.add_column("query", overflow="ellipsis", no_wrap=True, min_width=20)
     for holder in holders:
-        table.add_row(
-            str(holder.pid), escape(holder.application_name or "-"), escape(holder.state),
-            _duration(holder.transaction_age.total_seconds()),
-            escape(" ".join(holder.query.split())),
+        query = " ".join(holder.query.split())
+        console.print(
+            f"  pid {holder.pid} application {escape(holder.application_name or '-')!r} "
+            f"{escape(holder.state)} for {_duration(holder.transaction_age.total_seconds())}"
+            + (f": {escape(query[:120])}{'…' if len(query) > 120 else ''}" if query else "")
         )
-    return table
 
 
 @app.command("status")
@@ -196,7 +191,7 @@ def status_command(
                     f" (`eventfold projections parked {escape(entry.name)}`)"
                 )
     if report.horizon_holders:
-        console.print(_horizon_table(report.horizon_holders))
+        _print_horizon(console, report.horizon_holders)
 
 
 # --- rebuild and reset --------------------------------------------------------------------
