@@ -7,7 +7,7 @@ fulfilment process exactly as the application does.
 
 from __future__ import annotations
 
-from eventfold.app import App
+from eventfold import App
 from examples.shop.brokers import relay_for
 from examples.shop.events import SHOP_EVENTS
 from examples.shop.fulfilment import Fulfilment

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from projections.relay import Relay
+from eventfold import Relay
 
 
 class UnknownBroker(ValueError):

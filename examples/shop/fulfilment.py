@@ -18,11 +18,11 @@ from functools import partial
 
 from pydantic import BaseModel
 
+from eventfold import ProcessContext, ProcessManager, Step, compensation, on, on_timeout
 from examples.shop.events import OrderPlaced, PaymentCharged, PaymentFailed
 from examples.shop.inventory import InsufficientStock, InventoryItem
 from examples.shop.order import Order
 from examples.shop.payment import Payment
-from projections import ProcessContext, ProcessManager, Step, compensation, on, on_timeout
 
 PAYMENT_TIMEOUT = timedelta(minutes=15)
 """How long the provider has to answer before the order is cancelled."""

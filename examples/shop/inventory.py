@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aggregates import Aggregate, DomainError, applies
+from eventfold import Aggregate, DomainError, applies
 from examples.shop.events import StockReceived, StockReleased, StockReserved
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from eventfold import Event, EventRegistry, EventStore, connect
+from eventfold import Event, EventRegistry, EventStore, Upcasters, connect
 from examples.shop.events import OrderLine
-from upcasters import JSONObject, Upcasters
+from upcasters import JSONObject
 
 
 def shop_upcasters() -> Upcasters:

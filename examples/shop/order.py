@@ -6,7 +6,7 @@ import enum
 from collections.abc import Iterable
 from decimal import Decimal
 
-from aggregates import Aggregate, DomainError, applies
+from eventfold import Aggregate, DomainError, applies
 from examples.shop.events import OrderCancelled, OrderConfirmed, OrderLine, OrderPlaced
 
 

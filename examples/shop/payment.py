@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from decimal import Decimal
 
-from aggregates import Aggregate, DomainError, applies
+from eventfold import Aggregate, DomainError, applies
 from examples.shop.events import PaymentCharged, PaymentFailed, PaymentRequested, PaymentVoided
 
 

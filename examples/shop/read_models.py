@@ -16,8 +16,8 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from eventfold import Projection, ProjectionContext, handles
 from examples.shop.events import OrderCancelled, OrderConfirmed, OrderPlaced
-from projections import Projection, ProjectionContext, handles
 
 
 def cents(amount: Decimal) -> int:

@@ -26,15 +26,18 @@ from decimal import Decimal
 from functools import partial
 
 from eventfold import (
+    App,
     EventStore,
     GlobalPosition,
     RecordedEvent,
+    Runner,
+    Running,
     caused_by,
     correlated,
+    masked,
     migrate,
+    rebuild,
 )
-from eventfold.app import App, Running
-from eventstore.connect import masked
 from examples.shop.app import build_app
 from examples.shop.events import OrderLine
 from examples.shop.fulfilment import PAYMENT_TIMEOUT, Fulfilment
@@ -49,9 +52,7 @@ from examples.shop.read_models import (
     customer_totals,
     list_orders,
 )
-from projections import DeadlinePoller, Runner, rebuild
 from projections.trace import TraceNode, trace
-from snapshots import sweep
 
 Say = Callable[[str], None]
 
@@ -187,7 +188,8 @@ async def _day(
 
         minutes = int(PAYMENT_TIMEOUT.total_seconds() // 60)
         say(f"\n5. {minutes} minutes later the payment timeout fires")
-        poller = DeadlinePoller(store, engine, [fulfilment])
+        poller = running.deadline_poller()
+        assert poller is not None  # the App has a process manager
         # A deployment runs the poller (eventfold run does); the story moves the clock.
         later = datetime.now(UTC) + PAYMENT_TIMEOUT + timedelta(minutes=1)
         fired = await poller.fire_due(now=later)
@@ -229,9 +231,8 @@ async def _day(
 
         say("\n9. Snapshots: the sweep snapshots inventory streams with "
             f"{SWEEP_THRESHOLD}+ new events")
-        report = await sweep(
-            store, running.snapshots, running.snapshot_fold(), threshold=SWEEP_THRESHOLD,
-            categories=[InventoryItem.category],
+        report = await running.sweep_snapshots(
+            threshold=SWEEP_THRESHOLD, categories=[InventoryItem.category]
         )
         taken = tuple(f"{s.stream_id}@{s.version}" for s in report.taken)
         say(f"   examined {report.examined} streams, took {len(taken)}: "

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from eventfold.app import App, Running
+from eventfold import App, Runner, Running
 from examples.shop.app import build_app
 from examples.shop.events import OrderLine
 from examples.shop.fulfilment import Fulfilment, FulfilmentState
@@ -16,7 +16,7 @@ from examples.shop.inventory import InventoryItem
 from examples.shop.order import Order
 from examples.shop.payment import Payment
 from examples.shop.story import PRICES, settle
-from projections import DeadlinePoller, ProcessInstance, Runner
+from projections import ProcessInstance
 
 
 def line(sku: str, quantity: int) -> OrderLine:
@@ -58,7 +58,8 @@ class Shop:
 
     async def fire(self, after: timedelta) -> int:
         """Fire the timeouts due ``after`` from now (settled); how many fired."""
-        poller = DeadlinePoller(self.running.store, self.running.engine, [self.fulfilment])
+        poller = self.running.deadline_poller()
+        assert poller is not None
         fired = await poller.fire_due(now=datetime.now(UTC) + after)
         await self.settle()
         return fired
