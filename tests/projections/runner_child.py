@@ -12,14 +12,14 @@ transaction: who committed which range, so a test sees the first batch a new hol
 Every row carries the applying process's pid.
 
 Run as ``python -m runner_child URL --holder NAME [--lease-ttl S]``: it starts a runner of
-``app``, prints ``ready <pid>`` and serves until SIGTERM or SIGINT, then stops gracefully
-(the batch in progress commits), prints ``stopped`` and exits 0. The same ``app`` serves
-``eventfold run --app runner_child:app``.
+``app``, prints ``ready <pid>`` and serves until SIGTERM or SIGINT (printing ``stopping``),
+then stops gracefully (the batch in progress commits), prints ``stopped`` and exits 0. The
+same ``app`` serves ``eventfold run --app runner_child:app``.
 
 A side channel for the checkpoint-atomicity test: with ``EVENTFOLD_MP_STALL`` set to
 ``projection:seq:path``, that projection, in the batch holding the event with that ``seq``,
-writes its rows, then writes ``path`` (the pid) and blocks forever inside the transaction,
-waiting for the test to kill the process.
+writes its rows, then writes ``path`` (the pid) and blocks inside the transaction until the
+process gets SIGUSR1 (the batch then goes on and commits) or is killed.
 """
 
 from __future__ import annotations
@@ -35,16 +35,18 @@ from typing import ClassVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from eventfold.app import App
+from eventfold import App
 from eventstore import Event
 from projections import Projection
 from projections.projection import ReadModel
 from projections.subscriber import Delivery
 
 STALL_ENV = "EVENTFOLD_MP_STALL"
-"""``projection:seq:path``: block in the batch holding that seq, after writing ``path``."""
+"""``projection:seq:path``: block in the batch holding that seq, after writing ``path``,
+until SIGUSR1."""
 
 READY = "ready"
+STOPPING = "stopping"
 STOPPED = "stopped"
 
 
@@ -92,7 +94,19 @@ async def _stall_if_asked(name: str, batch: Sequence[Delivery]) -> None:
     partial = marker.with_suffix(".partial")
     partial.write_text(str(os.getpid()))
     partial.replace(marker)
-    await asyncio.Event().wait()
+    await _released().wait()
+
+
+_release: asyncio.Event | None = None
+
+
+def _released() -> asyncio.Event:
+    """Set by SIGUSR1: lets a stalled batch go on (and commit)."""
+    global _release
+    if _release is None:
+        _release = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _release.set)
+    return _release
 
 
 class _Recorded(Projection):
@@ -227,8 +241,15 @@ async def serve(url: str, holder: str, lease_ttl: float, batch_size: int) -> Non
     """Run ``app``'s projections until SIGTERM/SIGINT, then stop gracefully."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stopping() -> None:
+        # Said out loud so a test knows the signal arrived before it lets a batch go on.
+        print(STOPPING, flush=True)
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, stopping)
+    _released()  # SIGUSR1 is handled from the start, so it never kills the process
     async with app.connect(url) as running:
         runner = running.runner(
             holder=holder, lease_ttl=lease_ttl, lease_retry=min(0.2, lease_ttl / 4),

@@ -22,7 +22,18 @@ from typing import TypeVar
 
 import asyncpg
 import pytest
-from runner_child import READY, STALL_ENV, STOPPED, Audit, Ledger, Tally, Ticked, Tocked, app
+from runner_child import (
+    READY,
+    STALL_ENV,
+    STOPPED,
+    STOPPING,
+    Audit,
+    Ledger,
+    Tally,
+    Ticked,
+    Tocked,
+    app,
+)
 
 from eventstore import EventStore, connect
 from eventstore.records import START, GlobalPosition, RecordedEvent
@@ -54,11 +65,12 @@ failovers: list[float] = []
 
 @dataclass
 class Child:
-    """One runner process."""
+    """One runner process: ``python -m runner_child`` or ``eventfold run``."""
 
     holder: str
     process: asyncio.subprocess.Process
     log: Path
+    cli: bool
 
     @property
     def pid(self) -> int:
@@ -70,6 +82,21 @@ class Child:
         """Whether it has not exited yet."""
         return self.process.returncode is None
 
+    @property
+    def ready_line(self) -> str:
+        """What it prints once it serves."""
+        return f"runner {self.holder} started" if self.cli else READY
+
+    @property
+    def stopping_line(self) -> str:
+        """What it prints when it takes SIGTERM."""
+        return f"runner {self.holder} stopping" if self.cli else STOPPING
+
+    @property
+    def stopped_line(self) -> str:
+        """What it prints when it stopped (before exit code 0)."""
+        return f"runner {self.holder} stopped" if self.cli else STOPPED
+
 
 class Runners:
     """Starts runner processes of ``runner_child.app`` and kills the ones left at the end."""
@@ -79,8 +106,13 @@ class Runners:
         self.directory = directory
         self.children: list[Child] = []
 
-    async def start(self, holder: str, *, env: dict[str, str] | None = None) -> Child:
-        """Start ``python -m runner_child`` and wait for its ready line."""
+    async def start(
+        self, holder: str, *, env: dict[str, str] | None = None, cli: bool = False,
+        batch_size: int = 25,
+    ) -> Child:
+        """Start a runner process and wait until it serves: ``eventfold run --app
+        runner_child:app`` with ``cli``, else ``python -m runner_child``. Small batches
+        (many commits) by default, so a kill lands mid-stream."""
         log = self.directory / f"{holder}.log"
         environment = {
             **os.environ,
@@ -89,22 +121,44 @@ class Runners:
             ),
             **(env or {}),
         }
+        options = [
+            "--holder", holder, "--lease-ttl", str(LEASE_TTL), "--batch-size", str(batch_size),
+        ]
+        if cli:
+            command = [
+                "-c", "from eventfold.cli import main; main()", "--database", self.url,
+                "run", "--app", "runner_child:app", *options,
+            ]
+        else:
+            command = ["-m", "runner_child", self.url, *options]
         with log.open("wb") as stderr:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "runner_child", self.url, "--holder", holder,
-                "--lease-ttl", str(LEASE_TTL),
+                sys.executable, *command,
                 stdout=asyncio.subprocess.PIPE, stderr=stderr, cwd=REPO, env=environment,
             )
-        child = Child(holder, process, log)
+        child = Child(holder, process, log, cli)
         self.children.append(child)
-        assert process.stdout is not None
-        try:
-            line = await asyncio.wait_for(process.stdout.readline(), 30)
-        except TimeoutError:
-            line = b""
-        if not line.startswith(READY.encode()):
-            pytest.fail(f"runner {holder} did not start: {line!r}\n{self.logs()}")
+        await self.expect(child, child.ready_line, within=30)
         return child
+
+    async def expect(self, child: Child, start: str, within: float = 15.0) -> list[str]:
+        """Read the child's output until a line starting with ``start``; return the lines."""
+        assert child.process.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + within
+        while not lines or not lines[-1].startswith(start):
+            try:
+                raw = await asyncio.wait_for(
+                    child.process.stdout.readline(), max(deadline - time.monotonic(), 0)
+                )
+            except TimeoutError:
+                raw = b""
+            if not raw:
+                pytest.fail(
+                    f"{child.holder} never printed {start!r} (printed {lines})\n{self.logs()}"
+                )
+            lines.append(raw.decode().rstrip("\n"))
+        return lines
 
     def by_holder(self, holder: str) -> Child:
         """The child that took leases under this holder name."""
@@ -117,16 +171,18 @@ class Runners:
         await child.process.wait()
         return killed_at
 
-    async def terminate(self, child: Child, within: float = 15.0) -> tuple[int, bytes]:
-        """SIGTERM the child; return its exit code and what it printed after ``ready``."""
+    async def terminate(self, child: Child) -> None:
+        """SIGTERM the child and wait until it says it is stopping."""
         os.kill(child.pid, signal.SIGTERM)
-        assert child.process.stdout is not None
+        await self.expect(child, child.stopping_line)
+
+    async def exited(self, child: Child, within: float = 15.0) -> int:
+        """Wait until the child says it stopped and exits; return its exit code."""
+        await self.expect(child, child.stopped_line, within)
         try:
-            output = await asyncio.wait_for(child.process.stdout.read(), within)
-            code = await asyncio.wait_for(child.process.wait(), within)
+            return await asyncio.wait_for(child.process.wait(), within)
         except TimeoutError:
-            pytest.fail(f"{child.holder} did not stop within {within}s of SIGTERM\n{self.logs()}")
-        return code, output
+            pytest.fail(f"{child.holder} did not exit within {within}s\n{self.logs()}")
 
     def logs(self) -> str:
         """The tail of every child's stderr, for failure messages."""
@@ -374,7 +430,10 @@ async def test_two_runners_one_killed_mid_stream_every_event_applied_once(
     runners: Runners, db: asyncpg.Connection, store: EventStore,
     request: pytest.FixtureRequest,
 ) -> None:
-    a, b = await asyncio.gather(runners.start("runner-a"), runners.start("runner-b"))
+    # One ``eventfold run`` and one runner of the library API share the work.
+    a, b = await asyncio.gather(
+        runners.start("runner-a", cli=True), runners.start("runner-b")
+    )
     held = await eventually(
         lambda: _all_held(db), within=10, what="all projections held", runners=runners
     )
@@ -493,32 +552,42 @@ async def test_a_runner_killed_between_handler_and_commit_leaves_no_effect(
     ) == by_pid[stalling.pid] < seq_120.position
 
 
-async def test_sigterm_stops_a_runner_mid_stream_without_half_a_batch(
-    runners: Runners, db: asyncpg.Connection, store: EventStore,
+async def test_sigterm_mid_batch_finishes_the_batch_and_exits_0(
+    runners: Runners, db: asyncpg.Connection, store: EventStore, tmp_path: Path,
 ) -> None:
-    child = await runners.start("runner-graceful")
+    marker = tmp_path / "in-batch"
+    # The ledger's batch holding seq 300 holds still (rows written, not committed) until
+    # SIGUSR1, so SIGTERM surely arrives in the middle of a batch.
+    child = await runners.start(
+        "runner-graceful", env={STALL_ENV: f"{Ledger.name}:300:{marker}"}, cli=True
+    )
     writer = asyncio.create_task(write(store, 1000))
     try:
-        await eventually(
-            lambda: _at_least(db, Ledger.name, 200), within=30, what="ledger at 200",
-            runners=runners,
-        )
-        code, output = await runners.terminate(child)
-        assert not writer.done(), "the writer finished before SIGTERM: not mid-stream"
+
+        async def in_batch() -> bool:
+            return marker.exists()
+
+        await eventually(in_batch, within=30, what="the ledger inside a batch", runners=runners)
+        await runners.terminate(child)
+        writing_at_stop = not writer.done()
+        # The runner is stopping; now the batch goes on, and must commit whole.
+        os.kill(child.pid, signal.SIGUSR1)
+        code = await runners.exited(child)
         last = await writer
     finally:
         writer.cancel()
+    assert writing_at_stop, "the writer finished before SIGTERM: not mid-stream"
     assert code == 0, runners.logs()
-    assert STOPPED.encode() in output
-    # Stopped cleanly: leases given back, and each read model holds exactly the events up
-    # to its checkpoint - a batch committed whole or not at all.
+    # Stopped cleanly: leases given back, the interrupted batch committed (seq 300 is in),
+    # and each read model holds exactly the events up to its checkpoint.
     assert await holders(db) == {}
     stopped_at = await checkpoints(db)
     records = await the_log(store, last)
-    assert stopped_at[Ledger.name] < records[-1].global_position
+    seq_300 = next(r for r in records if r.data["seq"] == 300)
+    assert seq_300.global_position <= stopped_at[Ledger.name] < records[-1].global_position
     await assert_applied_exactly(db, records, through=stopped_at)
     # Another runner carries on from the checkpoints.
-    successor = await runners.start("runner-after")
+    successor = await runners.start("runner-after", batch_size=200)
     records = await caught_up(db, store, runners, last)
     await runners.kill(successor)
     await assert_applied_exactly(db, records)
