@@ -10,9 +10,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from typer.testing import Result
 
 from eventfold import NO_STREAM, Event, EventRegistry, RecordedEvent, connect
+from eventstore.engine import create_engine
 
 
 class CartOpened(Event):
@@ -81,3 +83,33 @@ def child_environment(**extra: str) -> dict[str, str]:
         if name not in extra:
             env.pop(name, None)
     return env
+
+
+EXPECTED = {"Cart-1": (2, Decimal("10.10")), "Wishlist-9": (1, Decimal("19.99"))}
+"""The read model of the seeded log (v1 items count one each, through the upcaster)."""
+
+
+def read_model(url: str) -> dict[str, tuple[int, Decimal]]:
+    """The rows of ``cli_cart_totals``: stream -> (quantity, total)."""
+
+    async def read() -> dict[str, tuple[int, Decimal]]:
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as conn:
+                rows = await conn.execute(sa.text(
+                    "SELECT stream_id, quantity, total FROM cli_cart_totals ORDER BY stream_id"
+                ))
+                return {stream: (quantity, Decimal(total).quantize(Decimal("0.01")))
+                        for stream, quantity, total in rows}
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def status_of(invoke: Invoke, url: str) -> dict[str, dict[str, Any]]:
+    """``projections status --json``, by subscriber name."""
+    result = invoke("-d", url, "-a", APP, "projections", "status", "--json")
+    assert result.exit_code == 0, result.stderr
+    [report] = json_lines(result.stdout)
+    return {entry["name"]: entry for entry in report["projections"]}

@@ -10,39 +10,21 @@ from decimal import Decimal
 
 import asyncpg
 import pytest
-import sqlalchemy as sa
-from cli_app import CartOpened, ItemAdded
-from cli_support import APP, Invoke, append_cart_events, json_lines, one_error_line
+from cli_app import ItemAdded
+from cli_support import (
+    APP,
+    EXPECTED,
+    CartOpened,
+    Invoke,
+    append_cart_events,
+    json_lines,
+    one_error_line,
+    read_model,
+    status_of,
+)
 
 from eventfold import EventRegistry, connect
 from eventfold.cli.execution import EXIT_ERROR, EXIT_NOT_FOUND, EXIT_USAGE
-from eventstore.engine import create_engine
-
-
-def read_model(url: str) -> dict[str, tuple[int, Decimal]]:
-    """The rows of ``cli_cart_totals``: stream -> (quantity, total)."""
-
-    async def read() -> dict[str, tuple[int, Decimal]]:
-        engine = create_engine(url)
-        try:
-            async with engine.connect() as conn:
-                rows = await conn.execute(sa.text(
-                    "SELECT stream_id, quantity, total FROM cli_cart_totals ORDER BY stream_id"
-                ))
-                return {stream: (quantity, Decimal(total).quantize(Decimal("0.01")))
-                        for stream, quantity, total in rows}
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(read())
-
-
-def status_of(invoke: Invoke, url: str) -> dict[str, dict[str, object]]:
-    """``projections status --json``, by subscriber name."""
-    result = invoke("-d", url, "-a", APP, "projections", "status", "--json")
-    assert result.exit_code == 0, result.stderr
-    [report] = json_lines(result.stdout)
-    return {entry["name"]: entry for entry in report["projections"]}
 
 
 def add_poisoned_cart(url: str) -> list[uuid.UUID]:
@@ -59,10 +41,6 @@ def add_poisoned_cart(url: str) -> list[uuid.UUID]:
             return [record.event_id for record in (await store.read_stream("Cart-7"))[1:]]
 
     return asyncio.run(append())
-
-
-EXPECTED = {"Cart-1": (2, Decimal("10.10")), "Wishlist-9": (1, Decimal("19.99"))}
-"""The read model of the seeded log (v1 items count one each, through the upcaster)."""
 
 
 # --- SQLite -------------------------------------------------------------------------------------
