@@ -220,7 +220,8 @@ async def _day(
             say(f"   {total.customer:<8}  {total.placed:>6}  {total.confirmed:>9}  "
                 f"{total.cancelled:>9}  {total.spent} {total.currency}")
 
-        say(f"\n8. What bob's declined order {ids['declined']} caused (its causation tree)")
+        say(f"\n8. What bob's declined order caused "
+            f"(eventfold events trace checkout-{ids['declined']})")
         forest = await trace(
             store, f"checkout-{ids['declined']}",
             engine=None if url.startswith("memory:") else engine,
