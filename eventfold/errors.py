@@ -38,3 +38,11 @@ class AppNotFound(EventfoldError):
             f"cannot load the application {spec!r}: {reason}; "
             "pass --app as module:attribute naming an eventfold App (e.g. examples.shop:app)"
         )
+
+
+class MetricsUnavailable(EventfoldError):
+    """``--metrics-port`` was given but the metrics cannot be served."""
+
+    def __init__(self, port: int, reason: str) -> None:
+        self.port = port
+        super().__init__(f"cannot serve metrics on port {port}: {reason}")

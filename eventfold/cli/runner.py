@@ -33,6 +33,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from eventfold.cli.execution import run
 from eventfold.cli.options import AppOption
 from eventfold.config import Settings
+from eventfold.errors import MetricsUnavailable
 from projections import Runner, SubscriberState
 
 WATCH_INTERVAL = 0.2
@@ -69,6 +70,23 @@ class _Watch:
             if state.state != "starting" and self.seen.get(state.name) != state.state:
                 self.seen[state.name] = state.state
                 say(state_line(state))
+
+
+async def _start(runner: Runner, metrics_port: int | None) -> None:
+    """Start the runner; a metrics port it cannot serve is one clear error, not a bug."""
+    try:
+        await runner.start()
+    except ImportError as exc:
+        assert metrics_port is not None  # only the metrics extra is imported on start
+        raise MetricsUnavailable(
+            metrics_port, f"{exc}; install the extra: pip install 'eventfold[metrics]'"
+        ) from exc
+    except OSError as exc:
+        if metrics_port is None:
+            raise
+        raise MetricsUnavailable(
+            metrics_port, f"{exc.strerror or exc}; choose another --metrics-port (0: any)"
+        ) from exc
 
 
 def run_command(
@@ -144,8 +162,9 @@ def run_command(
             for signum in _STOP_SIGNALS:
                 loop.add_signal_handler(signum, on_signal, signum)
             watch = _Watch(runner)
+            started = False
             try:
-                await runner.start()
+                await _start(runner, metrics_port)
                 if poller is not None:
                     await poller.start()
                 if sweep_every is not None:
@@ -155,6 +174,7 @@ def run_command(
                     )
                     scheduler.start()
                 say(f"runner {runner.holder} started")
+                started = True
                 if runner.metrics is not None:
                     say(f"metrics on port {runner.metrics.port}")
                 while not stop.is_set():
@@ -169,7 +189,8 @@ def run_command(
                 if poller is not None:
                     await poller.stop()
                 await runner.stop(timeout=shutdown_timeout)
-                watch.look()
+                if started:  # a runner that failed to start says only its error
+                    watch.look()
                 for signum in _STOP_SIGNALS:
                     loop.remove_signal_handler(signum)
             say(f"runner {runner.holder} stopped")

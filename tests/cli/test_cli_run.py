@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,7 +31,7 @@ from cli_support import (
 )
 
 from eventfold import EventRegistry, connect, migrate
-from eventfold.cli.execution import EXIT_NOT_MIGRATED, EXIT_USAGE
+from eventfold.cli.execution import EXIT_ERROR, EXIT_NOT_MIGRATED, EXIT_USAGE
 
 WAIT = 60.0
 """The longest a test waits for a line: a bound on failure, not a synchronising sleep."""
@@ -191,6 +192,17 @@ def test_metrics_and_the_snapshot_sweep(seeded_url: str, runs: list[RunProcess])
     assert "snapshot sweep examined 2 streams, took 2 snapshots, 0 failed" in line
     child.process.send_signal(signal.SIGTERM)
     assert child.process.wait(timeout=WAIT) == 0
+
+
+def test_a_metrics_port_in_use_is_one_line(invoke: Invoke, seeded_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = invoke("--database", seeded_url, "run", "--app", APP, "--metrics-port",
+                        str(port))
+    assert result.exit_code == EXIT_ERROR
+    assert f"cannot serve metrics on port {port}" in one_error_line(result)
 
 
 def test_without_an_app_it_is_one_line(invoke: Invoke, seeded_url: str) -> None:
