@@ -203,17 +203,24 @@ class Runners:
 # -- fixtures ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def url(pg_clean_url: str) -> str:
-    """The test database, emptied, without the read models of earlier tests."""
-    conn = await asyncpg.connect(pg_clean_url)
+async def drop_read_models(url: str) -> None:
+    """Drop the read-model tables of ``runner_child.app``."""
+    conn = await asyncpg.connect(url)
     try:
         for projection in (Ledger, Audit, Tally):
             for table in projection.metadata.tables:
                 await conn.execute(f'DROP TABLE IF EXISTS "{table}"')
     finally:
         await conn.close()
-    return pg_clean_url
+
+
+@pytest.fixture
+async def url(pg_clean_url: str) -> AsyncIterator[str]:
+    """The test database, emptied, without the read models of other tests (dropped before
+    and after)."""
+    await drop_read_models(pg_clean_url)
+    yield pg_clean_url
+    await drop_read_models(pg_clean_url)
 
 
 @pytest.fixture
@@ -487,6 +494,7 @@ async def test_three_runners_two_killed_at_different_times_every_event_applied_o
                 what=f"{projection} at {mark}", runners=runners,
             )
             victim = runners.by_holder((await holders(db))[projection])
+            assert victim.alive
             since = await last_batch_id(db, projection)
             killed_at = await runners.kill(victim)
             killed.append(victim.pid)
