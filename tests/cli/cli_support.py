@@ -13,7 +13,15 @@ from typing import Any
 import sqlalchemy as sa
 from typer.testing import Result
 
-from eventfold import NO_STREAM, Event, EventRegistry, RecordedEvent, connect
+from eventfold import (
+    NO_STREAM,
+    Event,
+    EventRegistry,
+    EventStore,
+    GlobalPosition,
+    RecordedEvent,
+    connect,
+)
 from eventstore.engine import create_engine
 
 
@@ -46,10 +54,23 @@ def append_cart_events(url: str) -> list[RecordedEvent]:
                            ItemAdded(sku="cup", price=Decimal("7.00"))], expected_version=1,
             )
             await store.append("Cart-2", [CartOpened(owner="ben")], expected_version=NO_STREAM)
-            await store.append("Wishlist-9", [ItemAdded(sku="pot", price=Decimal("19.99"))])
+            last = await store.append("Wishlist-9", [ItemAdded(sku="pot", price=Decimal("19.99"))])
+            await visible(store, last.global_position)
             return await store.read_all()
 
     return asyncio.run(seed())
+
+
+async def visible(store: EventStore, position: GlobalPosition) -> None:
+    """Wait until the global log shows ``position``.
+
+    On PostgreSQL the log shows an event only once every older write transaction of the
+    whole cluster has ended, and other test runs share the cluster: a command run right
+    after an append could otherwise see a log without it.
+    """
+    async with asyncio.timeout(60):
+        while (head := await store.head()) < position:
+            await store.wait_for_events(head, timeout=1.0)
 
 
 def json_lines(text: str) -> Sequence[dict[str, Any]]:

@@ -21,6 +21,7 @@ from cli_support import (
     one_error_line,
     read_model,
     status_of,
+    visible,
 )
 
 from eventfold import EventRegistry, connect
@@ -33,11 +34,12 @@ def add_poisoned_cart(url: str) -> list[uuid.UUID]:
 
     async def append() -> list[uuid.UUID]:
         async with connect(url, EventRegistry([CartOpened, ItemAdded])) as store:
-            await store.append("Cart-7", [
+            result = await store.append("Cart-7", [
                 CartOpened(owner="eve"),
                 ItemAdded(sku="poison", price=Decimal("1.00"), quantity=1),
                 ItemAdded(sku="jam", price=Decimal("2.50"), quantity=2),
             ])
+            await visible(store, result.global_position)
             return [record.event_id for record in (await store.read_stream("Cart-7"))[1:]]
 
     return asyncio.run(append())
