@@ -2,10 +2,16 @@
 
 Why it is shaped so (docs/operations.md has the long version):
 
-- An append is one call of ``eventfold_append`` (created by migration 0001): it checks
-  idempotency, checks the expected version by writing the stream's row (the row lock
-  serializes writers of one stream, nobody else) and inserts the batch, atomically, in the
-  one statement's own transaction. No BEGIN/COMMIT round trips, no table lock.
+- An append is one ``INSERT ... SELECT`` in its own implicit transaction: no function, no
+  BEGIN/COMMIT, and one row written per event, nothing else. The statement reads the
+  stream's last version (one probe of the unique ``(stream_id, stream_version)`` index),
+  inserts nothing unless it is the expected one, and numbers the batch after it. Two writers
+  that expect the same version both try to insert the same ``(stream_id, stream_version)``:
+  the unique index makes the second wait for the first and fail if the first commits. No
+  table lock, no row lock that writers of other streams could meet.
+- When nothing was written (a version mismatch, a lost race, or a replayed batch whose
+  event ids are stored), one more query tells them apart: the original result for a
+  replay, ``ConcurrencyError`` with the actual version, or another try for ``ANY``.
 - Every event records its writer's ``pg_current_xact_id()``. The global log is read in
   ``(transaction_id, position)`` order and only below ``pg_snapshot_xmin``: a transaction
   that took a lower position but commits later is still running below that line, so a
@@ -28,6 +34,7 @@ from typing import Any, Self
 import asyncpg
 
 from eventstore.backends.postgres_driver import (
+    ConnectionCache,
     asyncpg_dsn,
     connect,
     is_unavailable,
@@ -58,7 +65,6 @@ from eventstore.records import (
     NewEvent,
     RecordedEvent,
     StreamInfo,
-    category_of,
 )
 from eventstore.registry import EventRegistry
 
@@ -69,14 +75,66 @@ _NOTIFY_INTERVAL = 0.005
 
 _INT4_MAX = 2**31 - 1
 _EVENT_ID_CONSTRAINT = "eventfold_events_event_id_key"
+_STREAM_VERSION_CONSTRAINT = "eventfold_events_stream_version"
+_ATTEMPTS = 10
+"""Tries of one append before giving up: a try is repeated only when the stream turned out
+to be where the append expects it after all (a lost race of ``ANY``), or when a batch whose
+ids were in flight elsewhere was rolled back there."""
 
-# p_expected of eventfold_append: >= 0 exact version, -1 any, -2 stream exists.
-_EXPECTED_CODE = {ANY: -1, NO_STREAM: 0, STREAM_EXISTS: -2}
-
-_APPEND = (
-    "SELECT o_outcome, o_version, o_first_position, o_last_position, o_transaction_id "
-    "FROM eventfold_append($1, $2, $3, $4, $5, $6, $7, $8)"
+# The stream's last version, from the unique (stream_id, stream_version) index: the append
+# writes only when it lies within [$2, $3] (exact version: both are it; NO_STREAM: 0, 0;
+# STREAM_EXISTS: 1, max; ANY: 0, max). A concurrent writer that took the same versions makes
+# the insert wait for it and fail on the unique index if it commits.
+_HEAD = (
+    "SELECT coalesce(max(stream_version), 0) AS version "
+    "FROM eventfold_events WHERE stream_id = $1"
 )
+
+# One event (most appends): plain parameters, no arrays to build and take apart.
+_APPEND_ONE = f"""
+INSERT INTO eventfold_events
+    (stream_id, stream_version, event_id, event_type, schema_version, data, metadata)
+SELECT $1, head.version + 1, $4::uuid, $5::text, $6::integer, $7::jsonb, $8::jsonb
+FROM ({_HEAD}) AS head
+WHERE head.version BETWEEN $2 AND $3
+RETURNING stream_version, position, transaction_id::text::bigint
+"""
+
+# A batch: one row per array element. The sort keeps positions in version order (the
+# identity is drawn row by row as the rows are inserted). The JSON arrives as text encoded
+# once by the client; transaction_id defaults to pg_current_xact_id().
+_APPEND_BATCH = f"""
+INSERT INTO eventfold_events
+    (stream_id, stream_version, event_id, event_type, schema_version, data, metadata)
+SELECT $1, head.version + b.ord::integer, b.event_id, b.event_type, b.schema_version,
+       b.data, b.metadata
+FROM ({_HEAD}) AS head,
+     unnest($4::uuid[], $5::text[], $6::integer[], $7::jsonb[], $8::jsonb[])
+         WITH ORDINALITY AS b(event_id, event_type, schema_version, data, metadata, ord)
+WHERE head.version BETWEEN $2 AND $3
+ORDER BY b.ord
+RETURNING stream_version, position, transaction_id::text::bigint
+"""
+
+# Serializes the writers of one stream for the rare retry of a lost race (ANY,
+# STREAM_EXISTS): the insert that follows in the same transaction takes its snapshot after
+# the lock, so it sees every earlier holder's commit. Another stream sharing the hash only
+# waits a little.
+_LOCK_STREAM = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+
+# After an append wrote nothing: which of the batch's ids are stored, and the stream's
+# version, in one snapshot. One index lookup per id whatever plan gets cached (a scalar
+# subquery per element cannot turn into a join that scans the table).
+_SETTLE = f"""
+SELECT (SELECT ROW(e.stream_id, e.stream_version, e.event_type, e.position,
+                   e.transaction_id::text::bigint)
+        FROM eventfold_events AS e WHERE e.event_id = b.id),
+       ({_HEAD})
+FROM unnest($2::uuid[]) WITH ORDINALITY AS b(id, ord)
+ORDER BY b.ord
+"""
+
+_STREAM_VERSION = _HEAD
 
 # JSON leaves as text and is parsed once in Python; xid8 leaves as bigint (no asyncpg codec).
 _COLUMNS = (
@@ -122,16 +180,31 @@ WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY transaction_id DESC, position DESC LIMIT 1
 """
 
-_STORED_OF_BATCH = """
-SELECT event_id, stream_id, stream_version, event_type, position,
-       transaction_id::text::bigint AS transaction_id
-FROM eventfold_events WHERE event_id = ANY($1::uuid[])
-"""
-
+# Streams are the distinct stream ids of the events table: a skip scan over the unique
+# (stream_id, stream_version) index (one probe per stream, not per event), then each
+# stream's last event. The recursive part runs only as far as the LIMIT reads.
 _LIST_STREAMS = """
-SELECT stream_id, version, updated_at FROM eventfold_streams
-WHERE ($1::text IS NULL OR category = $1) AND ($2::text IS NULL OR stream_id > $2)
-ORDER BY stream_id LIMIT $3
+WITH RECURSIVE ids(stream_id) AS (
+    (SELECT e.stream_id FROM eventfold_events AS e
+     WHERE e.stream_id >= $1 {upper} ORDER BY e.stream_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT e.stream_id FROM eventfold_events AS e
+            WHERE e.stream_id > ids.stream_id {upper} ORDER BY e.stream_id LIMIT 1)
+    FROM ids WHERE ids.stream_id IS NOT NULL
+)
+SELECT ids.stream_id, head.stream_version, head.recorded_at
+FROM ids CROSS JOIN LATERAL (
+    SELECT e.stream_version, e.recorded_at FROM eventfold_events AS e
+    WHERE e.stream_id = ids.stream_id ORDER BY e.stream_version DESC LIMIT 1
+) AS head
+LIMIT $2
+"""
+_LIST_ALL_STREAMS = _LIST_STREAMS.format(upper="")
+_LIST_STREAMS_BELOW = _LIST_STREAMS.format(upper="AND e.stream_id < $3")
+
+_STREAM_HEAD = """
+SELECT stream_version, recorded_at FROM eventfold_events
+WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1
 """
 
 
@@ -156,6 +229,7 @@ class PostgresEventStore:
         self.url = masked(url)
         self._raw_url = url
         self._pool = pool
+        self._connections = ConnectionCache(pool)
         self._poll_interval = poll_interval
         self._waiters: set[asyncio.Event] = set()
         self._listener: asyncpg.Connection | None = None
@@ -244,73 +318,83 @@ class PostgresEventStore:
         if isinstance(expected, int) and expected > _INT4_MAX:
             # Versions are int4: no stream can be there, and the driver could not send it.
             raise ConcurrencyError(stream_id, expected, await self.stream_version(stream_id))
-        code = expected if isinstance(expected, int) else _EXPECTED_CODE[expected]
-        args = (
-            stream_id,
-            category_of(stream_id),
-            code,
-            [item.event_id for item in batch],
-            [item.event_type for item in batch],
-            [item.schema_version for item in batch],
-            [item.data for item in batch],
-            [item.metadata for item in batch],
-        )
-        for _ in range(3):
-            try:
-                row = await self._pool.fetchrow(_APPEND, *args)
-            except asyncpg.UniqueViolationError as exc:
-                # An event id of the batch is stored: a retry racing its original, or a clash.
-                if exc.constraint_name != _EVENT_ID_CONSTRAINT:
-                    raise
-                outcome = "stored"
-            except asyncpg.DataError as exc:
-                raise InvalidAppend(
-                    f"the database rejected the batch for stream {stream_id!r}: {exc}; "
-                    "nothing was written"
-                ) from exc
-            except Exception as exc:
-                if is_unavailable(exc):
-                    raise unavailable(self.url, exc) from exc
-                raise
-            else:
-                outcome = row[0]
-            if outcome == "appended":
+        query, args = append_statement(stream_id, batch, expected)
+        serialized = False
+        for _ in range(_ATTEMPTS):
+            rows = await self._insert(stream_id, query, args, serialized)
+            if rows:
                 self._announce()
-                return AppendResult(stream_id, row[1], row[2], row[3], row[4])
-            if outcome == "conflict":
-                raise ConcurrencyError(stream_id, expected, row[1])
-            replay = await self._stored_result(stream_id, batch)
+                first, last = rows[0], rows[-1]
+                return AppendResult(stream_id, last[0], first[1], last[1], first[2])
+            # Nothing was written: the version did not match, a concurrent writer took the
+            # same versions, or (some of) the batch's ids are stored.
+            replay, actual = await self._settle(stream_id, batch)
             if replay is not None:
                 return replay
-            # None of the ids is stored after all (the original rolled back): try again.
-        raise StoreUnavailable(self.url, f"append to {stream_id!r} did not settle in 3 tries")
+            if not _matches(expected, actual):
+                raise ConcurrencyError(stream_id, expected, actual)
+            # The stream is where the append expects it after all: it moved since the
+            # insert's snapshot, or ANY / STREAM_EXISTS lost a race for the next version
+            # (try again behind a lock on the stream, so it cannot lose for ever), or a
+            # batch holding our ids rolled back.
+            serialized = expected is ANY or expected is STREAM_EXISTS
+        raise StoreUnavailable(
+            self.url, f"append to {stream_id!r} did not settle in {_ATTEMPTS} tries"
+        )
 
-    async def _stored_result(
+    async def _insert(
+        self, stream_id: str, query: str, args: tuple[Any, ...], serialized: bool
+    ) -> list[asyncpg.Record]:
+        """Run an append statement: the inserted rows, or none when a unique index
+        refused the batch (its versions or its event ids are taken)."""
+        conn = await self._take()
+        try:
+            if serialized:
+                async with conn.transaction():
+                    await conn.execute(_LOCK_STREAM, stream_id)
+                    rows: list[asyncpg.Record] = await conn.fetch(query, *args)
+            else:
+                rows = await conn.fetch(query, *args)
+        except asyncpg.UniqueViolationError as exc:
+            self._connections.give(conn)
+            if exc.constraint_name not in (_EVENT_ID_CONSTRAINT, _STREAM_VERSION_CONSTRAINT):
+                raise
+            return []
+        except asyncpg.DataError as exc:
+            self._connections.give(conn)
+            raise InvalidAppend(
+                f"the database rejected the batch for stream {stream_id!r}: {exc}; "
+                "nothing was written"
+            ) from exc
+        except BaseException as exc:
+            raise await self._failed(conn, exc) from exc
+        self._connections.give(conn)
+        return rows
+
+    async def _settle(
         self, stream_id: str, batch: list[EncodedEvent]
-    ) -> AppendResult | None:
-        """The original result when the whole batch is stored as it was sent; None when
-        none of it is; ``DuplicateEventId`` otherwise (the memory backend's rule)."""
-        rows = await self._fetch(_STORED_OF_BATCH, [item.event_id for item in batch])
-        by_id = {row["event_id"]: row for row in rows}
-        stored = [by_id.get(item.event_id) for item in batch]
+    ) -> tuple[AppendResult | None, int]:
+        """After an append wrote nothing: the original result when the whole batch is
+        stored as it was sent (None when none of it is; ``DuplicateEventId`` otherwise,
+        the memory backend's rule), and the stream's version."""
+        rows = await self._fetch(_SETTLE, stream_id, [item.event_id for item in batch])
+        actual = int(rows[0][1])
+        stored: list[tuple[Any, ...] | None] = [row[0] for row in rows]
         if all(row is None for row in stored):
-            return None
+            return None, actual
         first = stored[0]
         if first is None or any(
             row is None
-            or row["stream_id"] != stream_id
-            or row["stream_version"] != first["stream_version"] + index
-            or row["event_type"] != item.event_type
+            or row[0] != stream_id
+            or row[1] != first[1] + index
+            or row[2] != item.event_type
             for index, (row, item) in enumerate(zip(stored, batch, strict=True))
         ):
-            clash = next(row for row in stored if row is not None)
-            raise DuplicateEventId(stream_id, clash["event_id"])
+            clash = next(item for row, item in zip(stored, batch, strict=True) if row)
+            raise DuplicateEventId(stream_id, clash.event_id)
         last = stored[-1]
         assert last is not None
-        return AppendResult(
-            stream_id, last["stream_version"], first["position"], last["position"],
-            first["transaction_id"],
-        )
+        return AppendResult(stream_id, last[1], first[3], last[3], first[4]), actual
 
     # -- reading -------------------------------------------------------------------------
 
@@ -366,10 +450,9 @@ class PostgresEventStore:
     async def stream_version(self, stream_id: str) -> int:
         """The stream's version (0 when it has no events)."""
         check_stream_id(stream_id)
-        row = await self._fetchrow(
-            "SELECT version FROM eventfold_streams WHERE stream_id = $1", stream_id
-        )
-        return 0 if row is None else int(row[0])
+        row = await self._fetchrow(_STREAM_VERSION, stream_id)
+        assert row is not None
+        return int(row[0])
 
     async def list_streams(
         self, *, category: str | None = None, after: str | None = None, limit: int = 100
@@ -377,8 +460,27 @@ class PostgresEventStore:
         """Streams ordered by id (byte order), optionally of one category, after an id."""
         if limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
-        rows = await self._fetch(_LIST_STREAMS, category, after, limit)
-        return [StreamInfo(row[0], row[1], row[2]) for row in rows]
+        # Byte order (the column's C collation): the least id above `after` is `after`
+        # followed by the least character text can hold.
+        low = "" if after is None else after + "\x01"
+        found: list[StreamInfo] = []
+        if category is None:
+            rows = await self._fetch(_LIST_ALL_STREAMS, low, limit)
+        elif "-" in category or not category or limit == 0:
+            return []  # a category is the part of an id before its first "-"
+        else:
+            # The category's streams: the id that is the category itself, then the ids
+            # that start with "<category>-" (a range: "-" is followed by "." in bytes).
+            if category >= low:
+                head = await self._fetchrow(_STREAM_HEAD, category)
+                if head is not None:
+                    found.append(StreamInfo(category, head[0], head[1]))
+            prefix = category + "-"
+            rows = await self._fetch(
+                _LIST_STREAMS_BELOW, max(low, prefix), limit - len(found), category + "."
+            )
+        found.extend(StreamInfo(row[0], row[1], row[2]) for row in rows)
+        return found
 
     async def horizon_holders(self) -> list[HorizonHolder]:
         """Sessions with an open write transaction, oldest first: the first one holds
@@ -391,22 +493,49 @@ class PostgresEventStore:
                 raise unavailable(self.url, exc) from exc
             raise
 
-    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+    async def _take(self) -> asyncpg.Connection:
         try:
-            rows: list[asyncpg.Record] = await self._pool.fetch(query, *args)
+            return await self._connections.take()
         except Exception as exc:
             if is_unavailable(exc):
                 raise unavailable(self.url, exc) from exc
             raise
+
+    async def _failed(self, conn: asyncpg.Connection, exc: BaseException) -> BaseException:
+        """What to raise for a statement that failed with ``exc``; the connection goes
+        back to the cache when only the statement failed, to the pool otherwise."""
+        failure: BaseException = exc
+        if isinstance(exc, asyncpg.PostgresError) and not is_unavailable(exc):
+            self._connections.give(conn)  # the server said no; the session is fine
+            return failure
+        with contextlib.suppress(Exception):
+            await self._connections.discard(conn)
+        if isinstance(exc, Exception) and is_unavailable(exc):
+            return unavailable(self.url, exc)
+        return exc
+
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        conn = await self._take()
+        try:
+            rows: list[asyncpg.Record] = await conn.fetch(query, *args)
+        except BaseException as exc:
+            failure = await self._failed(conn, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        self._connections.give(conn)
         return rows
 
     async def _fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        conn = await self._take()
         try:
-            row: asyncpg.Record | None = await self._pool.fetchrow(query, *args)
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise unavailable(self.url, exc) from exc
-            raise
+            row: asyncpg.Record | None = await conn.fetchrow(query, *args)
+        except BaseException as exc:
+            failure = await self._failed(conn, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        self._connections.give(conn)
         return row
 
     # -- waiting for events --------------------------------------------------------------
@@ -510,6 +639,7 @@ class PostgresEventStore:
                     await conn.close(timeout=5)
         self._listener = self._notifier = None
         self._wake_waiters()
+        await self._connections.close()
         await self._pool.close()
 
     async def __aenter__(self) -> Self:
@@ -522,6 +652,50 @@ class PostgresEventStore:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def append_statement(
+    stream_id: str, batch: Sequence[EncodedEvent], expected: ExpectedVersion
+) -> tuple[str, tuple[Any, ...]]:
+    """The SQL and arguments of an append (the store's own, and for tests that run it on a
+    connection of their own, inside their own transaction).
+
+    It returns one row per event written, in version order: ``(stream_version, position,
+    transaction_id)``; no rows when the stream's version is not the expected one, and a
+    unique violation when a concurrent writer took the versions or the ids are stored.
+    """
+    low, high = _version_bounds(expected)
+    if len(batch) == 1:
+        item = batch[0]
+        return _APPEND_ONE, (
+            stream_id, low, high, item.event_id, item.event_type, item.schema_version,
+            item.data, item.metadata,
+        )
+    return _APPEND_BATCH, (
+        stream_id, low, high,
+        [item.event_id for item in batch],
+        [item.event_type for item in batch],
+        [item.schema_version for item in batch],
+        [item.data for item in batch],
+        [item.metadata for item in batch],
+    )
+
+
+def _version_bounds(expected: ExpectedVersion) -> tuple[int, int]:
+    """The stream versions an append accepts, as the append statement's $2 and $3."""
+    if expected is ANY:
+        return 0, _INT4_MAX
+    if expected is STREAM_EXISTS:
+        return 1, _INT4_MAX
+    if expected is NO_STREAM:
+        return 0, 0
+    assert isinstance(expected, int)
+    return expected, expected
+
+
+def _matches(expected: ExpectedVersion, actual: int) -> bool:
+    low, high = _version_bounds(expected)
+    return low <= actual <= high
 
 
 def _int4(value: int | None, default: int) -> int:

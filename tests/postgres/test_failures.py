@@ -24,7 +24,7 @@ from eventstore.horizon import advance_transaction_counter, repair_horizon
 from eventstore.migrate import SCHEMA_HEAD, migrate, schema_revision
 
 from .conftest import Deposited, wait_visible
-from .test_races import wait_until_blocked
+from .test_races import raw_append, wait_until_blocked
 
 pytestmark = pytest.mark.postgres
 
@@ -94,7 +94,9 @@ async def test_connection_lost_during_append_is_unavailable_and_retry_is_safe(
     try:
         tx = locker.transaction()
         await tx.start()
-        await locker.execute("SELECT 1 FROM eventfold_streams WHERE stream_id = 'S-1' FOR UPDATE")
+        # A competing writer holds version 2 of S-1, not yet committed: the append that
+        # wants it waits on the unique index.
+        await raw_append(locker, pg_store, "S-1", [Deposited(amount=9)], expected=1)
         in_flight = asyncio.create_task(pg_store.append("S-1", batch, expected_version=1))
         await wait_until_blocked(raw_conn, locker.get_server_pid())
         killed = await raw_conn.fetchval(
@@ -121,10 +123,7 @@ async def test_connection_lost_inside_a_transaction_leaves_nothing(
     event = NewEvent(Deposited(amount=1))
     try:
         await writer.execute("BEGIN")
-        await writer.fetchrow(
-            "SELECT * FROM eventfold_append('S-1', 'S', 0, $1, $2, $3, $4, $5)",
-            [event.event_id], ["Deposited"], [1], [event.event.model_dump_json()], ["{}"],
-        )
+        await raw_append(writer, pg_store, "S-1", [event], expected=0)
         assert await raw_conn.fetchval("SELECT pg_terminate_backend($1)", writer.get_server_pid())
         lost = (asyncpg.PostgresError, asyncpg.InterfaceError,
                 asyncpg.exceptions.InternalClientError, OSError)
@@ -201,7 +200,6 @@ async def test_horizon_repair_keeps_order_within_and_across_transactions(
         "'Deposited', 1, '{\"amount\": 1}', '{}' FROM generate_series(1, 40) AS g",
         xmax + 10**6,
     )
-    await raw_conn.execute("INSERT INTO eventfold_streams VALUES ('S-2', 'S', 40, now())")
     expected = await raw_conn.fetch(
         "SELECT event_id FROM eventfold_events ORDER BY transaction_id, position"
     )

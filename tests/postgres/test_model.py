@@ -59,7 +59,7 @@ operations = st.lists(
 async def _reset(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("TRUNCATE eventfold_events, eventfold_streams RESTART IDENTITY")
+        await conn.execute("TRUNCATE eventfold_events RESTART IDENTITY")
     finally:
         await conn.close()
 

@@ -16,30 +16,26 @@ import asyncpg
 import pytest
 
 from eventstore import START, ConcurrencyError, Event, GlobalPosition, NewEvent
-from eventstore.backends.postgres import PostgresEventStore
+from eventstore.backends.postgres import PostgresEventStore, append_statement
 from eventstore.encoding import encode_batch
-from eventstore.records import RecordedEvent, category_of
+from eventstore.records import ANY, ExpectedVersion, RecordedEvent
 
 from .conftest import Deposited, wait_visible
 
 pytestmark = pytest.mark.postgres
 
-_APPEND = "SELECT * FROM eventfold_append($1, $2, -1, $3, $4, $5, $6, $7)"
-
-
 async def raw_append(
     conn: asyncpg.Connection, store: PostgresEventStore, stream_id: str,
-    events: Sequence[NewEvent | Event],
-) -> asyncpg.Record:
-    """The store's append statement on a connection the test controls (its transaction)."""
-    batch = encode_batch(store.registry, stream_id, events)
-    row = await conn.fetchrow(
-        _APPEND, stream_id, category_of(stream_id),
-        [e.event_id for e in batch], [e.event_type for e in batch],
-        [e.schema_version for e in batch], [e.data for e in batch], [e.metadata for e in batch],
+    events: Sequence[NewEvent | Event], expected: ExpectedVersion = ANY,
+) -> GlobalPosition:
+    """The store's append statement on a connection the test controls (its transaction);
+    the position of the batch's first event."""
+    query, args = append_statement(
+        stream_id, encode_batch(store.registry, stream_id, events), expected
     )
-    assert row is not None and row["o_outcome"] == "appended"
-    return row
+    rows = await conn.fetch(query, *args)
+    assert rows, "the append wrote nothing"
+    return GlobalPosition(rows[0]["transaction_id"], rows[0]["position"])
 
 
 async def tail(
@@ -127,22 +123,18 @@ async def test_a_late_commit_with_a_smaller_position_is_not_skipped(
         await early_tx.start()
         await late_tx.start()
         await early.execute("SELECT pg_current_xact_id()")  # early gets the smaller xid
-        late_row = await raw_append(late, pg_store, "Late-1", [Deposited(amount=1)])
-        early_row = await raw_append(early, pg_store, "Early-1", [Deposited(amount=2)])
-        assert late_row["o_first_position"] < early_row["o_first_position"]
+        late_at = await raw_append(late, pg_store, "Late-1", [Deposited(amount=1)])
+        early_at = await raw_append(early, pg_store, "Early-1", [Deposited(amount=2)])
+        assert late_at.position < early_at.position
         # Nothing is visible while an older transaction may still commit below it.
         assert await pg_store.read_all() == []
         await early_tx.commit()
-        await wait_visible(pg_store, GlobalPosition(
-            early_row["o_transaction_id"], early_row["o_last_position"]
-        ))
+        await wait_visible(pg_store, early_at)
         first = await pg_store.read_all()
         assert [record.stream_id for record in first] == ["Early-1"]
         # A reader by position alone would now be past Late-1's position for good.
         await late_tx.commit()
-        await wait_visible(pg_store, GlobalPosition(
-            late_row["o_transaction_id"], late_row["o_last_position"]
-        ))
+        await wait_visible(pg_store, late_at)
         rest = await pg_store.read_all(after=first[-1].global_position)
         assert [record.stream_id for record in rest] == ["Late-1"]
         assert rest[0].position < first[0].position
@@ -206,12 +198,8 @@ async def test_a_retry_racing_its_original_is_not_a_conflict(
     try:
         tx = original.transaction()
         await tx.start()
-        await original.fetchrow(
-            "SELECT * FROM eventfold_append($1, $2, 1, $3, $4, $5, $6, $7)",
-            "S-1", "S", [e.event_id for e in batch], ["Deposited"] * 2, [1, 1],
-            [e.event.model_dump_json() for e in batch], ["{}", "{}"],
-        )
-        # The retry blocks on the stream's row while the original is in flight ...
+        await raw_append(original, pg_store, "S-1", batch, expected=1)
+        # The retry waits for the original on the unique indexes while it is in flight ...
         retry = asyncio.create_task(pg_store.append("S-1", batch, expected_version=1))
         await wait_until_blocked(raw_conn, original.get_server_pid())
         await tx.commit()
