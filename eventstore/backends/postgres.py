@@ -158,12 +158,15 @@ ORDER BY stream_version DESC LIMIT $5
 
 # The global log: strictly after the reader's position, and only below the oldest running
 # transaction, so that an event committing later with a lower position is not passed over.
-# Both conditions are index conditions on (transaction_id, position).
+# Both conditions are index conditions on (transaction_id, position). ORDER BY names the
+# table's columns qualified: a bare ``transaction_id`` would mean the output column
+# ``transaction_id::text::bigint``, which no index orders, and every batch would sort the
+# whole rest of the log.
 _READ_ALL = f"""
 SELECT {_COLUMNS} FROM eventfold_events
 WHERE (transaction_id, position) > ($1::text::xid8, $2)
   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY transaction_id, position LIMIT $3
+ORDER BY eventfold_events.transaction_id, eventfold_events.position LIMIT $3
 """
 
 _READ_ALL_OF_TYPES = f"""
@@ -171,13 +174,13 @@ SELECT {_COLUMNS} FROM eventfold_events
 WHERE (transaction_id, position) > ($1::text::xid8, $2)
   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
   AND event_type = ANY($4::text[])
-ORDER BY transaction_id, position LIMIT $3
+ORDER BY eventfold_events.transaction_id, eventfold_events.position LIMIT $3
 """
 
 _HEAD = """
 SELECT transaction_id::text::bigint, position FROM eventfold_events
 WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY transaction_id DESC, position DESC LIMIT 1
+ORDER BY eventfold_events.transaction_id DESC, eventfold_events.position DESC LIMIT 1
 """
 
 # Streams are the distinct stream ids of the events table: a skip scan over the unique
