@@ -40,7 +40,14 @@ def upgrade() -> None:
             "transaction_id", Xid8(), nullable=False,
             server_default=sa.text("pg_current_xact_id()"),
         )
-        position = sa.Column("position", sa.BigInteger(), sa.Identity(), primary_key=True)
+        position = sa.Column("position", sa.BigInteger(), sa.Identity(), nullable=False)
+        # The log's order is the key: readers scan it, and position (drawn from the
+        # identity, so unique anyway) needs no index of its own to be written at each insert.
+        keys: list[sa.Constraint] = [
+            sa.PrimaryKeyConstraint(
+                "transaction_id", "position", name="eventfold_events_log_order"
+            )
+        ]
         # Stream ids are identifiers: byte order (as in Python and SQLite), whatever the
         # database's locale, so list_streams pages alike everywhere and uses the index.
         stream_id_type = sa.Text(collation="C")
@@ -52,6 +59,7 @@ def upgrade() -> None:
         )
         # INTEGER PRIMARY KEY AUTOINCREMENT: positions are never reused.
         position = sa.Column("position", sa.Integer(), primary_key=True, autoincrement=True)
+        keys = []  # and an index on (transaction_id, position) below
         stream_id_type = sa.Text()  # SQLite compares text bytewise (BINARY) already
     op.create_table(
         "eventfold_events",
@@ -68,17 +76,18 @@ def upgrade() -> None:
             "recorded_at", sa.DateTime(timezone=True), nullable=False,
             server_default=sa.func.now(),
         ),
+        *keys,
         sa.UniqueConstraint("event_id", name="eventfold_events_event_id_key"),
         sa.UniqueConstraint(
             "stream_id", "stream_version", name="eventfold_events_stream_version"
         ),
         sqlite_autoincrement=True,
     )
+    if postgres:
+        return
     op.create_index(
         "eventfold_events_log_order", "eventfold_events", ["transaction_id", "position"]
     )
-    if postgres:
-        return
     op.create_table(
         "eventfold_streams",
         sa.Column("stream_id", stream_id_type, primary_key=True),
@@ -99,5 +108,5 @@ def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         op.drop_index("eventfold_streams_category", table_name="eventfold_streams")
         op.drop_table("eventfold_streams")
-    op.drop_index("eventfold_events_log_order", table_name="eventfold_events")
+        op.drop_index("eventfold_events_log_order", table_name="eventfold_events")
     op.drop_table("eventfold_events")
