@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.engine import make_url
 
+from benchmarks import w4_aggregate_load
 from benchmarks.catalog import WORKLOADS, select
 from benchmarks.database import drop_database
 from benchmarks.report import render
@@ -21,8 +22,17 @@ from benchmarks.workload import BenchmarkError
 
 pytestmark = pytest.mark.postgres
 
-TINY = {"W1": 40, "W2": 40, "W3": 12, "L3": 200}
+TINY = {
+    "W1": 40, "W2": 40, "W3": 12, "L3": 200,
+    "W4-1K": 30, "W4-1K-SNAP": 30, "W4-10K": 40, "W4-10K-SNAP": 40, "W5": 500, "W6": 500,
+}
 """Sizes small enough for a few seconds in all; one entry per workload."""
+
+
+def _expected_count(workload_id: str) -> int:
+    """What a figure counts: W4's count loads of its stream (``size`` is the stream's
+    length), every other workload counts ``size`` units."""
+    return w4_aggregate_load.LOADS if workload_id.startswith("W4-") else TINY[workload_id]
 
 
 @pytest.fixture
@@ -49,7 +59,7 @@ async def test_every_workload_runs_on_both_sides(bench_dsn: str) -> None:
     )
 
     for outcome in outcomes:
-        w, size = outcome.workload, TINY[outcome.workload.id]
+        w, size = outcome.workload, _expected_count(outcome.workload.id)
         expected_sides = {
             "eventfold": w.eventfold is not None,
             "baseline": w.baseline is not None,
@@ -61,6 +71,12 @@ async def test_every_workload_runs_on_both_sides(bench_dsn: str) -> None:
             assert all(f.seconds > 0 for f in figures)
     contention = next(o for o in outcomes if o.workload.id == "W3")
     assert "conflicts" in contention.eventfold[0].counters
+    loads = [o for o in outcomes if o.workload.id.startswith("W4-")]
+    assert len(loads) == 4
+    for outcome in loads:
+        for figure in outcome.eventfold + outcome.sqlite:
+            assert 0 < figure.counters["min_us"] <= figure.counters["median_us"]
+            assert figure.counters["median_us"] <= figure.counters["max_us"]
     report = render(outcomes, "PostgreSQL (smoke)", 1)
     for w in WORKLOADS:
         assert f"| {w.id} " in report
@@ -75,5 +91,11 @@ def test_the_test_database_is_refused() -> None:
 
 def test_a_baseline_id_selects_its_workload() -> None:
     assert [w.id for w in select(["l1", "W3"])] == ["W1", "W3"]
+    assert [w.id for w in select(["L4", "l5"])] == ["W5", "W6"]
+
+
+def test_a_family_id_selects_its_variants() -> None:
+    assert [w.id for w in select(["W4"])] == ["W4-1K", "W4-1K-SNAP", "W4-10K", "W4-10K-SNAP"]
+    assert [w.id for w in select(["w4-10k"])] == ["W4-10K"]
     with pytest.raises(BenchmarkError, match="unknown workload W9"):
         select(["W9"])
