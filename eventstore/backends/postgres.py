@@ -287,7 +287,8 @@ class PostgresEventStore:
 
     @property
     def pool(self) -> asyncpg.Pool:
-        """The store's asyncpg pool, for components that share its database."""
+        """The store's asyncpg pool, for components that share its database (its sessions
+        run with ``enable_seqscan = off``: see ``postgres_driver.session_settings``)."""
         return self._pool
 
     async def _check_fit(self) -> None:

@@ -53,11 +53,18 @@ def session_settings(idle_in_transaction_timeout: float) -> dict[str, str]:
     ``idle_in_transaction_session_timeout`` ends a session that sits in an open transaction:
     such a transaction holds back the horizon below which every reader of the global log
     reads, so a forgotten one would stall all projections (docs/operations.md).
+
+    ``enable_seqscan = off``: every statement of the store has an index to use, but a
+    prepared statement's cached generic plan, planned while the events table was (nearly)
+    empty and analyzed, would scan the whole table on every append until the next
+    autoanalyze re-plans it; the setting keeps the planner on the indexes (a table without
+    a usable index is still scanned).
     """
     milliseconds = max(0, round(idle_in_transaction_timeout * 1000))
     return {
         "application_name": APPLICATION_NAME,
         "idle_in_transaction_session_timeout": str(milliseconds),
+        "enable_seqscan": "off",
     }
 
 
@@ -86,6 +93,11 @@ async def connect(url: str, **kwargs: Any) -> asyncpg.Connection:
         raise
 
 
+HOLD_SECONDS = 0.05
+"""How long the store keeps a pooled connection for itself before handing it back to the
+pool (and to whoever waits there), however busy the store is."""
+
+
 class ConnectionCache:
     """Lends a pool's connections to the store's own statements, cheaply when busy.
 
@@ -93,14 +105,19 @@ class ConnectionCache:
     (a proxy object, a future, an inactivity timer, a shielded task per release). A writer
     that appends in a loop gives its connection back and takes one again at once, so a
     connection given back here stays with the store until the end of the event loop's
-    current iteration and the next statement takes it without touching the pool. When the
-    loop moves on, idle connections go back to the pool: other users of the pool (read
-    models, tests) never wait for a connection the store is not using.
+    current iteration, and the next statement takes it without touching the pool.
+
+    Fairness: idle connections go back to the pool when the loop moves on; a connection
+    goes back at once when one of the store's own statements waits for the pool, and after
+    ``HOLD_SECONDS`` in any case, so other users of the pool (read models, tests) wait no
+    longer than that even while writers keep every connection busy.
     """
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._idle: list[asyncpg.Connection] = []
+        self._hold_until: dict[asyncpg.Connection, float] = {}
+        self._waiting = 0
         self._trim_scheduled = False
         self._releasing: set[asyncio.Task[None]] = set()
 
@@ -110,36 +127,47 @@ class ConnectionCache:
             conn = self._idle.pop()
             if not conn.is_closed():
                 return conn
-            await self._pool.release(conn)  # the pool replaces a lost connection
-        acquired: asyncpg.Connection = await self._pool.acquire()
+            self._release_soon(conn)  # the pool replaces a lost connection
+        self._waiting += 1
+        try:
+            acquired: asyncpg.Connection = await self._pool.acquire()
+        finally:
+            self._waiting -= 1
+        self._hold_until[acquired] = asyncio.get_running_loop().time() + HOLD_SECONDS
         return acquired
 
     def give(self, conn: asyncpg.Connection) -> None:
         """Take back a connection whose statement ended normally (it is idle, in no
         transaction)."""
+        loop = asyncio.get_running_loop()
+        if self._waiting or loop.time() >= self._hold_until.get(conn, 0.0):
+            self._release_soon(conn)
+            return
         self._idle.append(conn)
         if not self._trim_scheduled:
             self._trim_scheduled = True
-            asyncio.get_running_loop().call_soon(self._trim)
+            loop.call_soon(self._trim)
 
     async def discard(self, conn: asyncpg.Connection) -> None:
         """Hand a connection whose statement failed or was cancelled back to the pool,
         which waits out a cancellation and replaces a broken connection."""
+        self._hold_until.pop(conn, None)
         await self._pool.release(conn)
+
+    def _release_soon(self, conn: asyncpg.Connection) -> None:
+        self._hold_until.pop(conn, None)
+        task = asyncio.get_running_loop().create_task(self._pool.release(conn))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
 
     def _trim(self) -> None:
         self._trim_scheduled = False
         idle, self._idle = self._idle, []
         for conn in idle:
-            task = asyncio.create_task(self._pool.release(conn))
-            self._releasing.add(task)
-            task.add_done_callback(self._releasing.discard)
+            self._release_soon(conn)
 
     async def close(self) -> None:
-        """Give every idle connection back to the pool (before the pool closes)."""
-        self._trim_scheduled = False
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            await self._pool.release(conn)
+        """Give every connection the store holds back to the pool (before it closes)."""
+        self._trim()
         if self._releasing:
             await asyncio.gather(*self._releasing, return_exceptions=True)
