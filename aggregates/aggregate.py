@@ -332,7 +332,9 @@ class Aggregate:
         for name, adapter in adapters.items():
             value = self.__dict__[name]
             try:
-                state[name] = adapter.dump_python(value, mode="json", warnings="error")
+                state[name] = _settled(
+                    adapter.dump_python(value, mode="json", warnings="error"), value
+                )
             except (pydantic_core.PydanticSerializationError, ValueError, TypeError) as exc:
                 raise AggregateDefinitionError(
                     f"{cls.__qualname__}.{name} holds {type(value).__name__} {value!r}, which "
@@ -517,3 +519,12 @@ def check_aggregate(cls: type[Aggregate], registry: EventRegistry) -> None:
     if missing:
         raise UnregisteredHandlerEvents(cls, missing)
 
+
+def _settled(dumped: Any, value: object) -> Any:
+    """A set's items in sorted order, so equal states give equal snapshots."""
+    if isinstance(value, (set, frozenset)) and isinstance(dumped, list):
+        try:
+            return sorted(dumped)
+        except TypeError:  # items of mixed or unordered kinds keep the set's order
+            return dumped
+    return dumped

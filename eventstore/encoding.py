@@ -83,16 +83,39 @@ def encode_batch(
         if new.event_id in seen:
             raise InvalidAppend(f"event id {new.event_id} appears twice in one batch")
         seen.add(new.event_id)
+        data = new.event.model_dump_json()
+        metadata = _metadata_json(stamped(new.metadata))
+        for what, text in (("data", data), ("metadata", metadata)):
+            if _NUL in text and _has_nul(json.loads(text)):
+                raise InvalidAppend(
+                    f"the {what} of {new.event.event_type} for stream {stream_id!r} holds a NUL "
+                    "character (\\x00), which PostgreSQL cannot store in JSON: remove it"
+                )
         encoded.append(
             EncodedEvent(
                 event_id=new.event_id,
                 event_type=new.event.event_type,
                 schema_version=new.event.schema_version,
-                data=new.event.model_dump_json(),
-                metadata=_metadata_json(stamped(new.metadata)),
+                data=data,
+                metadata=metadata,
             )
         )
     return encoded
+
+
+_NUL = "\\u0000"
+"""How JSON writes a NUL character; a cheap first test before looking closer."""
+
+
+def _has_nul(value: object) -> bool:
+    """Whether any string (key or value) in decoded JSON holds a NUL character."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 def _metadata_json(metadata: Any) -> str:

@@ -334,6 +334,20 @@ class EventStoreConformance:
             await store.append("Cart-1", [twice, twice])
         assert await store.head() == START
 
+    async def test_nul_characters_are_rejected_on_every_backend(
+        self, store: EventStore
+    ) -> None:
+        with pytest.raises(InvalidAppend, match="NUL"):
+            await store.append("Cart-1", [ItemAdded(sku="a"), ItemAdded(sku="b\x00")])
+        with pytest.raises(InvalidAppend, match="NUL"):
+            await store.append(
+                "Cart-1", [NewEvent(ItemAdded(sku="a"), metadata={"actor": "\x00"})]
+            )
+        assert await store.head() == START
+        await store.append("Cart-1", [ItemAdded(sku="\\u0000 is just text")])
+        (stored,) = await store.read_stream("Cart-1")
+        assert store.registry.decode(stored) == ItemAdded(sku="\\u0000 is just text")
+
     async def test_metadata_must_be_json(self, store: EventStore) -> None:
         with pytest.raises(InvalidAppend):
             await store.append(
