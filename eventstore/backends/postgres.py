@@ -470,7 +470,7 @@ class PostgresEventStore:
         found: list[StreamInfo] = []
         if category is None:
             rows = await self._fetch(_LIST_ALL_STREAMS, low, limit)
-        elif "-" in category or not category or limit == 0:
+        elif "-" in category or limit == 0:
             return []  # a category is the part of an id before its first "-"
         else:
             # The category's streams: the id that is the category itself, then the ids

@@ -121,7 +121,7 @@ async def test_racing_writers_without_an_exact_version_all_succeed(
 
 stream_ids = st.lists(
     st.sampled_from(["Cart", "Cart-", "Cart-1", "Cart-10", "Cart-2", "Cart!x", "Cart.a",
-                     "Cart-é", "Carts-1", "Order-1", "Order", "a-b-c", "x"]),
+                     "Cart-é", "Carts-1", "Order-1", "Order", "a-b-c", "x", "-x", "-"]),
     min_size=0, max_size=8, unique=True,
 )
 
@@ -132,7 +132,7 @@ stream_ids = st.lists(
 )
 @given(
     ids=stream_ids,
-    category=st.sampled_from([None, "Cart", "Order", "a", "a-b", "Carts", "x", "Z"]),
+    category=st.sampled_from([None, "Cart", "Order", "a", "a-b", "Carts", "x", "Z", ""]),
     after=st.sampled_from([None, "", "Cart", "Cart-", "Cart-1", "Cart.", "Order", "zzz"]),
     limit=st.integers(0, 4),
 )
