@@ -85,6 +85,16 @@ class EventStore(Protocol):
         """The position of the last event readers can see (``START`` when empty)."""
         ...
 
+    async def committed_head(self) -> GlobalPosition:
+        """The position of the last committed event, whether readers see it yet or not.
+
+        On PostgreSQL an event becomes visible to ``read_all`` only once every older
+        transaction in the cluster has finished, so ``head`` can lag behind a fresh
+        commit; to wait for everything written so far, wait for this position (e.g.
+        ``runner.wait_until(await store.committed_head())``). Elsewhere it is ``head``.
+        """
+        ...
+
     async def stream_version(self, stream_id: str) -> int:
         """The stream's version (0 when it has no events)."""
         ...

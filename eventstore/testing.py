@@ -466,6 +466,12 @@ class EventStoreConformance:
         assert await store.head() == result.global_position
         assert isinstance(await store.head(), GlobalPosition)
 
+    async def test_committed_head(self, store: EventStore) -> None:
+        assert await store.committed_head() == START
+        result = await store.append("Cart-1", _added(2))
+        assert await store.committed_head() == result.global_position
+        assert await store.committed_head() >= await store.head()
+
     # --- streams and categories --------------------------------------------------------------
 
     async def test_list_streams_by_category(self, store: EventStore) -> None:

@@ -138,6 +138,10 @@ class MemoryEventStore:
     async def head(self) -> GlobalPosition:
         return self._log[-1].global_position if self._log else START
 
+    async def committed_head(self) -> GlobalPosition:
+        """Every committed event is visible here: the same as ``head``."""
+        return await self.head()
+
     async def stream_version(self, stream_id: str) -> int:
         return len(self._streams.get(check_stream_id(stream_id), []))
 

@@ -85,7 +85,7 @@ ids were in flight elsewhere was rolled back there."""
 # writes only when it lies within [$2, $3] (exact version: both are it; NO_STREAM: 0, 0;
 # STREAM_EXISTS: 1, max; ANY: 0, max). A concurrent writer that took the same versions makes
 # the insert wait for it and fail on the unique index if it commits.
-_HEAD = (
+_STREAM_LAST = (
     "SELECT coalesce(max(stream_version), 0) AS version "
     "FROM eventfold_events WHERE stream_id = $1"
 )
@@ -95,7 +95,7 @@ _APPEND_ONE = f"""
 INSERT INTO eventfold_events
     (stream_id, stream_version, event_id, event_type, schema_version, data, metadata)
 SELECT $1, head.version + 1, $4::uuid, $5::text, $6::integer, $7::jsonb, $8::jsonb
-FROM ({_HEAD}) AS head
+FROM ({_STREAM_LAST}) AS head
 WHERE head.version BETWEEN $2 AND $3
 RETURNING stream_version, position, transaction_id::text::bigint
 """
@@ -108,7 +108,7 @@ INSERT INTO eventfold_events
     (stream_id, stream_version, event_id, event_type, schema_version, data, metadata)
 SELECT $1, head.version + b.ord::integer, b.event_id, b.event_type, b.schema_version,
        b.data, b.metadata
-FROM ({_HEAD}) AS head,
+FROM ({_STREAM_LAST}) AS head,
      unnest($4::uuid[], $5::text[], $6::integer[], $7::jsonb[], $8::jsonb[])
          WITH ORDINALITY AS b(event_id, event_type, schema_version, data, metadata, ord)
 WHERE head.version BETWEEN $2 AND $3
@@ -129,12 +129,12 @@ _SETTLE = f"""
 SELECT (SELECT ROW(e.stream_id, e.stream_version, e.event_type, e.position,
                    e.transaction_id::text::bigint)
         FROM eventfold_events AS e WHERE e.event_id = b.id),
-       ({_HEAD})
+       ({_STREAM_LAST})
 FROM unnest($2::uuid[]) WITH ORDINALITY AS b(id, ord)
 ORDER BY b.ord
 """
 
-_STREAM_VERSION = _HEAD
+_STREAM_VERSION = _STREAM_LAST
 
 # JSON leaves as text and is parsed once in Python; xid8 leaves as bigint (no asyncpg codec).
 _COLUMNS = (
@@ -180,6 +180,12 @@ ORDER BY eventfold_events.transaction_id, eventfold_events.position LIMIT $3
 _HEAD = """
 SELECT transaction_id::text::bigint, position FROM eventfold_events
 WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY eventfold_events.transaction_id DESC, eventfold_events.position DESC LIMIT 1
+"""
+
+# The last committed event, visible to readers or not (see committed_head).
+_COMMITTED_HEAD = """
+SELECT transaction_id::text::bigint, position FROM eventfold_events
 ORDER BY eventfold_events.transaction_id DESC, eventfold_events.position DESC LIMIT 1
 """
 
@@ -449,6 +455,12 @@ class PostgresEventStore:
     async def head(self) -> GlobalPosition:
         """The last position readers can see (``START`` when none)."""
         row = await self._fetchrow(_HEAD)
+        return START if row is None else GlobalPosition(row[0], row[1])
+
+    async def committed_head(self) -> GlobalPosition:
+        """The last committed event's position, though an older open transaction may still
+        hide it from readers (see ``EventStore.committed_head``)."""
+        row = await self._fetchrow(_COMMITTED_HEAD)
         return START if row is None else GlobalPosition(row[0], row[1])
 
     async def stream_version(self, stream_id: str) -> int:

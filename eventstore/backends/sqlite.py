@@ -370,6 +370,10 @@ class SqliteEventStore:
         rows = await self._fetch(_HEAD, ())
         return GlobalPosition(*rows[0]) if rows else START
 
+    async def committed_head(self) -> GlobalPosition:
+        """Every committed event is visible here: the same as ``head``."""
+        return await self.head()
+
     async def stream_version(self, stream_id: str) -> int:
         """The stream's version (0 when it has no events)."""
         rows = await self._fetch(_STREAM_VERSION, (check_stream_id(stream_id),))

@@ -281,9 +281,9 @@ async def _restock(running: Running, sku: str, level: int) -> None:
 async def settle(store: EventStore, runner: Runner) -> None:
     """Wait until every subscriber handled the log, including what their commands appended."""
     while True:
-        head = await store.head()
+        head = await store.committed_head()
         await runner.wait_until(head, timeout=60)
-        if await store.head() == head:
+        if await store.committed_head() == head:
             return
 
 

@@ -276,9 +276,9 @@ async def settle(
     visible head" alone can be true too early."""
     async with asyncio.timeout(timeout):
         while True:
-            head = await store.head()
+            head = await store.committed_head()
             await runner.wait_until(head, timeout=timeout)
-            if await store.head() == head and (until is None or await until()):
+            if await store.committed_head() == head and (until is None or await until()):
                 return
             await store.wait_for_events(head, 0.2)
 
