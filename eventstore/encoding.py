@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import pydantic_core
+
 from eventstore.causation import stamped
 from eventstore.errors import InvalidAppend
 from eventstore.event import Event
@@ -83,7 +85,13 @@ def encode_batch(
         if new.event_id in seen:
             raise InvalidAppend(f"event id {new.event_id} appears twice in one batch")
         seen.add(new.event_id)
-        data = new.event.model_dump_json()
+        try:
+            data = new.event.model_dump_json()
+        except pydantic_core.PydanticSerializationError as exc:
+            raise InvalidAppend(
+                f"{new.event.event_type} for stream {stream_id!r} cannot be written as JSON: "
+                f"{exc}"
+            ) from exc
         metadata = _metadata_json(stamped(new.metadata))
         for what, text in (("data", data), ("metadata", metadata)):
             if _NUL in text and _has_nul(json.loads(text)):

@@ -339,6 +339,8 @@ class EventStoreConformance:
     ) -> None:
         with pytest.raises(InvalidAppend, match="NUL"):
             await store.append("Cart-1", [ItemAdded(sku="a"), ItemAdded(sku="b\x00")])
+        with pytest.raises(InvalidAppend, match="JSON"):
+            await store.append("Cart-1", [ItemAdded(sku="a"), ItemAdded(sku="\ud800")])
         with pytest.raises(InvalidAppend, match="NUL"):
             await store.append(
                 "Cart-1", [NewEvent(ItemAdded(sku="a"), metadata={"actor": "\x00"})]
