@@ -7,14 +7,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import pydantic_core
 
 from eventstore.causation import stamped
-from eventstore.errors import InvalidAppend
+from eventstore.errors import DuplicateEventId, InvalidAppend
 from eventstore.event import Event
-from eventstore.records import ExpectedVersion, NewEvent, StreamState
+from eventstore.records import AppendResult, ExpectedVersion, NewEvent, StreamState
 from eventstore.registry import EventRegistry
 
 MAX_STREAM_ID_LENGTH = 200
@@ -109,6 +109,41 @@ def encode_batch(
             )
         )
     return encoded
+
+
+class StoredFacts(NamedTuple):
+    """What the replay rule needs of a stored event."""
+
+    stream_id: str
+    stream_version: int
+    event_type: str
+    position: int
+    transaction_id: int
+
+
+def replayed(
+    stream_id: str, batch: Sequence[EncodedEvent], stored: Sequence[StoredFacts | None]
+) -> AppendResult | None:
+    """The rule for a batch whose ids may be stored already (``stored`` lines up with it).
+
+    Returns the original result when the whole batch is stored as it was sent (a retry
+    after a lost reply), None when none of it is; raises ``DuplicateEventId`` otherwise.
+    """
+    if all(facts is None for facts in stored):
+        return None
+    first, last = stored[0], stored[-1]
+    if first is None or last is None or any(
+        facts is None
+        or facts.stream_id != stream_id
+        or facts.stream_version != first.stream_version + index
+        or facts.event_type != item.event_type
+        for index, (facts, item) in enumerate(zip(stored, batch, strict=True))
+    ):
+        clash = next(item for facts, item in zip(stored, batch, strict=True) if facts)
+        raise DuplicateEventId(stream_id, clash.event_id)
+    return AppendResult(
+        stream_id, last.stream_version, first.position, last.position, first.transaction_id
+    )
 
 
 _NUL = "\\u0000"

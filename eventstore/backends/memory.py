@@ -10,8 +10,14 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
-from eventstore.encoding import EncodedEvent, check_expected_version, check_stream_id, encode_batch
-from eventstore.errors import ConcurrencyError, DuplicateEventId
+from eventstore.encoding import (
+    StoredFacts,
+    check_expected_version,
+    check_stream_id,
+    encode_batch,
+    replayed,
+)
+from eventstore.errors import ConcurrencyError
 from eventstore.event import Event
 from eventstore.instrumentation import traced_append
 from eventstore.records import (
@@ -52,7 +58,13 @@ class MemoryEventStore:
         expected = check_expected_version(expected_version)
         batch = encode_batch(self.registry, stream_id, events)
         stream = self._streams.get(stream_id, [])
-        replay = _idempotent_result(stream_id, batch, self._by_id)
+        replay = replayed(stream_id, batch, [
+            None if (record := self._by_id.get(item.event_id)) is None else StoredFacts(
+                record.stream_id, record.stream_version, record.event_type, record.position,
+                record.transaction_id,
+            )
+            for item in batch
+        ])
         if replay is not None:
             return replay
         actual = len(stream)
@@ -195,26 +207,3 @@ def _matches(expected: ExpectedVersion, actual: int) -> bool:
     if expected is STREAM_EXISTS:
         return actual > 0
     return expected == actual
-
-
-def _idempotent_result(
-    stream_id: str, batch: list[EncodedEvent], by_id: dict[object, RecordedEvent]
-) -> AppendResult | None:
-    """The original result if the whole batch is already stored as it was sent."""
-    stored = [by_id.get(item.event_id) for item in batch]
-    if all(record is None for record in stored):
-        return None
-    first = stored[0]
-    if first is None or any(
-        record is None or record.stream_id != stream_id
-        or record.stream_version != first.stream_version + index
-        or record.event_type != item.event_type
-        for index, (record, item) in enumerate(zip(stored, batch, strict=True))
-    ):
-        clash = next(record for record in stored if record is not None)
-        raise DuplicateEventId(stream_id, clash.event_id)
-    last = stored[-1]
-    assert last is not None
-    return AppendResult(
-        stream_id, last.stream_version, first.position, last.position, first.transaction_id
-    )

@@ -42,10 +42,16 @@ from eventstore.backends.postgres_driver import (
     unavailable,
 )
 from eventstore.connect import masked
-from eventstore.encoding import EncodedEvent, check_expected_version, check_stream_id, encode_batch
+from eventstore.encoding import (
+    EncodedEvent,
+    StoredFacts,
+    check_expected_version,
+    check_stream_id,
+    encode_batch,
+    replayed,
+)
 from eventstore.errors import (
     ConcurrencyError,
-    DuplicateEventId,
     InvalidAppend,
     SchemaNotMigrated,
     StoreUnavailable,
@@ -389,22 +395,8 @@ class PostgresEventStore:
         the memory backend's rule), and the stream's version."""
         rows = await self._fetch(_SETTLE, stream_id, [item.event_id for item in batch])
         actual = int(rows[0][1])
-        stored: list[tuple[Any, ...] | None] = [row[0] for row in rows]
-        if all(row is None for row in stored):
-            return None, actual
-        first = stored[0]
-        if first is None or any(
-            row is None
-            or row[0] != stream_id
-            or row[1] != first[1] + index
-            or row[2] != item.event_type
-            for index, (row, item) in enumerate(zip(stored, batch, strict=True))
-        ):
-            clash = next(item for row, item in zip(stored, batch, strict=True) if row)
-            raise DuplicateEventId(stream_id, clash.event_id)
-        last = stored[-1]
-        assert last is not None
-        return AppendResult(stream_id, last[1], first[3], last[3], first[4]), actual
+        stored = [None if row[0] is None else StoredFacts(*row[0]) for row in rows]
+        return replayed(stream_id, batch, stored), actual
 
     # -- reading -------------------------------------------------------------------------
 

@@ -39,10 +39,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 
 from eventstore.connect import masked
-from eventstore.encoding import EncodedEvent, check_expected_version, check_stream_id, encode_batch
+from eventstore.encoding import (
+    EncodedEvent,
+    StoredFacts,
+    check_expected_version,
+    check_stream_id,
+    encode_batch,
+    replayed,
+)
 from eventstore.errors import (
     ConcurrencyError,
-    DuplicateEventId,
     SchemaNotMigrated,
     StoreUnavailable,
 )
@@ -566,25 +572,9 @@ def _stored_rows(db: sqlite3.Connection, batch: list[EncodedEvent]) -> list[Any]
 
 
 def _replayed(stream_id: str, batch: list[EncodedEvent], rows: list[Any]) -> AppendResult | None:
-    """The original result if the whole batch is already stored as it was sent.
-
-    Raises ``DuplicateEventId`` when some of its ids are stored otherwise.
-    """
-    if not rows:
-        return None
-    by_id = {row[0]: row for row in rows}
-    stored = [by_id.get(item.event_id.hex) for item in batch]
-    first = stored[0]
-    if first is None or any(
-        row is None or row[1] != stream_id or row[2] != first[2] + index
-        or row[3] != item.event_type
-        for index, (row, item) in enumerate(zip(stored, batch, strict=True))
-    ):
-        clash = next(row for row in stored if row is not None)
-        raise DuplicateEventId(stream_id, uuid.UUID(hex=clash[0]))
-    last = stored[-1]
-    assert last is not None
-    return AppendResult(stream_id, last[2], first[4], last[4], first[5])
+    """``replayed`` over the rows of ``_stored_rows``."""
+    by_id = {row[0]: StoredFacts(*row[1:]) for row in rows}
+    return replayed(stream_id, batch, [by_id.get(item.event_id.hex) for item in batch])
 
 
 _Pending = tuple[
