@@ -569,7 +569,18 @@ async def test_sigterm_mid_batch_finishes_the_batch_and_exits_0(
     child = await runners.start(
         "runner-graceful", env={STALL_ENV: f"{Ledger.name}:300:{marker}"}, cli=True
     )
-    writer = asyncio.create_task(write(store, 1000))
+    stop_writing = asyncio.Event()
+
+    async def write_until_stopped() -> GlobalPosition:
+        # Past seq 300 (the stalled batch), then on until told: mid-stream at SIGTERM
+        # however fast the server is.
+        last, seq = START, 1
+        while (seq <= 400 or not stop_writing.is_set()) and seq <= 100_000:
+            last = await write(store, 1, first=seq)
+            seq += 1
+        return last
+
+    writer = asyncio.create_task(write_until_stopped())
     try:
 
         async def in_batch() -> bool:
@@ -578,6 +589,7 @@ async def test_sigterm_mid_batch_finishes_the_batch_and_exits_0(
         await eventually(in_batch, within=30, what="the ledger inside a batch", runners=runners)
         await runners.terminate(child)
         writing_at_stop = not writer.done()
+        stop_writing.set()
         # The runner is stopping; now the batch goes on, and must commit whole.
         os.kill(child.pid, signal.SIGUSR1)
         code = await runners.exited(child)
