@@ -26,6 +26,11 @@ metadata = sa.MetaData()
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
+# The events table as SQLite has it. On PostgreSQL, migration 0001 makes (transaction_id,
+# position) the primary key instead of position alone (readers' order; one index fewer per
+# append) and creates no eventfold_streams table: PostgreSQL checks expected versions with the
+# unique (stream_id, stream_version) index and lists streams from the events table. The
+# migrations are what the databases hold; these tables serve queries that both share.
 events = sa.Table(
     "eventfold_events",
     metadata,
@@ -57,6 +62,7 @@ sa.Index(
     "eventfold_events_correlation", sa.text("(metadata->>'correlation_id')"), _table=events
 ).ddl_if(dialect="postgresql")
 
+# SQLite only (see the note on `events`): the stream's version, updated by each append.
 streams = sa.Table(
     "eventfold_streams",
     metadata,
