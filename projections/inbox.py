@@ -17,6 +17,7 @@ after the commit. ``Inbox.prune`` forgets ids older than the brokers' redelivery
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import uuid
@@ -24,7 +25,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from types import TracebackType
+from typing import Any, Literal, Self
 
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -280,3 +282,41 @@ class InboxDispatch:
         async with self._changed:
             self._changed.notify_all()
         return outcome
+
+
+class BrokerConsumer(abc.ABC):
+    """What every broker's inbox consumer shares: the dispatch, its stats, waiting on
+    them, and ``async with`` for start and stop. Subclasses connect and feed ``dispatch``."""
+
+    dispatch: InboxDispatch
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Connect and start consuming."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Stop consuming (the message in hand finishes first) and close the connection."""
+
+    @property
+    def stats(self) -> ConsumerStats:
+        """Deliveries so far: processed, duplicates, failed, unreadable."""
+        return self.dispatch.stats
+
+    async def wait_until(
+        self, condition: Callable[[ConsumerStats], bool], timeout: float = 10.0
+    ) -> ConsumerStats:
+        """Wait until ``condition(stats)`` holds (see ``InboxDispatch.wait_until``)."""
+        return await self.dispatch.wait_until(condition, timeout)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -19,12 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from projections.errors import BrokerUnavailable, MessageRejected
-from projections.inbox import ConsumerStats, Inbox, InboxDispatch, InboxHandler
+from projections.inbox import BrokerConsumer, Inbox, InboxDispatch, InboxHandler
 from projections.relay import RELAY_FAILURE, Message, Publisher, Relay, token
 from projections.subscriber import FailurePolicy
 
@@ -231,7 +230,7 @@ def nats_relay(
     )
 
 
-class JetStreamConsumer:
+class JetStreamConsumer(BrokerConsumer):
     """Consumes relayed events from a durable JetStream pull consumer, through an inbox.
 
     Each message's handler runs in the inbox's transaction; the message is acknowledged
@@ -267,10 +266,6 @@ class JetStreamConsumer:
         self._client: Client | None = None
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def stats(self) -> ConsumerStats:
-        """Deliveries so far: processed, duplicates, failed, unreadable."""
-        return self.dispatch.stats
 
     async def start(self) -> None:
         """Connect, make sure the stream and the durable consumer exist, start pulling."""
@@ -305,23 +300,6 @@ class JetStreamConsumer:
             with contextlib.suppress(Exception):
                 await client.close()
 
-    async def wait_until(
-        self, condition: Callable[[ConsumerStats], bool], timeout: float = 10.0
-    ) -> ConsumerStats:
-        """Wait until ``condition(stats)`` holds (see ``InboxDispatch.wait_until``)."""
-        return await self.dispatch.wait_until(condition, timeout)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _run(self, subscription: Any) -> None:
         nats = _nats()

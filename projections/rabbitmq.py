@@ -18,12 +18,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from eventstore.connect import masked
 from projections.errors import BrokerUnavailable, MessageRejected
-from projections.inbox import ConsumerStats, Inbox, InboxDispatch, InboxHandler
+from projections.inbox import BrokerConsumer, Inbox, InboxDispatch, InboxHandler
 from projections.relay import CORRELATION_HEADER, RELAY_FAILURE, Message, Publisher, Relay
 from projections.subscriber import FailurePolicy
 
@@ -201,7 +200,7 @@ def rabbitmq_relay(
     )
 
 
-class RabbitMQConsumer:
+class RabbitMQConsumer(BrokerConsumer):
     """Consumes relayed events from a durable queue bound to the exchange, through an inbox.
 
     Each message's handler runs in the inbox's transaction; the message is acknowledged
@@ -238,10 +237,6 @@ class RabbitMQConsumer:
         self._ready = asyncio.Event()
         self._connection: aio_pika.abc.AbstractConnection | None = None
 
-    @property
-    def stats(self) -> ConsumerStats:
-        """Deliveries so far: processed, duplicates, failed, unreadable."""
-        return self.dispatch.stats
 
     async def start(self) -> None:
         """Declare the exchange, the queue and its bindings, and start consuming.
@@ -266,23 +261,6 @@ class RabbitMQConsumer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def wait_until(
-        self, condition: Any, timeout: float = 10.0
-    ) -> ConsumerStats:
-        """Wait until ``condition(stats)`` holds (see ``InboxDispatch.wait_until``)."""
-        return await self.dispatch.wait_until(condition, timeout)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _run(self) -> None:
         aio_pika = _aio_pika()
