@@ -1,7 +1,7 @@
 """The write model: aggregates, their repository, and given/when/then specifications."""
 
-from aggregates.aggregate import Aggregate, applies, check_aggregate
-from aggregates.errors import (
+from eventfold.aggregates.aggregate import Aggregate, applies, check_aggregate
+from eventfold.aggregates.errors import (
     AggregateDefinitionError,
     AggregateError,
     AggregateExists,
@@ -11,8 +11,8 @@ from aggregates.errors import (
     SnapshotStateError,
     UnregisteredHandlerEvents,
 )
-from aggregates.repository import Command, Repository
-from aggregates.testing import Scenario, scenario
+from eventfold.aggregates.repository import Command, Repository
+from eventfold.aggregates.testing import Scenario, scenario
 
 __all__ = [
     "Aggregate",

@@ -23,14 +23,14 @@ from typing import Any, ClassVar, Concatenate, ParamSpec, Self, TypeVar
 import pydantic
 import pydantic_core
 
-from aggregates.errors import (
+from eventfold.aggregates.errors import (
     AggregateDefinitionError,
     MissingHandler,
     SnapshotStateError,
     UnregisteredHandlerEvents,
 )
-from eventstore.event import Event
-from eventstore.registry import EventRegistry
+from eventfold.eventstore.event import Event
+from eventfold.eventstore.registry import EventRegistry
 
 _APPLIES = "__eventfold_applies__"
 """Attribute ``@applies`` sets on a handler: the event classes it folds."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from eventstore.errors import EventfoldError
+from eventfold.eventstore.errors import EventfoldError
 
 
 class AggregateError(EventfoldError):

@@ -16,20 +16,26 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
-from aggregates.aggregate import Aggregate, check_aggregate
-from aggregates.errors import (
+from eventfold.aggregates.aggregate import Aggregate, check_aggregate
+from eventfold.aggregates.errors import (
     AggregateDefinitionError,
     AggregateExists,
     AggregateNotFound,
     SnapshotStateError,
 )
-from eventstore.errors import ConcurrencyError
-from eventstore.event import Event
-from eventstore.ids import new_event_id
-from eventstore.instrumentation import traced
-from eventstore.protocol import EventStore
-from eventstore.records import NO_STREAM, AppendResult, NewEvent, RecordedEvent, category_of
-from snapshots.protocol import Snapshot, SnapshotFold, SnapshotStore
+from eventfold.eventstore.errors import ConcurrencyError
+from eventfold.eventstore.event import Event
+from eventfold.eventstore.ids import new_event_id
+from eventfold.eventstore.instrumentation import traced
+from eventfold.eventstore.protocol import EventStore
+from eventfold.eventstore.records import (
+    NO_STREAM,
+    AppendResult,
+    NewEvent,
+    RecordedEvent,
+    category_of,
+)
+from eventfold.snapshots.protocol import Snapshot, SnapshotFold, SnapshotStore
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -46,7 +52,7 @@ class Repository:
     ``skip_unknown=True`` makes loads tolerant: stored events whose type the registry does
     not know are passed over (the aggregate's version still counts them) instead of raising
     ``UnknownEventType``. ``snapshots`` plugs in a snapshot store (see
-    ``snapshots.protocol.SnapshotStore``).
+    ``eventfold.snapshots.protocol.SnapshotStore``).
     """
 
     def __init__(

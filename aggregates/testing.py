@@ -19,9 +19,9 @@ from typing import Any, Generic, TypeVar
 
 import pydantic
 
-from aggregates.aggregate import Aggregate, check_aggregate
-from eventstore.event import Event
-from eventstore.registry import EventRegistry
+from eventfold.aggregates.aggregate import Aggregate, check_aggregate
+from eventfold.eventstore.event import Event
+from eventfold.eventstore.registry import EventRegistry
 
 A = TypeVar("A", bound=Aggregate)
 ErrorT = TypeVar("ErrorT", bound=BaseException)

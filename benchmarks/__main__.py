@@ -16,7 +16,7 @@ from benchmarks.database import DEFAULT_DSN, database_name, server_version
 from benchmarks.report import render
 from benchmarks.runner import run
 from benchmarks.workload import BenchmarkError
-from eventstore import EventfoldError
+from eventfold.eventstore import EventfoldError
 
 
 def _sizes(items: list[str]) -> dict[str, int]:

@@ -13,7 +13,7 @@ import asyncpg
 from sqlalchemy.engine import URL, make_url
 
 from benchmarks.workload import BenchmarkError
-from eventstore.migrate import migrate
+from eventfold.eventstore.migrate import migrate
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/eventfold_bench"
 """Where ``python -m benchmarks`` runs unless told otherwise."""
@@ -116,7 +116,7 @@ async def migrate_store(url: str) -> None:
 
 async def empty_store_tables(url: str) -> None:
     """Empty every eventfold table at ``url`` and restart its identities, then checkpoint."""
-    from eventstore.schema import metadata
+    from eventfold.eventstore.schema import metadata
 
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:

@@ -7,7 +7,7 @@ itself on each append, the raw baselines send ``PAYLOAD_JSON`` (the event's own
 
 from __future__ import annotations
 
-from eventstore import Event, EventRegistry
+from eventfold.eventstore import Event, EventRegistry
 
 
 class ReadingRecorded(Event):

@@ -23,12 +23,12 @@ from pathlib import Path
 
 from benchmarks.database import ensure_database, migrate_store, store_url
 from benchmarks.payload import SAMPLE, bench_registry
-from eventstore import connect
-from eventstore.engine import create_engine
-from eventstore.migrate import migrate
-from eventstore.records import NewEvent
-from projections import Runner
-from projections.relay import Relay
+from eventfold.eventstore import connect
+from eventfold.eventstore.engine import create_engine
+from eventfold.eventstore.migrate import migrate
+from eventfold.eventstore.records import NewEvent
+from eventfold.messaging.relay import Relay
+from eventfold.projections import Runner
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/eventfold_bench_relay"
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -40,7 +40,7 @@ async def _publisher(broker: str, tag: str) -> tuple[object, object]:
     if broker == "rabbitmq":
         import aio_pika
 
-        from projections.rabbitmq import RabbitMQPublisher
+        from eventfold.messaging.rabbitmq import RabbitMQPublisher
 
         exchange = f"bench-{tag}"
 
@@ -53,7 +53,7 @@ async def _publisher(broker: str, tag: str) -> tuple[object, object]:
         return RabbitMQPublisher(RABBITMQ_URL, exchange=exchange), cleanup
     import nats
 
-    from projections.nats import JetStreamPublisher
+    from eventfold.messaging.nats import JetStreamPublisher
 
     stream = f"BENCH_{tag}"
 

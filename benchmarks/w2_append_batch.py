@@ -14,7 +14,7 @@ import asyncpg
 from benchmarks.database import BASELINE_TABLE
 from benchmarks.payload import EVENT_TYPE, PAYLOAD_JSON, SAMPLE
 from benchmarks.workload import Figure, Stopwatch, Workload, open_store, split
-from eventstore import EventRegistry
+from eventfold.eventstore import EventRegistry
 
 WRITERS = 4
 BATCH = 10

@@ -13,7 +13,7 @@ import asyncio
 
 from benchmarks.payload import SAMPLE
 from benchmarks.workload import BenchmarkError, Figure, Stopwatch, Workload, open_store
-from eventstore import ConcurrencyError, EventRegistry
+from eventfold.eventstore import ConcurrencyError, EventRegistry
 
 WRITERS = 8
 STREAM_ID = "Reading-contended"

@@ -25,11 +25,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aggregates import Aggregate, Repository, applies
 from benchmarks.workload import BenchmarkError, Figure, Workload, open_store
-from eventstore import Event, EventRegistry, EventStore
-from snapshots import Snapshot, SnapshotStorage, open_snapshots
-from upcasters import Upcasters
+from eventfold.aggregates import Aggregate, Repository, applies
+from eventfold.eventstore import Event, EventRegistry, EventStore
+from eventfold.snapshots import Snapshot, SnapshotStorage, open_snapshots
+from eventfold.upcasters import Upcasters
 
 LOADS = 20
 """Timed loads per repetition."""

@@ -17,7 +17,7 @@ import asyncpg
 from benchmarks.database import BASELINE_TABLE
 from benchmarks.global_log import load_postgres_baseline, load_store
 from benchmarks.workload import BenchmarkError, Figure, Stopwatch, Workload, open_store
-from eventstore import START, EventRegistry
+from eventfold.eventstore import START, EventRegistry
 
 BATCH = 1_000
 """Events per ``read_all`` call, and rows per cursor prefetch in L4."""

@@ -1,7 +1,7 @@
 """W6 projection rebuild and its baseline L5.
 
 The log of ``benchmarks.global_log`` is loaded first, outside the clock. W6 rebuilds the
-``StreamCounts`` projection in place (``projections.rebuild(..., in_place=True)``, batches
+``StreamCounts`` projection in place (``eventfold.projections.rebuild(..., in_place=True)``, batches
 of 1,000): per stream, how many events it has and the type of its last one. The runner
 commits every batch's writes together with the checkpoint. The projection writes a batch
 with one upsert through the documented ``apply_batch`` hook; its per-event handler does the
@@ -26,9 +26,16 @@ from benchmarks.database import BASELINE_TABLE
 from benchmarks.global_log import load_postgres_baseline, load_store, stream_count
 from benchmarks.payload import ReadingRecorded
 from benchmarks.workload import BenchmarkError, Figure, Stopwatch, Workload, open_store
-from eventstore import EventRegistry
-from eventstore.engine import create_engine
-from projections import Delivery, Projection, ProjectionContext, ReadModel, handles, rebuild
+from eventfold.eventstore import EventRegistry
+from eventfold.eventstore.engine import create_engine
+from eventfold.projections import (
+    Delivery,
+    Projection,
+    ProjectionContext,
+    ReadModel,
+    handles,
+    rebuild,
+)
 
 BATCH = 1_000
 """Events per projection batch (one transaction, one checkpoint), as in L5."""

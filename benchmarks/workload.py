@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from eventstore import EventRegistry, EventStore, connect
+from eventfold.eventstore import EventRegistry, EventStore, connect
 
 
 class BenchmarkError(Exception):

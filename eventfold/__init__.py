@@ -11,11 +11,11 @@ Everything a user needs is importable from here::
   ``ProcessManager`` (``on``, ``on_timeout``, ``compensation``), ``Relay``, ``Inbox``;
 - the application: ``App`` (what ``eventfold --app module:attribute`` loads), ``load_app``.
 
-Broker adapters (``projections.rabbitmq``, ``projections.nats``) and observability
-(``projections.observability``) need extras and are imported from their modules.
+Broker adapters (``eventfold.messaging.rabbitmq``, ``eventfold.messaging.nats``) and observability
+(``eventfold.projections.observability``) need extras and are imported from their modules.
 """
 
-from aggregates import (
+from eventfold.aggregates import (
     Aggregate,
     AggregateDefinitionError,
     AggregateError,
@@ -30,9 +30,7 @@ from aggregates import (
 from eventfold.app import App, Connecting, Running, load_app
 from eventfold.config import Settings
 from eventfold.errors import AppNotFound, AppRequired, StreamNotFound
-from eventfold.status import StatusReport, status_report
-from eventfold.tail import tail
-from eventstore import (
+from eventfold.eventstore import (
     ANY,
     DEFAULT_URL,
     NO_STREAM,
@@ -66,19 +64,29 @@ from eventstore import (
     masked,
     new_event_id,
 )
-from eventstore.causation import caused_by, correlated
-from eventstore.cloudevents import from_cloudevent, import_cloudevent, to_cloudevent
-from eventstore.migrate import SCHEMA_HEAD, migrate, schema_revision
-from projections import (
-    BatchContext,
+from eventfold.eventstore.causation import caused_by, correlated
+from eventfold.eventstore.cloudevents import from_cloudevent, import_cloudevent, to_cloudevent
+from eventfold.eventstore.migrate import SCHEMA_HEAD, migrate, schema_revision
+from eventfold.messaging.errors import BrokerUnavailable
+from eventfold.messaging.inbox import Inbox
+from eventfold.messaging.relay import Message, Publisher, Relay
+from eventfold.processes import (
     Deadline,
     DeadlinePoller,
+    ProcessContext,
+    ProcessManager,
+    Step,
+    compensation,
+    list_deadlines,
+    on,
+    on_timeout,
+)
+from eventfold.projections import (
+    BatchContext,
     Delivery,
     FailurePolicy,
     ParkedEvent,
     ParkedEventNotFound,
-    ProcessContext,
-    ProcessManager,
     Projection,
     ProjectionContext,
     ProjectionError,
@@ -91,26 +99,19 @@ from projections import (
     RebuildProgress,
     RetryResult,
     Runner,
-    Step,
     Subscriber,
     SubscriberState,
     UnknownProjection,
-    compensation,
     handles,
-    list_deadlines,
     list_parked,
-    on,
-    on_timeout,
     rebuild,
     reset,
     retry_parked,
     skip_parked,
     status,
 )
-from projections.errors import BrokerUnavailable, SubscriberUnavailable
-from projections.inbox import Inbox
-from projections.relay import Message, Publisher, Relay
-from snapshots import (
+from eventfold.projections.errors import SubscriberUnavailable
+from eventfold.snapshots import (
     Snapshot,
     SnapshotStorage,
     SnapshotStore,
@@ -119,7 +120,9 @@ from snapshots import (
     schedule_sweep,
     sweep,
 )
-from upcasters import (
+from eventfold.status import StatusReport, status_report
+from eventfold.tail import tail
+from eventfold.upcasters import (
     Incompatibility,
     InvalidUpcasterChain,
     MissingUpcaster,

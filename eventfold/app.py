@@ -21,9 +21,9 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aggregates import Aggregate, AggregateDefinitionError, Repository, check_aggregate
+from eventfold.aggregates import Aggregate, AggregateDefinitionError, Repository, check_aggregate
 from eventfold.errors import AppNotFound
-from eventstore import (
+from eventfold.eventstore import (
     DEFAULT_URL,
     Event,
     EventfoldError,
@@ -32,17 +32,16 @@ from eventstore import (
     category_of,
     connect,
 )
-from eventstore.engine import create_engine
-from projections import (
-    DeadlinePoller,
-    ProcessManager,
+from eventfold.eventstore.engine import create_engine
+from eventfold.processes import DeadlinePoller, ProcessManager
+from eventfold.projections import (
     Projection,
     ProjectionRegistry,
     Runner,
     Subscriber,
     UnknownProjection,
 )
-from snapshots import (
+from eventfold.snapshots import (
     Snapshot,
     SnapshotStorage,
     SweepReport,
@@ -51,7 +50,7 @@ from snapshots import (
     schedule_sweep,
     sweep,
 )
-from upcasters import Upcasters
+from eventfold.upcasters import Upcasters
 
 
 class App:
@@ -115,7 +114,8 @@ class Running:
     ) -> None:
         self.app = app
         self.url = url
-        """The database URL as given (password included: print ``eventstore.masked(url)``)."""
+        """The database URL as given (password included: print it masked, with
+        ``eventfold.eventstore.masked(url)``)."""
         self.store = store
         self.snapshots = snapshots
         self.repository = Repository(store, snapshots=snapshots)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from eventfold.app import App, Connecting, load_app
 from eventfold.errors import AppRequired
-from eventstore import DEFAULT_URL, EventRegistry, connect
+from eventfold.eventstore import DEFAULT_URL, EventRegistry, connect
 
 DATABASE_URL_ENV = "EVENTFOLD_DATABASE_URL"
 """The environment variable that names the store when ``--database`` is not given."""
@@ -25,7 +25,7 @@ APP_ENV = "EVENTFOLD_APP"
 class Settings:
     """How to reach the event store, which application to load, and how loudly to fail.
 
-    ``database_url`` is any URL ``eventstore.connect`` accepts. ``app_spec`` names an
+    ``database_url`` is any URL ``eventfold.eventstore.connect`` accepts. ``app_spec`` names an
     ``App`` as ``module:attribute`` (``module`` alone means ``module:app``); commands that
     fold, project or describe events load it. ``debug`` makes the command line show
     tracebacks instead of the one-line error.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eventstore import EventfoldError
+from eventfold.eventstore import EventfoldError
 
 
 class StreamNotFound(EventfoldError, LookupError):

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from eventfold.app import Running
-from eventstore.backends.postgres_driver import connect as connect_postgres
-from eventstore.horizon import HorizonHolder, horizon_holders
-from projections import ProjectionStatus, Subscriber, status
+from eventfold.eventstore.backends.postgres_driver import connect as connect_postgres
+from eventfold.eventstore.horizon import HorizonHolder, horizon_holders
+from eventfold.projections import ProjectionStatus, Subscriber, status
 
 DEFAULT_HORIZON_AGE = timedelta(seconds=5)
 """An open write transaction older than this is reported as holding readers back."""

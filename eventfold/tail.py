@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from eventstore import EventStore, GlobalPosition, RecordedEvent
+from eventfold.eventstore import EventStore, GlobalPosition, RecordedEvent
 
 
 async def tail(

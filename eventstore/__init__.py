@@ -1,7 +1,7 @@
 """The event store: events, envelopes, the type registry, and the EventStore port."""
 
-from eventstore.connect import DEFAULT_URL, connect, masked
-from eventstore.errors import (
+from eventfold.eventstore.connect import DEFAULT_URL, connect, masked
+from eventfold.eventstore.errors import (
     CloudEventError,
     ConcurrencyError,
     DuplicateEventId,
@@ -16,10 +16,10 @@ from eventstore.errors import (
     UnknownEventType,
     UnregisteredEvent,
 )
-from eventstore.event import Event
-from eventstore.ids import new_event_id
-from eventstore.protocol import EventStore
-from eventstore.records import (
+from eventfold.eventstore.event import Event
+from eventfold.eventstore.ids import new_event_id
+from eventfold.eventstore.protocol import EventStore
+from eventfold.eventstore.records import (
     ANY,
     NO_STREAM,
     START,
@@ -33,7 +33,7 @@ from eventstore.records import (
     StreamState,
     category_of,
 )
-from eventstore.registry import EventRegistry, StoredShape, Upcaster
+from eventfold.eventstore.registry import EventRegistry, StoredShape, Upcaster
 
 __all__ = [
     "ANY",

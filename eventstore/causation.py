@@ -15,8 +15,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from eventstore.instrumentation import traceparent
-from eventstore.records import RecordedEvent
+from eventfold.eventstore.instrumentation import traceparent
+from eventfold.eventstore.records import RecordedEvent
 
 
 @dataclass(frozen=True, slots=True)

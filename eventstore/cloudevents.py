@@ -27,9 +27,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from eventstore.errors import CloudEventError
-from eventstore.records import NewEvent, RecordedEvent
-from eventstore.registry import EventRegistry
+from eventfold.eventstore.errors import CloudEventError
+from eventfold.eventstore.records import NewEvent, RecordedEvent
+from eventfold.eventstore.registry import EventRegistry
 
 SPEC_VERSION = "1.0"
 DEFAULT_SOURCE = "eventfold"

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from eventstore.errors import StoreUnavailable
-from eventstore.protocol import EventStore
-from eventstore.registry import EventRegistry
+from eventfold.eventstore.errors import StoreUnavailable
+from eventfold.eventstore.protocol import EventStore
+from eventfold.eventstore.registry import EventRegistry
 
 DEFAULT_URL = "sqlite:///eventfold.db"
 """The embedded default: a SQLite file in the working directory."""
@@ -57,15 +57,15 @@ class connect:
 async def _open(url: str, registry: EventRegistry, options: dict[str, Any]) -> EventStore:
     scheme = url.split(":", 1)[0].lower()
     if scheme == "memory":
-        from eventstore.backends.memory import MemoryEventStore
+        from eventfold.eventstore.backends.memory import MemoryEventStore
 
         return MemoryEventStore(registry, url)
     if scheme in {"postgresql", "postgres", "postgresql+asyncpg"}:
-        from eventstore.backends.postgres import PostgresEventStore
+        from eventfold.eventstore.backends.postgres import PostgresEventStore
 
         return await PostgresEventStore.open(url, registry, **options)
     if scheme in {"sqlite", "sqlite+aiosqlite"}:
-        from eventstore.backends.sqlite import SqliteEventStore
+        from eventfold.eventstore.backends.sqlite import SqliteEventStore
 
         return await SqliteEventStore.open(url, registry, **options)
     raise StoreUnavailable(

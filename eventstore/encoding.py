@@ -11,11 +11,11 @@ from typing import Any, NamedTuple
 
 import pydantic_core
 
-from eventstore.causation import stamped
-from eventstore.errors import DuplicateEventId, InvalidAppend
-from eventstore.event import Event
-from eventstore.records import AppendResult, ExpectedVersion, NewEvent, StreamState
-from eventstore.registry import EventRegistry
+from eventfold.eventstore.causation import stamped
+from eventfold.eventstore.errors import DuplicateEventId, InvalidAppend
+from eventfold.eventstore.event import Event
+from eventfold.eventstore.records import AppendResult, ExpectedVersion, NewEvent, StreamState
+from eventfold.eventstore.registry import EventRegistry
 
 MAX_STREAM_ID_LENGTH = 200
 

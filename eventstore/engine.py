@@ -22,7 +22,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from eventstore.migrate import sqlalchemy_url
+from eventfold.eventstore.migrate import sqlalchemy_url
 
 _configured: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 
@@ -52,7 +52,7 @@ def is_sqlite_ready(engine: AsyncEngine) -> bool:
 def _memory_schema() -> list[str]:
     from sqlalchemy.dialects import sqlite
 
-    from eventstore.schema import checkpoints, leases, parked_events
+    from eventfold.eventstore.schema import checkpoints, leases, parked_events
 
     dialect = sqlite.dialect()
     statements: list[str] = []

@@ -150,5 +150,5 @@ class CloudEventError(EventfoldError, ValueError):
         which = f" {event_id}" if event_id is not None else ""
         super().__init__(
             f"CloudEvent{which} cannot be read: {problem}. eventfold reads CloudEvents 1.0 in "
-            "structured JSON mode as written by eventstore.cloudevents.to_cloudevent"
+            "structured JSON mode as written by eventfold.eventstore.cloudevents.to_cloudevent"
         )

@@ -19,14 +19,14 @@ from datetime import timedelta
 
 import asyncpg
 
-from eventstore.backends.postgres_driver import (
+from eventfold.eventstore.backends.postgres_driver import (
     APPLICATION_NAME,
     connect,
     is_unavailable,
     unavailable,
 )
-from eventstore.connect import masked
-from eventstore.errors import TransactionHorizonError
+from eventfold.eventstore.connect import masked
+from eventfold.eventstore.errors import TransactionHorizonError
 
 # The largest stored id and the server's next id. The index on (transaction_id, position)
 # answers the first from its end; xid8 travels as text because asyncpg has no codec for it.

@@ -1,7 +1,7 @@
 """Hooks for tracing and metrics: a no-op until an ``Instrument`` is installed.
 
 The packages call these hooks around appends, aggregate loads, subscriber batches and event
-handling; ``projections.observability`` installs an instrument that turns them into
+handling; ``eventfold.projections.observability`` installs an instrument that turns them into
 OpenTelemetry spans and Prometheus metrics. With nothing installed every hook is one
 global lookup and nothing is imported: the optional extras cost nothing when absent.
 """
@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar, cast
 
-from eventstore.records import GlobalPosition, RecordedEvent
+from eventfold.eventstore.records import GlobalPosition, RecordedEvent
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 

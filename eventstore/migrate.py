@@ -20,8 +20,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from eventstore.connect import masked
-from eventstore.errors import StoreUnavailable
+from eventfold.eventstore.connect import masked
+from eventfold.eventstore.errors import StoreUnavailable
 
 SCHEMA_HEAD = "0004"
 """The revision this code expects (the head of eventstore/migrations; a test keeps it so)."""
@@ -33,7 +33,7 @@ VERSION_TABLE = "eventfold_alembic_version"
 def alembic_config() -> Config:
     """An Alembic configuration pointing at the migrations inside the package."""
     config = Config()
-    location = importlib.resources.files("eventstore") / "migrations"
+    location = importlib.resources.files("eventfold.eventstore") / "migrations"
     config.set_main_option("script_location", str(location))
     return config
 

@@ -7,8 +7,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-from eventstore.event import Event
-from eventstore.records import (
+from eventfold.eventstore.event import Event
+from eventfold.eventstore.records import (
     ANY,
     START,
     AppendResult,
@@ -18,15 +18,15 @@ from eventstore.records import (
     RecordedEvent,
     StreamInfo,
 )
-from eventstore.registry import EventRegistry
+from eventfold.eventstore.registry import EventRegistry
 
 
 @runtime_checkable
 class EventStore(Protocol):
     """An append-only store of event streams with a global log.
 
-    Open one with ``eventstore.connect(url, registry)``; use it as an async context manager
-    (or call ``close``). Every read applies the registry's upcasters.
+    Open one with ``eventfold.eventstore.connect(url, registry)``; use it as an async context
+    manager (or call ``close``). Every read applies the registry's upcasters.
     """
 
     registry: EventRegistry

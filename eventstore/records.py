@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from eventstore.event import Event
-from eventstore.ids import new_event_id
+from eventfold.eventstore.event import Event
+from eventfold.eventstore.ids import new_event_id
 
 
 class StreamState(enum.Enum):

@@ -7,14 +7,14 @@ from typing import Any, Protocol, TypeVar
 
 import pydantic
 
-from eventstore.errors import (
+from eventfold.eventstore.errors import (
     DuplicateEventType,
     EventDecodeError,
     UnknownEventType,
     UnregisteredEvent,
 )
-from eventstore.event import Event
-from eventstore.records import RecordedEvent
+from eventfold.eventstore.event import Event
+from eventfold.eventstore.records import RecordedEvent
 
 E = TypeVar("E", bound=type[Event])
 

@@ -25,15 +25,15 @@ from typing import Any
 import pydantic
 import pytest
 
-from eventstore.errors import (
+from eventfold.eventstore.errors import (
     ConcurrencyError,
     DuplicateEventId,
     InvalidAppend,
     UnregisteredEvent,
 )
-from eventstore.event import Event
-from eventstore.protocol import EventStore
-from eventstore.records import (
+from eventfold.eventstore.event import Event
+from eventfold.eventstore.protocol import EventStore
+from eventfold.eventstore.records import (
     ANY,
     NO_STREAM,
     START,
@@ -42,7 +42,7 @@ from eventstore.records import (
     NewEvent,
     RecordedEvent,
 )
-from eventstore.registry import EventRegistry, StoredShape
+from eventfold.eventstore.registry import EventRegistry, StoredShape
 
 
 class Colour(enum.Enum):

@@ -5,9 +5,8 @@ Subclass ``Projection``, register instances in a ``ProjectionRegistry``, run the
 Every subscriber (projection, process manager, relay) implements ``Subscriber``.
 """
 
-from projections.checkpoints import Checkpoint
-from projections.deadlines import Deadline, DeadlinePoller, list_deadlines
-from projections.errors import (
+from eventfold.projections.checkpoints import Checkpoint
+from eventfold.projections.errors import (
     CheckpointMoved,
     DuplicateProjection,
     ParkedEventNotFound,
@@ -18,43 +17,32 @@ from projections.errors import (
     RebuildError,
     UnknownProjection,
 )
-from projections.leases import LeaseInfo, default_holder
-from projections.parked import RetryResult, list_parked, retry_parked, skip_parked
-from projections.parking import ParkedEvent
-from projections.process_manager import (
-    ProcessContext,
-    ProcessInstance,
-    ProcessManager,
-    Step,
-    compensation,
-    on,
-    on_timeout,
-)
-from projections.projection import (
+from eventfold.projections.leases import LeaseInfo, default_holder
+from eventfold.projections.parked import RetryResult, list_parked, retry_parked, skip_parked
+from eventfold.projections.parking import ParkedEvent
+from eventfold.projections.projection import (
     Projection,
     ProjectionContext,
     ProjectionRegistry,
     ReadModel,
     handles,
 )
-from projections.rebuild import RebuildProgress, rebuild, reset
-from projections.runner import Runner, SubscriberState
-from projections.status import ProjectionStatus, status
-from projections.subscriber import (
+from eventfold.projections.rebuild import RebuildProgress, rebuild, reset
+from eventfold.projections.runner import Runner, SubscriberState
+from eventfold.projections.status import ProjectionStatus, status
+from eventfold.projections.subscriber import (
     BatchContext,
     Delivery,
     FailurePolicy,
     OnFailure,
     Subscriber,
 )
-from projections.subscription import Subscription
+from eventfold.projections.subscription import Subscription
 
 __all__ = [
     "BatchContext",
     "Checkpoint",
     "CheckpointMoved",
-    "Deadline",
-    "DeadlinePoller",
     "Delivery",
     "DuplicateProjection",
     "FailurePolicy",
@@ -62,9 +50,6 @@ __all__ = [
     "OnFailure",
     "ParkedEvent",
     "ParkedEventNotFound",
-    "ProcessContext",
-    "ProcessInstance",
-    "ProcessManager",
     "Projection",
     "ProjectionContext",
     "ProjectionDefinitionError",
@@ -78,18 +63,13 @@ __all__ = [
     "RebuildProgress",
     "RetryResult",
     "Runner",
-    "Step",
     "Subscriber",
     "SubscriberState",
     "Subscription",
     "UnknownProjection",
-    "compensation",
     "default_holder",
     "handles",
-    "list_deadlines",
     "list_parked",
-    "on",
-    "on_timeout",
     "rebuild",
     "reset",
     "retry_parked",

@@ -8,10 +8,10 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from eventstore.records import START, GlobalPosition
-from eventstore.schema import checkpoints
-from projections.database import Database
-from projections.errors import CheckpointMoved
+from eventfold.eventstore.records import START, GlobalPosition
+from eventfold.eventstore.schema import checkpoints
+from eventfold.projections.database import Database
+from eventfold.projections.errors import CheckpointMoved
 
 
 @dataclass(frozen=True, slots=True)

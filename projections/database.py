@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from eventstore.engine import is_sqlite_ready
+from eventfold.eventstore.engine import is_sqlite_ready
 
 _sqlite_locks: weakref.WeakKeyDictionary[sa.Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
 
@@ -41,7 +41,7 @@ class Database:
         self.single_connection = self.sqlite and engine.url.database in (None, "", ":memory:")
         if self.sqlite and not is_sqlite_ready(engine):
             raise ValueError(
-                "create the SQLite engine with eventstore.engine.create_engine(url): it "
+                "create the SQLite engine with eventfold.eventstore.engine.create_engine(url): it "
                 "sets up explicit transactions, savepoints and the busy timeout"
             )
 

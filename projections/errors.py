@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eventstore.errors import EventfoldError
+from eventfold.eventstore.errors import EventfoldError
 
 
 class ProjectionError(EventfoldError):
@@ -89,40 +89,6 @@ class RebuildError(ProjectionError):
     """A rebuild could not be done as asked; the live read model is untouched."""
 
 
-class ProcessManagerError(ProjectionError):
-    """Base of the errors about process managers (sagas) and their deadlines."""
-
-
-class ProcessDefinitionError(ProcessManagerError, TypeError):
-    """A process manager class is declared wrongly (no name, no key, a bad handler)."""
-
-
-class ProcessStateConflict(ProcessManagerError):
-    """A process instance's state changed under this writer (compare-and-set failed)."""
-
-    def __init__(self, manager: str, key: str, expected: int) -> None:
-        self.manager = manager
-        self.key = key
-        self.expected = expected
-        super().__init__(
-            f"the state of {manager!r} instance {key!r} is no longer at version {expected}: "
-            "another writer changed it; the batch is rolled back and retried"
-        )
-
-
-class MissingCorrelationKey(ProcessManagerError, LookupError):
-    """A handled event or timeout message does not carry the process manager's key."""
-
-    def __init__(self, manager: str, message: str, key: str) -> None:
-        self.manager = manager
-        self.message = message
-        self.key = key
-        super().__init__(
-            f"{manager!r} correlates by {key!r} but {message} has no such field: add it to "
-            "the event, or pass key=... to @on(...) to say how to take the key from it"
-        )
-
-
 class SubscriberUnavailable(ProjectionError):
     """Something a subscriber depends on outside the database (a broker) is unreachable.
 
@@ -130,42 +96,3 @@ class SubscriberUnavailable(ProjectionError):
     nor parks the event, it rolls the whole batch back (the checkpoint stays) and tries the
     batch again after its error backoff, so an outage never skips or parks an event.
     """
-
-
-class BrokerUnavailable(SubscriberUnavailable):
-    """A message broker could not be reached, or did not confirm in time."""
-
-    def __init__(self, broker: str, reason: str) -> None:
-        self.broker = broker
-        self.reason = reason
-        super().__init__(
-            f"{broker} is unavailable ({reason}): check that the broker runs and the URL "
-            "is right (a relay retries its batch from the same checkpoint; nothing is skipped)"
-        )
-
-
-class MessageRejected(ProjectionError):
-    """A broker refused one message (a nack, an error reply): retried, then parked."""
-
-    def __init__(self, broker: str, message_id: object, reason: str) -> None:
-        self.broker = broker
-        self.message_id = message_id
-        self.reason = reason
-        super().__init__(
-            f"{broker} refused message {message_id} ({reason}); it is retried and then "
-            "parked: fix the broker's configuration, then retry the parked event"
-        )
-
-
-class ProcessBatchStale(SubscriberUnavailable):
-    """On SQLite a process manager decides (and sends its commands) before the batch's
-    transaction, which holds the database's one write lock; when that decision no longer
-    fits the stored state, the batch is rolled back and read again (nothing is parked)."""
-
-    def __init__(self, manager: str, key: str, detail: str) -> None:
-        self.manager = manager
-        self.key = key
-        super().__init__(
-            f"{manager!r} instance {key!r}: {detail}; the batch is rolled back and handled "
-            "again from the same checkpoint (run one runner process per SQLite database)"
-        )

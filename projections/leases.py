@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from eventstore.schema import leases
-from projections.database import Database
+from eventfold.eventstore.schema import leases
+from eventfold.projections.database import Database
 
 
 def default_holder() -> str:

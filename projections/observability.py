@@ -3,7 +3,8 @@
 Nothing here is imported unless asked for, so without the extras eventfold neither imports
 ``opentelemetry`` nor ``prometheus_client`` and its hooks stay no-ops.
 
-``observe(...)`` installs an ``Observability`` instrument on ``eventstore.instrumentation``:
+``observe(...)`` installs an ``Observability`` instrument on
+``eventfold.eventstore.instrumentation``:
 
 - spans ``eventfold.append`` (each append), ``eventfold.load`` (each aggregate load),
   ``eventfold.batch`` (each subscriber batch, linked to the traces of its events) and
@@ -15,7 +16,7 @@ Nothing here is imported unless asked for, so without the extras eventfold neith
 - metrics: appends and appended events, batch durations and events per subscriber.
 
 ``RunnerMetrics`` (or ``Runner(..., metrics_port=9464)``) adds the per-subscriber gauges -
-events behind, seconds behind, parked events - refreshed from ``projections.status``, and
+events behind, seconds behind, parked events - refreshed from ``eventfold.projections.status``, and
 serves the registry over HTTP with ``prometheus_client.start_http_server``.
 """
 
@@ -30,15 +31,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from eventstore import instrumentation
-from eventstore.instrumentation import Instrument
-from eventstore.records import GlobalPosition, RecordedEvent
-from projections.status import status
+from eventfold.eventstore import instrumentation
+from eventfold.eventstore.instrumentation import Instrument
+from eventfold.eventstore.records import GlobalPosition, RecordedEvent
+from eventfold.projections.status import status
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from projections.runner import Runner
+    from eventfold.projections.runner import Runner
 
 logger = logging.getLogger("eventfold.observability")
 

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from eventstore.protocol import EventStore
-from eventstore.records import GlobalPosition, RecordedEvent
-from projections import checkpoints, parking
-from projections.database import Database
-from projections.errors import ParkedEventNotFound, ProjectionError
-from projections.parking import ParkedEvent
-from projections.subscriber import Delivery, Subscriber
-from projections.subscription import Failure, Subscription, describe
+from eventfold.eventstore.protocol import EventStore
+from eventfold.eventstore.records import GlobalPosition, RecordedEvent
+from eventfold.projections import checkpoints, parking
+from eventfold.projections.database import Database
+from eventfold.projections.errors import ParkedEventNotFound, ProjectionError
+from eventfold.projections.parking import ParkedEvent
+from eventfold.projections.subscriber import Delivery, Subscriber
+from eventfold.projections.subscription import Failure, Subscription, describe
 
 logger = logging.getLogger("eventfold.projections")
 

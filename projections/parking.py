@@ -14,8 +14,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from eventstore.records import GlobalPosition, RecordedEvent
-from eventstore.schema import parked_events
+from eventfold.eventstore.records import GlobalPosition, RecordedEvent
+from eventfold.eventstore.schema import parked_events
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,14 +29,14 @@ from typing import Any, ClassVar, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from eventstore.event import Event
-from eventstore.records import RecordedEvent
-from projections.errors import (
+from eventfold.eventstore.event import Event
+from eventfold.eventstore.records import RecordedEvent
+from eventfold.projections.errors import (
     DuplicateProjection,
     ProjectionDefinitionError,
     UnknownProjection,
 )
-from projections.subscriber import BatchContext, Delivery, FailurePolicy
+from eventfold.projections.subscriber import BatchContext, Delivery, FailurePolicy
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,99}$")
 _HANDLES_ATTR = "__eventfold_handles__"

@@ -38,15 +38,15 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from eventstore.protocol import EventStore
-from eventstore.records import START, GlobalPosition
-from projections import checkpoints, parking
-from projections.database import Database
-from projections.errors import ProjectionHalted, ProjectionHeld, RebuildError
-from projections.leases import Lease, default_holder, lease_info
-from projections.projection import Projection, ReadModel
-from projections.subscriber import BatchContext, Delivery, FailurePolicy
-from projections.subscription import Subscription
+from eventfold.eventstore.protocol import EventStore
+from eventfold.eventstore.records import START, GlobalPosition
+from eventfold.projections import checkpoints, parking
+from eventfold.projections.database import Database
+from eventfold.projections.errors import ProjectionHalted, ProjectionHeld, RebuildError
+from eventfold.projections.leases import Lease, default_holder, lease_info
+from eventfold.projections.projection import Projection, ReadModel
+from eventfold.projections.subscriber import BatchContext, Delivery, FailurePolicy
+from eventfold.projections.subscription import Subscription
 
 SHADOW_SUFFIX = "__shadow"
 OLD_SUFFIX = "__old"

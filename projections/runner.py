@@ -24,16 +24,16 @@ from typing import TYPE_CHECKING, Literal, Self
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from eventstore.protocol import EventStore
-from eventstore.records import GlobalPosition
-from projections.database import Database
-from projections.errors import CheckpointMoved, ProjectionHalted
-from projections.leases import Lease, default_holder
-from projections.subscriber import Subscriber
-from projections.subscription import Subscription, describe
+from eventfold.eventstore.protocol import EventStore
+from eventfold.eventstore.records import GlobalPosition
+from eventfold.projections.database import Database
+from eventfold.projections.errors import CheckpointMoved, ProjectionHalted
+from eventfold.projections.leases import Lease, default_holder
+from eventfold.projections.subscriber import Subscriber
+from eventfold.projections.subscription import Subscription, describe
 
 if TYPE_CHECKING:
-    from projections.observability import RunnerMetrics
+    from eventfold.projections.observability import RunnerMetrics
 
 logger = logging.getLogger("eventfold.projections")
 
@@ -69,8 +69,8 @@ class Runner:
     """Runs subscribers (projections, process managers, relays) against one event store.
 
     ``engine`` is an async SQLAlchemy engine on the store's database (see
-    ``eventstore.engine.create_engine``), where checkpoints, leases, parked events and read
-    models live; on the memory store use ``create_engine("memory://")``.
+    ``eventfold.eventstore.engine.create_engine``), where checkpoints, leases, parked events
+    and read models live; on the memory store use ``create_engine("memory://")``.
 
     Use ``async with Runner(...) as runner`` (or ``start`` / ``stop``), or ``await run()``
     to serve until ``stop`` is called.
@@ -122,7 +122,7 @@ class Runner:
         self._stopping.clear()
         if self.metrics_port is not None and self.metrics is None:
             # Imported only when asked for: prometheus-client is an optional extra.
-            from projections.observability import RunnerMetrics
+            from eventfold.projections.observability import RunnerMetrics
 
             self.metrics = RunnerMetrics(self, port=self.metrics_port)
             await self.metrics.start()

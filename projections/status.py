@@ -20,13 +20,13 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from eventstore.protocol import EventStore
-from eventstore.records import START, GlobalPosition
-from projections import checkpoints, parking
-from projections.database import Database
-from projections.leases import lease_info
-from projections.rebuild import shadow_name
-from projections.subscriber import Subscriber
+from eventfold.eventstore.protocol import EventStore
+from eventfold.eventstore.records import START, GlobalPosition
+from eventfold.projections import checkpoints, parking
+from eventfold.projections.database import Database
+from eventfold.projections.leases import lease_info
+from eventfold.projections.rebuild import shadow_name
+from eventfold.projections.subscriber import Subscriber
 
 State = Literal["running", "halted", "rebuilding", "stopped"]
 """``halted`` wins over ``rebuilding``, which wins over ``running`` (held by a runner)."""

@@ -15,9 +15,10 @@ from typing import Literal, Protocol, runtime_checkable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from eventstore.event import Event
-from eventstore.protocol import EventStore
-from eventstore.records import RecordedEvent
+from eventfold.eventstore.backoff import Backoff
+from eventfold.eventstore.event import Event
+from eventfold.eventstore.protocol import EventStore
+from eventfold.eventstore.records import RecordedEvent
 
 OnFailure = Literal["park", "halt"]
 """What happens to an event that still fails after its retries: parked while everything
@@ -45,7 +46,7 @@ class FailurePolicy:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
-        return float(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+        return Backoff(initial=self.backoff, cap=self.max_backoff).delay(attempt)
 
 
 @dataclass(frozen=True, slots=True)

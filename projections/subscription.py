@@ -36,15 +36,15 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from eventstore import instrumentation
-from eventstore.errors import EventDecodeError, UnknownEventType
-from eventstore.event import Event
-from eventstore.protocol import EventStore
-from eventstore.records import START, GlobalPosition, RecordedEvent
-from projections import checkpoints, parking
-from projections.database import Database
-from projections.errors import CheckpointMoved, ProjectionHalted, SubscriberUnavailable
-from projections.subscriber import BatchContext, Delivery, Subscriber
+from eventfold.eventstore import instrumentation
+from eventfold.eventstore.errors import EventDecodeError, UnknownEventType
+from eventfold.eventstore.event import Event
+from eventfold.eventstore.protocol import EventStore
+from eventfold.eventstore.records import START, GlobalPosition, RecordedEvent
+from eventfold.projections import checkpoints, parking
+from eventfold.projections.database import Database
+from eventfold.projections.errors import CheckpointMoved, ProjectionHalted, SubscriberUnavailable
+from eventfold.projections.subscriber import BatchContext, Delivery, Subscriber
 
 logger = logging.getLogger("eventfold.projections")
 

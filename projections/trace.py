@@ -2,7 +2,7 @@
 
 Every event appended while handling another carries ``causation_id`` (the handled event's
 id) and ``correlation_id`` (shared by the whole conversation, see
-``eventstore.causation``). ``trace(store, id)`` gathers the events of the correlation
+``eventfold.eventstore.causation``). ``trace(store, id)`` gathers the events of the correlation
 and links each to its cause:
 
 - ``id`` an event id: the tree below that event (the event and what it caused, transitively);
@@ -24,10 +24,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from eventstore.protocol import EventStore
-from eventstore.records import START, RecordedEvent
-from eventstore.schema import events as events_table
-from projections.errors import ProjectionError
+from eventfold.eventstore.protocol import EventStore
+from eventfold.eventstore.records import START, RecordedEvent
+from eventfold.eventstore.schema import events as events_table
+from eventfold.projections.errors import ProjectionError
 
 
 class TraceNotFound(ProjectionError, LookupError):

@@ -1,14 +1,14 @@
 """Snapshots: stores, the every-N-events policy, the scheduled sweep and pruning."""
 
-from snapshots.protocol import Snapshot, SnapshotStore
-from snapshots.storage import (
+from eventfold.snapshots.protocol import Snapshot, SnapshotStore
+from eventfold.snapshots.storage import (
     MemorySnapshotStore,
     SnapshotStorage,
     SqlSnapshotStore,
     due,
     open_snapshots,
 )
-from snapshots.sweep import SweepReport, TakeSnapshot, schedule_sweep, sweep
+from eventfold.snapshots.sweep import SweepReport, TakeSnapshot, schedule_sweep, sweep
 
 __all__ = [
     "MemorySnapshotStore",

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from eventstore import category_of
-from eventstore.engine import create_engine
-from eventstore.schema import snapshots as table
-from snapshots.protocol import Snapshot, SnapshotStore
+from eventfold.eventstore import category_of
+from eventfold.eventstore.engine import create_engine
+from eventfold.eventstore.schema import snapshots as table
+from eventfold.snapshots.protocol import Snapshot, SnapshotStore
 
 logger = logging.getLogger("eventfold.snapshots")
 

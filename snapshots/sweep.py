@@ -14,9 +14,9 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from eventstore import EventStore
-from snapshots.protocol import Snapshot
-from snapshots.storage import SnapshotStorage
+from eventfold.eventstore import EventStore
+from eventfold.snapshots.protocol import Snapshot
+from eventfold.snapshots.storage import SnapshotStorage
 
 logger = logging.getLogger("eventfold.snapshots")
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib.abc
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -19,14 +21,31 @@ from typing import Any, TypeVar
 import asyncpg
 import psycopg
 import pytest
+from layout_support import BARE_PACKAGE_NAMES
 from pg_throwaway import NoServer, throwaway_server
 from sqlalchemy.engine import make_url
 
-from eventstore.backends.postgres import PostgresEventStore
-from eventstore.migrate import migrate
-from eventstore.registry import EventRegistry
+from eventfold.eventstore.backends.postgres import PostgresEventStore
+from eventfold.eventstore.migrate import migrate
+from eventfold.eventstore.registry import EventRegistry
 
 T = TypeVar("T")
+
+
+class _BareNameGuard(importlib.abc.MetaPathFinder):
+    """Refuses ``import eventstore`` and the like: installed, those folders exist only as
+    ``eventfold.eventstore`` and so on, so a bare import that works here (the repository's
+    root is on ``sys.path``) would break for every user."""
+
+    def find_spec(self, fullname: str, *_: object) -> None:
+        if fullname.split(".")[0] in BARE_PACKAGE_NAMES:
+            raise ImportError(
+                f"import eventfold.{fullname}, not {fullname}: the distribution installs only "
+                "the import name eventfold"
+            )
+
+
+sys.meta_path.insert(0, _BareNameGuard())
 
 TEST_DATABASE_ENV = "EVENTFOLD_TEST_DATABASE_URL"
 

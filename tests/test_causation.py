@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from eventstore import NewEvent, connect
-from eventstore.causation import caused_by, correlated
-from eventstore.testing import ItemAdded, ItemRemoved, conformance_registry
+from eventfold.eventstore import NewEvent, connect
+from eventfold.eventstore.causation import caused_by, correlated
+from eventfold.eventstore.testing import ItemAdded, ItemRemoved, conformance_registry
 
 
 async def test_events_appended_while_handling_an_event_are_caused_by_it() -> None:

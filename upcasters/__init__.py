@@ -7,9 +7,15 @@ event type; ``lock_schemas`` and ``check_schemas`` keep stored events readable a
 schema changes (the ``eventfold catalog`` and ``eventfold schemas`` commands call them).
 """
 
-from upcasters import catalog, schemas
-from upcasters.catalog import CatalogEntry, catalog_dict, catalog_json, catalog_markdown, describe
-from upcasters.chain import (
+from eventfold.upcasters import catalog, schemas
+from eventfold.upcasters.catalog import (
+    CatalogEntry,
+    catalog_dict,
+    catalog_json,
+    catalog_markdown,
+    describe,
+)
+from eventfold.upcasters.chain import (
     DataUpcaster,
     JSONObject,
     ShapeKey,
@@ -18,7 +24,7 @@ from upcasters.chain import (
     Upcasters,
     UpcasterStep,
 )
-from upcasters.errors import (
+from eventfold.upcasters.errors import (
     DuplicateUpcaster,
     InvalidUpcasterChain,
     MissingUpcaster,
@@ -26,9 +32,9 @@ from upcasters.errors import (
     UpcasterError,
     UpcastFailed,
 )
-from upcasters.schemas import Incompatibility, dumps_lock, read_lock, write_lock
-from upcasters.schemas import check as check_schemas
-from upcasters.schemas import lock as lock_schemas
+from eventfold.upcasters.schemas import Incompatibility, dumps_lock, read_lock, write_lock
+from eventfold.upcasters.schemas import check as check_schemas
+from eventfold.upcasters.schemas import lock as lock_schemas
 
 __all__ = [
     "CatalogEntry",

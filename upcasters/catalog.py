@@ -11,9 +11,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from eventstore.event import Event
-from eventstore.registry import EventRegistry
-from upcasters.chain import ShapeKey, Upcasters, UpcasterStep
+from eventfold.eventstore.event import Event
+from eventfold.eventstore.registry import EventRegistry
+from eventfold.upcasters.chain import ShapeKey, Upcasters, UpcasterStep
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from eventstore.registry import EventRegistry, StoredShape
-from upcasters.errors import (
+from eventfold.eventstore.registry import EventRegistry, StoredShape
+from eventfold.upcasters.errors import (
     DuplicateUpcaster,
     InvalidUpcasterChain,
     MissingUpcaster,

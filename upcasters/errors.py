@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eventstore.errors import EventfoldError, EventTypeError
+from eventfold.eventstore.errors import EventfoldError, EventTypeError
 
 
 class UpcasterError(EventTypeError):

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eventstore.registry import EventRegistry
-from upcasters.chain import Upcasters
-from upcasters.errors import SchemaLockError
+from eventfold.eventstore.registry import EventRegistry
+from eventfold.upcasters.chain import Upcasters
+from eventfold.upcasters.errors import SchemaLockError
 
 LOCK_FORMAT = 1
 """The version of the lock file's own layout, stored under ``eventfold_schema_lock``."""

@@ -23,7 +23,7 @@ from eventfold.cli import (
     trace,
 )
 from eventfold.config import APP_ENV, DATABASE_URL_ENV, Settings
-from eventstore import DEFAULT_URL
+from eventfold.eventstore import DEFAULT_URL
 
 app = typer.Typer(
     name="eventfold",

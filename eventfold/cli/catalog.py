@@ -12,7 +12,7 @@ import typer
 from eventfold.cli.execution import run
 from eventfold.cli.options import AppOption
 from eventfold.config import Settings
-from upcasters import catalog_json, catalog_markdown
+from eventfold.upcasters import catalog_json, catalog_markdown
 
 
 class CatalogFormat(enum.StrEnum):

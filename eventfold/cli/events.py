@@ -11,8 +11,8 @@ from eventfold.cli.execution import run
 from eventfold.cli.options import AppOption
 from eventfold.cli.render import envelope, event_line, print_json_lines, stdout_console
 from eventfold.config import Settings
+from eventfold.eventstore import START
 from eventfold.tail import tail
-from eventstore import START
 
 app = typer.Typer(help="Read the global log.", no_args_is_help=True)
 

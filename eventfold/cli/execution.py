@@ -11,10 +11,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from aggregates import AggregateNotFound
+from eventfold.aggregates import AggregateNotFound
 from eventfold.config import Settings
 from eventfold.errors import AppNotFound, AppRequired, StreamNotFound
-from eventstore import (
+from eventfold.eventstore import (
     ConcurrencyError,
     EventfoldError,
     EventTypeError,
@@ -23,7 +23,7 @@ from eventstore import (
     StoreUnavailable,
     TransactionHorizonError,
 )
-from projections import ParkedEventNotFound, ProjectionHeld, UnknownProjection
+from eventfold.projections import ParkedEventNotFound, ProjectionHeld, UnknownProjection
 
 T = TypeVar("T")
 

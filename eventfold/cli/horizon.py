@@ -9,9 +9,9 @@ from sqlalchemy.exc import ArgumentError
 from eventfold.cli.execution import run
 from eventfold.cli.render import stdout_console
 from eventfold.config import Settings
-from eventstore import SchemaNotMigrated, StoreUnavailable, masked
-from eventstore.horizon import repair_horizon
-from eventstore.migrate import SCHEMA_HEAD, schema_revision
+from eventfold.eventstore import SchemaNotMigrated, StoreUnavailable, masked
+from eventfold.eventstore.horizon import repair_horizon
+from eventfold.eventstore.migrate import SCHEMA_HEAD, schema_revision
 
 
 def repair_horizon_command(ctx: typer.Context) -> None:

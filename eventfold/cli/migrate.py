@@ -9,8 +9,8 @@ import typer
 from eventfold.cli.execution import run
 from eventfold.cli.render import stdout_console
 from eventfold.config import Settings
-from eventstore import masked
-from eventstore.migrate import SCHEMA_HEAD, migrate, schema_revision
+from eventfold.eventstore import masked
+from eventfold.eventstore.migrate import SCHEMA_HEAD, migrate, schema_revision
 
 
 def migrate_command(

@@ -23,10 +23,9 @@ from eventfold.cli.render import (
     stdout_console,
 )
 from eventfold.config import Settings
-from eventfold.status import DEFAULT_HORIZON_AGE, StatusReport, status_report
-from eventstore import GlobalPosition
-from eventstore.horizon import HorizonHolder
-from projections import (
+from eventfold.eventstore import GlobalPosition
+from eventfold.eventstore.horizon import HorizonHolder
+from eventfold.projections import (
     ParkedEvent,
     ProjectionStatus,
     RebuildProgress,
@@ -37,6 +36,7 @@ from projections import (
     retry_parked,
     skip_parked,
 )
+from eventfold.status import DEFAULT_HORIZON_AGE, StatusReport, status_report
 
 app = typer.Typer(
     help="Inspect, rebuild and reset read models; list, retry and skip parked events.",

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from eventstore import RecordedEvent, StreamInfo
+from eventfold.eventstore import RecordedEvent, StreamInfo
 
 DATA_WIDTH = 60
 """How many characters of an event's data a table shows; ``--json`` shows all of it."""

@@ -34,7 +34,7 @@ from eventfold.cli.execution import run
 from eventfold.cli.options import AppOption
 from eventfold.config import Settings
 from eventfold.errors import MetricsUnavailable
-from projections import Runner, SubscriberState
+from eventfold.projections import Runner, SubscriberState
 
 WATCH_INTERVAL = 0.2
 """How often the runner's subscriber states are compared to print what changed."""

@@ -17,7 +17,7 @@ from eventfold.cli.execution import EXIT_INCOMPATIBLE, run
 from eventfold.cli.options import AppOption, JsonOption
 from eventfold.cli.render import print_json_lines, stdout_console
 from eventfold.config import Settings
-from upcasters import Incompatibility, check_schemas, read_lock, write_lock
+from eventfold.upcasters import Incompatibility, check_schemas, read_lock, write_lock
 
 DEFAULT_LOCK_FILE = Path("eventfold.schemas.json")
 """Where the lock lives unless ``--file`` says otherwise: the project's root, committed."""

@@ -13,7 +13,7 @@ from eventfold.cli.execution import EXIT_ERROR, run
 from eventfold.cli.options import AppOption, JsonOption
 from eventfold.cli.render import print_json_lines, stderr_console, stdout_console
 from eventfold.config import Settings
-from snapshots import Snapshot, SweepReport
+from eventfold.snapshots import Snapshot, SweepReport
 
 app = typer.Typer(
     help="Snapshot aggregates' streams so loads fold only the events after them.",

@@ -10,8 +10,8 @@ from eventfold.cli.execution import run
 from eventfold.cli.options import AppOption
 from eventfold.cli.render import envelope, print_json_lines, stdout_console
 from eventfold.config import Settings
-from eventstore.engine import create_engine
-from projections.trace import render, trace
+from eventfold.eventstore.engine import create_engine
+from eventfold.projections.trace import render, trace
 
 
 def trace_command(

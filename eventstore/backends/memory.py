@@ -10,17 +10,17 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
-from eventstore.encoding import (
+from eventfold.eventstore.encoding import (
     StoredFacts,
     check_expected_version,
     check_stream_id,
     encode_batch,
     replayed,
 )
-from eventstore.errors import ConcurrencyError
-from eventstore.event import Event
-from eventstore.instrumentation import traced_append
-from eventstore.records import (
+from eventfold.eventstore.errors import ConcurrencyError
+from eventfold.eventstore.event import Event
+from eventfold.eventstore.instrumentation import traced_append
+from eventfold.eventstore.records import (
     ANY,
     NO_STREAM,
     START,
@@ -33,7 +33,7 @@ from eventstore.records import (
     StreamInfo,
     category_of,
 )
-from eventstore.registry import EventRegistry
+from eventfold.eventstore.registry import EventRegistry
 
 
 class MemoryEventStore:

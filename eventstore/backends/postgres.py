@@ -33,7 +33,7 @@ from typing import Any, Self
 import asyncpg
 import pydantic_core
 
-from eventstore.backends.postgres_driver import (
+from eventfold.eventstore.backends.postgres_driver import (
     ConnectionCache,
     asyncpg_dsn,
     connect,
@@ -41,8 +41,8 @@ from eventstore.backends.postgres_driver import (
     session_settings,
     unavailable,
 )
-from eventstore.connect import masked
-from eventstore.encoding import (
+from eventfold.eventstore.connect import masked
+from eventfold.eventstore.encoding import (
     EncodedEvent,
     StoredFacts,
     check_expected_version,
@@ -50,17 +50,17 @@ from eventstore.encoding import (
     encode_batch,
     replayed,
 )
-from eventstore.errors import (
+from eventfold.eventstore.errors import (
     ConcurrencyError,
     InvalidAppend,
     SchemaNotMigrated,
     StoreUnavailable,
 )
-from eventstore.event import Event
-from eventstore.horizon import HorizonHolder, check_horizon, horizon_holders
-from eventstore.instrumentation import traced_append
-from eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE
-from eventstore.records import (
+from eventfold.eventstore.event import Event
+from eventfold.eventstore.horizon import HorizonHolder, check_horizon, horizon_holders
+from eventfold.eventstore.instrumentation import traced_append
+from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE
+from eventfold.eventstore.records import (
     ANY,
     NO_STREAM,
     START,
@@ -72,7 +72,7 @@ from eventstore.records import (
     RecordedEvent,
     StreamInfo,
 )
-from eventstore.registry import EventRegistry
+from eventfold.eventstore.registry import EventRegistry
 
 NOTIFY_CHANNEL = "eventfold_events"
 """The LISTEN/NOTIFY channel appends announce themselves on."""
@@ -230,7 +230,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 class PostgresEventStore:
     """The event store on PostgreSQL. Open it with ``await PostgresEventStore.open(url, registry)``
-    (or ``eventstore.connect(url, registry)``)."""
+    (or ``eventfold.eventstore.connect(url, registry)``)."""
 
     def __init__(
         self,

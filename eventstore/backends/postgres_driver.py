@@ -11,8 +11,8 @@ from typing import Any
 
 import asyncpg
 
-from eventstore.connect import masked
-from eventstore.errors import StoreUnavailable
+from eventfold.eventstore.connect import masked
+from eventfold.eventstore.errors import StoreUnavailable
 
 APPLICATION_NAME = "eventfold"
 """The application_name of every connection the store opens (pg_stat_activity shows it)."""

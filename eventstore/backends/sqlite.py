@@ -38,8 +38,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from eventstore.connect import masked
-from eventstore.encoding import (
+from eventfold.eventstore.connect import masked
+from eventfold.eventstore.encoding import (
     EncodedEvent,
     StoredFacts,
     check_expected_version,
@@ -47,15 +47,15 @@ from eventstore.encoding import (
     encode_batch,
     replayed,
 )
-from eventstore.errors import (
+from eventfold.eventstore.errors import (
     ConcurrencyError,
     SchemaNotMigrated,
     StoreUnavailable,
 )
-from eventstore.event import Event
-from eventstore.instrumentation import traced_append
-from eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE, alembic_config
-from eventstore.records import (
+from eventfold.eventstore.event import Event
+from eventfold.eventstore.instrumentation import traced_append
+from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE, alembic_config
+from eventfold.eventstore.records import (
     ANY,
     NO_STREAM,
     START,
@@ -68,8 +68,8 @@ from eventstore.records import (
     StreamInfo,
     category_of,
 )
-from eventstore.registry import EventRegistry
-from eventstore.schema import events, streams
+from eventfold.eventstore.registry import EventRegistry
+from eventfold.eventstore.schema import events, streams
 
 _EVENTS = events.name
 _STREAMS = streams.name
@@ -129,7 +129,7 @@ class SqliteEventStore:
     """The EventStore protocol on SQLite (``sqlite:///path.db``, ``sqlite://`` in memory).
 
     Open it with ``await SqliteEventStore.open(url, registry)`` or, better,
-    ``eventstore.connect(url, registry)``.
+    ``eventfold.eventstore.connect(url, registry)``.
     """
 
     def __init__(

@@ -1,1 +1,4 @@
-"""Alembic migrations of the store's tables; run them with ``eventstore.migrate.migrate``."""
+"""Alembic migrations of the store's tables.
+
+Run them with ``eventfold.eventstore.migrate.migrate``.
+"""

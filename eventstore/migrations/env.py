@@ -1,6 +1,7 @@
-"""Alembic environment of eventfold: runs on a connection handed over by ``eventstore.migrate``.
+"""Alembic environment of eventfold: runs on a connection handed over by
+``eventfold.eventstore.migrate``.
 
-There is no alembic.ini: ``eventstore.migrate`` builds the configuration, opens the async
+There is no alembic.ini: ``eventfold.eventstore.migrate`` builds the configuration, opens the async
 engine and passes the (sync-facing) connection in ``config.attributes["connection"]``.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
-from eventstore.schema import metadata
+from eventfold.eventstore.schema import metadata
 
 VERSION_TABLE = "eventfold_alembic_version"
 """Our own version table, so a user's Alembic history in the same database never collides."""
@@ -20,11 +21,11 @@ MIGRATION_LOCK_KEY = 0x6576_6E74_666F_6C64  # "evntfold"
 
 
 def run_migrations() -> None:
-    """Run the migrations on the connection ``eventstore.migrate`` provides."""
+    """Run the migrations on the connection ``eventfold.eventstore.migrate`` provides."""
     connection: sa.Connection | None = context.config.attributes.get("connection")
     if connection is None:
         raise RuntimeError(
-            "eventfold migrations run through eventstore.migrate.migrate(url) "
+            "eventfold migrations run through eventfold.eventstore.migrate.migrate(url) "
             "(or `eventfold migrate`), not through the alembic command line"
         )
     sqlite = connection.dialect.name == "sqlite"

@@ -19,13 +19,13 @@ def relay_for(url: str, *, topic: str = "shop") -> Relay:
     scheme = url.split(":", 1)[0].lower()
     if scheme in ("amqp", "amqps"):
         # Imported here: the broker clients are optional extras.
-        from projections.rabbitmq import rabbitmq_relay
+        from eventfold.messaging.rabbitmq import rabbitmq_relay
 
         return rabbitmq_relay(
             f"{topic}-to-rabbitmq", url, exchange=topic, source="eventfold://shop"
         )
     if scheme in ("nats", "tls"):
-        from projections.nats import nats_relay
+        from eventfold.messaging.nats import nats_relay
 
         return nats_relay(
             f"{topic}-to-nats", url, stream=topic.upper().replace("-", "_"),

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from eventfold import Event, EventRegistry, EventStore, Upcasters, connect
+from eventfold.upcasters import JSONObject
 from examples.shop.events import OrderLine
-from upcasters import JSONObject
 
 
 def shop_upcasters() -> Upcasters:

@@ -38,6 +38,7 @@ from eventfold import (
     migrate,
     rebuild,
 )
+from eventfold.projections.trace import TraceNode, trace
 from examples.shop.app import build_app
 from examples.shop.events import OrderLine
 from examples.shop.fulfilment import PAYMENT_TIMEOUT, Fulfilment
@@ -52,7 +53,6 @@ from examples.shop.read_models import (
     customer_totals,
     list_orders,
 )
-from projections.trace import TraceNode, trace
 
 Say = Callable[[str], None]
 

@@ -6,7 +6,7 @@ import asyncio
 import concurrent.futures
 from pathlib import Path
 
-from eventstore.migrate import migrate
+from eventfold.eventstore.migrate import migrate
 
 BACKENDS = ["memory", "sqlite", "postgres"]
 

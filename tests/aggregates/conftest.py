@@ -9,8 +9,8 @@ import pytest
 from aggregate_backends import BACKENDS, migrated_sqlite
 from sample_shop import shop_registry
 
-from aggregates import Repository
-from eventstore import EventRegistry, EventStore, connect
+from eventfold.aggregates import Repository
+from eventfold.eventstore import EventRegistry, EventStore, connect
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from typing import ClassVar
 
 import pydantic
 
-from aggregates import Aggregate, DomainError, applies
-from eventstore import Event, EventRegistry
+from eventfold.aggregates import Aggregate, DomainError, applies
+from eventfold.eventstore import Event, EventRegistry
 
 # --- orders -------------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from sample_shop import (
     shop_registry,
 )
 
-from aggregates import (
+from eventfold.aggregates import (
     Aggregate,
     AggregateDefinitionError,
     MissingHandler,
@@ -35,7 +35,7 @@ from aggregates import (
     applies,
     check_aggregate,
 )
-from eventstore import Event, EventRegistry
+from eventfold.eventstore import Event, EventRegistry
 
 LINE = Line(sku="tea", quantity=2, price=Decimal("3.50"))
 SHIPPED_AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

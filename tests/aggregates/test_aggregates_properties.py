@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sample_shop import Account, Line, Order, shop_registry
 
-from aggregates import Aggregate, DomainError, Repository
-from eventstore import Event, connect
+from eventfold.aggregates import Aggregate, DomainError, Repository
+from eventfold.eventstore import Event, connect
 
 Op = Callable[[Any], None]
 

@@ -24,7 +24,7 @@ from sample_shop import (
     Withdrawn,
 )
 
-from aggregates import (
+from eventfold.aggregates import (
     Aggregate,
     AggregateExists,
     AggregateNotFound,
@@ -32,7 +32,7 @@ from aggregates import (
     UnregisteredHandlerEvents,
     applies,
 )
-from eventstore import (
+from eventfold.eventstore import (
     NO_STREAM,
     AppendResult,
     ConcurrencyError,

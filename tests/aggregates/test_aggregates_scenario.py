@@ -30,8 +30,8 @@ from sample_shop import (
     shop_registry,
 )
 
-from aggregates import Aggregate, UnregisteredHandlerEvents, applies, scenario
-from eventstore import Event, EventRegistry, UnregisteredEvent
+from eventfold.aggregates import Aggregate, UnregisteredHandlerEvents, applies, scenario
+from eventfold.eventstore import Event, EventRegistry, UnregisteredEvent
 
 TEA = Line(sku="tea", quantity=2, price=Decimal("3.50"))
 CUP = Line(sku="cup", quantity=1, price=Decimal("9.00"))

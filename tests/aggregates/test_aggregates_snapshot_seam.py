@@ -10,9 +10,9 @@ from typing import ClassVar
 import pytest
 from sample_shop import Account, Order
 
-from aggregates import AggregateDefinitionError, AggregateNotFound, Repository
-from eventstore import EventStore
-from snapshots.protocol import Snapshot, SnapshotStore
+from eventfold.aggregates import AggregateDefinitionError, AggregateNotFound, Repository
+from eventfold.eventstore import EventStore
+from eventfold.snapshots.protocol import Snapshot, SnapshotStore
 
 
 class ListSnapshots:

@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sample_shop import Account, Line, Order
 
-from aggregates import Repository
-from eventstore import EventStore
-from eventstore.schema import snapshots as snapshot_table
-from snapshots import (
+from eventfold.aggregates import Repository
+from eventfold.eventstore import EventStore
+from eventfold.eventstore.schema import snapshots as snapshot_table
+from eventfold.snapshots import (
     MemorySnapshotStore,
     Snapshot,
     SnapshotStorage,

@@ -22,7 +22,7 @@ from eventfold import (
     RecordedEvent,
     connect,
 )
-from eventstore.engine import create_engine
+from eventfold.eventstore.engine import create_engine
 
 
 class CartOpened(Event):

@@ -10,8 +10,8 @@ from cli_support import APP, Invoke, json_lines, one_error_line
 
 from eventfold import Snapshot, load_app, open_snapshots
 from eventfold.cli.execution import EXIT_ERROR, EXIT_NOT_FOUND
-from eventstore.engine import create_engine
-from eventstore.schema import snapshots as table
+from eventfold.eventstore.engine import create_engine
+from eventfold.eventstore.schema import snapshots as table
 
 
 def _snapshots(url: str, stream_id: str) -> list[tuple[int, int]]:

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from eventstore.engine import create_engine  # noqa: E402 - after the path is set
-from eventstore.migrate import migrate  # noqa: E402
+from eventfold.eventstore.engine import create_engine  # noqa: E402 - after the path is set
+from eventfold.eventstore.migrate import migrate  # noqa: E402
 from examples.shop.app import build_app  # noqa: E402
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from eventfold import App, Runner, Running
+from eventfold.processes import ProcessInstance
 from examples.shop.app import build_app
 from examples.shop.events import OrderLine
 from examples.shop.fulfilment import Fulfilment, FulfilmentState
@@ -16,7 +17,6 @@ from examples.shop.inventory import InventoryItem
 from examples.shop.order import Order
 from examples.shop.payment import Payment
 from examples.shop.story import PRICES, settle
-from projections import ProcessInstance
 
 
 def line(sku: str, quantity: int) -> OrderLine:

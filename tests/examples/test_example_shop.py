@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from eventfold import RecordedEvent, connect
-from eventstore.engine import create_engine
-from eventstore.migrate import migrate
+from eventfold.eventstore.engine import create_engine
+from eventfold.eventstore.migrate import migrate
+from eventfold.messaging.inbox import Inbox
 from examples.shop.app import build_app
 from examples.shop.story import ShopRun, run_shop
-from projections.inbox import Inbox
 
 ROOT = Path(__file__).resolve().parents[2]
 RABBITMQ_URL = os.environ.get("EVENTFOLD_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -174,7 +174,7 @@ async def check_relayed(url: str, day: ShopRun, received: Received) -> None:
 
 
 async def test_a_day_relayed_to_rabbitmq(tmp_path: Path) -> None:
-    from projections.rabbitmq import RabbitMQConsumer
+    from eventfold.messaging.rabbitmq import RabbitMQConsumer
 
     require(RABBITMQ_URL, 5672, "RabbitMQ")
     topic = f"shop-test-{uuid.uuid4().hex[:8]}"
@@ -200,7 +200,7 @@ async def test_a_day_relayed_to_rabbitmq(tmp_path: Path) -> None:
 
 
 async def test_a_day_relayed_to_nats_jetstream(tmp_path: Path) -> None:
-    from projections.nats import JetStreamConsumer
+    from eventfold.messaging.nats import JetStreamConsumer
 
     require(NATS_URL, 4222, "NATS")
     topic = f"shop_test_{uuid.uuid4().hex[:8]}"

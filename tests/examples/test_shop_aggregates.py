@@ -1,4 +1,4 @@
-"""The shop's aggregates, specified with given/when/then (``aggregates.scenario``).
+"""The shop's aggregates, specified with given/when/then (``eventfold.aggregates.scenario``).
 
 Every scenario checks its events against the shop's registry, and round-trips them
 through JSON as the store would.
@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from shop_support import line
 
-from aggregates import scenario
+from eventfold.aggregates import scenario
 from examples.shop.app import build_app
 from examples.shop.events import (
     OrderCancelled,

@@ -9,12 +9,12 @@ from shop_support import line, open_shop
 
 from eventfold import correlated
 from eventfold.app import App
+from eventfold.upcasters import MissingUpcaster, Upcasters
 from examples.shop.app import build_app
 from examples.shop.events import SHOP_EVENTS, OrderPlaced
 from examples.shop.legacy import OrderPlacedV1, release_1, shop_upcasters
 from examples.shop.order import Order, OrderStatus
 from examples.shop.read_models import list_orders
-from upcasters import MissingUpcaster, Upcasters
 
 
 def test_the_upcaster_prices_release_1_orders_in_euros() -> None:

@@ -13,9 +13,9 @@ from decimal import Decimal
 import pytest
 from shop_support import line, open_shop
 
+from eventfold.processes import list_deadlines
 from examples.shop.order import Order, OrderStatus
 from examples.shop.payment import Payment, PaymentNotPending, PaymentStatus
-from projections import list_deadlines
 
 
 async def test_a_paid_order_is_confirmed_and_its_timeout_cancelled(shop_url: str) -> None:

@@ -21,9 +21,9 @@ from messaging_support import (
 )
 from sqlalchemy.engine import make_url
 
-from eventstore import connect
-from eventstore.engine import create_engine
-from eventstore.migrate import migrate
+from eventfold.eventstore import connect
+from eventfold.eventstore.engine import create_engine
+from eventfold.eventstore.migrate import migrate
 
 
 @pytest.fixture(scope="session")

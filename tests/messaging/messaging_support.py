@@ -20,9 +20,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from eventstore import Event, EventRegistry, EventStore, GlobalPosition, NewEvent
-from eventstore.records import RecordedEvent
-from projections.relay import Message, Publisher
+from eventfold.eventstore import Event, EventRegistry, EventStore, GlobalPosition, NewEvent
+from eventfold.eventstore.records import RecordedEvent
+from eventfold.messaging.relay import Message, Publisher
 
 RABBITMQ_URL = os.environ.get("EVENTFOLD_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 NATS_URL = os.environ.get("EVENTFOLD_TEST_NATS_URL", "nats://127.0.0.1:4222")

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from messaging_support import ItemAdded, make_registry
 
-from eventstore import CloudEventError, RecordedEvent
-from eventstore.cloudevents import (
+from eventfold.eventstore import CloudEventError, RecordedEvent
+from eventfold.eventstore.cloudevents import (
     from_cloudevent,
     import_cloudevent,
     to_cloudevent,

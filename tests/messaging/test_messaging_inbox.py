@@ -12,8 +12,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from messaging_support import Env, effects
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from eventstore.schema import inbox as inbox_table
-from projections.inbox import Inbox, message_uuid, schedule_prune
+from eventfold.eventstore.schema import inbox as inbox_table
+from eventfold.messaging.inbox import Inbox, message_uuid, schedule_prune
 
 
 async def _effect(conn: AsyncConnection, event_id: uuid.UUID) -> None:

@@ -24,13 +24,13 @@ from messaging_support import (
     unique,
 )
 
-from eventstore.causation import correlated
-from eventstore.records import START
-from projections import Runner, status
-from projections.errors import BrokerUnavailable
-from projections.inbox import Inbox
-from projections.nats import JetStreamConsumer, JetStreamPublisher, nats_relay
-from projections.relay import Relay
+from eventfold.eventstore.causation import correlated
+from eventfold.eventstore.records import START
+from eventfold.messaging.errors import BrokerUnavailable
+from eventfold.messaging.inbox import Inbox
+from eventfold.messaging.nats import JetStreamConsumer, JetStreamPublisher, nats_relay
+from eventfold.messaging.relay import Relay
+from eventfold.projections import Runner, status
 
 
 @pytest.fixture

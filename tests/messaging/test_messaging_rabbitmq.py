@@ -30,15 +30,15 @@ from messaging_support import (
     unique,
 )
 
-from eventstore.causation import correlated
-from eventstore.records import START
-from projections import Runner, status
-from projections.database import Database
-from projections.errors import BrokerUnavailable
-from projections.inbox import Inbox
-from projections.rabbitmq import RabbitMQConsumer, RabbitMQPublisher, rabbitmq_relay
-from projections.relay import Relay
-from projections.subscription import Subscription
+from eventfold.eventstore.causation import correlated
+from eventfold.eventstore.records import START
+from eventfold.messaging.errors import BrokerUnavailable
+from eventfold.messaging.inbox import Inbox
+from eventfold.messaging.rabbitmq import RabbitMQConsumer, RabbitMQPublisher, rabbitmq_relay
+from eventfold.messaging.relay import Relay
+from eventfold.projections import Runner, status
+from eventfold.projections.database import Database
+from eventfold.projections.subscription import Subscription
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

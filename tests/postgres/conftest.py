@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from eventstore import Event, EventRegistry, GlobalPosition
-from eventstore.backends.postgres import PostgresEventStore
+from eventfold.eventstore import Event, EventRegistry, GlobalPosition
+from eventfold.eventstore.backends.postgres import PostgresEventStore
 
 
 class Deposited(Event):

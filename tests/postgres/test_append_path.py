@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventstore import ANY, STREAM_EXISTS, ConcurrencyError, EventRegistry, NewEvent
-from eventstore.backends.memory import MemoryEventStore
-from eventstore.backends.postgres import (
+from eventfold.eventstore import ANY, STREAM_EXISTS, ConcurrencyError, EventRegistry, NewEvent
+from eventfold.eventstore.backends.memory import MemoryEventStore
+from eventfold.eventstore.backends.postgres import (
     _APPEND_BATCH,
     _APPEND_ONE,
     _SETTLE,

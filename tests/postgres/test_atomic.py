@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from eventstore import DuplicateEventId, InvalidAppend, NewEvent
-from eventstore.backends.postgres import PostgresEventStore
+from eventfold.eventstore import DuplicateEventId, InvalidAppend, NewEvent
+from eventfold.eventstore.backends.postgres import PostgresEventStore
 
 from .conftest import Deposited, Noted, wait_visible
 

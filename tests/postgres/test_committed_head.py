@@ -6,8 +6,8 @@ import asyncio
 
 import asyncpg
 
-from eventstore import EventRegistry, connect
-from eventstore.testing import ItemAdded, conformance_registry
+from eventfold.eventstore import EventRegistry, connect
+from eventfold.eventstore.testing import ItemAdded, conformance_registry
 
 
 async def test_an_open_transaction_hides_a_commit_from_head_not_from_committed_head(

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from eventstore import (
+from eventfold.eventstore import (
     EventRegistry,
     GlobalPosition,
     NewEvent,
@@ -19,9 +19,9 @@ from eventstore import (
     TransactionHorizonError,
     connect,
 )
-from eventstore.backends.postgres import PostgresEventStore
-from eventstore.horizon import advance_transaction_counter, repair_horizon
-from eventstore.migrate import SCHEMA_HEAD, migrate, schema_revision
+from eventfold.eventstore.backends.postgres import PostgresEventStore
+from eventfold.eventstore.horizon import advance_transaction_counter, repair_horizon
+from eventfold.eventstore.migrate import SCHEMA_HEAD, migrate, schema_revision
 
 from .conftest import Deposited, wait_visible
 from .test_races import raw_append, wait_until_blocked

@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from eventstore.migrate import (
+from eventfold.eventstore.migrate import (
     SCHEMA_HEAD,
     VERSION_TABLE,
     downgrade,

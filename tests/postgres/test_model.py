@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventstore import (
+from eventfold.eventstore import (
     ANY,
     NO_STREAM,
     START,
@@ -19,7 +19,7 @@ from eventstore import (
     ExpectedVersion,
     NewEvent,
 )
-from eventstore.backends.postgres import PostgresEventStore
+from eventfold.eventstore.backends.postgres import PostgresEventStore
 
 from .conftest import Deposited, wait_visible
 

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import asyncpg
 import pytest
 
-from eventstore import START, ConcurrencyError, Event, GlobalPosition, NewEvent
-from eventstore.backends.postgres import PostgresEventStore, append_statement
-from eventstore.encoding import encode_batch
-from eventstore.records import ANY, ExpectedVersion, RecordedEvent
+from eventfold.eventstore import START, ConcurrencyError, Event, GlobalPosition, NewEvent
+from eventfold.eventstore.backends.postgres import PostgresEventStore, append_statement
+from eventfold.eventstore.encoding import encode_batch
+from eventfold.eventstore.records import ANY, ExpectedVersion, RecordedEvent
 
 from .conftest import Deposited, wait_visible
 

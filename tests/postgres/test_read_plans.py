@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from eventstore.backends.postgres import _HEAD, _READ_ALL, _READ_ALL_OF_TYPES
+from eventfold.eventstore.backends.postgres import _HEAD, _READ_ALL, _READ_ALL_OF_TYPES
 
 pytestmark = pytest.mark.postgres
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from eventstore import (
+from eventfold.eventstore import (
     ANY,
     NO_STREAM,
     START,
@@ -22,7 +22,7 @@ from eventstore import (
     NewEvent,
     connect,
 )
-from eventstore.backends.postgres import PostgresEventStore
+from eventfold.eventstore.backends.postgres import PostgresEventStore
 
 from .conftest import Deposited, Noted, Withdrawn, wait_visible
 

@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from saga_support import Env, make_registry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from eventstore import connect
-from eventstore.engine import create_engine
-from eventstore.migrate import migrate
+from eventfold.eventstore import connect
+from eventfold.eventstore.engine import create_engine
+from eventfold.eventstore.migrate import migrate
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -17,10 +17,9 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aggregates import Aggregate, DomainError, Repository, applies
-from eventstore import Event, EventRegistry, EventStore, RecordedEvent
-from projections import Runner
-from projections.process_manager import (
+from eventfold.aggregates import Aggregate, DomainError, Repository, applies
+from eventfold.eventstore import Event, EventRegistry, EventStore, RecordedEvent
+from eventfold.processes.process_manager import (
     ProcessContext,
     ProcessManager,
     Step,
@@ -28,6 +27,7 @@ from projections.process_manager import (
     on,
     on_timeout,
 )
+from eventfold.projections import Runner
 
 # --- events ---------------------------------------------------------------------------------
 
@@ -307,7 +307,7 @@ async def all_events(store: EventStore) -> list[RecordedEvent]:
 
 async def drop_process_rows(engine: AsyncEngine) -> None:
     """Empty the process-manager tables (a SQLite file shared by nothing else needs not)."""
-    from eventstore.schema import deadlines, process_states
+    from eventfold.eventstore.schema import deadlines, process_states
 
     async with engine.begin() as conn:
         for table in (deadlines, process_states):

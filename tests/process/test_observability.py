@@ -15,9 +15,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 from saga_support import Env, Fulfilment, Order, Stock, instance_is, settle
 
-from eventstore import START, instrumentation
-from projections import Runner
-from projections.observability import RunnerMetrics, observe, unobserve
+from eventfold.eventstore import START, instrumentation
+from eventfold.projections import Runner
+from eventfold.projections.observability import RunnerMetrics, observe, unobserve
 
 
 @pytest.fixture
@@ -127,11 +127,11 @@ async def test_the_runner_serves_metrics_on_a_port(env: Env) -> None:
 
 def test_without_observing_nothing_optional_is_imported() -> None:
     code = (
-        "import sys, eventfold, eventstore, aggregates, projections, eventfold.app\n"
-        "import projections.process_manager, projections.trace\n"
+        "import sys, eventfold, eventfold.app\n"
+        "import eventfold.processes.process_manager, eventfold.projections.trace\n"
         "bad = [m for m in sys.modules if m.startswith(('opentelemetry', 'prometheus_client'))]\n"
         "assert not bad, bad\n"
-        "from eventstore import instrumentation\n"
+        "from eventfold.eventstore import instrumentation\n"
         "assert instrumentation.active() is None\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from saga_support import Env, Fulfilment, Order, Stock, instance_is, settle, types_of
 
-from eventstore import START, RecordedEvent
-from projections import Runner, Subscription
-from projections.database import Database
+from eventfold.eventstore import START, RecordedEvent
+from eventfold.projections import Runner, Subscription
+from eventfold.projections.database import Database
 
 
 async def visible_log(env: Env, count: int) -> list[RecordedEvent]:

@@ -13,9 +13,9 @@ from saga_support import (
     types_of,
 )
 
-from eventstore.causation import correlated
-from projections import Runner
-from projections.deadlines import list_deadlines
+from eventfold.eventstore.causation import correlated
+from eventfold.processes.deadlines import list_deadlines
+from eventfold.projections import Runner
 
 
 async def stock_of(env: Env, sku: str, quantity: int) -> None:

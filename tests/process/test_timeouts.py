@@ -17,8 +17,8 @@ from saga_support import (
     types_of,
 )
 
-from projections import Runner
-from projections.deadlines import DeadlinePoller, list_deadlines
+from eventfold.processes.deadlines import DeadlinePoller, list_deadlines
+from eventfold.projections import Runner
 
 
 async def prepare_order(env: Env, order_id: str, card: str) -> None:
@@ -161,7 +161,7 @@ async def test_the_poller_fires_on_its_schedule(env: Env) -> None:
 
 
 def test_deadline_ids_are_stable() -> None:
-    from projections.deadlines import deadline_id
+    from eventfold.processes.deadlines import deadline_id
 
     cause = uuid.uuid4()
     assert deadline_id("m", "k", "n", cause, 0) == deadline_id("m", "k", "n", cause, 0)

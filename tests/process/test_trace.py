@@ -11,9 +11,9 @@ from saga_support import Env, Fulfilment, Order, Stock, instance_is, settle
 from typer.testing import CliRunner
 
 from eventfold.cli import app as cli
-from eventstore.causation import correlated
-from projections import Runner
-from projections.trace import TraceNotFound, render, trace
+from eventfold.eventstore.causation import correlated
+from eventfold.projections import Runner
+from eventfold.projections.trace import TraceNotFound, render, trace
 
 
 def shape(roots: list) -> list[tuple[int, str]]:  # type: ignore[type-arg]

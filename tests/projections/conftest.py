@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from projection_support import Env, drop_read_models, empty_postgres_tables, make_registry
 
-from eventstore import connect
-from eventstore.engine import create_engine
-from eventstore.migrate import migrate
+from eventfold.eventstore import connect
+from eventfold.eventstore.engine import create_engine
+from eventfold.eventstore.migrate import migrate
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])

@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from eventstore import Event, EventRegistry, EventStore
-from projections import FailurePolicy, Projection, ProjectionContext, handles
-from projections.database import Database
+from eventfold.eventstore import Event, EventRegistry, EventStore
+from eventfold.projections import FailurePolicy, Projection, ProjectionContext, handles
+from eventfold.projections.database import Database
 
 
 class ItemAdded(Event):

@@ -36,10 +36,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from eventfold import App
-from eventstore import Event
-from projections import Projection
-from projections.projection import ReadModel
-from projections.subscriber import Delivery
+from eventfold.eventstore import Event
+from eventfold.projections import Projection
+from eventfold.projections.projection import ReadModel
+from eventfold.projections.subscriber import Delivery
 
 STALL_ENV = "EVENTFOLD_MP_STALL"
 """``projection:seq:path``: block in the batch holding that seq, after writing ``path``,

@@ -7,10 +7,10 @@ import asyncio
 import pytest
 from projection_support import Env, Inventory, ItemAdded
 
-from projections import CheckpointMoved, Runner, list_parked, status
-from projections.database import Database
-from projections.leases import Lease
-from projections.subscription import Subscription
+from eventfold.projections import CheckpointMoved, Runner, list_parked, status
+from eventfold.projections.database import Database
+from eventfold.projections.leases import Lease
+from eventfold.projections.subscription import Subscription
 
 
 async def test_two_holders_of_one_checkpoint_never_both_commit_a_batch(env: Env) -> None:

@@ -35,8 +35,8 @@ from runner_child import (
     app,
 )
 
-from eventstore import EventStore, connect
-from eventstore.records import START, GlobalPosition, RecordedEvent
+from eventfold.eventstore import EventStore, connect
+from eventfold.eventstore.records import START, GlobalPosition, RecordedEvent
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

@@ -8,8 +8,8 @@ import uuid
 import pytest
 from projection_support import Env, HaltingInventory, Inventory, ItemAdded, ItemRemoved
 
-from eventstore import EventRegistry, connect
-from projections import (
+from eventfold.eventstore import EventRegistry, connect
+from eventfold.projections import (
     ParkedEventNotFound,
     ProjectionHalted,
     Runner,

@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from projection_support import Env, Inventory, ItemAdded, ItemRemoved, make_registry
 
-from eventstore import connect
-from eventstore.engine import create_engine
-from eventstore.migrate import migrate
-from projections import RebuildProgress, Runner, list_parked, rebuild, reset, status
+from eventfold.eventstore import connect
+from eventfold.eventstore.engine import create_engine
+from eventfold.eventstore.migrate import migrate
+from eventfold.projections import RebuildProgress, Runner, list_parked, rebuild, reset, status
 
 
 async def _model(env: Env) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:

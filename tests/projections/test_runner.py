@@ -14,8 +14,8 @@ from projection_support import (
     Unrelated,
 )
 
-from eventstore import GlobalPosition
-from projections import (
+from eventfold.eventstore import GlobalPosition
+from eventfold.projections import (
     DuplicateProjection,
     Projection,
     ProjectionContext,
@@ -26,7 +26,7 @@ from projections import (
     handles,
     status,
 )
-from projections.database import Database
+from eventfold.projections.database import Database
 
 
 async def checkpoint_of(env: Env, name: str) -> GlobalPosition | None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from eventstore.migrate import migrate
+from eventfold.eventstore.migrate import migrate
 
 
 @pytest.fixture

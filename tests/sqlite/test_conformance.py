@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from eventstore import EventStore, connect
-from eventstore.testing import EventStoreConformance, conformance_registry
+from eventfold.eventstore import EventStore, connect
+from eventfold.eventstore.testing import EventStoreConformance, conformance_registry
 
 
 class TestSqliteFileStore(EventStoreConformance):

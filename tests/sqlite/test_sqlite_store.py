@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from eventstore import (
+from eventfold.eventstore import (
     NO_STREAM,
     START,
     AppendResult,
@@ -30,10 +30,10 @@ from eventstore import (
     StoreUnavailable,
     connect,
 )
-from eventstore.backends import sqlite as sqlite_backend
-from eventstore.backends.sqlite import SqliteEventStore
-from eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE, migrate
-from eventstore.schema import events as events_table
+from eventfold.eventstore.backends import sqlite as sqlite_backend
+from eventfold.eventstore.backends.sqlite import SqliteEventStore
+from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE, migrate
+from eventfold.eventstore.schema import events as events_table
 
 
 class Ticked(Event):
@@ -177,7 +177,7 @@ async def test_rows_read_back_through_sqlalchemy_types(
 
 async def test_log_is_read_in_position_order(store: SqliteEventStore) -> None:
     """read_all walks the table's rowid range: no sort and no index lookups per row."""
-    from eventstore.backends.sqlite import _READ_ALL
+    from eventfold.eventstore.backends.sqlite import _READ_ALL
 
     plan = await store._fetch(
         "EXPLAIN QUERY PLAN " + _READ_ALL.format(types=""), (0, 0, 0, 10)
@@ -329,7 +329,7 @@ async def test_instances_retrying_on_conflict_leave_no_gap(db_url: str) -> None:
 APPENDER = textwrap.dedent(
     """
     import asyncio, sys
-    from eventstore import ConcurrencyError, Event, EventRegistry, connect
+    from eventfold.eventstore import ConcurrencyError, Event, EventRegistry, connect
 
     class Ticked(Event):
         n: int

@@ -7,8 +7,15 @@ import re
 
 from upcaster_samples import OrderPlaced, PaymentReceived, build_upcasters, reader_registry
 
-from eventstore import Event, EventRegistry
-from upcasters import StepKind, Upcasters, catalog_dict, catalog_json, catalog_markdown, describe
+from eventfold.eventstore import Event, EventRegistry
+from eventfold.upcasters import (
+    StepKind,
+    Upcasters,
+    catalog_dict,
+    catalog_json,
+    catalog_markdown,
+    describe,
+)
 
 
 class Unversioned(Event):

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from eventstore import Event, EventRegistry
-from upcasters import (
+from eventfold.eventstore import Event, EventRegistry
+from eventfold.upcasters import (
     Incompatibility,
     SchemaLockError,
     Upcasters,

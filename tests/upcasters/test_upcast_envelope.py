@@ -11,8 +11,8 @@ import dataclasses
 import uuid
 from datetime import UTC, datetime
 
-from eventstore import Event, EventRegistry, RecordedEvent
-from upcasters import Upcasters
+from eventfold.eventstore import Event, EventRegistry, RecordedEvent
+from eventfold.upcasters import Upcasters
 
 
 class PriceSet(Event):

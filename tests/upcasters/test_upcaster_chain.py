@@ -13,8 +13,8 @@ from upcaster_samples import (
     reader_registry,
 )
 
-from eventstore import EventfoldError, EventRegistry, EventTypeError, StoredShape
-from upcasters import (
+from eventfold.eventstore import EventfoldError, EventRegistry, EventTypeError, StoredShape
+from eventfold.upcasters import (
     DuplicateUpcaster,
     InvalidUpcasterChain,
     MissingUpcaster,

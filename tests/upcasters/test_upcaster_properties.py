@@ -21,8 +21,8 @@ from upcaster_samples import (
     writer_registry,
 )
 
-from eventstore import Event, EventRegistry, NewEvent, StoredShape
-from eventstore.encoding import encode_batch
+from eventfold.eventstore import Event, EventRegistry, NewEvent, StoredShape
+from eventfold.eventstore.encoding import encode_batch
 
 UPCASTERS = build_upcasters()
 READER = reader_registry(UPCASTERS)

@@ -25,7 +25,7 @@ from upcaster_samples import (
     writer_registry,
 )
 
-from eventstore import (
+from eventfold.eventstore import (
     Event,
     EventDecodeError,
     EventRegistry,
@@ -33,8 +33,8 @@ from eventstore import (
     UnknownEventType,
     connect,
 )
-from eventstore.migrate import migrate
-from upcasters import Upcasters, UpcastFailed
+from eventfold.eventstore.migrate import migrate
+from eventfold.upcasters import Upcasters, UpcastFailed
 
 History = Callable[[Sequence[tuple[str, Sequence[Event]]], EventRegistry], Awaitable[EventStore]]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from eventstore import Event, EventRegistry, StoredShape
-from upcasters import Upcasters
+from eventfold.eventstore import Event, EventRegistry, StoredShape
+from eventfold.upcasters import Upcasters
 
 
 class Money(BaseModel):

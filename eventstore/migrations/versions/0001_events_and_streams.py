@@ -4,9 +4,10 @@ Revision ID: 0001
 Revises:
 Create Date: 2025-01-01
 
-Written out explicitly (not imported from eventstore.schema) because a revision is history:
+Written out explicitly (not imported from eventfold.eventstore.schema) because a revision is
+history:
 it must create the same tables forever, whatever the schema module says later. A test checks
-that the migrated database and eventstore.schema agree.
+that the migrated database and eventfold.eventstore.schema agree.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from eventstore.schema import Xid8
+from eventfold.eventstore.schema import Xid8
 
 revision: str = "0001"
 down_revision: str | None = None

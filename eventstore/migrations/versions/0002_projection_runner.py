@@ -4,7 +4,7 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2025-01-02
 
-Written out explicitly (not imported from eventstore.schema): a revision is history.
+Written out explicitly (not imported from eventfold.eventstore.schema): a revision is history.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-22
 
-Written out explicitly (not imported from eventstore.schema): a revision is history.
+Written out explicitly (not imported from eventfold.eventstore.schema): a revision is history.
 """
 
 from __future__ import annotations

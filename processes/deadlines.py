@@ -36,9 +36,9 @@ import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from eventstore.protocol import EventStore
-from eventstore.schema import deadlines, process_states
-from projections.database import Database
+from eventfold.eventstore.protocol import EventStore
+from eventfold.eventstore.schema import deadlines, process_states
+from eventfold.projections.database import Database
 
 logger = logging.getLogger("eventfold.process")
 

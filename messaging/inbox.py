@@ -9,8 +9,8 @@ connections serialize on its primary key: one processes, the other waits and the
 duplicate.
 
 ``Inbox.process(message_id, work)`` is the short form; ``Inbox.handle(message_id)`` the
-block form. ``consume`` helpers for RabbitMQ and NATS JetStream (``projections.rabbitmq``,
-``projections.nats``) run a handler per message through the inbox and acknowledge only
+block form. ``consume`` helpers for RabbitMQ and NATS JetStream (``eventfold.messaging.rabbitmq``,
+``eventfold.messaging.nats``) run a handler per message through the inbox and acknowledge only
 after the commit. ``Inbox.prune`` forgets ids older than the brokers' redelivery horizon;
 ``schedule_prune`` runs it from APScheduler.
 """
@@ -32,13 +32,13 @@ import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from eventstore.cloudevents import from_cloudevent
-from eventstore.errors import CloudEventError
-from eventstore.records import RecordedEvent
-from eventstore.schema import inbox as inbox_table
-from projections.database import Database
-from projections.subscriber import FailurePolicy
-from projections.subscription import describe
+from eventfold.eventstore.cloudevents import from_cloudevent
+from eventfold.eventstore.errors import CloudEventError
+from eventfold.eventstore.records import RecordedEvent
+from eventfold.eventstore.schema import inbox as inbox_table
+from eventfold.projections.database import Database
+from eventfold.projections.subscriber import FailurePolicy
+from eventfold.projections.subscription import describe
 
 logger = logging.getLogger("eventfold.inbox")
 
@@ -80,7 +80,7 @@ class Inbox:
 
     ``engine`` is an async SQLAlchemy engine on the consumer's database, migrated with
     ``eventfold migrate`` (it holds ``eventfold_inbox``); on SQLite create it with
-    ``eventstore.engine.create_engine``. ``consumer`` names the consumer: each one keeps
+    ``eventfold.eventstore.engine.create_engine``. ``consumer`` names the consumer: each one keeps
     its own ids, so two services can share a database.
     """
 

@@ -22,10 +22,10 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from projections.errors import BrokerUnavailable, MessageRejected
-from projections.inbox import BrokerConsumer, Inbox, InboxDispatch, InboxHandler
-from projections.relay import RELAY_FAILURE, Message, Publisher, Relay, token
-from projections.subscriber import FailurePolicy
+from eventfold.messaging.errors import BrokerUnavailable, MessageRejected
+from eventfold.messaging.inbox import BrokerConsumer, Inbox, InboxDispatch, InboxHandler
+from eventfold.messaging.relay import RELAY_FAILURE, Message, Publisher, Relay, token
+from eventfold.projections.subscriber import FailurePolicy
 
 if TYPE_CHECKING:
     from nats.aio.client import Client

@@ -60,18 +60,16 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from aggregates.aggregate import Aggregate
-from aggregates.errors import DomainError
-from eventstore import instrumentation
-from eventstore.causation import caused_by
-from eventstore.errors import ConcurrencyError, DuplicateEventId
-from eventstore.event import Event
-from eventstore.protocol import EventStore
-from eventstore.records import NO_STREAM, AppendResult, NewEvent, RecordedEvent
-from eventstore.schema import deadlines, process_states
-from projections import parking
-from projections.database import Database
-from projections.deadlines import (
+from eventfold.aggregates.aggregate import Aggregate
+from eventfold.aggregates.errors import DomainError
+from eventfold.eventstore import instrumentation
+from eventfold.eventstore.causation import caused_by
+from eventfold.eventstore.errors import ConcurrencyError, DuplicateEventId
+from eventfold.eventstore.event import Event
+from eventfold.eventstore.protocol import EventStore
+from eventfold.eventstore.records import NO_STREAM, AppendResult, NewEvent, RecordedEvent
+from eventfold.eventstore.schema import deadlines, process_states
+from eventfold.processes.deadlines import (
     Cancelled,
     Deadline,
     Scheduled,
@@ -81,13 +79,15 @@ from projections.deadlines import (
     read_deadline,
     utc,
 )
-from projections.errors import (
+from eventfold.processes.errors import (
     MissingCorrelationKey,
     ProcessBatchStale,
     ProcessDefinitionError,
     ProcessStateConflict,
 )
-from projections.subscriber import BatchContext, Delivery, FailurePolicy
+from eventfold.projections import parking
+from eventfold.projections.database import Database
+from eventfold.projections.subscriber import BatchContext, Delivery, FailurePolicy
 
 logger = logging.getLogger("eventfold.process")
 

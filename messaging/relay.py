@@ -13,7 +13,7 @@ status come from the runner like any projection's. Per batch it:
 
 At least once: a crash between the broker's confirms and the commit publishes the batch
 again; the message ids let the broker (JetStream's duplicate window) or the consumer (the
-inbox, ``projections.inbox``) drop the copies. A broker outage raises ``BrokerUnavailable``:
+inbox, ``eventfold.messaging.inbox``) drop the copies. A broker outage raises ``BrokerUnavailable``:
 the batch rolls back and is retried from the same checkpoint, nothing is skipped or parked.
 A message the broker refuses raises ``MessageRejected``: retried, then parked by the
 failure policy, with its stream's later events parked behind it.
@@ -31,9 +31,13 @@ from typing import Protocol, runtime_checkable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from eventstore.cloudevents import DEFAULT_SOURCE, STRUCTURED_CONTENT_TYPE, to_cloudevent_json
-from eventstore.records import RecordedEvent
-from projections.subscriber import BatchContext, Delivery, FailurePolicy
+from eventfold.eventstore.cloudevents import (
+    DEFAULT_SOURCE,
+    STRUCTURED_CONTENT_TYPE,
+    to_cloudevent_json,
+)
+from eventfold.eventstore.records import RecordedEvent
+from eventfold.projections.subscriber import BatchContext, Delivery, FailurePolicy
 
 RELAY_FAILURE = FailurePolicy(retries=5, backoff=0.5, max_backoff=10.0, on_failure="park")
 """Relays retry a refused message longer than projections do before parking it."""
@@ -99,8 +103,8 @@ def message_for(
 
 @runtime_checkable
 class Publisher(Protocol):
-    """A broker connection a relay publishes through (``projections.rabbitmq``,
-    ``projections.nats``).
+    """A broker connection a relay publishes through (``eventfold.messaging.rabbitmq``,
+    ``eventfold.messaging.nats``).
 
     ``publish`` sends the messages in the given order and returns once the broker has
     confirmed every one. It raises ``BrokerUnavailable`` when the broker cannot be reached

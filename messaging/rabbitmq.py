@@ -20,11 +20,11 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from eventstore.connect import masked
-from projections.errors import BrokerUnavailable, MessageRejected
-from projections.inbox import BrokerConsumer, Inbox, InboxDispatch, InboxHandler
-from projections.relay import CORRELATION_HEADER, RELAY_FAILURE, Message, Publisher, Relay
-from projections.subscriber import FailurePolicy
+from eventfold.eventstore.connect import masked
+from eventfold.messaging.errors import BrokerUnavailable, MessageRejected
+from eventfold.messaging.inbox import BrokerConsumer, Inbox, InboxDispatch, InboxHandler
+from eventfold.messaging.relay import CORRELATION_HEADER, RELAY_FAILURE, Message, Publisher, Relay
+from eventfold.projections.subscriber import FailurePolicy
 
 if TYPE_CHECKING:
     import aio_pika.abc

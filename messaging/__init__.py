@@ -1,0 +1,22 @@
+"""Messaging beyond the store: the events table is the outbox.
+
+A ``Relay`` is a subscriber that publishes each event to a broker at least once, in
+per-stream order, with the event id as the message id; an ``Inbox`` makes a consumer
+idempotent. The broker adapters need extras and are imported from their modules:
+``eventfold.messaging.rabbitmq`` (``pip install 'eventfold[rabbitmq]'``) and
+``eventfold.messaging.nats`` (``pip install 'eventfold[nats]'``).
+"""
+
+from eventfold.messaging.errors import BrokerUnavailable, MessageRejected
+from eventfold.messaging.inbox import Inbox, schedule_prune
+from eventfold.messaging.relay import Message, Publisher, Relay
+
+__all__ = [
+    "BrokerUnavailable",
+    "Inbox",
+    "Message",
+    "MessageRejected",
+    "Publisher",
+    "Relay",
+    "schedule_prune",
+]
