@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -66,8 +67,20 @@ def test_the_package_folders_are_linked_into_eventfold() -> None:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The distribution built as a wheel and installed (without dependencies) into a folder."""
     out = tmp_path_factory.mktemp("wheel")
+    # A copy of the tracked files (links kept as links), so the build leaves nothing behind.
+    source = out / "source"
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.split("\0")
+    for name in filter(None, tracked):
+        origin, copy = ROOT / name, source / name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        if origin.is_symlink():
+            copy.symlink_to(os.readlink(origin))
+        elif origin.is_file():
+            shutil.copy2(origin, copy)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(source)],
         check=True, capture_output=True,
     )
     [wheel] = out.glob("eventfold-*.whl")
