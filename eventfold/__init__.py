@@ -1,265 +1,111 @@
 """eventfold: event sourcing with CQRS projections for Python, asyncio first.
 
-Everything a user needs is importable from here::
+The everyday names are importable from here::
 
-    from eventfold import Aggregate, App, Event, EventStore, Projection, applies, handles
+    from eventfold import Aggregate, App, Event, Projection, Repository, applies, handles
 
-- the store: ``Event``, ``EventRegistry``, ``connect``, ``NO_STREAM``, ``ConcurrencyError``;
+- the store: ``Event``, ``EventRegistry``, ``connect``, ``migrate``, ``EventStore``,
+  ``NewEvent``, ``RecordedEvent``, the expected versions ``NO_STREAM``, ``STREAM_EXISTS``,
+  ``ANY``, the log's ``START``, and the errors an application catches;
 - the write model: ``Aggregate``, ``applies``, ``Repository``, ``DomainError``, ``scenario``;
-- snapshots and schema evolution: ``Snapshot``, ``sweep``, ``Upcasters``, ``check_schemas``;
-- read models and other subscribers: ``Projection``, ``handles``, ``Runner``, ``rebuild``,
-  ``ProcessManager`` (``on``, ``on_timeout``, ``compensation``), ``Relay``, ``Inbox``;
-- the application: ``App`` (what ``eventfold --app module:attribute`` loads), ``load_app``.
+- schema evolution and snapshots: ``Upcasters``, ``open_snapshots``;
+- read models: ``Projection``, ``handles``, ``ProjectionContext``, ``ReadModel``,
+  ``Delivery``, ``FailurePolicy``, ``Runner``;
+- process managers: ``ProcessManager``, ``ProcessContext``, ``on``, ``on_timeout``,
+  ``compensation``; messaging: ``Relay``, ``Inbox``;
+- the application: ``App`` (what ``eventfold --app module:attribute`` loads), ``Running``.
 
-Broker adapters (``eventfold.messaging.rabbitmq``, ``eventfold.messaging.nats``) and observability
-(``eventfold.projections.observability``) need extras and are imported from their modules.
+Everything else lives in the package that owns it: ``eventfold.eventstore``,
+``eventfold.upcasters``, ``eventfold.snapshots``, ``eventfold.aggregates``,
+``eventfold.projections``, ``eventfold.processes``, ``eventfold.messaging`` (its broker
+adapters ``eventfold.messaging.rabbitmq`` and ``eventfold.messaging.nats`` need extras), and
+observability in ``eventfold.projections.observability``.
 """
 
 from eventfold.aggregates import (
     Aggregate,
-    AggregateDefinitionError,
-    AggregateError,
-    AggregateExists,
     AggregateNotFound,
     DomainError,
     Repository,
-    Scenario,
     applies,
     scenario,
 )
-from eventfold.app import App, Connecting, Running, load_app
-from eventfold.config import Settings
-from eventfold.errors import AppNotFound, AppRequired, StreamNotFound
+from eventfold.app import App, Running
 from eventfold.eventstore import (
     ANY,
-    DEFAULT_URL,
     NO_STREAM,
     START,
     STREAM_EXISTS,
-    AppendResult,
-    CloudEventError,
     ConcurrencyError,
     DuplicateEventId,
-    DuplicateEventType,
     Event,
-    EventDecodeError,
     EventfoldError,
     EventRegistry,
     EventStore,
-    EventTypeError,
-    ExpectedVersion,
-    GlobalPosition,
     InvalidAppend,
     NewEvent,
     RecordedEvent,
     SchemaNotMigrated,
     StoreUnavailable,
-    StreamInfo,
-    StreamState,
-    TransactionHorizonError,
     UnknownEventType,
-    UnregisteredEvent,
-    category_of,
     connect,
-    masked,
-    new_event_id,
 )
-from eventfold.eventstore.causation import caused_by, correlated
-from eventfold.eventstore.cloudevents import from_cloudevent, import_cloudevent, to_cloudevent
-from eventfold.eventstore.migrate import SCHEMA_HEAD, migrate, schema_revision
-from eventfold.messaging.errors import BrokerUnavailable
-from eventfold.messaging.inbox import Inbox
-from eventfold.messaging.relay import Message, Publisher, Relay
-from eventfold.processes import (
-    Deadline,
-    DeadlinePoller,
-    ProcessContext,
-    ProcessManager,
-    Step,
-    compensation,
-    list_deadlines,
-    on,
-    on_timeout,
-)
+from eventfold.eventstore.migrate import migrate
+from eventfold.messaging import Inbox, Relay
+from eventfold.processes import ProcessContext, ProcessManager, compensation, on, on_timeout
 from eventfold.projections import (
-    BatchContext,
     Delivery,
     FailurePolicy,
-    ParkedEvent,
-    ParkedEventNotFound,
     Projection,
     ProjectionContext,
-    ProjectionError,
-    ProjectionHalted,
-    ProjectionHeld,
-    ProjectionRegistry,
-    ProjectionStatus,
     ReadModel,
-    RebuildError,
-    RebuildProgress,
-    RetryResult,
     Runner,
-    Subscriber,
-    SubscriberState,
-    UnknownProjection,
     handles,
-    list_parked,
-    rebuild,
-    reset,
-    retry_parked,
-    skip_parked,
-    status,
 )
-from eventfold.projections.errors import SubscriberUnavailable
-from eventfold.snapshots import (
-    Snapshot,
-    SnapshotStorage,
-    SnapshotStore,
-    SweepReport,
-    open_snapshots,
-    schedule_sweep,
-    sweep,
-)
-from eventfold.status import StatusReport, status_report
-from eventfold.tail import tail
-from eventfold.upcasters import (
-    Incompatibility,
-    InvalidUpcasterChain,
-    MissingUpcaster,
-    SchemaLockError,
-    UpcasterError,
-    Upcasters,
-    UpcastFailed,
-    catalog_json,
-    catalog_markdown,
-    check_schemas,
-    lock_schemas,
-    read_lock,
-    write_lock,
-)
+from eventfold.snapshots import open_snapshots
+from eventfold.upcasters import Upcasters
 
 __all__ = [
     "ANY",
-    "DEFAULT_URL",
     "NO_STREAM",
-    "SCHEMA_HEAD",
     "START",
     "STREAM_EXISTS",
     "Aggregate",
-    "AggregateDefinitionError",
-    "AggregateError",
-    "AggregateExists",
     "AggregateNotFound",
     "App",
-    "AppNotFound",
-    "AppRequired",
-    "AppendResult",
-    "BatchContext",
-    "BrokerUnavailable",
-    "CloudEventError",
     "ConcurrencyError",
-    "Connecting",
-    "Deadline",
-    "DeadlinePoller",
     "Delivery",
     "DomainError",
     "DuplicateEventId",
-    "DuplicateEventType",
     "Event",
-    "EventDecodeError",
     "EventRegistry",
     "EventStore",
-    "EventTypeError",
     "EventfoldError",
-    "ExpectedVersion",
     "FailurePolicy",
-    "GlobalPosition",
     "Inbox",
-    "Incompatibility",
     "InvalidAppend",
-    "InvalidUpcasterChain",
-    "Message",
-    "MissingUpcaster",
     "NewEvent",
-    "ParkedEvent",
-    "ParkedEventNotFound",
     "ProcessContext",
     "ProcessManager",
     "Projection",
     "ProjectionContext",
-    "ProjectionError",
-    "ProjectionHalted",
-    "ProjectionHeld",
-    "ProjectionRegistry",
-    "ProjectionStatus",
-    "Publisher",
     "ReadModel",
-    "RebuildError",
-    "RebuildProgress",
     "RecordedEvent",
     "Relay",
     "Repository",
-    "RetryResult",
     "Runner",
     "Running",
-    "Scenario",
-    "SchemaLockError",
     "SchemaNotMigrated",
-    "Settings",
-    "Snapshot",
-    "SnapshotStorage",
-    "SnapshotStore",
-    "StatusReport",
-    "Step",
     "StoreUnavailable",
-    "StreamInfo",
-    "StreamNotFound",
-    "StreamState",
-    "Subscriber",
-    "SubscriberState",
-    "SubscriberUnavailable",
-    "SweepReport",
-    "TransactionHorizonError",
     "UnknownEventType",
-    "UnknownProjection",
-    "UnregisteredEvent",
-    "UpcastFailed",
-    "UpcasterError",
     "Upcasters",
     "applies",
-    "catalog_json",
-    "catalog_markdown",
-    "category_of",
-    "caused_by",
-    "check_schemas",
     "compensation",
     "connect",
-    "correlated",
-    "from_cloudevent",
     "handles",
-    "import_cloudevent",
-    "list_deadlines",
-    "list_parked",
-    "load_app",
-    "lock_schemas",
-    "masked",
     "migrate",
-    "new_event_id",
     "on",
     "on_timeout",
     "open_snapshots",
-    "read_lock",
-    "rebuild",
-    "reset",
-    "retry_parked",
     "scenario",
-    "schedule_sweep",
-    "schema_revision",
-    "skip_parked",
-    "status",
-    "status_report",
-    "sweep",
-    "tail",
-    "to_cloudevent",
-    "write_lock",
 ]

@@ -11,10 +11,13 @@ snapshots and runs exactly what the application does::
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Collection, Generator, Iterable
+from collections.abc import Callable, Collection, Generator, Iterable
+from datetime import UTC
 from types import TracebackType
 from typing import Any
 
@@ -22,7 +25,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventfold.aggregates import Aggregate, AggregateDefinitionError, Repository, check_aggregate
-from eventfold.errors import AppNotFound
+from eventfold.errors import AppNotFound, MetricsUnavailable
 from eventfold.eventstore import (
     DEFAULT_URL,
     Event,
@@ -39,6 +42,7 @@ from eventfold.projections import (
     ProjectionRegistry,
     Runner,
     Subscriber,
+    SubscriberState,
     UnknownProjection,
 )
 from eventfold.snapshots import (
@@ -203,6 +207,63 @@ class Running:
             )
         return list(asked)
 
+    async def serve(
+        self,
+        runner: Runner,
+        stop: asyncio.Event,
+        *,
+        shutdown_timeout: float = 10.0,
+        sweep_every: float | None = None,
+        sweep_threshold: int = 100,
+        on_started: Callable[[], None] = lambda: None,
+        on_state: Callable[[SubscriberState], None] = lambda state: None,
+    ) -> None:
+        """Serve the App's subscribers with ``runner`` (from ``runner()``) until ``stop`` is
+        set: what ``eventfold run`` does, callable from any program.
+
+        Starts the runner, the deadline poller when the App has process managers, and the
+        snapshot sweep every ``sweep_every`` seconds when asked; calls ``on_started`` once
+        all are up and ``on_state`` each time a subscriber's state in this runner changes.
+        On stop it stops taking new work first, then lets batches in progress commit
+        (rolling them back after ``shutdown_timeout``): never a half-committed batch.
+        """
+        poller = self.deadline_poller()
+        scheduler: AsyncIOScheduler | None = None
+        seen: dict[str, str] = {}
+
+        def look() -> None:
+            for state in runner.states():
+                # "starting" is the instant before the first lease attempt: not a change.
+                if state.state != "starting" and seen.get(state.name) != state.state:
+                    seen[state.name] = state.state
+                    on_state(state)
+
+        started = False
+        try:
+            await _start_runner(runner)
+            if poller is not None:
+                await poller.start()
+            if sweep_every is not None:
+                scheduler = AsyncIOScheduler(timezone=UTC)
+                self.schedule_snapshot_sweep(
+                    scheduler, threshold=sweep_threshold, every_seconds=sweep_every
+                )
+                scheduler.start()
+            started = True
+            on_started()
+            while not stop.is_set():
+                look()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), STATE_WATCH_INTERVAL)
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
+            if poller is not None:
+                await poller.stop()
+            await runner.stop(timeout=shutdown_timeout)
+            if started:  # a runner that failed to start has only its error to say
+                look()
+
     async def close(self) -> None:
         """Close the engine, the snapshot store and the event store."""
         if self._engine is not None:
@@ -282,3 +343,26 @@ def load_app(spec: str) -> App:
 
 
 __all__ = ["App", "AppNotFound", "Connecting", "Running", "load_app"]
+
+
+STATE_WATCH_INTERVAL = 0.2
+"""How often ``Running.serve`` compares the runner's subscriber states to report changes."""
+
+
+async def _start_runner(runner: Runner) -> None:
+    """Start the runner; a metrics port it cannot serve is one clear error, not a bug."""
+    try:
+        await runner.start()
+    except ImportError as exc:
+        if runner.metrics_port is None:
+            raise
+        raise MetricsUnavailable(
+            runner.metrics_port, f"{exc}; install the extra: pip install 'eventfold[metrics]'"
+        ) from exc
+    except OSError as exc:
+        if runner.metrics_port is None:
+            raise
+        raise MetricsUnavailable(
+            runner.metrics_port,
+            f"{exc.strerror or exc}; choose another --metrics-port (0: any)",
+        ) from exc

@@ -19,12 +19,34 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from eventfold.eventstore.migrate import sqlalchemy_url
+from eventfold.eventstore.connect import masked
+from eventfold.eventstore.errors import StoreUnavailable
 
 _configured: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The async SQLAlchemy URL of a store URL: ``postgresql://`` -> ``postgresql+asyncpg://``,
+    ``sqlite:///`` -> ``sqlite+aiosqlite:///``."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreUnavailable(masked(url), f"not a database URL: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend in {"postgresql", "postgres"}:
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    elif backend == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    else:
+        raise StoreUnavailable(
+            masked(url), "migrations run on postgresql:// or sqlite:/// URLs only"
+        )
+    return parsed.render_as_string(hide_password=False)
 
 
 def create_engine(url: str, *, busy_timeout: float = 30.0, **options: Any) -> AsyncEngine:

@@ -10,18 +10,21 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from eventfold.eventstore.connect import masked
+from eventfold.eventstore.engine import sqlalchemy_url
 from eventfold.eventstore.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic (and the Mako and Pygments it pulls in) is imported only by the functions that
+# migrate: it is a tenth of a second that `import eventfold` and every store open would pay.
 
 SCHEMA_HEAD = "0004"
 """The revision this code expects (the head of eventstore/migrations; a test keeps it so)."""
@@ -32,6 +35,8 @@ VERSION_TABLE = "eventfold_alembic_version"
 
 def alembic_config() -> Config:
     """An Alembic configuration pointing at the migrations inside the package."""
+    from alembic.config import Config
+
     config = Config()
     location = importlib.resources.files("eventfold.eventstore") / "migrations"
     config.set_main_option("script_location", str(location))
@@ -40,28 +45,12 @@ def alembic_config() -> Config:
 
 def script_head() -> str:
     """The head revision of the shipped scripts (what ``SCHEMA_HEAD`` must equal)."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:  # pragma: no cover - the package always ships revisions
         raise RuntimeError("eventstore/migrations holds no revision")
     return head
-
-
-def sqlalchemy_url(url: str) -> str:
-    """The async SQLAlchemy URL for a store URL (``postgresql://`` -> ``postgresql+asyncpg://``)."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StoreUnavailable(masked(url), f"not a database URL: {exc}") from exc
-    backend = parsed.get_backend_name()
-    if backend in {"postgresql", "postgres"}:
-        parsed = parsed.set(drivername="postgresql+asyncpg")
-    elif backend == "sqlite":
-        parsed = parsed.set(drivername="sqlite+aiosqlite")
-    else:
-        raise StoreUnavailable(
-            masked(url), "migrations run on postgresql:// or sqlite:/// URLs only"
-        )
-    return parsed.render_as_string(hide_password=False)
 
 
 async def migrate(url: str, revision: str = "head") -> None:
@@ -70,11 +59,15 @@ async def migrate(url: str, revision: str = "head") -> None:
     Safe to run from several processes at once on PostgreSQL (they take turns on an
     advisory lock) and a no-op when the schema is already there.
     """
+    from alembic import command
+
     await _run(url, lambda sync_conn, config: command.upgrade(config, revision))
 
 
 async def downgrade(url: str, revision: str) -> None:
     """Downgrade the database at ``url`` to ``revision`` (``"base"`` drops every table)."""
+    from alembic import command
+
     await _run(url, lambda sync_conn, config: command.downgrade(config, revision))
 
 

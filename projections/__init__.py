@@ -15,6 +15,7 @@ from eventfold.projections.errors import (
     ProjectionHalted,
     ProjectionHeld,
     RebuildError,
+    SubscriberUnavailable,
     UnknownProjection,
 )
 from eventfold.projections.leases import LeaseInfo, default_holder
@@ -65,6 +66,7 @@ __all__ = [
     "Runner",
     "Subscriber",
     "SubscriberState",
+    "SubscriberUnavailable",
     "Subscription",
     "UnknownProjection",
     "default_holder",

@@ -1,7 +1,8 @@
 """``eventfold run``: serve an application's subscribers until SIGTERM or SIGINT.
 
 Runs the App's runner (projections, process managers, relays), the deadline poller when it
-has process managers, and optionally the scheduled snapshot sweep. Several ``eventfold run``
+has process managers, and optionally the scheduled snapshot sweep (all of it is
+``Running.serve``; this module adds signals and printing). Several ``eventfold run``
 processes share the work through leases; one killed (even with kill -9) is replaced within
 seconds.
 
@@ -20,24 +21,17 @@ Library warnings and errors are logged on stderr.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
-from datetime import UTC
 from typing import Annotated
 
 import typer
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from eventfold.cli.execution import run
 from eventfold.cli.options import AppOption
 from eventfold.config import Settings
-from eventfold.errors import MetricsUnavailable
-from eventfold.projections import Runner, SubscriberState
-
-WATCH_INTERVAL = 0.2
-"""How often the runner's subscriber states are compared to print what changed."""
+from eventfold.projections import SubscriberState
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -55,38 +49,6 @@ def state_line(state: SubscriberState) -> str:
     if state.state == "halted" and state.last_error:
         return f"{state.name}: halted: {' '.join(state.last_error.split())}"
     return f"{state.name}: {state.state}"
-
-
-class _Watch:
-    """Prints a line for each subscriber whose state changed since the last look."""
-
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
-        self.seen: dict[str, str] = {}
-
-    def look(self) -> None:
-        for state in self.runner.states():
-            # "starting" is the instant before the first lease attempt: not worth a line.
-            if state.state != "starting" and self.seen.get(state.name) != state.state:
-                self.seen[state.name] = state.state
-                say(state_line(state))
-
-
-async def _start(runner: Runner, metrics_port: int | None) -> None:
-    """Start the runner; a metrics port it cannot serve is one clear error, not a bug."""
-    try:
-        await runner.start()
-    except ImportError as exc:
-        assert metrics_port is not None  # only the metrics extra is imported on start
-        raise MetricsUnavailable(
-            metrics_port, f"{exc}; install the extra: pip install 'eventfold[metrics]'"
-        ) from exc
-    except OSError as exc:
-        if metrics_port is None:
-            raise
-        raise MetricsUnavailable(
-            metrics_port, f"{exc.strerror or exc}; choose another --metrics-port (0: any)"
-        ) from exc
 
 
 def run_command(
@@ -149,8 +111,6 @@ def run_command(
                 holder=holder, batch_size=batch_size, lease_ttl=lease_ttl,
                 metrics_port=metrics_port,
             )
-            poller = running.deadline_poller()
-            scheduler: AsyncIOScheduler | None = None
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
 
@@ -159,38 +119,20 @@ def run_command(
                     say(f"runner {runner.holder} stopping ({signum.name})")
                 stop.set()
 
-            for signum in _STOP_SIGNALS:
-                loop.add_signal_handler(signum, on_signal, signum)
-            watch = _Watch(runner)
-            started = False
-            try:
-                await _start(runner, metrics_port)
-                if poller is not None:
-                    await poller.start()
-                if sweep_every is not None:
-                    scheduler = AsyncIOScheduler(timezone=UTC)
-                    running.schedule_snapshot_sweep(
-                        scheduler, threshold=sweep_threshold, every_seconds=sweep_every
-                    )
-                    scheduler.start()
+            def on_started() -> None:
                 say(f"runner {runner.holder} started")
-                started = True
                 if runner.metrics is not None:
                     say(f"metrics on port {runner.metrics.port}")
-                while not stop.is_set():
-                    watch.look()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), WATCH_INTERVAL)
+
+            for signum in _STOP_SIGNALS:
+                loop.add_signal_handler(signum, on_signal, signum)
+            try:
+                await running.serve(
+                    runner, stop, shutdown_timeout=shutdown_timeout, sweep_every=sweep_every,
+                    sweep_threshold=sweep_threshold, on_started=on_started,
+                    on_state=lambda state: say(state_line(state)),
+                )
             finally:
-                # Stop taking new work first, then let batches in progress commit (or roll
-                # back after the timeout): never a half-committed batch.
-                if scheduler is not None:
-                    scheduler.shutdown(wait=False)
-                if poller is not None:
-                    await poller.stop()
-                await runner.stop(timeout=shutdown_timeout)
-                if started:  # a runner that failed to start says only its error
-                    watch.look()
                 for signum in _STOP_SIGNALS:
                     loop.remove_signal_handler(signum)
             say(f"runner {runner.holder} stopped")

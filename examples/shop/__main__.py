@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import sys
 
-from eventfold import DEFAULT_URL, EventfoldError, Settings
+from eventfold import EventfoldError
+from eventfold.config import Settings
+from eventfold.eventstore import DEFAULT_URL
 from examples.shop.brokers import UnknownBroker
 from examples.shop.story import run_shop
 

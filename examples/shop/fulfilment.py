@@ -18,7 +18,8 @@ from functools import partial
 
 from pydantic import BaseModel
 
-from eventfold import ProcessContext, ProcessManager, Step, compensation, on, on_timeout
+from eventfold import ProcessContext, ProcessManager, compensation, on, on_timeout
+from eventfold.processes import Step
 from examples.shop.events import OrderPlaced, PaymentCharged, PaymentFailed
 from examples.shop.inventory import InsufficientStock, InventoryItem
 from examples.shop.order import Order

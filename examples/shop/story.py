@@ -25,19 +25,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 
-from eventfold import (
-    App,
-    EventStore,
-    GlobalPosition,
-    RecordedEvent,
-    Runner,
-    Running,
-    caused_by,
-    correlated,
-    masked,
-    migrate,
-    rebuild,
-)
+from eventfold import App, EventStore, RecordedEvent, Runner, Running, migrate
+from eventfold.eventstore import GlobalPosition, masked
+from eventfold.eventstore.causation import caused_by, correlated
+from eventfold.projections import rebuild
 from eventfold.projections.trace import TraceNode, trace
 from examples.shop.app import build_app
 from examples.shop.events import OrderLine

@@ -13,15 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 from typer.testing import Result
 
-from eventfold import (
-    NO_STREAM,
-    Event,
-    EventRegistry,
-    EventStore,
-    GlobalPosition,
-    RecordedEvent,
-    connect,
-)
+from eventfold import NO_STREAM, Event, EventRegistry, EventStore, RecordedEvent, connect
+from eventfold.eventstore import GlobalPosition
 from eventfold.eventstore.engine import create_engine
 
 

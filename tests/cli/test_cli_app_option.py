@@ -6,8 +6,11 @@ from __future__ import annotations
 import pytest
 from cli_support import APP, Invoke, json_lines, one_error_line
 
-from eventfold import App, AppNotFound, AppRequired, Settings, load_app
+from eventfold import App
+from eventfold.app import load_app
 from eventfold.cli.execution import EXIT_USAGE
+from eventfold.config import Settings
+from eventfold.errors import AppNotFound, AppRequired
 
 APP_COMMANDS = [
     ["snapshots", "take", "Cart-1"],

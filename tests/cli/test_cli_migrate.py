@@ -6,7 +6,7 @@ import asyncio
 
 from cli_support import Invoke
 
-from eventfold import SCHEMA_HEAD, schema_revision
+from eventfold.eventstore.migrate import SCHEMA_HEAD, schema_revision
 
 
 def test_migrate_creates_the_schema_then_has_nothing_to_do(

@@ -8,8 +8,8 @@ import asyncpg
 import pytest
 from cli_support import Invoke, append_cart_events, json_lines, one_error_line
 
-from eventfold import SCHEMA_HEAD
 from eventfold.cli.execution import EXIT_HORIZON, EXIT_NOT_MIGRATED
+from eventfold.eventstore.migrate import SCHEMA_HEAD
 
 pytestmark = pytest.mark.postgres
 

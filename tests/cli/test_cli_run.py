@@ -219,7 +219,8 @@ def test_an_unmigrated_store_is_one_line(invoke: Invoke, sqlite_url: str) -> Non
 
 def test_the_app_runs_its_process_managers_deadlines(sqlite_url: str) -> None:
     """``Running.deadline_poller()``: what ``run`` starts beside the runner."""
-    from eventfold import DeadlinePoller, load_app
+    from eventfold.app import load_app
+    from eventfold.processes import DeadlinePoller
 
     async def check() -> None:
         await migrate(sqlite_url)

@@ -8,10 +8,12 @@ from decimal import Decimal
 import sqlalchemy as sa
 from cli_support import APP, Invoke, json_lines, one_error_line
 
-from eventfold import Snapshot, load_app, open_snapshots
+from eventfold import open_snapshots
+from eventfold.app import load_app
 from eventfold.cli.execution import EXIT_ERROR, EXIT_NOT_FOUND
 from eventfold.eventstore.engine import create_engine
 from eventfold.eventstore.schema import snapshots as table
+from eventfold.snapshots import Snapshot
 
 
 def _snapshots(url: str, stream_id: str) -> list[tuple[int, int]]:

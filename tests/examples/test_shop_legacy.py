@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 from shop_support import line, open_shop
 
-from eventfold import correlated
 from eventfold.app import App
+from eventfold.eventstore.causation import correlated
 from eventfold.upcasters import MissingUpcaster, Upcasters
 from examples.shop.app import build_app
 from examples.shop.events import SHOP_EVENTS, OrderPlaced

@@ -1,0 +1,53 @@
+"""The public face: ``eventfold`` exports the everyday names and nothing else, and importing it
+stays light. A change to either list shows up here, in review."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import eventfold
+
+EVERYDAY_NAMES = [
+    "ANY", "NO_STREAM", "START", "STREAM_EXISTS",
+    "Aggregate", "AggregateNotFound", "App", "ConcurrencyError", "Delivery", "DomainError",
+    "DuplicateEventId", "Event", "EventRegistry", "EventStore", "EventfoldError",
+    "FailurePolicy", "Inbox", "InvalidAppend", "NewEvent", "ProcessContext", "ProcessManager",
+    "Projection", "ProjectionContext", "ReadModel", "RecordedEvent", "Relay", "Repository",
+    "Runner", "Running", "SchemaNotMigrated", "StoreUnavailable", "UnknownEventType",
+    "Upcasters", "applies", "compensation", "connect", "handles", "migrate", "on",
+    "on_timeout", "open_snapshots", "scenario",
+]
+
+HEAVY_OR_OPTIONAL = (
+    "alembic", "mako", "pygments", "aio_pika", "aiormq", "nats", "opentelemetry",
+    "prometheus_client", "typer", "rich",
+)
+
+
+def test_the_face_exports_the_everyday_names() -> None:
+    assert eventfold.__all__ == EVERYDAY_NAMES
+    for name in EVERYDAY_NAMES:
+        assert getattr(eventfold, name).__module__.startswith("eventfold."), name
+
+
+def test_every_package_lists_what_it_exports() -> None:
+    import importlib
+
+    for package in ("eventstore", "upcasters", "snapshots", "aggregates", "projections",
+                    "processes", "messaging"):
+        module = importlib.import_module(f"eventfold.{package}")
+        assert module.__all__ == sorted(module.__all__, key=lambda n: (not n.isupper(), n))
+        for name in module.__all__:
+            assert hasattr(module, name), f"eventfold.{package}.{name}"
+
+
+def test_importing_eventfold_leaves_out_migrations_brokers_telemetry_and_the_cli() -> None:
+    code = (
+        "import sys, eventfold\n"
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY_OR_OPTIONAL!r})\n"
+        "print(','.join(bad))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    assert loaded == ""
