@@ -33,6 +33,21 @@ VERSION_TABLE = "eventfold_alembic_version"
 """The table where the applied revision is recorded."""
 
 
+def exclude_eventfold(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object | None
+) -> bool:
+    """An ``include_object`` hook for an application's own Alembic ``env.py``: leaves
+    eventfold's tables (``eventfold_*``) and their columns, indexes and constraints out of the
+    application's ``alembic revision --autogenerate`` and ``alembic check``.
+
+    eventfold migrates its tables itself (``eventfold migrate``); without this hook the
+    application's autogenerate proposes to drop them. Pass it as
+    ``context.configure(..., include_object=exclude_eventfold)``.
+    """
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    return not (table or "").startswith("eventfold_")
+
+
 def alembic_config() -> Config:
     """An Alembic configuration pointing at the migrations inside the package."""
     from alembic.config import Config

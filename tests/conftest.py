@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import importlib.abc
 import os
 import sys
@@ -78,11 +79,11 @@ def pg_server_url() -> Iterator[str]:
                     pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def pg_url(pg_server_url: str) -> Iterator[str]:
-    """The URL of a fresh database for this test session, migrated to the head."""
+@contextlib.contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the server (random name), dropped on exit."""
     name = f"eventfold_test_{uuid.uuid4().hex[:12]}"
-    server = make_url(pg_server_url)
+    server = make_url(server_url)
     admin_dsn = server.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
@@ -93,15 +94,29 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
             f"{HOW_TO_GET_POSTGRES}",
             pytrace=False,
         )
-    url = server.set(drivername="postgresql", database=name).render_as_string(
-        hide_password=False
-    )
     try:
-        run_async(migrate(url))
-        yield url
+        yield server.set(drivername="postgresql", database=name).render_as_string(
+            hide_password=False
+        )
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """The URL of a fresh database for this test session, migrated to the head."""
+    with fresh_database(pg_server_url) as url:
+        run_async(migrate(url))
+        yield url
+
+
+@pytest.fixture
+def pg_fresh_url(pg_server_url: str) -> Iterator[str]:
+    """A database of this test's own, migrated to the head (dropped after the test)."""
+    with fresh_database(pg_server_url) as url:
+        run_async(migrate(url))
+        yield url
 
 
 async def truncate_store_tables(url: str) -> None:
