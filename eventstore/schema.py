@@ -23,6 +23,23 @@ class Xid8(UserDefinedType[int]):
 
 metadata = sa.MetaData()
 
+SQLITE_ONLY: dict[Any, Any] = {"dialects": ("sqlite",)}
+POSTGRESQL_ONLY: dict[Any, Any] = {"dialects": ("postgresql",)}
+"""``info`` of a table or index that the migrations create on one dialect only.
+``exists_on`` reads it, so a comparison with a migrated database (tests/test_schema_drift.py)
+holds each dialect to what its migrations really create."""
+
+
+def exists_on(obj: object, dialect: str) -> bool:
+    """Whether the migrations create ``obj`` (a table, or an index or column of one) on
+    ``dialect`` (``"postgresql"``, ``"sqlite"``)."""
+    owners = [obj, getattr(obj, "table", None)]
+    return all(
+        dialect in owner.info.get("dialects", (dialect,))
+        for owner in owners
+        if isinstance(owner, sa.Table | sa.Index)
+    )
+
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -55,11 +72,15 @@ events = sa.Table(
     ),
     sa.UniqueConstraint("stream_id", "stream_version", name="eventfold_events_stream_version"),
 )
-sa.Index("eventfold_events_log_order", events.c.transaction_id, events.c.position)
+# SQLite's reading order; on PostgreSQL (transaction_id, position) is the primary key.
+sa.Index(
+    "eventfold_events_log_order", events.c.transaction_id, events.c.position, info=SQLITE_ONLY
+).ddl_if(dialect="sqlite")
 # `eventfold events trace` finds a conversation's events by correlation id (PostgreSQL only:
 # SQLite databases are small enough to scan).
 sa.Index(
-    "eventfold_events_correlation", sa.text("(metadata->>'correlation_id')"), _table=events
+    "eventfold_events_correlation", sa.text("(metadata->>'correlation_id')"), _table=events,
+    info=POSTGRESQL_ONLY,
 ).ddl_if(dialect="postgresql")
 
 # SQLite only (see the note on `events`): the stream's version, updated by each append.
@@ -72,6 +93,7 @@ streams = sa.Table(
     sa.Column(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
+    info=SQLITE_ONLY,
 )
 sa.Index("eventfold_streams_category", streams.c.category, streams.c.stream_id)
 
