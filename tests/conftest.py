@@ -2,7 +2,7 @@
 
 PostgreSQL: tests get a real server, never a mock, and never skip for want of one. The DSN
 comes from ``EVENTFOLD_TEST_DATABASE_URL`` (CI: ``postgresql://postgres@127.0.0.1:5432/test``);
-without it a throwaway server is started with the machine's pg_ctl (tests/pg_throwaway.py).
+without it a throwaway server is started with the machine's pg_ctl (eventfold/testing/postgres.py).
 Each test session works in a fresh database of its own (random name, migrated, dropped at
 the end), so engineers and CI runs sharing a server never see each other's rows.
 """
@@ -13,22 +13,18 @@ import asyncio
 import concurrent.futures
 import contextlib
 import importlib.abc
-import os
 import sys
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import asyncpg
-import psycopg
 import pytest
 from layout_support import BARE_PACKAGE_NAMES
-from pg_throwaway import NoServer, throwaway_server
-from sqlalchemy.engine import make_url
 
 from eventfold.eventstore.backends.postgres import PostgresEventStore
 from eventfold.eventstore.migrate import migrate
 from eventfold.eventstore.registry import EventRegistry
+from eventfold.testing.postgres import NoServer, create_database, drop_database, server_url
 
 T = TypeVar("T")
 
@@ -48,15 +44,6 @@ class _BareNameGuard(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, _BareNameGuard())
 
-TEST_DATABASE_ENV = "EVENTFOLD_TEST_DATABASE_URL"
-
-HOW_TO_GET_POSTGRES = (
-    f"PostgreSQL tests need a server: set {TEST_DATABASE_ENV} to a DSN whose user may create "
-    "databases (e.g. postgresql://postgres@127.0.0.1:5432/test), or install PostgreSQL "
-    "(apt-get install postgresql) so the tests can start a throwaway server with its pg_ctl."
-)
-
-
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion from sync code, in a thread with its own event loop
     (session fixtures must not touch the loops pytest-asyncio manages)."""
@@ -67,55 +54,38 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     """A DSN of a PostgreSQL server whose user may create databases."""
-    configured = os.environ.get(TEST_DATABASE_ENV)
-    if configured:
-        yield configured
-        return
     try:
-        with throwaway_server() as url:
+        with server_url() as url:
             yield url
     except NoServer as exc:
-        pytest.fail(f"could not start a throwaway PostgreSQL: {exc}. {HOW_TO_GET_POSTGRES}",
-                    pytrace=False)
+        pytest.fail(str(exc), pytrace=False)
 
 
 @contextlib.contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    """A new, empty database on the server (random name), dropped on exit."""
-    name = f"eventfold_test_{uuid.uuid4().hex[:12]}"
-    server = make_url(server_url)
-    admin_dsn = server.set(drivername="postgresql").render_as_string(hide_password=False)
+def migrated_database(server: str) -> Iterator[str]:
+    """A fresh database on ``server``, migrated to the head, dropped on exit."""
     try:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.Error as exc:
-        pytest.fail(
-            f"cannot create a test database on {server.render_as_string()}: {exc}. "
-            f"{HOW_TO_GET_POSTGRES}",
-            pytrace=False,
-        )
+        url = run_async(create_database(server))
+    except NoServer as exc:
+        pytest.fail(str(exc), pytrace=False)
     try:
-        yield server.set(drivername="postgresql", database=name).render_as_string(
-            hide_password=False
-        )
+        run_async(migrate(url))
+        yield url
     finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        run_async(drop_database(url))
 
 
 @pytest.fixture(scope="session")
 def pg_url(pg_server_url: str) -> Iterator[str]:
     """The URL of a fresh database for this test session, migrated to the head."""
-    with fresh_database(pg_server_url) as url:
-        run_async(migrate(url))
+    with migrated_database(pg_server_url) as url:
         yield url
 
 
 @pytest.fixture
 def pg_fresh_url(pg_server_url: str) -> Iterator[str]:
     """A database of this test's own, migrated to the head (dropped after the test)."""
-    with fresh_database(pg_server_url) as url:
-        run_async(migrate(url))
+    with migrated_database(pg_server_url) as url:
         yield url
 
 
