@@ -17,17 +17,29 @@ The mapping (docs/messaging.md has the table):
 ``to_cloudevent`` and ``from_cloudevent`` round-trip a ``RecordedEvent`` exactly;
 ``import_cloudevent`` turns any CloudEvent with a JSON object as data (ours or another
 producer's) into a stream id and a ``NewEvent`` to append to another store.
+
+An imported event keeps its origin: the producer's ``id``, ``source``, ``time``,
+``dataschema`` and unknown extension attributes go into ``metadata["cloudevent"]``, and
+``to_cloudevent`` sends them on unchanged (``id``, ``source`` and ``time`` name the
+occurrence, wherever it is stored). eventfold's own id and time of such an event travel in
+the extensions ``eventid`` and ``recordedat``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from eventfold.eventstore.errors import CloudEventError
+from eventfold.eventstore.errors import (
+    CloudEventError,
+    EventDecodeError,
+    EventfoldError,
+    UnknownEventType,
+)
 from eventfold.eventstore.records import NewEvent, RecordedEvent
 from eventfold.eventstore.registry import EventRegistry
 
@@ -44,6 +56,20 @@ _LIFTED = {
     "traceparent": "traceparent",
     "tracestate": "tracestate",
 }
+ORIGIN = "cloudevent"
+"""The metadata key of an imported event's origin: the producer's ``id``, ``source``,
+``time``, ``dataschema`` and unknown ``extensions``."""
+
+# Attributes this module reads or writes; any other attribute of an imported CloudEvent is
+# a foreign extension, kept in its origin.
+_KNOWN = {
+    "specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema",
+    "data", "data_base64", "streamversion", "schemaversion", "position", "transactionid",
+    "metadata", "eventid", "recordedat", *_LIFTED.values(),
+}
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?P<fraction>\.\d+)?(?P<offset>[Zz]|[+-]\d{2}:\d{2})"
+)
 _INT32_MAX = 2**31 - 1
 # Non-UUID ids of foreign CloudEvents map to stable UUIDs in this namespace (source + id
 # is what the spec makes unique), so importing the same event twice stays idempotent.
@@ -74,6 +100,8 @@ def to_cloudevent(
         attribute = _LIFTED.get(key)
         if attribute is not None and isinstance(value, str):
             cloudevent[attribute] = value
+        elif key == ORIGIN and _is_origin(value):
+            cloudevent.update(_origin_attributes(value, record))
         else:
             rest[key] = value
     if rest:
@@ -101,7 +129,8 @@ def from_cloudevent(
     another producer lacks the envelope's positions: use ``import_cloudevent`` for it).
     """
     ce = _mapping(cloudevent)
-    event_id = ce.get("id")
+    imported = "eventid" in ce  # an event this store imported: its origin's id and time
+    event_id = ce.get("eventid" if imported else "id")
     if not isinstance(event_id, str):
         raise CloudEventError("attribute 'id' is missing or not a string")
     try:
@@ -109,6 +138,8 @@ def from_cloudevent(
     except ValueError:
         raise CloudEventError(f"id {event_id!r} is not a UUID", event_id) from None
     metadata = _metadata(ce, event_id)
+    if imported:
+        metadata[ORIGIN] = _origin(ce)
     return RecordedEvent(
         event_id=parsed_id,
         stream_id=_subject(ce, event_id),
@@ -119,7 +150,7 @@ def from_cloudevent(
         schema_version=_number(ce, "schemaversion", event_id, default=1),
         data=_data(ce, event_id),
         metadata=metadata,
-        recorded_at=_time(ce, event_id),
+        recorded_at=_time(ce, event_id, "recordedat" if imported else "time"),
     )
 
 
@@ -143,6 +174,10 @@ def import_cloudevent(
         event_id = uuid.UUID(raw_id)
     except ValueError:
         event_id = uuid.uuid5(_FOREIGN_IDS, f"{ce.get('source')}\x00{raw_id}")
+    if "time" in ce:
+        _time(ce, raw_id)  # a malformed time is refused, not carried along
+    metadata = _metadata(ce, raw_id)
+    metadata[ORIGIN] = _origin(ce)
     stored = RecordedEvent(
         event_id=event_id,
         stream_id=_subject(ce, raw_id),
@@ -152,17 +187,26 @@ def import_cloudevent(
         event_type=_type(ce, type_prefix, raw_id),
         schema_version=_number(ce, "schemaversion", raw_id, default=1),
         data=_data(ce, raw_id),
-        metadata=_metadata(ce, raw_id),
+        metadata=metadata,
         recorded_at=datetime.now(UTC),
     )
-    upcast = registry.upcast(stored)
-    if len(upcast) != 1:
+    try:
+        upcast = registry.upcast(stored)
+        if len(upcast) != 1:
+            raise CloudEventError(
+                f"an upcaster turns {stored.event_type!r} v{stored.schema_version} into "
+                f"{len(upcast)} events; import the stored events of the split instead",
+                raw_id,
+            )
+        event = registry.decode(upcast[0])
+    except CloudEventError:
+        raise
+    except EventfoldError as exc:
         raise CloudEventError(
-            f"an upcaster turns {stored.event_type!r} v{stored.schema_version} into "
-            f"{len(upcast)} events; import the stored events of the split instead",
+            f"its {stored.event_type!r} v{stored.schema_version} data does not fit this "
+            f"application's events: {_unfit(exc)}",
             raw_id,
-        )
-    event = registry.decode(upcast[0])
+        ) from exc
     return stored.stream_id, NewEvent(event, event_id=event_id, metadata=stored.metadata)
 
 
@@ -250,17 +294,69 @@ def _metadata(ce: Mapping[str, Any], event_id: str) -> dict[str, Any]:
     return metadata
 
 
-def _time(ce: Mapping[str, Any], event_id: str) -> datetime:
-    value = ce.get("time")
+def _time(ce: Mapping[str, Any], event_id: str, name: str = "time") -> datetime:
+    value = ce.get(name)
     if not isinstance(value, str):
-        raise CloudEventError("attribute 'time' (recorded_at) is missing", event_id)
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise CloudEventError(f"time {value!r} is not an RFC 3339 timestamp", event_id) from None
-    if parsed.tzinfo is None:
-        raise CloudEventError(f"time {value!r} has no UTC offset", event_id)
-    return parsed
+        raise CloudEventError(f"attribute {name!r} (a timestamp) is missing", event_id)
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise CloudEventError(
+            f"{name} {value!r} is not an RFC 3339 timestamp (e.g. 2026-12-04T17:09:00Z)",
+            event_id,
+        )
+    # Python keeps microseconds: finer fractions are cut, never rounded into the next second.
+    fraction = (match["fraction"] or "")[:7]
+    offset = "+00:00" if match["offset"] in "Zz" else match["offset"]
+    text = value[: match.start("fraction") if match["fraction"] else match.start("offset")]
+    return datetime.fromisoformat(text.replace("t", "T") + fraction + offset)
+
+
+def _origin(ce: Mapping[str, Any]) -> dict[str, Any]:
+    """What names an imported event where it came from (kept, and sent on, unchanged)."""
+    origin: dict[str, Any] = {"id": ce["id"], "source": ce["source"]}
+    for name in ("time", "dataschema"):
+        if isinstance(ce.get(name), str):
+            origin[name] = ce[name]
+    extensions = {name: value for name, value in ce.items() if name not in _KNOWN}
+    if extensions:
+        origin["extensions"] = extensions
+    return origin
+
+
+def _is_origin(value: object) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("id"), str)
+        and isinstance(value.get("source"), str)
+    )
+
+
+def _origin_attributes(origin: dict[str, Any], record: RecordedEvent) -> dict[str, Any]:
+    """An imported event's origin as CloudEvents attributes, with eventfold's own id and
+    time of it in ``eventid`` and ``recordedat``."""
+    attributes: dict[str, Any] = dict(origin.get("extensions") or {})
+    attributes.update(
+        id=origin["id"], source=origin["source"], eventid=str(record.event_id),
+        recordedat=_rfc3339(record.recorded_at),
+    )
+    for name in ("time", "dataschema"):
+        if name in origin:
+            attributes[name] = origin[name]
+    return attributes
+
+
+def _unfit(exc: EventfoldError) -> str:
+    """Why an incoming event's data does not fit, without the stored-event framing."""
+    if isinstance(exc, UnknownEventType):
+        return (
+            f"no event class is registered as {exc.event_type!r} v{exc.version}: register "
+            "one, or an upcaster from that version"
+        )
+    cause = exc.__cause__
+    if isinstance(exc, EventDecodeError) and cause is not None:
+        lines = [line.strip() for line in str(cause).strip().splitlines()]
+        return "the data does not validate: " + "; ".join(lines[1:3] or lines[:1])
+    return str(exc)
 
 
 def _rfc3339(moment: datetime) -> str:

@@ -120,7 +120,10 @@ def test_import_decodes_into_the_registered_class_and_keeps_the_id() -> None:
     stream, new = import_cloudevent(foreign, make_registry())
     assert stream == "Item-9"
     assert new.event == ItemAdded(sku="x", n=2)
-    assert new.metadata == {"correlation_id": "req-1"}
+    assert new.metadata == {
+        "correlation_id": "req-1",
+        "cloudevent": {"id": "A234-1234-1234", "source": "https://other.example/"},
+    }
     again = import_cloudevent(json.dumps(foreign), make_registry())[1]
     assert again.event_id == new.event_id  # importing twice appends once
 
