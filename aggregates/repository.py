@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import random
+import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -23,6 +23,7 @@ from eventfold.aggregates.errors import (
     AggregateNotFound,
     SnapshotStateError,
 )
+from eventfold.eventstore.backoff import Backoff
 from eventfold.eventstore.errors import ConcurrencyError
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.ids import new_event_id
@@ -234,13 +235,15 @@ class Repository:
         """Load, run ``command`` on the aggregate, save; on ``ConcurrencyError`` start over.
 
         The command runs again on the freshly loaded aggregate at most ``retries`` times,
-        then the last ``ConcurrencyError`` propagates. ``backoff`` > 0 waits a random time
-        up to ``backoff * 2**attempt`` seconds before each retry, to spread out writers
-        that collide repeatedly. A domain error from the command propagates at once and
+        then the last ``ConcurrencyError`` propagates. ``backoff`` > 0 waits before retry
+        ``n`` a random time between ``backoff * 2**(n-1)`` and ``backoff * 2**n`` seconds
+        (``Backoff`` with jitter), to spread out writers that collide repeatedly. A domain error from the command propagates at once and
         saves nothing. Returns the saved aggregate.
         """
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
+        # Uncapped: ``retries`` bounds the waits.
+        delays = Backoff(initial=2 * backoff, cap=math.inf, jitter=True)
         attempt = 0
         while True:
             aggregate = await self.get(cls, id)
@@ -253,7 +256,7 @@ class Repository:
                 attempt += 1
                 logger.debug("retrying command on %s (attempt %s)", aggregate.stream_id, attempt)
                 if backoff > 0:
-                    await asyncio.sleep(random.uniform(0, backoff * 2**attempt))
+                    await asyncio.sleep(delays.delay(attempt))
                 continue
             return aggregate
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from eventfold.eventstore.backoff import Backoff
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.schema import deadlines, process_states
 from eventfold.projections.database import Database
@@ -275,7 +277,8 @@ class DeadlinePoller:
         self.interval = interval
         self.batch_size = batch_size
         self.max_attempts = max_attempts
-        self.retry_backoff = retry_backoff
+        # Uncapped: ``max_attempts`` bounds the waits.
+        self._retry_delays = Backoff(initial=retry_backoff, cap=math.inf)
         self.clock = clock
         self._scheduler = scheduler
         self._own_scheduler = scheduler is None
@@ -373,7 +376,7 @@ class DeadlinePoller:
                 return
             attempts = int(row[0]) + 1
             give_up = attempts >= self.max_attempts
-            retry_at = moment + timedelta(seconds=self.retry_backoff * 2 ** (attempts - 1))
+            retry_at = moment + timedelta(seconds=self._retry_delays.delay(attempts))
             await conn.execute(
                 deadlines.update()
                 .where(deadlines.c.id == id, deadlines.c.status == "scheduled")
