@@ -237,8 +237,9 @@ class Repository:
         The command runs again on the freshly loaded aggregate at most ``retries`` times,
         then the last ``ConcurrencyError`` propagates. ``backoff`` > 0 waits before retry
         ``n`` a random time between ``backoff * 2**(n-1)`` and ``backoff * 2**n`` seconds
-        (``Backoff`` with jitter), to spread out writers that collide repeatedly. A domain error from the command propagates at once and
-        saves nothing. Returns the saved aggregate.
+        (``Backoff`` with jitter), to spread out writers that collide repeatedly. A domain
+        error from the command propagates at once and saves nothing. Returns the saved
+        aggregate.
         """
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
