@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import logging
 import math
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -241,16 +242,51 @@ class Repository:
         error from the command propagates at once and saves nothing. Returns the saved
         aggregate.
         """
+        aggregate, _ = await self.execute(
+            cls, id, command, retries=retries, metadata=metadata, backoff=backoff
+        )
+        return aggregate
+
+    async def execute(
+        self,
+        cls: type[A],
+        id: str,
+        command: Command[A],
+        *,
+        retries: int = 3,
+        metadata: Mapping[str, Any] | None = None,
+        backoff: float = 0.0,
+        create: bool = False,
+        event_ids: Callable[[int], uuid.UUID] | None = None,
+    ) -> tuple[A, AppendResult | None]:
+        """``update``, returning the aggregate and the append's result (None when the
+        command recorded nothing): the one load-decide-append-retry of the write model,
+        which process managers' commands run through too.
+
+        ``create=True`` runs the command on a new aggregate when the stream has no events
+        (a concurrent first append is a conflict, retried like any other). ``event_ids(n)``
+        names the ``n``-th event the command records (from 0): a caller that must append
+        the same events again after a crash gives them ids derived from what it handles,
+        and the store's idempotent append (or ``DuplicateEventId``) tells it so.
+        """
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
         # Uncapped: ``retries`` bounds the waits.
         delays = Backoff(initial=2 * backoff, cap=math.inf, jitter=True)
         attempt = 0
         while True:
-            aggregate = await self.get(cls, id)
-            await _run(command, aggregate)
             try:
-                await self.save(aggregate, metadata=metadata)
+                aggregate = await self.get(cls, id)
+            except AggregateNotFound:
+                if not create:
+                    raise
+                aggregate = cls(id)
+            await _run(command, aggregate)
+            if event_ids is not None:
+                ids = iter([event_ids(n) for n in range(len(aggregate.pending_events))])
+                aggregate._event_ids(ids.__next__)
+            try:
+                result = await self.save(aggregate, metadata=metadata)
             except ConcurrencyError:
                 if attempt >= retries:
                     raise
@@ -259,7 +295,7 @@ class Repository:
                 if backoff > 0:
                     await asyncio.sleep(delays.delay(attempt))
                 continue
-            return aggregate
+            return aggregate, result
 
     async def create(
         self,

@@ -146,14 +146,9 @@ class Inbox:
         seconds = older_than.total_seconds()
         if seconds < 0:
             raise ValueError("older_than must not be negative")
-        if self._db.sqlite:
-            cutoff: sa.ColumnElement[Any] = sa.func.strftime(
-                "%Y-%m-%d %H:%M:%f", "now", f"-{seconds:.6f} seconds"
-            )
-        else:
-            cutoff = sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, seconds)
         query = inbox_table.delete().where(
-            inbox_table.c.consumer == self.consumer, inbox_table.c.processed_at < cutoff
+            inbox_table.c.consumer == self.consumer,
+            inbox_table.c.processed_at < self._db.timestamp_ago(seconds),
         )
         async with self._db.transaction() as conn:
             result = await conn.execute(query)
@@ -162,11 +157,10 @@ class Inbox:
     async def _mark(self, conn: AsyncConnection, key: uuid.UUID) -> bool:
         # Insert first: the primary key makes a concurrent second delivery wait for this
         # transaction and then find the row (ON CONFLICT DO NOTHING: no error, no abort).
-        values: dict[str, Any] = {"consumer": self.consumer, "message_id": key}
-        if self._db.sqlite:
-            # CURRENT_TIMESTAMP has whole seconds only; prune compares at milliseconds.
-            values["processed_at"] = sa.func.strftime("%Y-%m-%d %H:%M:%f", "now")
-        statement = self._db.insert(inbox_table).values(**values).on_conflict_do_nothing()
+        # To the millisecond, as prune compares.
+        statement = self._db.insert(inbox_table).values(
+            consumer=self.consumer, message_id=key, processed_at=self._db.current_timestamp()
+        ).on_conflict_do_nothing()
         result = await conn.execute(statement)
         return bool(result.rowcount == 1)
 

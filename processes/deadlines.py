@@ -10,8 +10,9 @@ fired, so a deadline fires once in effect even with several runner processes pol
 - lock order is the instance's state row, then its deadline rows - the order batches use
   (they lock the state row when loading the instance and then cancel or schedule
   deadlines), so a poller and a batch never deadlock on the same instance;
-- PostgreSQL claims the deadline with ``SELECT ... FOR UPDATE SKIP LOCKED``; SQLite with a
-  guarded ``UPDATE ... WHERE status = 'scheduled'`` (its write transactions are serial);
+- the deadline is claimed with ``Dialect.claim``: PostgreSQL skips a deadline another
+  poller holds (``FOR UPDATE SKIP LOCKED``), SQLite's serial writes let the guarded
+  ``UPDATE ... WHERE status = 'scheduled'`` decide;
 - a handler that fails rolls the firing back; the deadline's ``attempts`` and
   ``last_error`` are recorded and it is tried again after a backoff, up to
   ``max_attempts`` times, then it is marked ``failed`` (listed by ``list_deadlines``).
@@ -38,6 +39,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventfold.eventstore.backoff import Backoff
+from eventfold.eventstore.dialect import Dialect
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.schema import deadlines, process_states
 from eventfold.projections.database import Database
@@ -117,12 +119,6 @@ def utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _bind_time(conn: AsyncConnection, moment: datetime) -> datetime:
-    # SQLite stores the text of a naive datetime: keep every value in UTC so they compare.
-    moment = utc(moment)
-    return moment.replace(tzinfo=None) if conn.dialect.name == "sqlite" else moment
-
-
 async def apply_changes(
     conn: AsyncConnection,
     manager: str,
@@ -133,6 +129,7 @@ async def apply_changes(
 ) -> None:
     """Write buffered schedules and cancellations in order; ``cancel_all`` (the instance
     finished) then cancels every deadline of the instance still scheduled."""
+    dialect = Dialect.of(conn)
     for change in changes:
         # Scheduling a name replaces the deadline of that name still scheduled.
         name = change.name
@@ -148,7 +145,7 @@ async def apply_changes(
             await conn.execute(
                 deadlines.insert().values(
                     id=change.id, manager=manager, key=key, name=name,
-                    due_at=_bind_time(conn, change.due_at), message=message,
+                    due_at=dialect.time(change.due_at), message=message,
                     status="scheduled", attempts=0,
                 )
             )
@@ -208,31 +205,17 @@ async def claim(
     it is no longer scheduled (fired by another poller, cancelled)."""
     fired = {"status": "fired", "fired_at": sa.func.now(),
              "attempts": deadlines.c.attempts + 1}
-    if conn.dialect.name == "sqlite":
-        # Write transactions are serial on SQLite: the guard decides who fires it.
-        claimed = await conn.execute(
-            deadlines.update()
-            .where(deadlines.c.id == id, deadlines.c.status == "scheduled")
-            .values(**fired)
-        )
-        if claimed.rowcount != 1:
-            return None
-    else:
-        # The instance first, as batches lock it, then the deadline; SKIP LOCKED: a
-        # deadline another poller is firing is its business.
-        await conn.execute(
-            sa.select(process_states.c.version)
-            .where(process_states.c.manager == manager, process_states.c.key == key)
-            .with_for_update()
-        )
-        row = (await conn.execute(
-            sa.select(deadlines.c.id)
-            .where(deadlines.c.id == id, deadlines.c.status == "scheduled")
-            .with_for_update(skip_locked=True)
-        )).first()
-        if row is None:
-            return None
-        await conn.execute(deadlines.update().where(deadlines.c.id == id).values(**fired))
+    dialect = Dialect.of(conn)
+    # The instance first, as batches lock it, then the deadline: a deadline another
+    # poller is firing is its business.
+    await conn.execute(dialect.locked(
+        sa.select(process_states.c.version)
+        .where(process_states.c.manager == manager, process_states.c.key == key)
+    ))
+    if not await dialect.claim(
+        conn, deadlines, deadlines.c.id == id, deadlines.c.status == "scheduled", values=fired
+    ):
+        return None
     return await read_deadline(conn, id)
 
 
@@ -351,7 +334,7 @@ class DeadlinePoller:
                 .where(
                     deadlines.c.manager.in_(sorted(self.managers)),
                     deadlines.c.status == "scheduled",
-                    deadlines.c.due_at <= _bind_time(conn, moment),
+                    deadlines.c.due_at <= self.db.time(moment),
                 )
                 .order_by(deadlines.c.due_at, deadlines.c.id)
                 .limit(self.batch_size)
@@ -383,7 +366,7 @@ class DeadlinePoller:
                 .values(
                     attempts=attempts, last_error=error[:2000],
                     status="failed" if give_up else "scheduled",
-                    due_at=_bind_time(conn, retry_at),
+                    due_at=self.db.time(retry_at),
                 )
             )
         if give_up:
