@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventfold.eventstore.cloudevents import from_cloudevent
 from eventfold.eventstore.errors import CloudEventError
+from eventfold.eventstore.periodic import every
 from eventfold.eventstore.records import RecordedEvent
 from eventfold.eventstore.schema import inbox as inbox_table
 from eventfold.projections.database import Database
@@ -175,17 +176,14 @@ def schedule_prune(
     older_than: timedelta,
     every_seconds: float = 3600,
 ) -> Any:
-    """Add ``inbox.prune(older_than)`` to an APScheduler ``AsyncIOScheduler``; runs never
-    overlap. Returns the APScheduler job."""
+    """Add ``inbox.prune(older_than)`` to an APScheduler ``AsyncIOScheduler``
+    (``eventstore.periodic.every``: runs never overlap). Returns the APScheduler job."""
 
     async def run() -> None:
         removed = await inbox.prune(older_than)
         logger.info("inbox %s: pruned %d processed id(s)", inbox.consumer, removed)
 
-    return scheduler.add_job(
-        run, "interval", seconds=every_seconds, id=f"eventfold-inbox-prune:{inbox.consumer}",
-        max_instances=1, coalesce=True, replace_existing=True,
-    )
+    return every(scheduler, every_seconds, run, id=f"eventfold-inbox-prune:{inbox.consumer}")
 
 
 # -- consuming through the inbox ---------------------------------------------------------

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventfold.eventstore.backoff import Backoff
 from eventfold.eventstore.dialect import Dialect
+from eventfold.eventstore.periodic import every
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.schema import deadlines, process_states
 from eventfold.projections.database import Database
@@ -275,9 +276,9 @@ class DeadlinePoller:
             return
         if self._scheduler is None:
             self._scheduler = AsyncIOScheduler(timezone=UTC)
-        self._job = self._scheduler.add_job(
-            self._tick, "interval", seconds=self.interval, max_instances=1, coalesce=True,
-            next_run_time=datetime.now(UTC),
+        self._job = every(
+            self._scheduler, self.interval, self._tick,
+            id=f"eventfold-deadline-poller:{id(self):x}", first_run_now=True,
         )
         if self._own_scheduler and not self._scheduler.running:
             self._scheduler.start()
