@@ -327,7 +327,7 @@ class ProcessContext(Generic[S]):
 
             try:
                 with self._cause():
-                    _, result = await self.manager.repository(self.store).execute(
+                    _, result = await self.manager._repository(self.store).execute(
                         aggregate, id, decide, retries=retries, metadata=self._metadata(),
                         create=True, event_ids=lambda n: self._event_id(index, n),
                     )
@@ -644,7 +644,7 @@ class ProcessManager(Generic[S]):
                     await self._save(conn, decision, stale_is_retry=False)
             return True
 
-    def repository(self, store: EventStore) -> Repository:
+    def _repository(self, store: EventStore) -> Repository:
         """The repository commands sent to aggregates of ``store`` load and save through."""
         repository = self._repositories.get(store)
         if repository is None:
