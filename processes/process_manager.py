@@ -92,7 +92,6 @@ from eventfold.processes.errors import (
 from eventfold.projections import parking
 from eventfold.projections.database import Database
 from eventfold.projections.subscriber import BatchContext, Delivery, FailurePolicy
-from eventfold.snapshots.protocol import SnapshotStore
 
 logger = logging.getLogger("eventfold.process")
 
@@ -464,8 +463,7 @@ class ProcessManager(Generic[S]):
 
     Pass instances to the runner (or ``App(subscribers=[...])``) and to a
     ``DeadlinePoller`` when they schedule timeouts. Commands load and save aggregates
-    through an ``aggregates.Repository``; give ``snapshots`` (the application's snapshot
-    store) to load them from their snapshots.
+    through an ``aggregates.Repository`` (see ``use_repository``).
     """
 
     name: ClassVar[str]
@@ -498,7 +496,7 @@ class ProcessManager(Generic[S]):
         cls._timeouts = timeouts
         cls._compensations = frozenset(compensations)
 
-    def __init__(self, *, snapshots: SnapshotStore | None = None) -> None:
+    def __init__(self) -> None:
         cls = type(self)
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not _NAME.match(name):
@@ -529,7 +527,6 @@ class ProcessManager(Generic[S]):
             raise ProcessDefinitionError(
                 f"{cls.__qualname__}.state_type must be dict or a pydantic model class"
             )
-        self.snapshots = snapshots
         self._turns = weakref.WeakKeyDictionary()
         self._repositories: weakref.WeakKeyDictionary[EventStore, Repository] = (
             weakref.WeakKeyDictionary()
@@ -644,11 +641,16 @@ class ProcessManager(Generic[S]):
                     await self._save(conn, decision, stale_is_retry=False)
             return True
 
+    def use_repository(self, repository: Repository) -> None:
+        """Send commands to aggregates of the repository's store through it, so they load
+        from its snapshots; without one they fold every event. ``App.connect`` gives its
+        process managers the application's repository."""
+        self._repositories[repository.store] = repository
+
     def _repository(self, store: EventStore) -> Repository:
-        """The repository commands sent to aggregates of ``store`` load and save through."""
         repository = self._repositories.get(store)
         if repository is None:
-            repository = self._repositories[store] = Repository(store, snapshots=self.snapshots)
+            repository = self._repositories[store] = Repository(store)
         return repository
 
     def turn(self, engine: AsyncEngine) -> asyncio.Lock:
