@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import random
+import math
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from eventfold.aggregates.errors import (
     AggregateNotFound,
     SnapshotStateError,
 )
+from eventfold.eventstore.backoff import Backoff
 from eventfold.eventstore.errors import ConcurrencyError
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.ids import new_event_id
@@ -234,28 +236,66 @@ class Repository:
         """Load, run ``command`` on the aggregate, save; on ``ConcurrencyError`` start over.
 
         The command runs again on the freshly loaded aggregate at most ``retries`` times,
-        then the last ``ConcurrencyError`` propagates. ``backoff`` > 0 waits a random time
-        up to ``backoff * 2**attempt`` seconds before each retry, to spread out writers
-        that collide repeatedly. A domain error from the command propagates at once and
-        saves nothing. Returns the saved aggregate.
+        then the last ``ConcurrencyError`` propagates. ``backoff`` > 0 waits before retry
+        ``n`` a random time between ``backoff * 2**(n-1)`` and ``backoff * 2**n`` seconds
+        (``Backoff`` with jitter), to spread out writers that collide repeatedly. A domain
+        error from the command propagates at once and saves nothing. Returns the saved
+        aggregate.
+        """
+        aggregate, _ = await self.execute(
+            cls, id, command, retries=retries, metadata=metadata, backoff=backoff
+        )
+        return aggregate
+
+    async def execute(
+        self,
+        cls: type[A],
+        id: str,
+        command: Command[A],
+        *,
+        retries: int = 3,
+        metadata: Mapping[str, Any] | None = None,
+        backoff: float = 0.0,
+        create: bool = False,
+        event_ids: Callable[[int], uuid.UUID] | None = None,
+    ) -> tuple[A, AppendResult | None]:
+        """``update``, returning the aggregate and the append's result (None when the
+        command recorded nothing): the one load-decide-append-retry of the write model,
+        which process managers' commands run through too.
+
+        ``create=True`` runs the command on a new aggregate when the stream has no events
+        (a concurrent first append is a conflict, retried like any other). ``event_ids(n)``
+        names the ``n``-th event the command records (from 0): a caller that must append
+        the same events again after a crash gives them ids derived from what it handles,
+        and the store's idempotent append (or ``DuplicateEventId``) tells it so.
         """
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
+        # Uncapped: ``retries`` bounds the waits.
+        delays = Backoff(initial=2 * backoff, cap=math.inf, jitter=True)
         attempt = 0
         while True:
-            aggregate = await self.get(cls, id)
-            await _run(command, aggregate)
             try:
-                await self.save(aggregate, metadata=metadata)
+                aggregate = await self.get(cls, id)
+            except AggregateNotFound:
+                if not create:
+                    raise
+                aggregate = cls(id)
+            await _run(command, aggregate)
+            if event_ids is not None:
+                ids = iter([event_ids(n) for n in range(len(aggregate.pending_events))])
+                aggregate._event_ids(ids.__next__)
+            try:
+                result = await self.save(aggregate, metadata=metadata)
             except ConcurrencyError:
                 if attempt >= retries:
                     raise
                 attempt += 1
                 logger.debug("retrying command on %s (attempt %s)", aggregate.stream_id, attempt)
                 if backoff > 0:
-                    await asyncio.sleep(random.uniform(0, backoff * 2**attempt))
+                    await asyncio.sleep(delays.delay(attempt))
                 continue
-            return aggregate
+            return aggregate, result
 
     async def create(
         self,

@@ -123,6 +123,9 @@ class Running:
         self.store = store
         self.snapshots = snapshots
         self.repository = Repository(store, snapshots=snapshots)
+        for manager in app.process_managers():
+            # Their commands load aggregates as the application does: from snapshots.
+            manager.use_repository(self.repository)
         self._engine: AsyncEngine | None = None
 
     @property

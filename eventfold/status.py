@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from eventfold.app import Running
-from eventfold.eventstore.backends.postgres_driver import connect as connect_postgres
-from eventfold.eventstore.horizon import HorizonHolder, horizon_holders
+from eventfold.eventstore import HorizonHolder
 from eventfold.projections import ProjectionStatus, Subscriber, status
 
 DEFAULT_HORIZON_AGE = timedelta(seconds=5)
@@ -44,20 +43,11 @@ async def status_report(
         else [running.app.subscriber(name) for name in names]
     )
     found = await status(running.store, running.engine, subscribers)
-    holders: list[HorizonHolder] = []
-    if running.engine.dialect.name == "postgresql":
-        holders = await old_transactions(running.url, horizon_age)
+    holders = [
+        holder for holder in await running.store.horizon_holders()
+        if holder.transaction_age >= horizon_age
+    ]
     return StatusReport(found, holders)
 
 
-async def old_transactions(url: str, older_than: timedelta) -> list[HorizonHolder]:
-    """Sessions of the PostgreSQL server at ``url`` with a write transaction open for
-    longer than ``older_than``, oldest first."""
-    conn = await connect_postgres(url)
-    try:
-        return [h for h in await horizon_holders(conn) if h.transaction_age >= older_than]
-    finally:
-        await conn.close()
-
-
-__all__ = ["DEFAULT_HORIZON_AGE", "StatusReport", "old_transactions", "status_report"]
+__all__ = ["DEFAULT_HORIZON_AGE", "StatusReport", "status_report"]

@@ -15,7 +15,6 @@ Readers of the global log read only events whose writer's transaction id (xid8) 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 import asyncpg
 
@@ -27,6 +26,7 @@ from eventfold.eventstore.backends.postgres_driver import (
 )
 from eventfold.eventstore.connect import masked
 from eventfold.eventstore.errors import TransactionHorizonError
+from eventfold.eventstore.records import HorizonHolder
 
 # The largest stored id and the server's next id. The index on (transaction_id, position)
 # answers the first from its end; xid8 travels as text because asyncpg has no codec for it.
@@ -78,17 +78,6 @@ class HorizonRepair:
     def repaired(self) -> bool:
         """Whether anything was changed."""
         return self.events_renumbered > 0 or self.transaction_ids_consumed > 0
-
-
-@dataclass(frozen=True, slots=True)
-class HorizonHolder:
-    """A session whose open transaction holds the readers' horizon back."""
-
-    pid: int
-    application_name: str
-    state: str
-    transaction_age: timedelta
-    query: str
 
 
 async def check_horizon(conn: asyncpg.Connection, url: str) -> None:

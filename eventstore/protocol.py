@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -14,6 +15,7 @@ from eventfold.eventstore.records import (
     AppendResult,
     ExpectedVersion,
     GlobalPosition,
+    HorizonHolder,
     NewEvent,
     RecordedEvent,
     StreamInfo,
@@ -103,6 +105,26 @@ class EventStore(Protocol):
         self, *, category: str | None = None, after: str | None = None, limit: int = 100
     ) -> list[StreamInfo]:
         """Streams ordered by id, optionally of one category, after a stream id."""
+        ...
+
+    async def read_event(self, event_id: uuid.UUID) -> list[RecordedEvent]:
+        """The event with this id, wherever it lies: empty when none has it, several
+        records when an upcaster splits it. (A process manager checks with it whether a
+        command's events are stored already.)"""
+        ...
+
+    async def read_correlation(self, correlation_id: str) -> list[RecordedEvent]:
+        """Every event of one correlation, in log order: those whose metadata's
+        ``correlation_id`` is ``correlation_id``, and the event whose id it is (the one
+        that started the conversation, with no correlation id of its own). Committed
+        events that readers of the global log do not see yet are included: this answers
+        a diagnosis (``eventfold events trace``), not a subscriber."""
+        ...
+
+    async def horizon_holders(self) -> list[HorizonHolder]:
+        """Sessions with an open write transaction, oldest first: the oldest holds back
+        what ``read_all`` sees (name it when projections lag). Only PostgreSQL has such a
+        horizon; other stores return none."""
         ...
 
     async def wait_for_events(self, after: GlobalPosition, timeout: float) -> bool:

@@ -6,7 +6,7 @@ import enum
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from eventfold.eventstore.event import Event
@@ -124,3 +124,14 @@ def category_of(stream_id: str) -> str:
     """The part of a stream id before the first ``-`` (the whole id if there is none)."""
     head, _, _ = stream_id.partition("-")
     return head
+
+
+@dataclass(frozen=True, slots=True)
+class HorizonHolder:
+    """A session whose open transaction holds the readers' horizon back (PostgreSQL)."""
+
+    pid: int
+    application_name: str
+    state: str
+    transaction_age: timedelta
+    query: str

@@ -39,6 +39,7 @@ from eventfold.eventstore.records import (
     START,
     STREAM_EXISTS,
     GlobalPosition,
+    HorizonHolder,
     NewEvent,
     RecordedEvent,
 )
@@ -533,6 +534,59 @@ class EventStoreConformance:
             assert [(e.event_type, e.stream_version) for e in dropped] == [("ItemDropped", 2)]
         finally:
             store.registry = original
+
+    # --- looking events up: by id, by correlation; the horizon -------------------------------
+
+    async def test_read_event_finds_an_event_wherever_it_lies(self, store: EventStore) -> None:
+        await store.append("Cart-1", [ItemAdded(sku="a")])
+        await store.append("Cart-2", [ItemAdded(sku="b"), ItemRemoved(sku="b")])
+        (removed,) = await store.read_stream("Cart-2", from_version=2)
+        assert await store.read_event(removed.event_id) == [removed]
+        assert await store.read_event(uuid.uuid4()) == []
+
+    async def test_read_event_applies_the_registrys_upcaster(self, store: EventStore) -> None:
+        await store.append("Cart-1", [ItemAdded(sku="a", quantity=2)])
+        (stored,) = await store.read_stream("Cart-1")
+        original = store.registry
+        store.registry = EventRegistry([ItemAddedV2, ItemDropped], upcaster=_AddSource())
+        try:
+            (upcast,) = await store.read_event(stored.event_id)
+            assert upcast.schema_version == 2
+            assert store.registry.decode(upcast) == ItemAddedV2(
+                sku="a", quantity=2, source="legacy"
+            )
+        finally:
+            store.registry = original
+
+    async def test_read_correlation_in_log_order(self, store: EventStore) -> None:
+        root = uuid.uuid4()
+        await store.append("Cart-1", [NewEvent(ItemAdded(sku="a"), event_id=root)])
+        await store.append("Cart-2", [
+            NewEvent(ItemAdded(sku="b"), metadata={"correlation_id": str(root)}),
+            NewEvent(ItemAdded(sku="x"), metadata={"correlation_id": "another"}),
+        ])
+        await store.append("Cart-1", [
+            NewEvent(ItemRemoved(sku="a"), metadata={"correlation_id": str(root)}),
+        ])
+        await store.append("Cart-3", [
+            NewEvent(ItemAdded(sku="c"), metadata={"correlation_id": "request-7"}),
+        ])
+        found = await store.read_correlation(str(root))
+        assert [(r.stream_id, r.stream_version) for r in found] == [
+            ("Cart-1", 1), ("Cart-2", 1), ("Cart-1", 2),
+        ]
+        assert found[0].event_id == root
+        assert [r.global_position for r in found] == sorted(r.global_position for r in found)
+        (request,) = await store.read_correlation("request-7")
+        assert request.data == {"sku": "c", "quantity": 1}
+        assert await store.read_correlation("nobody") == []
+
+    async def test_horizon_holders_are_sessions(self, store: EventStore) -> None:
+        # Which sessions hold a PostgreSQL server's horizon depends on the whole cluster;
+        # every store answers with sessions (none where readers see every commit).
+        await store.append("Cart-1", [ItemAdded(sku="a")])
+        holders = await store.horizon_holders()
+        assert all(isinstance(holder, HorizonHolder) for holder in holders)
 
 
 def timezone_plus(hours: int) -> Any:

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventfold.eventstore.cloudevents import from_cloudevent
 from eventfold.eventstore.errors import CloudEventError
+from eventfold.eventstore.periodic import every
 from eventfold.eventstore.records import RecordedEvent
 from eventfold.eventstore.schema import inbox as inbox_table
 from eventfold.projections.database import Database
@@ -146,14 +147,9 @@ class Inbox:
         seconds = older_than.total_seconds()
         if seconds < 0:
             raise ValueError("older_than must not be negative")
-        if self._db.sqlite:
-            cutoff: sa.ColumnElement[Any] = sa.func.strftime(
-                "%Y-%m-%d %H:%M:%f", "now", f"-{seconds:.6f} seconds"
-            )
-        else:
-            cutoff = sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, seconds)
         query = inbox_table.delete().where(
-            inbox_table.c.consumer == self.consumer, inbox_table.c.processed_at < cutoff
+            inbox_table.c.consumer == self.consumer,
+            inbox_table.c.processed_at < self._db.timestamp_ago(seconds),
         )
         async with self._db.transaction() as conn:
             result = await conn.execute(query)
@@ -162,11 +158,10 @@ class Inbox:
     async def _mark(self, conn: AsyncConnection, key: uuid.UUID) -> bool:
         # Insert first: the primary key makes a concurrent second delivery wait for this
         # transaction and then find the row (ON CONFLICT DO NOTHING: no error, no abort).
-        values: dict[str, Any] = {"consumer": self.consumer, "message_id": key}
-        if self._db.sqlite:
-            # CURRENT_TIMESTAMP has whole seconds only; prune compares at milliseconds.
-            values["processed_at"] = sa.func.strftime("%Y-%m-%d %H:%M:%f", "now")
-        statement = self._db.insert(inbox_table).values(**values).on_conflict_do_nothing()
+        # To the millisecond, as prune compares.
+        statement = self._db.insert(inbox_table).values(
+            consumer=self.consumer, message_id=key, processed_at=self._db.current_timestamp()
+        ).on_conflict_do_nothing()
         result = await conn.execute(statement)
         return bool(result.rowcount == 1)
 
@@ -181,17 +176,14 @@ def schedule_prune(
     older_than: timedelta,
     every_seconds: float = 3600,
 ) -> Any:
-    """Add ``inbox.prune(older_than)`` to an APScheduler ``AsyncIOScheduler``; runs never
-    overlap. Returns the APScheduler job."""
+    """Add ``inbox.prune(older_than)`` to an APScheduler ``AsyncIOScheduler``
+    (``eventstore.periodic.every``: runs never overlap). Returns the APScheduler job."""
 
     async def run() -> None:
         removed = await inbox.prune(older_than)
         logger.info("inbox %s: pruned %d processed id(s)", inbox.consumer, removed)
 
-    return scheduler.add_job(
-        run, "interval", seconds=every_seconds, id=f"eventfold-inbox-prune:{inbox.consumer}",
-        max_instances=1, coalesce=True, replace_existing=True,
-    )
+    return every(scheduler, every_seconds, run, id=f"eventfold-inbox-prune:{inbox.consumer}")
 
 
 # -- consuming through the inbox ---------------------------------------------------------

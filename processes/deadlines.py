@@ -10,8 +10,9 @@ fired, so a deadline fires once in effect even with several runner processes pol
 - lock order is the instance's state row, then its deadline rows - the order batches use
   (they lock the state row when loading the instance and then cancel or schedule
   deadlines), so a poller and a batch never deadlock on the same instance;
-- PostgreSQL claims the deadline with ``SELECT ... FOR UPDATE SKIP LOCKED``; SQLite with a
-  guarded ``UPDATE ... WHERE status = 'scheduled'`` (its write transactions are serial);
+- the deadline is claimed with ``Dialect.claim``: PostgreSQL skips a deadline another
+  poller holds (``FOR UPDATE SKIP LOCKED``), SQLite's serial writes let the guarded
+  ``UPDATE ... WHERE status = 'scheduled'`` decide;
 - a handler that fails rolls the firing back; the deadline's ``attempts`` and
   ``last_error`` are recorded and it is tried again after a backoff, up to
   ``max_attempts`` times, then it is marked ``failed`` (listed by ``list_deadlines``).
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -36,6 +38,9 @@ import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from eventfold.eventstore.backoff import Backoff
+from eventfold.eventstore.dialect import Dialect
+from eventfold.eventstore.periodic import every
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.schema import deadlines, process_states
 from eventfold.projections.database import Database
@@ -115,12 +120,6 @@ def utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _bind_time(conn: AsyncConnection, moment: datetime) -> datetime:
-    # SQLite stores the text of a naive datetime: keep every value in UTC so they compare.
-    moment = utc(moment)
-    return moment.replace(tzinfo=None) if conn.dialect.name == "sqlite" else moment
-
-
 async def apply_changes(
     conn: AsyncConnection,
     manager: str,
@@ -131,6 +130,7 @@ async def apply_changes(
 ) -> None:
     """Write buffered schedules and cancellations in order; ``cancel_all`` (the instance
     finished) then cancels every deadline of the instance still scheduled."""
+    dialect = Dialect.of(conn)
     for change in changes:
         # Scheduling a name replaces the deadline of that name still scheduled.
         name = change.name
@@ -146,7 +146,7 @@ async def apply_changes(
             await conn.execute(
                 deadlines.insert().values(
                     id=change.id, manager=manager, key=key, name=name,
-                    due_at=_bind_time(conn, change.due_at), message=message,
+                    due_at=dialect.time(change.due_at), message=message,
                     status="scheduled", attempts=0,
                 )
             )
@@ -206,31 +206,17 @@ async def claim(
     it is no longer scheduled (fired by another poller, cancelled)."""
     fired = {"status": "fired", "fired_at": sa.func.now(),
              "attempts": deadlines.c.attempts + 1}
-    if conn.dialect.name == "sqlite":
-        # Write transactions are serial on SQLite: the guard decides who fires it.
-        claimed = await conn.execute(
-            deadlines.update()
-            .where(deadlines.c.id == id, deadlines.c.status == "scheduled")
-            .values(**fired)
-        )
-        if claimed.rowcount != 1:
-            return None
-    else:
-        # The instance first, as batches lock it, then the deadline; SKIP LOCKED: a
-        # deadline another poller is firing is its business.
-        await conn.execute(
-            sa.select(process_states.c.version)
-            .where(process_states.c.manager == manager, process_states.c.key == key)
-            .with_for_update()
-        )
-        row = (await conn.execute(
-            sa.select(deadlines.c.id)
-            .where(deadlines.c.id == id, deadlines.c.status == "scheduled")
-            .with_for_update(skip_locked=True)
-        )).first()
-        if row is None:
-            return None
-        await conn.execute(deadlines.update().where(deadlines.c.id == id).values(**fired))
+    dialect = Dialect.of(conn)
+    # The instance first, as batches lock it, then the deadline: a deadline another
+    # poller is firing is its business.
+    await conn.execute(dialect.locked(
+        sa.select(process_states.c.version)
+        .where(process_states.c.manager == manager, process_states.c.key == key)
+    ))
+    if not await dialect.claim(
+        conn, deadlines, deadlines.c.id == id, deadlines.c.status == "scheduled", values=fired
+    ):
+        return None
     return await read_deadline(conn, id)
 
 
@@ -275,7 +261,8 @@ class DeadlinePoller:
         self.interval = interval
         self.batch_size = batch_size
         self.max_attempts = max_attempts
-        self.retry_backoff = retry_backoff
+        # Uncapped: ``max_attempts`` bounds the waits.
+        self._retry_delays = Backoff(initial=retry_backoff, cap=math.inf)
         self.clock = clock
         self._scheduler = scheduler
         self._own_scheduler = scheduler is None
@@ -289,9 +276,9 @@ class DeadlinePoller:
             return
         if self._scheduler is None:
             self._scheduler = AsyncIOScheduler(timezone=UTC)
-        self._job = self._scheduler.add_job(
-            self._tick, "interval", seconds=self.interval, max_instances=1, coalesce=True,
-            next_run_time=datetime.now(UTC),
+        self._job = every(
+            self._scheduler, self.interval, self._tick,
+            id=f"eventfold-deadline-poller:{id(self):x}", first_run_now=True,
         )
         if self._own_scheduler and not self._scheduler.running:
             self._scheduler.start()
@@ -348,7 +335,7 @@ class DeadlinePoller:
                 .where(
                     deadlines.c.manager.in_(sorted(self.managers)),
                     deadlines.c.status == "scheduled",
-                    deadlines.c.due_at <= _bind_time(conn, moment),
+                    deadlines.c.due_at <= self.db.time(moment),
                 )
                 .order_by(deadlines.c.due_at, deadlines.c.id)
                 .limit(self.batch_size)
@@ -373,14 +360,14 @@ class DeadlinePoller:
                 return
             attempts = int(row[0]) + 1
             give_up = attempts >= self.max_attempts
-            retry_at = moment + timedelta(seconds=self.retry_backoff * 2 ** (attempts - 1))
+            retry_at = moment + timedelta(seconds=self._retry_delays.delay(attempts))
             await conn.execute(
                 deadlines.update()
                 .where(deadlines.c.id == id, deadlines.c.status == "scheduled")
                 .values(
                     attempts=attempts, last_error=error[:2000],
                     status="failed" if give_up else "scheduled",
-                    due_at=_bind_time(conn, retry_at),
+                    due_at=self.db.time(retry_at),
                 )
             )
         if give_up:

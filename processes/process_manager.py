@@ -25,12 +25,14 @@ What makes it safe to restart at any moment:
 
 - State, steps and deadlines are written in the batch's transaction, with the checkpoint:
   a handled event's effects on them commit exactly once.
-- Commands go to the event store, which is not in that transaction. The events a command
-  appends get ids derived from (manager, handled event id, command index, event index),
-  and before running a command the manager looks for the first of those ids in the target
-  stream: if a previous attempt (a crash before the checkpoint committed, a retried batch)
-  already appended them, the command is not run again - even if the aggregate changed
-  since, so that re-running it would now fail or decide otherwise. A concurrent identical
+- Commands go to the event store, which is not in that transaction, through the
+  aggregates' ``Repository`` (snapshots and upcasters apply; a conflict reloads and
+  retries). The events a command appends get ids derived from (manager, handled event
+  id, command index, event index), and before running a command the manager looks the
+  first of those ids up in the store: if a previous attempt (a crash before the
+  checkpoint committed, a retried batch) already appended them, the command is not run
+  again - even if the aggregate changed since, so that re-running it would now fail or
+  decide otherwise. A concurrent identical
   append is caught by the store's idempotent append (``DuplicateEventId`` for our own ids).
 - Events appended by commands are caused by the handled event (``causation_id``, its
   ``correlation_id``, its trace context); those appended from a timeout handler by the
@@ -62,12 +64,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventfold.aggregates.aggregate import Aggregate
 from eventfold.aggregates.errors import DomainError
+from eventfold.aggregates.repository import Repository
 from eventfold.eventstore import instrumentation
 from eventfold.eventstore.causation import caused_by
-from eventfold.eventstore.errors import ConcurrencyError, DuplicateEventId
+from eventfold.eventstore.dialect import Dialect
+from eventfold.eventstore.errors import DuplicateEventId
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.protocol import EventStore
-from eventfold.eventstore.records import NO_STREAM, AppendResult, NewEvent, RecordedEvent
+from eventfold.eventstore.records import AppendResult, RecordedEvent
 from eventfold.eventstore.schema import deadlines, process_states
 from eventfold.processes.deadlines import (
     Cancelled,
@@ -301,53 +305,34 @@ class ProcessContext(Generic[S]):
         index = self._commands
         self._commands += 1
         stream_id = aggregate.stream_id_for(id)
-        marker = self._event_id(index, 0)
         result: AppendResult | None = None
-        attempt = 0
-        while True:
-            records = await self.store.read_stream(stream_id)
-            if any(record.event_id == marker for record in records):
-                logger.info(
-                    "%s: command %d for %s while handling %s was already applied; not re-run",
-                    self.manager.name, index, stream_id, self._cause_id,
-                )
-                break
-            registry = self.store.registry
-            target = aggregate.from_events(
-                id, [registry.decode(record) for record in records],
-                version=records[-1].stream_version if records else 0,
+        if await self.store.read_event(self._event_id(index, 0)):
+            logger.info(
+                "%s: command %d for %s while handling %s was already applied; not re-run",
+                self.manager.name, index, stream_id, self._cause_id,
             )
-            outcome = command(target)
-            if inspect.isawaitable(outcome):
-                await outcome
-            pending = target.pending_events
-            if not pending:
-                break
-            if not self._may_append:
-                # SQLite, inside the batch's write lock (a retried parked event, a stale
-                # decision): appending would wait for ourselves. Roll back, decide ahead.
-                raise ProcessBatchStale(
-                    self.manager.name, self.key,
-                    "a command must be appended outside the batch's transaction",
-                )
-            batch = [
-                NewEvent(event, self._event_id(index, n), self._metadata())
-                for n, event in enumerate(pending)
-            ]
+        else:
+            async def decide(target: A) -> None:
+                outcome = command(target)
+                if inspect.isawaitable(outcome):
+                    await outcome
+                if target.pending_events and not self._may_append:
+                    # SQLite, inside the batch's write lock (a retried parked event, a stale
+                    # decision): appending would wait for ourselves. Roll back, decide ahead.
+                    raise ProcessBatchStale(
+                        self.manager.name, self.key,
+                        "a command must be appended outside the batch's transaction",
+                    )
+
             try:
                 with self._cause():
-                    result = await self.store.append(
-                        stream_id, batch, expected_version=target.version or NO_STREAM
+                    _, result = await self.manager._repository(self.store).execute(
+                        aggregate, id, decide, retries=retries, metadata=self._metadata(),
+                        create=True, event_ids=lambda n: self._event_id(index, n),
                     )
-            except ConcurrencyError:
-                if attempt >= retries:
-                    raise
-                attempt += 1
-                continue
             except DuplicateEventId:
                 # The ids are this command's own: another attempt appended them meanwhile.
-                break
-            break
+                result = None
         if undo_name is not None:
             self._steps.append(Step(undo_name, dict(data or {})))
         return result
@@ -477,7 +462,8 @@ class ProcessManager(Generic[S]):
     compensate the instance instead of failing the event).
 
     Pass instances to the runner (or ``App(subscribers=[...])``) and to a
-    ``DeadlinePoller`` when they schedule timeouts.
+    ``DeadlinePoller`` when they schedule timeouts. Commands load and save aggregates
+    through an ``aggregates.Repository`` (see ``use_repository``).
     """
 
     name: ClassVar[str]
@@ -542,6 +528,9 @@ class ProcessManager(Generic[S]):
                 f"{cls.__qualname__}.state_type must be dict or a pydantic model class"
             )
         self._turns = weakref.WeakKeyDictionary()
+        self._repositories: weakref.WeakKeyDictionary[EventStore, Repository] = (
+            weakref.WeakKeyDictionary()
+        )
         self._decided = {}
 
     # -- the Subscriber interface ----------------------------------------------------------
@@ -575,8 +564,9 @@ class ProcessManager(Generic[S]):
         async with self.turn(engine):
             self._decided = {}
             try:
-                if engine.dialect.name == "sqlite":
-                    await self._decide_ahead(records, store, Database(engine))
+                db = Database(engine)
+                if db.serial_writes:
+                    await self._decide_ahead(records, store, db)
                 yield
             finally:
                 self._decided = {}
@@ -594,7 +584,9 @@ class ProcessManager(Generic[S]):
                 "projections.Runner"
             )
         conn = context.connection
-        sqlite = conn.dialect.name == "sqlite"
+        # Where writes are serial the batch's transaction holds the database: commands
+        # were decided (and appended) ahead of it, in around_batch.
+        serial = Dialect.of(conn).serial_writes
         for delivery in batch:
             record = delivery.record
             decided = self._decided.get(record.event_id)
@@ -613,10 +605,10 @@ class ProcessManager(Generic[S]):
                 decision = await self._decide(
                     conn, store, key, start, handler, delivery.event, record=record,
                     deadline=None, cause_id=record.event_id, now=utc(record.recorded_at),
-                    lock=not sqlite, may_append=not sqlite, overlay=None,
+                    lock=True, may_append=not serial, overlay=None,
                 )
             if decision is not None:
-                await self._save(conn, decision, stale_is_retry=sqlite)
+                await self._save(conn, decision, stale_is_retry=serial)
 
     # -- timeouts (the DeadlinePoller calls this) ------------------------------------------
 
@@ -626,7 +618,7 @@ class ProcessManager(Generic[S]):
         """Fire one due deadline: claim it, run its timeout handler, save the instance, mark
         it fired - once in effect. Returns False when it was no longer scheduled."""
         async with self.turn(db.engine):
-            if not db.sqlite:
+            if not db.serial_writes:
                 async with db.transaction() as conn:
                     deadline = await claim(conn, self.name, id, key)
                     if deadline is None:
@@ -635,8 +627,8 @@ class ProcessManager(Generic[S]):
                     if decision is not None:
                         await self._save(conn, decision, stale_is_retry=False)
                 return True
-            # SQLite: decide (and append) before taking the write lock; the turn keeps this
-            # process's batches out meanwhile, the guarded claim other pollers.
+            # Serial writes (SQLite): decide (and append) before taking the write lock; the
+            # turn keeps this process's batches out meanwhile, the claim other pollers.
             async with db.reading() as conn:
                 deadline = await read_deadline(conn, id)
                 if deadline is None or deadline.status != "scheduled":
@@ -648,6 +640,18 @@ class ProcessManager(Generic[S]):
                 if decision is not None:
                     await self._save(conn, decision, stale_is_retry=False)
             return True
+
+    def use_repository(self, repository: Repository) -> None:
+        """Send commands to aggregates of the repository's store through it, so they load
+        from its snapshots; without one they fold every event. ``App.connect`` gives its
+        process managers the application's repository."""
+        self._repositories[repository.store] = repository
+
+    def _repository(self, store: EventStore) -> Repository:
+        repository = self._repositories.get(store)
+        if repository is None:
+            repository = self._repositories[store] = Repository(store)
+        return repository
 
     def turn(self, engine: AsyncEngine) -> asyncio.Lock:
         """The lock batches and deadline firings of this manager take turns on (per
@@ -808,9 +812,9 @@ class ProcessManager(Generic[S]):
         query = sa.select(
             process_states.c.state, process_states.c.status, process_states.c.version
         ).where(process_states.c.manager == self.name, process_states.c.key == key)
-        if lock and conn.dialect.name != "sqlite":
+        if lock:
             # Held until the batch commits: the deadline poller waits for it (same order).
-            query = query.with_for_update()
+            query = Dialect.of(conn).locked(query)
         row = (await conn.execute(query)).first()
         if row is None:
             return None

@@ -15,27 +15,23 @@ import asyncio
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from eventfold.eventstore.dialect import Dialect
 from eventfold.eventstore.engine import is_sqlite_ready
 
 _sqlite_locks: weakref.WeakKeyDictionary[sa.Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
-class Database:
-    """An engine on the store's database, with the runner's transaction discipline."""
+class Database(Dialect):
+    """An engine on the store's database, with the runner's transaction discipline and
+    what differs between its dialects (``Dialect``)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine.dialect.name)
         self.engine = engine
-        self.dialect = engine.dialect.name
-        if self.dialect not in ("postgresql", "sqlite"):
-            raise ValueError(
-                f"projections keep their tables in PostgreSQL or SQLite, not {self.dialect}"
-            )
         # A private in-memory SQLite database lives on one shared connection: every use of
         # it, reads included, must take turns.
         self.single_connection = self.sqlite and engine.url.database in (None, "", ":memory:")
@@ -44,11 +40,6 @@ class Database:
                 "create the SQLite engine with eventfold.eventstore.engine.create_engine(url): it "
                 "sets up explicit transactions, savepoints and the busy timeout"
             )
-
-    @property
-    def sqlite(self) -> bool:
-        """Whether the database is SQLite."""
-        return self.dialect == "sqlite"
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -80,12 +71,6 @@ class Database:
         if self.sqlite:
             return sa.literal_column("((julianday('now') - 2440587.5) * 86400.0)", sa.Float)
         return sa.literal_column("extract(epoch from clock_timestamp())::float8", sa.Float)
-
-    def insert(self, table: sa.Table) -> Any:
-        """The dialect's INSERT, which has ``on_conflict_do_update/nothing``."""
-        if self.sqlite:
-            return sqlite.insert(table)
-        return postgresql.insert(table)
 
     def quote(self, name: str) -> str:
         """An identifier quoted for this database."""

@@ -9,9 +9,8 @@ and links each to its cause:
 - ``id`` a correlation id (a request id, or the id of the event that started it all): every
   event of the correlation, as a forest of the events whose cause is not among them.
 
-With an ``engine`` on the store's database (PostgreSQL or SQLite) the events are found by
-one indexed query on ``metadata->>'correlation_id'``; without one (the memory store) the
-log is scanned.
+The store finds the events (``EventStore.read_correlation``: one indexed query on PostgreSQL,
+a scan elsewhere).
 """
 
 from __future__ import annotations
@@ -21,12 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from eventfold.eventstore.protocol import EventStore
-from eventfold.eventstore.records import START, RecordedEvent
-from eventfold.eventstore.schema import events as events_table
+from eventfold.eventstore.records import RecordedEvent
 from eventfold.projections.errors import ProjectionError
 
 
@@ -55,16 +50,14 @@ class TraceNode:
             yield from child.walk(depth + 1)
 
 
-async def trace(
-    store: EventStore, id: str | uuid.UUID, *, engine: AsyncEngine | None = None
-) -> list[TraceNode]:
+async def trace(store: EventStore, id: str | uuid.UUID) -> list[TraceNode]:
     """The causation tree of an event, or the forest of a correlation id (see the module).
 
     Raises ``TraceNotFound`` when nothing matches.
     """
     wanted = str(id)
     event_id = _as_uuid(wanted)
-    records = await _correlated(store, wanted, event_id, engine)
+    records = await _correlated(store, wanted, event_id)
     if event_id is not None:
         root = next((r for r in records if r.event_id == event_id), None)
         if root is not None:
@@ -97,74 +90,18 @@ def _tree(records: list[RecordedEvent]) -> dict[uuid.UUID, TraceNode]:
 
 
 async def _correlated(
-    store: EventStore, wanted: str, event_id: uuid.UUID | None, engine: AsyncEngine | None
+    store: EventStore, wanted: str, event_id: uuid.UUID | None
 ) -> list[RecordedEvent]:
     """The events of the correlation ``wanted`` names (directly, or through the event with
     that id), in log order."""
-    if engine is not None and engine.dialect.name in ("postgresql", "sqlite"):
-        return await _query(store, engine, wanted, event_id)
-    return await _scan(store, wanted, event_id)
-
-
-async def _scan(
-    store: EventStore, wanted: str, event_id: uuid.UUID | None
-) -> list[RecordedEvent]:
-    by_correlation: dict[str, list[RecordedEvent]] = {}
-    correlation: str | None = None
-    after = START
-    while True:
-        page = await store.read_all(after=after, limit=1000)
-        for record in page:
-            key = str(record.metadata.get("correlation_id") or record.event_id)
-            by_correlation.setdefault(key, []).append(record)
-            if record.event_id == event_id:
-                correlation = key
-        if len(page) < 1000:
-            break
-        after = page[-1].global_position
-    return by_correlation.get(correlation or wanted, [])
-
-
-async def _query(
-    store: EventStore, engine: AsyncEngine, wanted: str, event_id: uuid.UUID | None
-) -> list[RecordedEvent]:
-    table = events_table
-    correlation_of = table.c.metadata["correlation_id"].as_string()
-    correlation = wanted
-    async with engine.connect() as conn:
-        if event_id is not None:
-            row = (await conn.execute(
-                sa.select(correlation_of).where(table.c.event_id == event_id)
-            )).first()
-            if row is not None:
-                # An event without a correlation id starts its own: its id is the one.
-                correlation = row[0] or wanted
-        transaction = (
-            sa.cast(sa.cast(table.c.transaction_id, sa.Text), sa.BigInteger)
-            if engine.dialect.name == "postgresql" else table.c.transaction_id
-        )
-        rows = (await conn.execute(
-            sa.select(
-                table.c.event_id, table.c.stream_id, table.c.stream_version, transaction,
-                table.c.position, table.c.event_type, table.c.schema_version, table.c.data,
-                table.c.metadata, table.c.recorded_at,
-            )
-            .where(sa.or_(correlation_of == correlation, table.c.event_id == _as_uuid(correlation)))
-            .order_by(table.c.transaction_id, table.c.position)
-        )).all()
-    records = [_record(row) for row in rows]
-    return store.registry.upcast_all(records)
-
-
-def _record(row: Any) -> RecordedEvent:
-    data = row[7]
-    metadata = row[8]
-    return RecordedEvent(
-        event_id=row[0], stream_id=row[1], stream_version=int(row[2]),
-        transaction_id=int(row[3]), position=int(row[4]), event_type=row[5],
-        schema_version=int(row[6]), data=dict(data), metadata=dict(metadata or {}),
-        recorded_at=row[9],
-    )
+    records = await store.read_correlation(wanted)
+    if event_id is None:
+        return records
+    # The event with that id is among them; from the middle of a conversation its
+    # correlation is the conversation (an event without one starts its own, under its id).
+    event = next((r for r in records if r.event_id == event_id), None)
+    correlation = str(event.metadata.get("correlation_id") or wanted) if event else wanted
+    return records if correlation == wanted else await store.read_correlation(correlation)
 
 
 def render(roots: list[TraceNode]) -> Any:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventfold.eventstore import category_of
+from eventfold.eventstore.dialect import Dialect
 from eventfold.eventstore.engine import create_engine
 from eventfold.eventstore.schema import snapshots as table
 from eventfold.snapshots.protocol import Snapshot, SnapshotStore
@@ -63,12 +63,7 @@ class SqlSnapshotStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-        self._insert: Callable[..., Any] = dialect.insert
-        # One statement needs no transaction: on PostgreSQL autocommit saves a BEGIN and a
-        # ROLLBACK, half the time of a load from a snapshot. (SQLite's engine begins its
-        # transactions explicitly, so it keeps the default.)
-        self._autocommit_reads = engine.dialect.name == "postgresql"
+        self._dialect = Dialect.of(engine)
 
     async def latest(
         self, stream_id: str, *, state_version: int, max_version: int | None = None
@@ -83,8 +78,9 @@ class SqlSnapshotStore:
             query = query.where(table.c.version <= max_version)
         try:
             async with self.engine.connect() as conn:
-                if self._autocommit_reads:
-                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                # One statement needs no transaction: on PostgreSQL that halves the time of
+                # a load from a snapshot.
+                conn = await self._dialect.one_statement(conn)
                 row = (await conn.execute(query)).first()
         except (ValueError, TypeError) as exc:  # the driver could not decode the JSON
             logger.warning("ignoring unreadable snapshot of %s: %s", stream_id, exc)
@@ -112,7 +108,7 @@ class SqlSnapshotStore:
             await self.save(capture())
 
     async def save(self, snapshot: Snapshot) -> None:
-        statement = self._insert(table).values(
+        statement = self._dialect.insert(table).values(
             stream_id=snapshot.stream_id, version=snapshot.version,
             state_version=snapshot.state_version, state=snapshot.state,
         )

@@ -15,6 +15,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from eventfold.eventstore import EventStore
+from eventfold.eventstore.periodic import every
 from eventfold.snapshots.protocol import Snapshot
 from eventfold.snapshots.storage import SnapshotStorage
 
@@ -78,10 +79,8 @@ def schedule_sweep(
     every_seconds: float = 300,
     categories: Collection[str] | None = None,
 ) -> Any:
-    """Add the sweep to an APScheduler ``AsyncIOScheduler``; runs never overlap.
-
-    Returns the APScheduler job.
-    """
+    """Add the sweep to an APScheduler ``AsyncIOScheduler`` (``eventstore.periodic.every``:
+    runs never overlap). Returns the APScheduler job."""
 
     async def run() -> None:
         report = await sweep(store, snapshots, take, threshold=threshold, categories=categories)
@@ -90,7 +89,4 @@ def schedule_sweep(
             report.examined, len(report.taken), len(report.failed),
         )
 
-    return scheduler.add_job(
-        run, "interval", seconds=every_seconds, id="eventfold-snapshot-sweep",
-        max_instances=1, coalesce=True, replace_existing=True,
-    )
+    return every(scheduler, every_seconds, run, id="eventfold-snapshot-sweep")

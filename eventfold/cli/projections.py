@@ -23,8 +23,7 @@ from eventfold.cli.render import (
     stdout_console,
 )
 from eventfold.config import Settings
-from eventfold.eventstore import GlobalPosition
-from eventfold.eventstore.horizon import HorizonHolder
+from eventfold.eventstore import GlobalPosition, HorizonHolder
 from eventfold.projections import (
     ParkedEvent,
     ProjectionStatus,

@@ -10,7 +10,6 @@ from eventfold.cli.execution import run
 from eventfold.cli.options import AppOption
 from eventfold.cli.render import envelope, print_json_lines, stdout_console
 from eventfold.config import Settings
-from eventfold.eventstore.engine import create_engine
 from eventfold.projections.trace import render, trace
 
 
@@ -26,15 +25,8 @@ def trace_command(
     """Show the events one event caused (transitively), or all events of a correlation id."""
 
     async def work(settings: Settings) -> None:
-        engine = None if settings.database_url.startswith("memory:") else create_engine(
-            settings.database_url
-        )
-        try:
-            async with settings.connect() as store:
-                roots = await trace(store, id, engine=engine)
-        finally:
-            if engine is not None:
-                await engine.dispose()
+        async with settings.connect() as store:
+            roots = await trace(store, id)
         if as_json:
             print_json_lines(
                 {**envelope(record), "depth": depth}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import json
+import uuid
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -28,6 +29,7 @@ from eventfold.eventstore.records import (
     AppendResult,
     ExpectedVersion,
     GlobalPosition,
+    HorizonHolder,
     NewEvent,
     RecordedEvent,
     StreamInfo,
@@ -170,6 +172,21 @@ class MemoryEventStore:
                        self._streams[stream_id][-1].recorded_at)
             for stream_id in ids
         ]
+
+    async def read_event(self, event_id: uuid.UUID) -> list[RecordedEvent]:
+        record = self._by_id.get(event_id)
+        return [] if record is None else self.registry.upcast(record)
+
+    async def read_correlation(self, correlation_id: str) -> list[RecordedEvent]:
+        return self.registry.upcast_all(
+            record for record in self._log
+            if record.metadata.get("correlation_id") == correlation_id
+            or str(record.event_id) == correlation_id
+        )
+
+    async def horizon_holders(self) -> list[HorizonHolder]:
+        """No transactions, no horizon: none."""
+        return []
 
     async def wait_for_events(self, after: GlobalPosition, timeout: float) -> bool:
         async def arrived() -> None:

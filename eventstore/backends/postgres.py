@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -57,7 +58,7 @@ from eventfold.eventstore.errors import (
     StoreUnavailable,
 )
 from eventfold.eventstore.event import Event
-from eventfold.eventstore.horizon import HorizonHolder, check_horizon, horizon_holders
+from eventfold.eventstore.horizon import check_horizon, horizon_holders
 from eventfold.eventstore.instrumentation import traced_append
 from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE
 from eventfold.eventstore.records import (
@@ -68,6 +69,7 @@ from eventfold.eventstore.records import (
     AppendResult,
     ExpectedVersion,
     GlobalPosition,
+    HorizonHolder,
     NewEvent,
     RecordedEvent,
     StreamInfo,
@@ -193,6 +195,17 @@ ORDER BY eventfold_events.transaction_id DESC, eventfold_events.position DESC LI
 _COMMITTED_HEAD = """
 SELECT transaction_id::text::bigint, position FROM eventfold_events
 ORDER BY eventfold_events.transaction_id DESC, eventfold_events.position DESC LIMIT 1
+"""
+
+_READ_EVENT = f"SELECT {_COLUMNS} FROM eventfold_events WHERE event_id = $1"
+
+# A conversation's events by the expression index on metadata->>'correlation_id', plus the
+# event that started it (by the unique index on event_id). Committed events above the
+# readers' horizon are included: a trace is a diagnosis, not a subscription.
+_READ_CORRELATION = f"""
+SELECT {_COLUMNS} FROM eventfold_events
+WHERE metadata->>'correlation_id' = $1 OR event_id = $2::uuid
+ORDER BY eventfold_events.transaction_id, eventfold_events.position
 """
 
 # Streams are the distinct stream ids of the events table: a skip scan over the unique
@@ -489,6 +502,19 @@ class PostgresEventStore:
             )
         found.extend(StreamInfo(row[0], row[1], row[2]) for row in rows)
         return found
+
+    async def read_event(self, event_id: uuid.UUID) -> list[RecordedEvent]:
+        """The event with this id (see ``EventStore.read_event``)."""
+        return self.registry.upcast_all(_records(await self._fetch(_READ_EVENT, event_id)))
+
+    async def read_correlation(self, correlation_id: str) -> list[RecordedEvent]:
+        """The events of one correlation (see ``EventStore.read_correlation``)."""
+        try:
+            event_id: uuid.UUID | None = uuid.UUID(correlation_id)
+        except ValueError:
+            event_id = None
+        rows = await self._fetch(_READ_CORRELATION, correlation_id, event_id)
+        return self.registry.upcast_all(_records(rows))
 
     async def horizon_holders(self) -> list[HorizonHolder]:
         """Sessions with an open write transaction, oldest first: the first one holds

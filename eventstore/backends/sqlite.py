@@ -63,6 +63,7 @@ from eventfold.eventstore.records import (
     AppendResult,
     ExpectedVersion,
     GlobalPosition,
+    HorizonHolder,
     NewEvent,
     RecordedEvent,
     StreamInfo,
@@ -118,6 +119,13 @@ _READ_ALL = (
     f"SELECT {_COLUMNS} FROM {_EVENTS} "
     "WHERE position > ? AND (transaction_id, position) > (?, ?){types} "
     "ORDER BY position LIMIT ?"
+)
+_READ_EVENT = f"SELECT {_COLUMNS} FROM {_EVENTS} WHERE event_id = ?"
+# No index serves the metadata half (unlike PostgreSQL's on metadata->>'correlation_id'):
+# a trace is a diagnosis, and a scan of the table is what it costs here.
+_READ_CORRELATION = (
+    f"SELECT {_COLUMNS} FROM {_EVENTS} "
+    "WHERE json_extract(metadata, '$.correlation_id') = ? OR event_id = ? ORDER BY position"
 )
 
 # recorded_at is stored as UTC text in SQLAlchemy's own SQLite DATETIME format, so
@@ -401,6 +409,22 @@ class SqliteEventStore:
         params.append(max(limit, 0))
         rows = await self._fetch(" ".join(sql), params)
         return [StreamInfo(row[0], row[1], _parse_time(row[2])) for row in rows]
+
+    async def read_event(self, event_id: uuid.UUID) -> list[RecordedEvent]:
+        """The event with this id (see ``EventStore.read_event``)."""
+        rows = await self._fetch(_READ_EVENT, (event_id.hex,))
+        return self.registry.upcast_all(_records(rows))
+
+    async def read_correlation(self, correlation_id: str) -> list[RecordedEvent]:
+        """The events of one correlation (see ``EventStore.read_correlation``)."""
+        rows = await self._fetch(
+            _READ_CORRELATION, (correlation_id, _event_id_text(correlation_id))
+        )
+        return self.registry.upcast_all(_records(rows))
+
+    async def horizon_holders(self) -> list[HorizonHolder]:
+        """Readers see every committed event on SQLite: nothing holds them back."""
+        return []
 
     async def wait_for_events(self, after: GlobalPosition, timeout: float) -> bool:
         """Wait until the log has events after ``after`` or the timeout passes.
@@ -741,6 +765,14 @@ def _records(rows: list[Any]) -> list[RecordedEvent]:
             )
         )
     return out
+
+
+def _event_id_text(text: str) -> str | None:
+    """How the event id ``text`` names is stored (32 hex digits), or None if it is no UUID."""
+    try:
+        return uuid.UUID(text).hex
+    except ValueError:
+        return None
 
 
 def _parse_time(text: str) -> datetime:

@@ -213,10 +213,7 @@ async def _day(
 
         say(f"\n8. What bob's declined order caused "
             f"(eventfold events trace checkout-{ids['declined']})")
-        forest = await trace(
-            store, f"checkout-{ids['declined']}",
-            engine=None if url.startswith("memory:") else engine,
-        )
+        forest = await trace(store, f"checkout-{ids['declined']}")
         tree = _render(forest)
         for text in tree:
             say(f"   {text}")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from saga_support import (
+    EVENTS,
     Env,
     Fulfilment,
     Order,
+    Payment,
     Stock,
     all_events,
     instance_is,
@@ -13,9 +17,12 @@ from saga_support import (
     types_of,
 )
 
+from eventfold.aggregates import Repository
+from eventfold.app import App
 from eventfold.eventstore.causation import correlated
 from eventfold.processes.deadlines import list_deadlines
 from eventfold.projections import Runner
+from eventfold.snapshots import MemorySnapshotStore
 
 
 async def stock_of(env: Env, sku: str, quantity: int) -> None:
@@ -123,3 +130,37 @@ async def test_events_for_unknown_or_finished_instances_are_ignored(env: Env) ->
         await settle(env.store, runner, instance_is(manager, env.engine, "o1", "completed"))
     assert await manager.instance(env.engine, "stray") is None
     assert await types_of(env.store, "Order-stray") == []
+
+
+async def test_commands_load_aggregates_through_the_repository_from_snapshots(env: Env) -> None:
+    # The snapshot says 50 apples where the events say 5: an order of 20 goes through only
+    # if the saga's command loads Stock from the snapshot, as Repository.get does.
+    await stock_of(env, "apple", 5)
+    taken = await env.repository.capture_snapshot(Stock, "apple")
+    snapshots = MemorySnapshotStore()
+    await snapshots.save(replace(taken, state={**taken.state, "available": 50}))
+    manager = Fulfilment()
+    manager.use_repository(Repository(env.store, snapshots=snapshots))
+    async with Runner(env.store, [manager], engine=env.engine) as runner:
+        await place(env, "o1", quantity=20)
+        await settle(env.store, runner, instance_is(manager, env.engine, "o1", "completed"))
+
+    assert await types_of(env.store, "Stock-apple") == ["StockReceived", "StockReserved"]
+    stock = await Repository(env.store, snapshots=snapshots).get(Stock, "apple")
+    assert stock.available == 30
+
+
+async def test_an_apps_process_managers_load_through_its_repository(env: Env) -> None:
+    # Same doctored snapshot, in the App's own snapshot store: connecting the App hands
+    # the saga the App's repository.
+    manager = Fulfilment()
+    app = App(events=EVENTS, aggregates=[Order, Stock, Payment], subscribers=[manager])
+    async with app.connect(env.url) as running:
+        await stock_of(env, "apple", 5)
+        taken = await running.repository.capture_snapshot(Stock, "apple")
+        await running.snapshots.save(replace(taken, state={**taken.state, "available": 50}))
+        async with running.runner() as runner:
+            await place(env, "o1", quantity=20)
+            await settle(env.store, runner, instance_is(manager, env.engine, "o1", "completed"))
+
+    assert await types_of(env.store, "Stock-apple") == ["StockReceived", "StockReserved"]
