@@ -16,7 +16,8 @@ Why it is shaped so (docs/operations.md has the long version):
   stream that no other append can race. Appends share that lock's shared mode when it is
   free, so the common case stays one statement.
 - Every event records its writer's ``pg_current_xact_id()``. The global log is read in
-  ``(transaction_id, position)`` order and only below ``pg_snapshot_xmin``: a transaction
+  ``(transaction_id, position)`` order and only below the horizon (``pg_snapshot_xmin``,
+  not counting transactions of other databases: ``horizon.VISIBLE_BELOW``): a transaction
   that took a lower position but commits later is still running below that line, so a
   reader waits for it instead of passing over it.
 - ``wait_for_events`` LISTENs; appends NOTIFY after commit from a separate connection,
@@ -60,7 +61,12 @@ from eventfold.eventstore.errors import (
     StoreUnavailable,
 )
 from eventfold.eventstore.event import Event
-from eventfold.eventstore.horizon import HorizonHolder, check_horizon, horizon_holders
+from eventfold.eventstore.horizon import (
+    VISIBLE_BELOW,
+    HorizonHolder,
+    check_horizon,
+    horizon_holders,
+)
 from eventfold.eventstore.instrumentation import traced_append
 from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE
 from eventfold.eventstore.records import (
@@ -185,29 +191,30 @@ ORDER BY stream_version DESC LIMIT $5
 """
 
 # The global log: strictly after the reader's position, and only below the oldest running
-# transaction, so that an event committing later with a lower position is not passed over.
-# Both conditions are index conditions on (transaction_id, position). ORDER BY names the
+# transaction that could write events (VISIBLE_BELOW, evaluated once per statement), so
+# that an event committing later with a lower position is not passed over. Both conditions
+# are index conditions on (transaction_id, position). ORDER BY names the
 # table's columns qualified: a bare ``transaction_id`` would mean the output column
 # ``transaction_id::text::bigint``, which no index orders, and every batch would sort the
 # whole rest of the log.
 _READ_ALL = f"""
 SELECT {_COLUMNS} FROM eventfold_events
 WHERE (transaction_id, position) > ($1::text::xid8, $2)
-  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+  AND transaction_id < {VISIBLE_BELOW}
 ORDER BY eventfold_events.transaction_id, eventfold_events.position LIMIT $3
 """
 
 _READ_ALL_OF_TYPES = f"""
 SELECT {_COLUMNS} FROM eventfold_events
 WHERE (transaction_id, position) > ($1::text::xid8, $2)
-  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+  AND transaction_id < {VISIBLE_BELOW}
   AND event_type = ANY($4::text[])
 ORDER BY eventfold_events.transaction_id, eventfold_events.position LIMIT $3
 """
 
-_HEAD = """
+_HEAD = f"""
 SELECT transaction_id::text::bigint, position FROM eventfold_events
-WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+WHERE transaction_id < {VISIBLE_BELOW}
 ORDER BY eventfold_events.transaction_id DESC, eventfold_events.position DESC LIMIT 1
 """
 
