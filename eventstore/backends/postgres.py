@@ -721,8 +721,9 @@ def append_statement(
     connection of their own, inside their own transaction).
 
     It returns one row per event written, in version order: ``(stream_version, position,
-    transaction_id)``; no rows when the stream's version is not the expected one, and a
-    unique violation when a concurrent writer took the versions or the ids are stored.
+    transaction_id)``; no rows when the stream's version is not the expected one or a
+    serialized append holds or awaits the stream's lock, and a unique violation when a
+    concurrent writer took the versions or the ids are stored.
     """
     low, high = _version_bounds(expected)
     if len(batch) == 1:
