@@ -58,7 +58,6 @@ from eventfold.eventstore.errors import (
     ConcurrencyError,
     InvalidAppend,
     SchemaNotMigrated,
-    StoreUnavailable,
 )
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.horizon import (
@@ -397,12 +396,12 @@ class PostgresEventStore:
         if replay is not None:
             return replay
         # Behind the lock no append can have taken the versions, and none of the ids is
-        # stored: something else keeps the rows out.
-        raise StoreUnavailable(
-            self.url,
-            f"the database wrote nothing for the append to {stream_id!r} at version "
-            f"{actual}, and no other append explains it. Check triggers and rules on "
-            "eventfold_events, and programs that insert events without the stream's lock",
+        # stored: something else keeps the rows out. Not an outage, and not worth a retry.
+        raise InvalidAppend(
+            f"the database wrote nothing for the append to {stream_id!r} (at version "
+            f"{actual}, as expected) and no other append explains it: check triggers and "
+            "rules on eventfold_events, and programs that insert events without the "
+            "stream's lock; nothing was written"
         )
 
     async def _insert(

@@ -10,7 +10,18 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from eventfold.eventstore import ANY, STREAM_EXISTS, EventRegistry, EventStore, connect
+import asyncpg
+import pytest
+
+from eventfold.eventstore import (
+    ANY,
+    STREAM_EXISTS,
+    EventRegistry,
+    EventStore,
+    InvalidAppend,
+    StoreUnavailable,
+    connect,
+)
 from eventfold.eventstore.backends.postgres import PostgresEventStore
 from eventfold.eventstore.migrate import migrate
 from eventfold.eventstore.records import ExpectedVersion
@@ -69,3 +80,29 @@ async def test_many_writers_of_any_and_stream_exists_on_one_sqlite_file_all_succ
     await migrate(url)
     async with connect(url, pg_registry) as one, connect(url, pg_registry) as two:
         await race_on_one_stream([one, two])
+
+
+async def test_an_append_that_a_trigger_swallows_is_refused_not_an_outage(
+    pg_store: PostgresEventStore, raw_conn: asyncpg.Connection
+) -> None:
+    # Not contention: behind the stream's lock nothing can race the append, so the store
+    # says what keeps the rows out instead of retrying or blaming the server.
+    await pg_store.append("S-1", [Deposited(amount=0)])
+    await raw_conn.execute(
+        "CREATE FUNCTION swallow() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RETURN NULL; END $$;"
+        "CREATE TRIGGER swallow BEFORE INSERT ON eventfold_events "
+        "FOR EACH ROW EXECUTE FUNCTION swallow()"
+    )
+    try:
+        for expected in (ANY, STREAM_EXISTS, 1):
+            with pytest.raises(InvalidAppend, match="check triggers") as caught:
+                await pg_store.append(
+                    "S-1", [Deposited(amount=1)], expected_version=expected
+                )
+            assert not isinstance(caught.value, StoreUnavailable)
+    finally:
+        await raw_conn.execute(
+            "DROP TRIGGER swallow ON eventfold_events; DROP FUNCTION swallow()"
+        )
+    assert await pg_store.stream_version("S-1") == 1
