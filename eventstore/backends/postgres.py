@@ -382,11 +382,15 @@ class PostgresEventStore:
 
         When the stream turns out to be where the append expects it after all (always so
         for ANY), the append goes again behind the stream's exclusive lock, where no other
-        append can race it: a lost race costs a few round trips, never a failure.
+        append can race it: a lost race costs a few round trips, never a failure. ANY and
+        STREAM_EXISTS go there at once (they almost never conflict for good, and the
+        locked try meets a replay as well); an exact version asks first, as its lost race
+        is most often a conflict that no lock would cure.
         """
-        replay, _ = await self._settle(stream_id, batch, expected)
-        if replay is not None:
-            return replay
+        if expected is not ANY and expected is not STREAM_EXISTS:
+            replay, _ = await self._settle(stream_id, batch, expected)
+            if replay is not None:
+                return replay
         locked = _APPEND_ONE_LOCKED if len(batch) == 1 else _APPEND_BATCH_LOCKED
         rows = await self._insert(stream_id, locked, args, serialized=True)
         if rows:

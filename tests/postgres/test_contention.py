@@ -64,6 +64,8 @@ async def race_on_one_stream(stores: list[EventStore]) -> None:
     log = await stores[0].read_all(limit=10 * total)
     assert [e.stream_version for e in log] == list(range(1, total + 1))
     assert [e.event_id for e in log] == [e.event_id for e in stream]
+    positions = [e.global_position for e in log]
+    assert positions == sorted(positions) and len(set(positions)) == total
 
 
 async def test_many_writers_of_any_and_stream_exists_on_postgres_all_succeed(
@@ -71,6 +73,9 @@ async def test_many_writers_of_any_and_stream_exists_on_postgres_all_succeed(
 ) -> None:
     other: PostgresEventStore = await pg_store_factory()  # type: ignore[operator]
     await race_on_one_stream([pg_store, other])
+    # An insert that lost the race on the unique index used up a position: they did race.
+    last = (await pg_store.read_stream("Hot-1", backwards=True, limit=1))[0]
+    assert last.position > 1 + WRITERS * APPENDS_EACH, "the writers never raced"
 
 
 async def test_many_writers_of_any_and_stream_exists_on_one_sqlite_file_all_succeed(
