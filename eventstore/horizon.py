@@ -8,8 +8,11 @@ Readers of the global log read only events whose writer's transaction id (xid8) 
    stored ids can lie beyond the new cluster's counter: that history would read as absent
    and new events would sort before it. ``check_horizon`` refuses such a store and
    ``repair_horizon`` renumbers the stored ids, order-preservingly, below the horizon.
-2. A long open transaction anywhere in the cluster holds every reader back:
-   ``horizon_holders`` names it.
+2. A long open transaction holds every reader back: ``horizon_holders`` names it.
+
+The horizon is not quite ``pg_snapshot_xmin``: a transaction positively known to run in
+another database of the server cannot write to our events table, so it holds nothing back
+(``VISIBLE_BELOW``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,39 @@ from eventfold.eventstore.backends.postgres_driver import (
 from eventfold.eventstore.connect import masked
 from eventfold.eventstore.errors import TransactionHorizonError
 from eventfold.eventstore.records import HorizonHolder
+
+# The line below which the global log is read: every transaction below it that could have
+# written an event has ended, and its events are visible to the statement.
+#
+# pg_snapshot_xmin is the oldest transaction running anywhere in the server, and a
+# transaction that stays open in another database (another application of a shared
+# server) would hold our readers back for as long as it runs, though it can never write to
+# our tables. So the line is the snapshot's xmax, or the oldest transaction of the
+# snapshot's running list (xip) that is NOT positively known to belong to another
+# database, if that is lower. Positively known: a backend connected to another database
+# whose backend_xid is that id (a backend's database never changes), or a prepared
+# transaction of another database. Everything else holds the line as xmin did: our own
+# database's sessions, sessions with no database (autovacuum, walsenders), prepared
+# transactions of ours, and any id not found at all. The race that matters: the
+# activity list is read after the statement's snapshot, so a transaction that ended
+# meanwhile is simply not found (and holds, harmlessly: it has ended); one that started
+# meanwhile is not in the running list, or lies above xmax. NOT IN must not meet a NULL
+# (it would drop every id), hence the IS NOT NULLs. The activity list is read only when
+# something is running (a hashed subplan runs on its first probe).
+VISIBLE_BELOW = """(
+    SELECT least(pg_snapshot_xmax(s.snapshot), (
+        SELECT min(x.id) FROM pg_snapshot_xip(s.snapshot) AS x(id)
+        WHERE x.id::xid NOT IN (
+            SELECT a.backend_xid FROM pg_stat_get_activity(NULL) AS a
+            WHERE a.backend_xid IS NOT NULL AND a.datid <> (
+                SELECT oid FROM pg_database WHERE datname = current_database())
+            UNION ALL
+            SELECT p.transaction FROM pg_prepared_xact() AS p
+            WHERE p.transaction IS NOT NULL AND p.dbid <> (
+                SELECT oid FROM pg_database WHERE datname = current_database())
+        )))
+    FROM pg_current_snapshot() AS s(snapshot)
+)"""
 
 # The largest stored id and the server's next id. The index on (transaction_id, position)
 # answers the first from its end; xid8 travels as text because asyncpg has no codec for it.
@@ -150,10 +186,12 @@ async def advance_transaction_counter(conn: asyncpg.Connection, beyond: int) -> 
 
 
 async def horizon_holders(conn: asyncpg.Connection) -> list[HorizonHolder]:
-    """Sessions with an open write transaction, oldest first.
+    """Sessions with an open write transaction that holds readers back, oldest first.
 
-    The oldest of them sets ``pg_snapshot_xmin``: readers of the global log see nothing
-    written after it began until it ends. Name it in status output when readers lag.
+    The oldest of them sets the horizon: readers of the global log see nothing written
+    after it began until it ends. Name it in status output when readers lag. Sessions of
+    other databases hold nothing back (``VISIBLE_BELOW``) and are left out; sessions with
+    no database (autovacuum, walsenders) are not.
     """
     rows = await conn.fetch(
         """
@@ -162,6 +200,7 @@ async def horizon_holders(conn: asyncpg.Connection) -> list[HorizonHolder]:
                now() - coalesce(xact_start, now()) AS age, coalesce(query, '') AS query
         FROM pg_stat_activity
         WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+          AND (datname IS NULL OR datname = current_database())
         ORDER BY age(backend_xid) DESC
         """
     )

@@ -11,9 +11,13 @@ Why it is shaped so (docs/operations.md has the long version):
   table lock, no row lock that writers of other streams could meet.
 - When nothing was written (a version mismatch, a lost race, or a replayed batch whose
   event ids are stored), one more query tells them apart: the original result for a
-  replay, ``ConcurrencyError`` with the actual version, or another try for ``ANY``.
+  replay, ``ConcurrencyError`` with the actual version, or, when the stream is where the
+  append expects it (a lost race of ``ANY``), one more try behind an exclusive lock on the
+  stream that no other append can race. Appends share that lock's shared mode when it is
+  free, so the common case stays one statement.
 - Every event records its writer's ``pg_current_xact_id()``. The global log is read in
-  ``(transaction_id, position)`` order and only below ``pg_snapshot_xmin``: a transaction
+  ``(transaction_id, position)`` order and only below the horizon (``pg_snapshot_xmin``,
+  not counting transactions of other databases: ``horizon.VISIBLE_BELOW``): a transaction
   that took a lower position but commits later is still running below that line, so a
   reader waits for it instead of passing over it.
 - ``wait_for_events`` LISTENs; appends NOTIFY after commit from a separate connection,
@@ -55,10 +59,9 @@ from eventfold.eventstore.errors import (
     ConcurrencyError,
     InvalidAppend,
     SchemaNotMigrated,
-    StoreUnavailable,
 )
 from eventfold.eventstore.event import Event
-from eventfold.eventstore.horizon import check_horizon, horizon_holders
+from eventfold.eventstore.horizon import VISIBLE_BELOW, check_horizon, horizon_holders
 from eventfold.eventstore.instrumentation import traced_append
 from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE
 from eventfold.eventstore.records import (
@@ -84,11 +87,6 @@ _NOTIFY_INTERVAL = 0.005
 _INT4_MAX = 2**31 - 1
 _EVENT_ID_CONSTRAINT = "eventfold_events_event_id_key"
 _STREAM_VERSION_CONSTRAINT = "eventfold_events_stream_version"
-_ATTEMPTS = 10
-"""Tries of one append before giving up: a try is repeated only when the stream turned out
-to be where the append expects it after all (a lost race of ``ANY``), or when a batch whose
-ids were in flight elsewhere was rolled back there."""
-
 # The stream's last version, from the unique (stream_id, stream_version) index: the append
 # writes only when it lies within [$2, $3] (exact version: both are it; NO_STREAM: 0, 0;
 # STREAM_EXISTS: 1, max; ANY: 0, max). A concurrent writer that took the same versions makes
@@ -98,37 +96,61 @@ _STREAM_LAST = (
     "FROM eventfold_events WHERE stream_id = $1"
 )
 
+# Every append takes a shared, transaction-scoped advisory lock on its stream (keyed by the
+# stream id's 64-bit hash), only if it is free right now, in its one statement: appends of
+# one stream share it and run side by side, one round trip each, as long as nobody holds or
+# waits for the exclusive lock of the serialized path below. Once a writer waits there, an
+# append that arrives writes nothing and queues behind it instead (see ``append``), so the
+# serialized writer cannot lose to newcomers for ever. The lock is tried once per
+# statement, in the materialized head (a try per row could fail halfway through a batch),
+# before any row is inserted, and is held until the append commits.
+_TRY_SHARED = "pg_try_advisory_xact_lock_shared(hashtextextended($1, 0))"
+
+# The serialized path: the exclusive lock waits for every append of the stream in flight to
+# commit, and keeps new ones out (their try above fails). The insert that follows in the
+# same transaction takes its snapshot after the lock, so it sees every earlier append and
+# no other append of the stream can race it. Another stream sharing the hash only waits.
+# The transaction has no id while it waits for the lock, so it holds no reader back.
+_LOCK_STREAM = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+
+_HEAD_OF_STREAM = """
+WITH head AS MATERIALIZED (
+    SELECT coalesce(max(stream_version), 0) AS version, {free} AS free
+    FROM eventfold_events WHERE stream_id = $1
+)"""
+
 # One event (most appends): plain parameters, no arrays to build and take apart.
-_APPEND_ONE = f"""
+_APPEND_ONE_ROW = f"""{_HEAD_OF_STREAM}
 INSERT INTO eventfold_events
     (stream_id, stream_version, event_id, event_type, schema_version, data, metadata)
 SELECT $1, head.version + 1, $4::uuid, $5::text, $6::integer, $7::jsonb, $8::jsonb
-FROM ({_STREAM_LAST}) AS head
-WHERE head.version BETWEEN $2 AND $3
+FROM head
+WHERE head.version BETWEEN $2 AND $3 AND head.free
 RETURNING stream_version, position, transaction_id::text::bigint
 """
 
 # A batch: one row per array element. The sort keeps positions in version order (the
 # identity is drawn row by row as the rows are inserted). The JSON arrives as text encoded
 # once by the client; transaction_id defaults to pg_current_xact_id().
-_APPEND_BATCH = f"""
+_APPEND_ROWS = f"""{_HEAD_OF_STREAM}
 INSERT INTO eventfold_events
     (stream_id, stream_version, event_id, event_type, schema_version, data, metadata)
 SELECT $1, head.version + b.ord::integer, b.event_id, b.event_type, b.schema_version,
        b.data, b.metadata
-FROM ({_STREAM_LAST}) AS head,
+FROM head,
      unnest($4::uuid[], $5::text[], $6::integer[], $7::jsonb[], $8::jsonb[])
          WITH ORDINALITY AS b(event_id, event_type, schema_version, data, metadata, ord)
-WHERE head.version BETWEEN $2 AND $3
+WHERE head.version BETWEEN $2 AND $3 AND head.free
 ORDER BY b.ord
 RETURNING stream_version, position, transaction_id::text::bigint
 """
 
-# Serializes the writers of one stream for the rare retry of a lost race (ANY,
-# STREAM_EXISTS): the insert that follows in the same transaction takes its snapshot after
-# the lock, so it sees every earlier holder's commit. Another stream sharing the hash only
-# waits a little.
-_LOCK_STREAM = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+_APPEND_ONE = _APPEND_ONE_ROW.format(free=_TRY_SHARED)
+_APPEND_BATCH = _APPEND_ROWS.format(free=_TRY_SHARED)
+# The same for a transaction that holds the exclusive lock already (a try of the shared
+# lock would fail there whenever another writer queues for the exclusive one).
+_APPEND_ONE_LOCKED = _APPEND_ONE_ROW.format(free="true")
+_APPEND_BATCH_LOCKED = _APPEND_ROWS.format(free="true")
 
 # After an append wrote nothing: which of the batch's ids are stored, and the stream's
 # version, in one snapshot. One index lookup per id whatever plan gets cached (a scalar
@@ -165,29 +187,30 @@ ORDER BY stream_version DESC LIMIT $5
 """
 
 # The global log: strictly after the reader's position, and only below the oldest running
-# transaction, so that an event committing later with a lower position is not passed over.
-# Both conditions are index conditions on (transaction_id, position). ORDER BY names the
+# transaction that could write events (VISIBLE_BELOW, evaluated once per statement), so
+# that an event committing later with a lower position is not passed over. Both conditions
+# are index conditions on (transaction_id, position). ORDER BY names the
 # table's columns qualified: a bare ``transaction_id`` would mean the output column
 # ``transaction_id::text::bigint``, which no index orders, and every batch would sort the
 # whole rest of the log.
 _READ_ALL = f"""
 SELECT {_COLUMNS} FROM eventfold_events
 WHERE (transaction_id, position) > ($1::text::xid8, $2)
-  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+  AND transaction_id < {VISIBLE_BELOW}
 ORDER BY eventfold_events.transaction_id, eventfold_events.position LIMIT $3
 """
 
 _READ_ALL_OF_TYPES = f"""
 SELECT {_COLUMNS} FROM eventfold_events
 WHERE (transaction_id, position) > ($1::text::xid8, $2)
-  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+  AND transaction_id < {VISIBLE_BELOW}
   AND event_type = ANY($4::text[])
 ORDER BY eventfold_events.transaction_id, eventfold_events.position LIMIT $3
 """
 
-_HEAD = """
+_HEAD = f"""
 SELECT transaction_id::text::bigint, position FROM eventfold_events
-WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+WHERE transaction_id < {VISIBLE_BELOW}
 ORDER BY eventfold_events.transaction_id DESC, eventfold_events.position DESC LIMIT 1
 """
 
@@ -348,34 +371,57 @@ class PostgresEventStore:
             # Versions are int4: no stream can be there, and the driver could not send it.
             raise ConcurrencyError(stream_id, expected, await self.stream_version(stream_id))
         query, args = append_statement(stream_id, batch, expected)
-        serialized = False
-        for _ in range(_ATTEMPTS):
-            rows = await self._insert(stream_id, query, args, serialized)
-            if rows:
-                self._announce()
-                first, last = rows[0], rows[-1]
-                return AppendResult(stream_id, last[0], first[1], last[1], first[2])
-            # Nothing was written: the version did not match, a concurrent writer took the
-            # same versions, or (some of) the batch's ids are stored.
-            replay, actual = await self._settle(stream_id, batch)
+        rows = await self._insert(stream_id, query, args)
+        if not rows:
+            return await self._append_contended(stream_id, batch, expected, args)
+        self._announce()
+        return _result(stream_id, rows)
+
+    async def _append_contended(
+        self,
+        stream_id: str,
+        batch: list[EncodedEvent],
+        expected: ExpectedVersion,
+        args: tuple[Any, ...],
+    ) -> AppendResult:
+        """The slow path, after the one-statement append wrote nothing: its version did
+        not match, a concurrent writer took the same versions, a serialized writer holds
+        the stream's lock, or (some of) the batch's ids are stored.
+
+        When the stream turns out to be where the append expects it after all (always so
+        for ANY), the append goes again behind the stream's exclusive lock, where no other
+        append can race it: a lost race costs a few round trips, never a failure. ANY and
+        STREAM_EXISTS go there at once (they almost never conflict for good, and the
+        locked try meets a replay as well); an exact version asks first, as its lost race
+        is most often a conflict that no lock would cure.
+        """
+        if expected is not ANY and expected is not STREAM_EXISTS:
+            replay, _ = await self._settle(stream_id, batch, expected)
             if replay is not None:
                 return replay
-            if not _matches(expected, actual):
-                raise ConcurrencyError(stream_id, expected, actual)
-            # The stream is where the append expects it after all: it moved since the
-            # insert's snapshot, or ANY / STREAM_EXISTS lost a race for the next version
-            # (try again behind a lock on the stream, so it cannot lose for ever), or a
-            # batch holding our ids rolled back.
-            serialized = expected is ANY or expected is STREAM_EXISTS
-        raise StoreUnavailable(
-            self.url, f"append to {stream_id!r} did not settle in {_ATTEMPTS} tries"
+        locked = _APPEND_ONE_LOCKED if len(batch) == 1 else _APPEND_BATCH_LOCKED
+        rows = await self._insert(stream_id, locked, args, serialized=True)
+        if rows:
+            self._announce()
+            return _result(stream_id, rows)
+        replay, actual = await self._settle(stream_id, batch, expected)
+        if replay is not None:
+            return replay
+        # Behind the lock no append can have taken the versions, and none of the ids is
+        # stored: something else keeps the rows out. Not an outage, and not worth a retry.
+        raise InvalidAppend(
+            f"the database wrote nothing for the append to {stream_id!r} (at version "
+            f"{actual}, as expected) and no other append explains it: check triggers and "
+            "rules on eventfold_events, and programs that insert events without the "
+            "stream's lock; nothing was written"
         )
 
     async def _insert(
-        self, stream_id: str, query: str, args: tuple[Any, ...], serialized: bool
+        self, stream_id: str, query: str, args: tuple[Any, ...], *, serialized: bool = False
     ) -> list[asyncpg.Record]:
-        """Run an append statement: the inserted rows, or none when a unique index
-        refused the batch (its versions or its event ids are taken)."""
+        """Run an append statement (``serialized``: in a transaction that holds the
+        stream's exclusive lock first): the inserted rows, or none when it wrote nothing
+        or a unique index refused the batch (its versions or its event ids are taken)."""
         conn = await self._take()
         try:
             if serialized:
@@ -401,15 +447,19 @@ class PostgresEventStore:
         return rows
 
     async def _settle(
-        self, stream_id: str, batch: list[EncodedEvent]
+        self, stream_id: str, batch: list[EncodedEvent], expected: ExpectedVersion
     ) -> tuple[AppendResult | None, int]:
         """After an append wrote nothing: the original result when the whole batch is
         stored as it was sent (None when none of it is; ``DuplicateEventId`` otherwise,
-        the memory backend's rule), and the stream's version."""
+        the memory backend's rule), and the stream's version; ``ConcurrencyError`` when
+        that is not the expected one."""
         rows = await self._fetch(_SETTLE, stream_id, [item.event_id for item in batch])
         actual = int(rows[0][1])
         stored = [None if row[0] is None else StoredFacts(*row[0]) for row in rows]
-        return replayed(stream_id, batch, stored), actual
+        replay = replayed(stream_id, batch, stored)
+        if replay is None and not _matches(expected, actual):
+            raise ConcurrencyError(stream_id, expected, actual)
+        return replay, actual
 
     # -- reading -------------------------------------------------------------------------
 
@@ -695,8 +745,9 @@ def append_statement(
     connection of their own, inside their own transaction).
 
     It returns one row per event written, in version order: ``(stream_version, position,
-    transaction_id)``; no rows when the stream's version is not the expected one, and a
-    unique violation when a concurrent writer took the versions or the ids are stored.
+    transaction_id)``; no rows when the stream's version is not the expected one or a
+    serialized append holds or awaits the stream's lock, and a unique violation when a
+    concurrent writer took the versions or the ids are stored.
     """
     low, high = _version_bounds(expected)
     if len(batch) == 1:
@@ -725,6 +776,11 @@ def _version_bounds(expected: ExpectedVersion) -> tuple[int, int]:
         return 0, 0
     assert isinstance(expected, int)
     return expected, expected
+
+
+def _result(stream_id: str, rows: list[asyncpg.Record]) -> AppendResult:
+    first, last = rows[0], rows[-1]
+    return AppendResult(stream_id, last[0], first[1], last[1], first[2])
 
 
 def _matches(expected: ExpectedVersion, actual: int) -> bool:
