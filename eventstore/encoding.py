@@ -145,8 +145,9 @@ def _event_json(new: NewEvent) -> tuple[str, str]:
             "levels)"
         ) from exc
     # pydantic writes NaN and infinities as null: only JSON holding a null can hide one.
+    # Python mode, because mode="json" already turns those in untyped (Any) fields to None.
     if "null" in data:
-        _check_finite(new.event.model_dump(mode="json"), "data")
+        _check_finite(new.event.model_dump(), "data")
     _check_text(data, "data")
     metadata = _metadata_json(stamped(new.metadata))
     if metadata != "{}":
@@ -329,7 +330,7 @@ def _non_finite(value: Any, path: str) -> tuple[str, float] | None:
     steps: Iterable[tuple[str, Any]]
     if isinstance(value, dict):
         steps = ((f"{path}.{key}" if path else str(key), item) for key, item in value.items())
-    elif isinstance(value, (list, tuple)):
+    elif isinstance(value, (list, tuple, set, frozenset)):
         steps = ((f"{path}[{index}]", item) for index, item in enumerate(value))
     else:
         return None
