@@ -314,6 +314,11 @@ def _metadata_json(metadata: Any) -> str:
 
 def _check_finite(value: Any, part: str) -> None:
     """Raise ``_Unfaithful`` naming the first NaN or infinity in a JSON-ready value."""
+    # Written with NaN and infinities kept as such (in C), the text shows whether there is
+    # one at all; only then does the slower walk look for its path.
+    text = pydantic_core.to_json(value, inf_nan_mode="constants", fallback=_no_json)
+    if b"NaN" not in text and b"Infinity" not in text:
+        return
     found = _non_finite(value, "")
     if found is not None:
         path, number = found
@@ -321,6 +326,10 @@ def _check_finite(value: Any, part: str) -> None:
             f"its {part} holds {number} at {path or '(top)'!r}, which JSON cannot store (it "
             "would come back as null): store None or a string instead"
         )
+
+
+def _no_json(value: object) -> None:
+    """Values JSON has no form for (the event's own serializer handled them): not numbers."""
 
 
 def _non_finite(value: Any, path: str) -> tuple[str, float] | None:
