@@ -9,7 +9,14 @@ from collections.abc import AsyncIterator
 import pytest
 import sqlalchemy as sa
 
-from eventfold.eventstore import Event, EventDecodeError, EventRegistry, NewEvent, connect
+from eventfold.eventstore import (
+    DuplicateEventId,
+    Event,
+    EventDecodeError,
+    EventRegistry,
+    NewEvent,
+    connect,
+)
 from eventfold.eventstore.engine import create_engine
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.schema import events as events_table
@@ -138,3 +145,13 @@ async def test_a_subscriber_parks_the_damaged_row_and_applies_the_rest(
         assert [tuple(row) for row in rows] == [("Note-1", 1, "a"), ("Note-2", 1, "d")]
     finally:
         await engine.dispose()
+
+
+async def test_a_retry_of_a_damaged_row_is_a_clash_not_a_crash(
+    store: EventStore, db_url: str
+) -> None:
+    sent = NewEvent(Noted(text="a"))
+    await store.append("Note-1", [sent])
+    _damage(db_url, "data", "not json", version=1)
+    with pytest.raises(DuplicateEventId, match="other data"):
+        await store.append("Note-1", [sent])
