@@ -21,19 +21,36 @@ class ConcurrencyError(EventfoldError):
 
 
 class DuplicateEventId(EventfoldError):
-    """An event id of the batch is already stored for another stream or position."""
+    """An event id of the batch is already stored with another event.
 
-    def __init__(self, stream_id: str, event_id: object) -> None:
+    A retried batch is the same events only if every id is stored in that stream, in the
+    batch's order, with the same type, schema version, data and metadata (the context keys
+    ``correlation_id``, ``causation_id`` and ``traceparent`` aside); see the README's
+    "Retrying safely". ``reason`` says which of these differs.
+    """
+
+    def __init__(self, stream_id: str, event_id: object, reason: str = "") -> None:
         self.stream_id = stream_id
         self.event_id = event_id
+        self.reason = reason
+        detail = f" ({reason})" if reason else ""
         super().__init__(
             f"event id {event_id} is already stored and the batch for stream {stream_id!r} "
-            "does not match what was stored with it: give new events new ids"
+            f"does not match what was stored with it{detail}: give new events new ids"
         )
 
 
 class InvalidAppend(EventfoldError, ValueError):
     """The arguments of an append are wrong; nothing was written."""
+
+
+class InvalidRead(EventfoldError, ValueError):
+    """The arguments of a read are wrong (a negative limit, a naive ``as_of``, ...).
+
+    Every backend checks reads with the same function
+    (``eventfold.eventstore.read_arguments``), so a read that one backend refuses, every
+    backend refuses.
+    """
 
 
 class StoreUnavailable(EventfoldError):
@@ -126,18 +143,38 @@ class UnknownEventType(EventTypeError):
 
 
 class EventDecodeError(EventTypeError):
-    """Stored data did not validate against the event class after upcasting."""
+    """A stored event cannot be turned into its event class.
+
+    Either its data does not validate after upcasting, or its row's JSON cannot be read at
+    all (``corrupt``: a cell edited by hand, a damaged file). Reads never fail for such a
+    row, and never let it change another row: they return it as a record whose
+    ``corrupt`` says what is wrong (its ``data`` and ``metadata`` are then empty), and
+    ``EventRegistry.decode`` raises this error for it alone. A subscriber thus parks that
+    one event and goes on with the rest of the batch; ``stream_id``, ``stream_version``
+    and ``position`` name the row to repair.
+    """
 
     def __init__(
         self, event_type: str, version: int, stream_id: str, position: int, detail: str,
+        *, stream_version: int | None = None, corrupt: bool = False,
     ) -> None:
         self.event_type = event_type
         self.version = version
         self.stream_id = stream_id
+        self.stream_version = stream_version
         self.position = position
+        self.corrupt = corrupt
+        at = "" if stream_version is None else f" version {stream_version},"
+        if corrupt:
+            problem = (
+                f"cannot be read: {detail}; its stored JSON is damaged: restore the row "
+                "from a backup (no other event was changed by it)"
+            )
+        else:
+            problem = f"does not validate: {detail}; add or fix the upcaster for it"
         super().__init__(
-            f"stored event {event_type!r} v{version} (stream {stream_id!r}, position "
-            f"{position}) does not validate: {detail}; add or fix the upcaster for it"
+            f"stored event {event_type!r} v{version} (stream {stream_id!r},{at} position "
+            f"{position}) {problem}"
         )
 
 

@@ -66,6 +66,10 @@ class RecordedEvent:
 
     Data is already upcast to the current schema version of its type when the store's
     registry has upcasters; ``registry.decode(record)`` turns it into the typed event.
+
+    ``corrupt`` is set, saying why, when the row's stored JSON cannot be read: ``data`` and
+    ``metadata`` are empty then, and ``registry.decode`` raises ``EventDecodeError``. The
+    read still returns every other row of the batch as stored (see ``EventDecodeError``).
     """
 
     event_id: uuid.UUID
@@ -78,6 +82,7 @@ class RecordedEvent:
     data: dict[str, Any]
     metadata: dict[str, Any]
     recorded_at: datetime
+    corrupt: str | None = None
 
     @property
     def global_position(self) -> GlobalPosition:

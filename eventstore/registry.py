@@ -108,8 +108,15 @@ class EventRegistry:
         return self.upcaster.stored_types_of(event_types)
 
     def upcast(self, record: RecordedEvent) -> list[RecordedEvent]:
-        """The record at the current version of its type (several if an upcaster splits it)."""
-        if self.upcaster is None or self._current.get(record.event_type) == record.schema_version:
+        """The record at the current version of its type (several if an upcaster splits it).
+
+        A corrupt record (``record.corrupt``) has no data to upcast and stays as it is.
+        """
+        if (
+            self.upcaster is None
+            or self._current.get(record.event_type) == record.schema_version
+            or record.corrupt is not None
+        ):
             return [record]
         shapes = self.upcaster.upcast(record.event_type, record.schema_version, record.data)
         return [
@@ -135,8 +142,14 @@ class EventRegistry:
         """The typed event of an (upcast) record.
 
         Raises ``UnknownEventType`` for a type or version with no registered class and
-        ``EventDecodeError`` (naming the fields) when the data does not validate.
+        ``EventDecodeError`` (naming the fields) when the data does not validate, or when
+        the stored row could not be read at all (``record.corrupt``).
         """
+        if record.corrupt is not None:
+            raise EventDecodeError(
+                record.event_type, record.schema_version, record.stream_id, record.position,
+                record.corrupt, stream_version=record.stream_version, corrupt=True,
+            )
         cls = self._classes.get((record.event_type, record.schema_version))
         if cls is None:
             raise UnknownEventType(
@@ -150,7 +163,7 @@ class EventRegistry:
         except pydantic.ValidationError as exc:
             raise EventDecodeError(
                 record.event_type, record.schema_version, record.stream_id, record.position,
-                _describe(exc),
+                _describe(exc), stream_version=record.stream_version,
             ) from exc
 
     def is_known(self, record: RecordedEvent) -> bool:
@@ -167,7 +180,7 @@ def _reshaped(
     return RecordedEvent(
         record.event_id, record.stream_id, record.stream_version, record.transaction_id,
         record.position, event_type, schema_version, data, record.metadata,
-        record.recorded_at,
+        record.recorded_at, record.corrupt,
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import math
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -25,10 +26,12 @@ from typing import Any
 import pydantic
 import pytest
 
+from eventfold.eventstore.encoding import MAX_DEPTH
 from eventfold.eventstore.errors import (
     ConcurrencyError,
     DuplicateEventId,
     InvalidAppend,
+    InvalidRead,
     UnregisteredEvent,
 )
 from eventfold.eventstore.event import Event
@@ -87,6 +90,13 @@ class EverythingHappened(Event):
     flag: bool = False
 
 
+class Measured(Event):
+    """Floats and free-form JSON: what the store must refuse rather than alter."""
+
+    value: float = 0.0
+    detail: Any = None
+
+
 class Unregistered(Event):
     """An event class deliberately left out of the suite's registry."""
 
@@ -129,11 +139,33 @@ class ItemDropped(Event):
 
 def conformance_registry() -> EventRegistry:
     """The registry the suite's store must be opened with."""
-    return EventRegistry([ItemAdded, ItemRemoved, EverythingHappened])
+    return EventRegistry([ItemAdded, ItemRemoved, EverythingHappened, Measured])
 
 
 def _added(n: int) -> list[ItemAdded]:
     return [ItemAdded(sku=f"sku-{i}", quantity=i) for i in range(1, n + 1)]
+
+
+def _everything(scores: dict[str, float]) -> EverythingHappened:
+    return EverythingHappened(
+        amount=Decimal("12345678901234567890.000000001"),
+        at=datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=timezone_plus(2)),
+        ref=uuid.UUID("0190a9d2-8f1e-7c3a-9b4d-2e6f8a1c3b5d"),
+        colour=Colour.GREEN,
+        address=Address(street="1 Main St", city="Zürich"),
+        tags=["a", "ü", ""],
+        scores=scores,
+        note=None,
+        flag=True,
+    )
+
+
+def _nested(levels: int) -> Any:
+    """A JSON value of ``levels`` nested objects."""
+    value: Any = 1
+    for _ in range(levels):
+        value = {"a": value}
+    return value
 
 
 async def _read_whole_log(store: EventStore, batch: int = 1000) -> list[RecordedEvent]:
@@ -283,6 +315,51 @@ class EventStoreConformance:
             await store.append("Cart-2", [stored])
         assert await store.stream_version("Cart-2") == 0
 
+    async def test_same_id_with_another_event_is_a_clash(self, store: EventStore) -> None:
+        sent = NewEvent(ItemAdded(sku="a", quantity=1), metadata={"actor": "web"})
+        await store.append("Cart-1", [sent])
+        others = [
+            (NewEvent(ItemAdded(sku="a", quantity=2), sent.event_id, {"actor": "web"}),
+             "other data"),
+            (NewEvent(ItemAdded(sku="a", quantity=1), sent.event_id, {"actor": "cli"}),
+             "other metadata"),
+            (NewEvent(ItemRemoved(sku="a"), sent.event_id, {"actor": "web"}), "ItemRemoved"),
+        ]
+        for other, reason in others:
+            with pytest.raises(DuplicateEventId, match=reason) as caught:
+                await store.append("Cart-1", [other])
+            assert caught.value.event_id == sent.event_id
+        (stored,) = await store.read_stream("Cart-1")
+        assert store.registry.decode(stored) == sent.event
+        assert stored.metadata == {"actor": "web"}
+
+    async def test_a_retry_may_carry_other_context_metadata(self, store: EventStore) -> None:
+        # correlation_id, causation_id and traceparent describe the write (a retry may run
+        # in a new span): they are not part of what makes it the same event.
+        sent = NewEvent(ItemAdded(sku="a"), metadata={
+            "actor": "web", "correlation_id": "c-1",
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        })
+        first = await store.append("Cart-1", [sent], expected_version=NO_STREAM)
+        retry = NewEvent(sent.event, sent.event_id, {
+            "actor": "web", "correlation_id": "c-2", "causation_id": "c-0",
+        })
+        assert await store.append("Cart-1", [retry], expected_version=NO_STREAM) == first
+        (stored,) = await store.read_stream("Cart-1")
+        assert stored.metadata == sent.metadata
+
+    async def test_same_values_written_otherwise_are_the_same_event(
+        self, store: EventStore
+    ) -> None:
+        # Dict fields keep their insertion order in JSON, and PostgreSQL's jsonb spells
+        # 1e300 with 301 digits: the values compare, not the text.
+        sent = NewEvent(_everything(scores={"x": 0.1, "y": 1e300}))
+        first = await store.append("Everything-1", [sent])
+        retry = NewEvent(_everything(scores={"y": 1e300, "x": 0.1}), sent.event_id)
+        assert retry.event.model_dump_json() != sent.event.model_dump_json()
+        assert await store.append("Everything-1", [retry]) == first
+        assert await store.stream_version("Everything-1") == 1
+
     async def test_event_ids_are_kept(self, store: EventStore) -> None:
         batch = [NewEvent(event) for event in _added(2)]
         await store.append("Cart-1", batch)
@@ -358,20 +435,57 @@ class EventStoreConformance:
             )
         assert await store.head() == START
 
+    @pytest.mark.parametrize(
+        "number", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "minus-inf"]
+    )
+    async def test_non_finite_floats_are_refused_not_stored_as_null(
+        self, store: EventStore, number: float
+    ) -> None:
+        with pytest.raises(InvalidAppend, match=r"event 1 \(Measured\).*'detail\.readings\[1\]'"):
+            await store.append(
+                "Lab-1", [Measured(value=1.0), Measured(detail={"readings": [1.0, number]})]
+            )
+        with pytest.raises(InvalidAppend, match=r"event 0 \(Measured\).*'value'"):
+            await store.append("Lab-1", [Measured(value=number)])
+        with pytest.raises(InvalidAppend, match=r"metadata.*'sensor\.offset'"):
+            await store.append(
+                "Lab-1", [NewEvent(Measured(), metadata={"sensor": {"offset": number}})]
+            )
+        assert await store.head() == START
+
+    async def test_nulls_and_the_word_nan_are_stored_as_they_are(
+        self, store: EventStore
+    ) -> None:
+        event = Measured(value=1e308, detail={"none": None, "text": "NaN"})
+        await store.append("Lab-1", [NewEvent(event, metadata={"note": "Infinity"})])
+        (stored,) = await store.read_stream("Lab-1")
+        assert store.registry.decode(stored) == event
+        assert stored.metadata == {"note": "Infinity"}
+
+    async def test_nesting_up_to_the_depth_limit_round_trips(self, store: EventStore) -> None:
+        # The event's own object is the first level.
+        deepest = Measured(detail=_nested(MAX_DEPTH - 1))
+        metadata = {"trail": _nested(MAX_DEPTH - 1)}
+        await store.append("Lab-1", [NewEvent(deepest, metadata=metadata)])
+        for recorded in [*await store.read_stream("Lab-1"), *await store.read_all()]:
+            assert recorded.corrupt is None
+            assert store.registry.decode(recorded) == deepest
+            assert recorded.metadata == metadata
+
+    @pytest.mark.parametrize("levels", [MAX_DEPTH, 3000])
+    async def test_deeper_nesting_is_refused(self, store: EventStore, levels: int) -> None:
+        with pytest.raises(InvalidAppend, match=rf"event 1 \(Measured\).*{MAX_DEPTH} levels"):
+            await store.append("Lab-1", [Measured(), Measured(detail=_nested(levels))])
+        with pytest.raises(InvalidAppend, match=rf"metadata.*{MAX_DEPTH} levels"):
+            await store.append(
+                "Lab-1", [NewEvent(Measured(), metadata={"trail": _nested(levels)})]
+            )
+        assert await store.head() == START
+
     # --- round trips -------------------------------------------------------------------------
 
     async def test_every_field_type_round_trips_without_loss(self, store: EventStore) -> None:
-        event = EverythingHappened(
-            amount=Decimal("12345678901234567890.000000001"),
-            at=datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=timezone_plus(2)),
-            ref=uuid.uuid4(),
-            colour=Colour.GREEN,
-            address=Address(street="1 Main St", city="Zürich"),
-            tags=["a", "ü", ""],
-            scores={"x": 0.1, "y": 1e300},
-            note=None,
-            flag=True,
-        )
+        event = _everything(scores={"x": 0.1, "y": 1e300})
         await store.append("Everything-1", [event])
         (recorded,) = await store.read_stream("Everything-1")
         decoded = store.registry.decode(recorded)
@@ -431,6 +545,84 @@ class EventStoreConformance:
         assert await store.read_stream("Cart-1", as_of=before) == []
         after = second.recorded_at
         assert len(await store.read_stream("Cart-1", as_of=after)) == 2
+
+    # --- read arguments: every backend refuses and answers alike -----------------------------
+
+    @pytest.mark.parametrize(
+        "arguments",
+        [
+            {"limit": -1}, {"limit": 1.5}, {"limit": True}, {"from_version": -1},
+            {"to_version": -1}, {"from_version": "1"}, {"backwards": "yes"},
+            {"as_of": datetime(2026, 1, 1)}, {"as_of": "2026-01-01"},
+        ],
+        ids=[
+            "negative-limit", "float-limit", "bool-limit", "negative-from", "negative-to",
+            "str-from", "str-backwards", "naive-as-of", "str-as-of",
+        ],
+    )
+    async def test_invalid_stream_reads_are_refused(
+        self, store: EventStore, arguments: dict[str, Any]
+    ) -> None:
+        await store.append("Cart-1", _added(2))
+        with pytest.raises(InvalidRead):
+            await store.read_stream("Cart-1", **arguments)
+
+    @pytest.mark.parametrize("stream_id", ["", " Cart-1", "x" * 201, 5])
+    async def test_invalid_stream_ids_in_reads_are_refused(
+        self, store: EventStore, stream_id: Any
+    ) -> None:
+        with pytest.raises(InvalidRead):
+            await store.read_stream(stream_id)
+        with pytest.raises(InvalidRead):
+            await store.stream_version(stream_id)
+
+    @pytest.mark.parametrize(
+        "arguments",
+        [
+            {"limit": -1}, {"limit": None}, {"limit": 2.0}, {"after": (-1, 0)},
+            {"after": (0, -1)}, {"after": (0,)}, {"after": 5}, {"after": (2**63, 0)},
+            {"event_types": "ItemAdded"}, {"event_types": [1]},
+        ],
+        ids=[
+            "negative-limit", "none-limit", "float-limit", "negative-transaction",
+            "negative-position", "short-after", "int-after", "huge-after", "str-types",
+            "int-types",
+        ],
+    )
+    async def test_invalid_log_reads_are_refused(
+        self, store: EventStore, arguments: dict[str, Any]
+    ) -> None:
+        await store.append("Cart-1", _added(2))
+        with pytest.raises(InvalidRead):
+            await store.read_all(**arguments)
+
+    async def test_invalid_list_limits_are_refused(self, store: EventStore) -> None:
+        await store.append("Cart-1", _added(1))
+        for limit in (-1, None, 1.0):
+            with pytest.raises(InvalidRead):
+                await store.list_streams(limit=limit)  # type: ignore[arg-type]
+
+    async def test_reads_of_nothing_and_of_everything_agree(self, store: EventStore) -> None:
+        await store.append("Cart-1", _added(3))
+
+        async def versions(**kwargs: Any) -> list[int]:
+            return [e.stream_version for e in await store.read_stream("Cart-1", **kwargs)]
+
+        assert await versions(limit=0) == []
+        assert await versions(limit=2**70) == [1, 2, 3]
+        assert await versions(from_version=0) == [1, 2, 3]
+        assert await versions(from_version=2**40) == []
+        assert await versions(to_version=2**40) == [1, 2, 3]
+        assert await versions(backwards=True, from_version=2**40) == [3, 2, 1]
+        assert await versions(backwards=True, from_version=0) == []
+        assert await versions(from_version=3, to_version=2) == []
+        assert await versions(backwards=True, from_version=2, to_version=3) == []
+        assert await store.read_all(limit=0) == []
+        assert await store.read_all(event_types=[]) == []
+        assert len(await store.read_all(limit=2**70)) == 3
+        assert await store.read_all(after=GlobalPosition(2**63 - 1, 2**63 - 1)) == []
+        assert await store.list_streams(limit=0) == []
+        assert len(await store.list_streams(limit=2**70)) == 1
 
     # --- the global log ----------------------------------------------------------------------
 

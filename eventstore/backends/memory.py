@@ -14,13 +14,18 @@ from typing import Self
 from eventfold.eventstore.encoding import (
     StoredFacts,
     check_expected_version,
-    check_stream_id,
     encode_batch,
     replayed,
 )
 from eventfold.eventstore.errors import ConcurrencyError
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.instrumentation import traced_append
+from eventfold.eventstore.read_arguments import (
+    check_list_limit,
+    check_log_read,
+    check_stream_id_read,
+    check_stream_read,
+)
 from eventfold.eventstore.records import (
     ANY,
     NO_STREAM,
@@ -63,7 +68,8 @@ class MemoryEventStore:
         replay = replayed(stream_id, batch, [
             None if (record := self._by_id.get(item.event_id)) is None else StoredFacts(
                 record.stream_id, record.stream_version, record.event_type, record.position,
-                record.transaction_id,
+                record.transaction_id, record.schema_version, json.dumps(record.data),
+                json.dumps(record.metadata),
             )
             for item in batch
         ])
@@ -109,24 +115,16 @@ class MemoryEventStore:
         limit: int | None = None,
         as_of: datetime | None = None,
     ) -> list[RecordedEvent]:
-        check_stream_id(stream_id)
-        events = self._streams.get(stream_id, [])
+        read = check_stream_read(stream_id, from_version, to_version, backwards, limit, as_of)
         selected = [
-            record for record in events
-            if (as_of is None or record.recorded_at <= as_of)
-            and (to_version is None or (
-                record.stream_version >= to_version if backwards
-                else record.stream_version <= to_version
-            ))
-            and (from_version is None or (
-                record.stream_version <= from_version if backwards
-                else record.stream_version >= from_version
-            ))
+            record for record in self._streams.get(read.stream_id, [])
+            if read.low <= record.stream_version <= read.high
+            and (read.as_of is None or record.recorded_at <= read.as_of)
         ]
         if backwards:
             selected.reverse()
-        if limit is not None:
-            selected = selected[:limit]
+        if read.limit is not None:
+            selected = selected[:read.limit]
         return self.registry.upcast_all(selected)
 
     async def read_all(
@@ -136,16 +134,18 @@ class MemoryEventStore:
         limit: int = 1000,
         event_types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
-        start = bisect.bisect_right(self._log, tuple(after), key=lambda r: r.global_position)
-        if event_types is not None:
-            event_types = set(self.registry.stored_types(event_types))
+        read = check_log_read(after, limit, event_types)
+        start = bisect.bisect_right(self._log, read.after, key=lambda r: r.global_position)
+        types = None if read.event_types is None else set(
+            self.registry.stored_types(read.event_types)
+        )
         out: list[RecordedEvent] = []
-        if limit <= 0:
+        if read.limit == 0:
             return out
         for record in self._log[start:]:
-            if event_types is None or record.event_type in event_types:
+            if types is None or record.event_type in types:
                 out.append(record)
-                if len(out) >= limit:
+                if len(out) >= read.limit:
                     break
         return self.registry.upcast_all(out)
 
@@ -157,11 +157,12 @@ class MemoryEventStore:
         return await self.head()
 
     async def stream_version(self, stream_id: str) -> int:
-        return len(self._streams.get(check_stream_id(stream_id), []))
+        return len(self._streams.get(check_stream_id_read(stream_id), []))
 
     async def list_streams(
         self, *, category: str | None = None, after: str | None = None, limit: int = 100
     ) -> list[StreamInfo]:
+        limit = check_list_limit(limit)
         ids = sorted(
             stream_id for stream_id in self._streams
             if (category is None or category_of(stream_id) == category)

@@ -36,7 +36,6 @@ from types import TracebackType
 from typing import Any, Self
 
 import asyncpg
-import pydantic_core
 
 from eventfold.eventstore.backends.postgres_driver import (
     ConnectionCache,
@@ -51,7 +50,7 @@ from eventfold.eventstore.encoding import (
     EncodedEvent,
     StoredFacts,
     check_expected_version,
-    check_stream_id,
+    decode_rows,
     encode_batch,
     replayed,
 )
@@ -64,6 +63,12 @@ from eventfold.eventstore.event import Event
 from eventfold.eventstore.horizon import VISIBLE_BELOW, check_horizon, horizon_holders
 from eventfold.eventstore.instrumentation import traced_append
 from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE
+from eventfold.eventstore.read_arguments import (
+    check_list_limit,
+    check_log_read,
+    check_stream_id_read,
+    check_stream_read,
+)
 from eventfold.eventstore.records import (
     ANY,
     NO_STREAM,
@@ -157,7 +162,8 @@ _APPEND_BATCH_LOCKED = _APPEND_ROWS.format(free="true")
 # subquery per element cannot turn into a join that scans the table).
 _SETTLE = f"""
 SELECT (SELECT ROW(e.stream_id, e.stream_version, e.event_type, e.position,
-                   e.transaction_id::text::bigint)
+                   e.transaction_id::text::bigint, e.schema_version, e.data::text,
+                   e.metadata::text)
         FROM eventfold_events AS e WHERE e.event_id = b.id),
        ({_STREAM_LAST})
 FROM unnest($2::uuid[]) WITH ORDINALITY AS b(id, ord)
@@ -474,17 +480,15 @@ class PostgresEventStore:
         as_of: datetime | None = None,
     ) -> list[RecordedEvent]:
         """Events of one stream (see ``EventStore.read_stream``)."""
-        check_stream_id(stream_id)
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must be >= 0 or None, got {limit}")
+        read = check_stream_read(stream_id, from_version, to_version, backwards, limit, as_of)
         if backwards:
-            high = _int4(from_version, _INT4_MAX)
-            low = _int4(to_version, 0)
-            rows = await self._fetch(_READ_BACKWARDS, stream_id, high, low, as_of, limit)
+            rows = await self._fetch(
+                _READ_BACKWARDS, read.stream_id, read.high, read.low, read.as_of, read.limit
+            )
         else:
-            low = _int4(from_version, 0)
-            high = _int4(to_version, _INT4_MAX)
-            rows = await self._fetch(_READ_FORWARDS, stream_id, low, high, as_of, limit)
+            rows = await self._fetch(
+                _READ_FORWARDS, read.stream_id, read.low, read.high, read.as_of, read.limit
+            )
         return self.registry.upcast_all(_records(rows))
 
     async def read_all(
@@ -495,15 +499,14 @@ class PostgresEventStore:
         event_types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
         """The next batch of the global log after ``after`` (see ``EventStore.read_all``)."""
-        if limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
-        transaction_id, position = after
-        if event_types is None:
-            rows = await self._fetch(_READ_ALL, str(transaction_id), position, limit)
+        read = check_log_read(after, limit, event_types)
+        transaction_id, position = read.after
+        if read.event_types is None:
+            rows = await self._fetch(_READ_ALL, str(transaction_id), position, read.limit)
         else:
             rows = await self._fetch(
-                _READ_ALL_OF_TYPES, str(transaction_id), position, limit,
-                list(self.registry.stored_types(event_types)),
+                _READ_ALL_OF_TYPES, str(transaction_id), position, read.limit,
+                list(self.registry.stored_types(read.event_types)),
             )
         return self.registry.upcast_all(_records(rows))
 
@@ -520,7 +523,7 @@ class PostgresEventStore:
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's version (0 when it has no events)."""
-        check_stream_id(stream_id)
+        check_stream_id_read(stream_id)
         row = await self._fetchrow(_STREAM_VERSION, stream_id)
         assert row is not None
         return int(row[0])
@@ -529,8 +532,7 @@ class PostgresEventStore:
         self, *, category: str | None = None, after: str | None = None, limit: int = 100
     ) -> list[StreamInfo]:
         """Streams ordered by id (byte order), optionally of one category, after an id."""
-        if limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
+        limit = check_list_limit(limit)
         # Byte order (the column's C collation): the least id above `after` is `after`
         # followed by the least character text can hold.
         low = "" if after is None else after + "\x01"
@@ -788,22 +790,14 @@ def _matches(expected: ExpectedVersion, actual: int) -> bool:
     return low <= actual <= high
 
 
-def _int4(value: int | None, default: int) -> int:
-    """A version bound as the int4 column takes it (out-of-range bounds are clamped)."""
-    if value is None:
-        return default
-    return max(-_INT4_MAX - 1, min(_INT4_MAX, value))
-
-
 def _records(rows: list[asyncpg.Record]) -> list[RecordedEvent]:
-    # JSON decoding is most of the client's cost of a read: pydantic-core's parser (a
-    # dependency already) decodes these small documents about three times faster than
-    # json.loads, with the same results; empty metadata, the common case, skips the parser.
-    parse = pydantic_core.from_json
+    # JSON decoding is most of the client's cost of a read (see decode_rows); a row it
+    # cannot read comes back marked corrupt, the others as stored.
+    data, metadata, corrupt = decode_rows(rows, 7)
     return [
         RecordedEvent(
-            row[0], row[1], row[2], row[3], row[4], row[5], row[6],
-            parse(row[7]), {} if row[8] == "{}" else parse(row[8]), row[9],
+            row[0], row[1], row[2], row[3], row[4], row[5], row[6], data[index],
+            metadata[index], row[9], corrupt[index],
         )
-        for row in rows
+        for index, row in enumerate(rows)
     ]

@@ -20,7 +20,6 @@ is ordering it by position.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
@@ -43,7 +42,7 @@ from eventfold.eventstore.encoding import (
     EncodedEvent,
     StoredFacts,
     check_expected_version,
-    check_stream_id,
+    decode_rows,
     encode_batch,
     replayed,
 )
@@ -55,6 +54,12 @@ from eventfold.eventstore.errors import (
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.instrumentation import traced_append
 from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE, alembic_config
+from eventfold.eventstore.read_arguments import (
+    check_list_limit,
+    check_log_read,
+    check_stream_id_read,
+    check_stream_read,
+)
 from eventfold.eventstore.records import (
     ANY,
     NO_STREAM,
@@ -339,23 +344,19 @@ class SqliteEventStore:
         as_of: datetime | None = None,
     ) -> list[RecordedEvent]:
         """Events of one stream (see ``EventStore.read_stream``)."""
-        check_stream_id(stream_id)
-        sql = [f"SELECT {_COLUMNS} FROM {_EVENTS} WHERE stream_id = ?"]
-        params: list[Any] = [stream_id]
-        low, high = (to_version, from_version) if backwards else (from_version, to_version)
-        if low is not None:
-            sql.append("AND stream_version >= ?")
-            params.append(low)
-        if high is not None:
-            sql.append("AND stream_version <= ?")
-            params.append(high)
-        if as_of is not None:
+        read = check_stream_read(stream_id, from_version, to_version, backwards, limit, as_of)
+        sql = [
+            f"SELECT {_COLUMNS} FROM {_EVENTS} "
+            "WHERE stream_id = ? AND stream_version BETWEEN ? AND ?"
+        ]
+        params: list[Any] = [read.stream_id, read.low, read.high]
+        if read.as_of is not None:
             sql.append("AND recorded_at <= ?")
-            params.append(_as_of_text(as_of))
+            params.append(read.as_of.astimezone(UTC).strftime(_TIME_FORMAT))
         sql.append("ORDER BY stream_version DESC" if backwards else "ORDER BY stream_version")
-        if limit is not None:
+        if read.limit is not None:
             sql.append("LIMIT ?")
-            params.append(max(limit, 0))
+            params.append(read.limit)
         rows = await self._fetch(" ".join(sql), params)
         return self.registry.upcast_all(_records(rows))
 
@@ -367,15 +368,16 @@ class SqliteEventStore:
         event_types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
         """The next batch of the global log after ``after`` (see ``EventStore.read_all``)."""
-        params: list[Any] = [after[1], after[0], after[1]]
+        read = check_log_read(after, limit, event_types)
+        params: list[Any] = [read.after[1], read.after[0], read.after[1]]
         types = ""
-        if event_types is not None:
-            wanted = list(self.registry.stored_types(event_types))
+        if read.event_types is not None:
+            wanted = list(self.registry.stored_types(read.event_types))
             if not wanted:
                 return []
             types = f" AND event_type IN ({', '.join('?' * len(wanted))})"
             params.extend(wanted)
-        params.append(max(limit, 0))
+        params.append(read.limit)
         rows = await self._fetch(_READ_ALL.format(types=types), params)
         return self.registry.upcast_all(_records(rows))
 
@@ -390,7 +392,7 @@ class SqliteEventStore:
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's version (0 when it has no events)."""
-        rows = await self._fetch(_STREAM_VERSION, (check_stream_id(stream_id),))
+        rows = await self._fetch(_STREAM_VERSION, (check_stream_id_read(stream_id),))
         return int(rows[0][0]) if rows else 0
 
     async def list_streams(
@@ -406,7 +408,7 @@ class SqliteEventStore:
             sql.append("AND stream_id > ?")
             params.append(after)
         sql.append("ORDER BY stream_id LIMIT ?")
-        params.append(max(limit, 0))
+        params.append(check_list_limit(limit))
         rows = await self._fetch(" ".join(sql), params)
         return [StreamInfo(row[0], row[1], _parse_time(row[2])) for row in rows]
 
@@ -589,8 +591,8 @@ def _stored_rows(db: sqlite3.Connection, batch: list[EncodedEvent]) -> list[Any]
     """The stored envelope facts of the batch's event ids (none in the common case)."""
     marks = ", ".join("?" * len(batch))
     return db.execute(
-        f"SELECT event_id, stream_id, stream_version, event_type, position, transaction_id "
-        f"FROM {_EVENTS} WHERE event_id IN ({marks})",
+        f"SELECT event_id, stream_id, stream_version, event_type, position, transaction_id, "
+        f"schema_version, data, metadata FROM {_EVENTS} WHERE event_id IN ({marks})",
         [item.event_id.hex for item in batch],
     ).fetchall()
 
@@ -736,17 +738,13 @@ def _reason(exc: BaseException, database: str | None) -> str:
 
 
 def _records(rows: list[Any]) -> list[RecordedEvent]:
-    """Rows in ``_COLUMNS`` order to records, decoding each JSON document once.
+    """Rows in ``_COLUMNS`` order to records, each row's JSON decoded on its own.
 
-    The batch's documents are decoded by one ``json.loads`` of them joined into an array:
-    per document, the call overhead is most of the cost of decoding a small object.
+    Row by row (``decode_rows``), so a damaged cell cannot shift data between events (as
+    decoding the batch's cells joined into one array would) and cannot fail its
+    neighbours: its record comes back marked ``corrupt``.
     """
-    if not rows:
-        return []
-    count = len(rows)
-    documents = json.loads(
-        "[" + ",".join([row[7] for row in rows] + [row[8] for row in rows]) + "]"
-    )
+    data, metadata, corrupt = decode_rows(rows, 7)
     to_uuid = uuid.UUID
     out: list[RecordedEvent] = []
     append = out.append
@@ -761,7 +759,7 @@ def _records(rows: list[Any]) -> list[RecordedEvent]:
         append(
             RecordedEvent(
                 to_uuid(int=int(row[0], 16)), row[1], row[2], row[3], row[4], row[5], row[6],
-                documents[index], documents[count + index], last_time,
+                data[index], metadata[index], last_time, corrupt[index],
             )
         )
     return out
@@ -778,15 +776,6 @@ def _event_id_text(text: str) -> str | None:
 def _parse_time(text: str) -> datetime:
     """Stored UTC text back to an aware datetime."""
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-def _as_of_text(as_of: datetime) -> str:
-    if as_of.tzinfo is None:
-        raise TypeError(
-            f"as_of={as_of!r} has no time zone: pass an aware datetime, e.g. "
-            "datetime.now(UTC)"
-        )
-    return as_of.astimezone(UTC).strftime(_TIME_FORMAT)
 
 
 def _matches(expected: ExpectedVersion, actual: int) -> bool:

@@ -37,7 +37,7 @@ def _registry() -> EventRegistry:
 def test_the_registry_knows_every_envelope_field() -> None:
     assert [field.name for field in dataclasses.fields(RecordedEvent)] == [
         "event_id", "stream_id", "stream_version", "transaction_id", "position",
-        "event_type", "schema_version", "data", "metadata", "recorded_at",
+        "event_type", "schema_version", "data", "metadata", "recorded_at", "corrupt",
     ]
 
 
