@@ -79,9 +79,18 @@ _FOREIGN_IDS = uuid.UUID("6f1c7a52-4be0-5d8e-9a55-0c1e8f3b2d71")
 def to_cloudevent(
     record: RecordedEvent, *, source: str = DEFAULT_SOURCE, type_prefix: str = ""
 ) -> dict[str, Any]:
-    """The record as a CloudEvents 1.0 JSON object (a dict ready for ``json.dumps``)."""
+    """The record as a CloudEvents 1.0 JSON object (a dict ready for ``json.dumps``).
+
+    A record whose stored row is damaged (``record.corrupt``) is refused with
+    ``EventDecodeError``: its data is unknown, and an empty object would pass for it.
+    """
     if not source:
         raise ValueError("a CloudEvent needs a non-empty source, e.g. 'eventfold://orders'")
+    if record.corrupt is not None:
+        raise EventDecodeError(
+            record.event_type, record.schema_version, record.stream_id, record.position,
+            record.corrupt, stream_version=record.stream_version, corrupt=True,
+        )
     cloudevent: dict[str, Any] = {
         "specversion": SPEC_VERSION,
         "id": str(record.event_id),

@@ -4,12 +4,13 @@ import that does not fit says what was wrong with the incoming event."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from eventfold.eventstore import CloudEventError, Event, EventRegistry, connect
+from eventfold.eventstore import CloudEventError, Event, EventDecodeError, EventRegistry, connect
 from eventfold.eventstore.cloudevents import (
     ORIGIN,
     from_cloudevent,
@@ -109,3 +110,10 @@ def our_event(**changes: Any) -> dict[str, Any]:
         "streamversion": 1, "schemaversion": 1, "position": "1", "transactionid": "1",
         "data": {"number": "7", "total": 120}, **changes,
     }
+
+
+def test_a_damaged_record_is_not_sent_as_an_empty_event() -> None:
+    record = from_cloudevent(our_event())
+    damaged = dataclasses.replace(record, data={}, corrupt="the data cell is not JSON")
+    with pytest.raises(EventDecodeError, match="not JSON"):
+        to_cloudevent(damaged)
