@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import logging
 import random
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -23,9 +24,9 @@ from eventfold.aggregates.errors import (
     AggregateNotFound,
     SnapshotStateError,
 )
-from eventfold.eventstore.errors import ConcurrencyError
+from eventfold.eventstore.errors import ConcurrencyError, DuplicateEventId
 from eventfold.eventstore.event import Event
-from eventfold.eventstore.ids import new_event_id
+from eventfold.eventstore.ids import keyed_event_ids, new_event_id
 from eventfold.eventstore.instrumentation import traced
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import (
@@ -172,7 +173,11 @@ class Repository:
         aggregate.version = records[-1].stream_version
 
     async def save(
-        self, aggregate: Aggregate, *, metadata: Mapping[str, Any] | None = None
+        self,
+        aggregate: Aggregate,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: uuid.UUID | None = None,
     ) -> AppendResult | None:
         """Append the aggregate's pending events, expecting the version it was loaded at.
 
@@ -180,12 +185,21 @@ class Repository:
         ``ConcurrencyError`` when the stream moved on since the load (reload and retry,
         or use ``update``). Event ids are assigned once per pending event, so calling
         ``save`` again after a lost reply does not store the events twice.
+
+        ``idempotency_key`` (a client's request id) gives the events ids derived from it
+        (``keyed_event_ids``), so the same command saved again under the same key, even
+        from a fresh load or another process, stores nothing new and returns the original
+        result. The stored batch is read back and compared: when the key already holds
+        other events, ``DuplicateEventId`` is raised and nothing is written.
         """
         self._check(type(aggregate))
         pending = aggregate._pending
         if not pending:
             return None
-        ids = aggregate._event_ids(new_event_id)
+        if idempotency_key is None:
+            ids = aggregate._event_ids(new_event_id)
+        else:
+            ids = keyed_event_ids(idempotency_key, len(pending))
         meta: Mapping[str, Any] = dict(metadata) if metadata else {}
         batch = [
             NewEvent(event, event_id, meta) for event, event_id in zip(pending, ids, strict=True)
@@ -194,10 +208,26 @@ class Repository:
         result = await self.store.append(
             aggregate.stream_id, batch, expected_version=previous or NO_STREAM
         )
+        if idempotency_key is not None:
+            await self._check_keyed(aggregate.stream_id, pending, result, idempotency_key)
         aggregate._mark_saved(result.version)
-        if self.snapshots is not None:
+        # A replayed batch (result.version <= previous) was snapshotted when first saved.
+        if self.snapshots is not None and result.version > previous:
             await self._after_save(aggregate, previous, result.version)
         return result
+
+    async def _check_keyed(
+        self, stream_id: str, pending: list[Event], result: AppendResult, key: uuid.UUID
+    ) -> None:
+        # The store recognises a replay by ids, stream and event types, not by data: a key
+        # reused for another command of the same shape would pass as a retry unless the
+        # stored events are compared with the ones this call recorded.
+        stored = await self.store.read_stream(
+            stream_id, from_version=result.version - len(pending) + 1, to_version=result.version
+        )
+        registry = self.store.registry
+        if [registry.decode(record) for record in stored] != list(pending):
+            raise DuplicateEventId(stream_id, key)
 
     async def _after_save(self, aggregate: Aggregate, previous: int, version: int) -> None:
         assert self.snapshots is not None
@@ -230,6 +260,7 @@ class Repository:
         retries: int = 3,
         metadata: Mapping[str, Any] | None = None,
         backoff: float = 0.0,
+        idempotency_key: uuid.UUID | None = None,
     ) -> A:
         """Load, run ``command`` on the aggregate, save; on ``ConcurrencyError`` start over.
 
@@ -238,15 +269,22 @@ class Repository:
         up to ``backoff * 2**attempt`` seconds before each retry, to spread out writers
         that collide repeatedly. A domain error from the command propagates at once and
         saves nothing. Returns the saved aggregate.
+
+        With ``idempotency_key`` (see ``save``) a repeated call whose command records the
+        same events again stores nothing and returns the aggregate as the first call left
+        it (loaded at that call's version), not the command applied a second time.
         """
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
         attempt = 0
         while True:
             aggregate = await self.get(cls, id)
+            loaded = aggregate.version
             await _run(command, aggregate)
             try:
-                await self.save(aggregate, metadata=metadata)
+                result = await self.save(
+                    aggregate, metadata=metadata, idempotency_key=idempotency_key
+                )
             except ConcurrencyError:
                 if attempt >= retries:
                     raise
@@ -255,6 +293,9 @@ class Repository:
                 if backoff > 0:
                     await asyncio.sleep(random.uniform(0, backoff * 2**attempt))
                 continue
+            if result is not None and result.version <= loaded:
+                # The key's events were in the stream already: show the state they made.
+                return await self.get(cls, id, version=result.version)
             return aggregate
 
     async def create(
@@ -264,17 +305,20 @@ class Repository:
         command: Command[A],
         *,
         metadata: Mapping[str, Any] | None = None,
+        idempotency_key: uuid.UUID | None = None,
     ) -> A:
         """Run ``command`` on a new aggregate and save it as a new stream.
 
         Raises ``AggregateExists`` when the stream already has events (nothing is
-        written then). A command that records nothing stores nothing.
+        written then). A command that records nothing stores nothing. With
+        ``idempotency_key`` (see ``save``) the same call repeated after a lost reply
+        returns the aggregate it created instead of raising ``AggregateExists``.
         """
         self._check(cls)
         aggregate = cls(id)
         await _run(command, aggregate)
         try:
-            await self.save(aggregate, metadata=metadata)
+            await self.save(aggregate, metadata=metadata, idempotency_key=idempotency_key)
         except ConcurrencyError as exc:
             raise AggregateExists(cls, id, aggregate.stream_id, exc.actual) from exc
         return aggregate
