@@ -190,7 +190,10 @@ class Repository:
         (``keyed_event_ids``), so the same command saved again under the same key, even
         from a fresh load or another process, stores nothing new and returns the original
         result. The stored batch is read back and compared: when the key already holds
-        other events, ``DuplicateEventId`` is raised and nothing is written.
+        other events, ``DuplicateEventId`` is raised and nothing is written. When they were
+        stored before this aggregate was loaded (``result.version`` is not above its
+        loaded version) the aggregate in hand has them applied twice: reload it, as
+        ``update`` does.
         """
         self._check(type(aggregate))
         pending = aggregate._pending
