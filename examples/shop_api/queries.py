@@ -15,12 +15,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query, Response
 
 from examples.shop.order import Order
-from examples.shop.read_models import (
-    OrderList,
-    OrderRow,
-    customer_totals,
-    from_cents,
-)
+from examples.shop.read_models import OrderList, customer_totals, from_cents
 from examples.shop_api.errors import ReadModelsBehind, UnknownCustomer
 from examples.shop_api.schemas import (
     CurrencyTotal,
@@ -67,9 +62,11 @@ async def list_orders(
     async with shop.running.engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     items = [
-        OrderListItem.of(OrderRow(row.order_id, row.customer, row.status,
-                                  from_cents(row.total_cents), row.currency, row.reason,
-                                  row.placed_at))
+        OrderListItem(
+            order_id=row.order_id, customer=row.customer, status=row.status,
+            total=from_cents(row.total_cents), currency=row.currency, reason=row.reason,
+            placed_at=row.placed_at,
+        )
         for row in rows[:limit]
     ]
     more = len(rows) > limit

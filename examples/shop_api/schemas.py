@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from examples.shop.inventory import InventoryItem
 from examples.shop.order import Order
-from examples.shop.read_models import CustomerTotal, OrderRow
+from examples.shop.read_models import CustomerTotal
 
 
 class Line(BaseModel):
@@ -88,14 +88,6 @@ class OrderListItem(BaseModel):
     currency: str
     reason: str | None
     placed_at: datetime
-
-    @classmethod
-    def of(cls, row: OrderRow) -> OrderListItem:
-        """The view of a read-model row."""
-        return cls(
-            order_id=row.order_id, customer=row.customer, status=row.status, total=row.total,
-            currency=row.currency, reason=row.reason, placed_at=row.placed_at,
-        )
 
 
 class OrderPage(BaseModel):
