@@ -4,8 +4,11 @@ Idempotency-Key, conflicts, paging, and read models served by the lifespan's run
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +18,7 @@ from fastapi import FastAPI
 from eventfold import EventStore
 from examples.shop.inventory import InventoryItem
 from examples.shop.order import Order
-from examples.shop_api import create_api
+from examples.shop_api import create_api, queries
 from examples.shop_api.idempotency import KEY_NAMESPACE
 from examples.shop_api.state import Shop
 
@@ -281,3 +284,24 @@ async def test_customer_totals_come_from_the_read_model(client: httpx.AsyncClien
     }]}
     unknown = await client.get("/customers/zoe/totals", params={"consistent": "true"})
     assert (unknown.status_code, unknown.json()["error"]) == (404, "UnknownCustomer")
+
+
+async def test_a_consistent_read_the_read_models_cannot_serve_is_503(
+    api: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop: Shop = api.state.shop
+    await shop.runner.stop()  # nothing projects the order placed next
+    monkeypatch.setattr(queries, "CONSISTENT_READ_TIMEOUT", 0.5)
+    await client.post("/orders", json=order("o-1"))
+    answer = await client.get("/orders", params={"consistent": "true"})
+    assert (answer.status_code, answer.json()["error"]) == (503, "ReadModelsBehind")
+    assert "order_list" in answer.json()["detail"]
+
+
+def test_python_m_examples_shop_api_says_how_to_serve() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.shop_api", "--help"],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2],
+    )
+    assert "--port" in done.stdout
+    assert "EVENTFOLD_DATABASE_URL" in done.stdout
