@@ -27,7 +27,7 @@ from eventfold.aggregates.errors import (
 from eventfold.eventstore.backoff import Backoff
 from eventfold.eventstore.errors import ConcurrencyError
 from eventfold.eventstore.event import Event
-from eventfold.eventstore.ids import new_event_id
+from eventfold.eventstore.ids import keyed_event_ids, new_event_id
 from eventfold.eventstore.instrumentation import traced
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import (
@@ -174,7 +174,11 @@ class Repository:
         aggregate.version = records[-1].stream_version
 
     async def save(
-        self, aggregate: Aggregate, *, metadata: Mapping[str, Any] | None = None
+        self,
+        aggregate: Aggregate,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: uuid.UUID | None = None,
     ) -> AppendResult | None:
         """Append the aggregate's pending events, expecting the version it was loaded at.
 
@@ -182,12 +186,24 @@ class Repository:
         ``ConcurrencyError`` when the stream moved on since the load (reload and retry,
         or use ``update``). Event ids are assigned once per pending event, so calling
         ``save`` again after a lost reply does not store the events twice.
+
+        ``idempotency_key`` (a client's request id) gives the events ids derived from it
+        (``keyed_event_ids``), so the same command saved again under the same key, even
+        from a fresh load or another process, stores nothing new and returns the original
+        result. When the key already holds other events the store raises
+        ``DuplicateEventId`` and nothing is written. When they were stored before this
+        aggregate was loaded (``result.version`` is not above its
+        loaded version) the aggregate in hand has them applied twice: reload it, as
+        ``update`` does.
         """
         self._check(type(aggregate))
         pending = aggregate._pending
         if not pending:
             return None
-        ids = aggregate._event_ids(new_event_id)
+        if idempotency_key is None:
+            ids = aggregate._event_ids(new_event_id)
+        else:
+            ids = keyed_event_ids(idempotency_key, len(pending))
         meta: Mapping[str, Any] = dict(metadata) if metadata else {}
         batch = [
             NewEvent(event, event_id, meta) for event, event_id in zip(pending, ids, strict=True)
@@ -197,7 +213,8 @@ class Repository:
             aggregate.stream_id, batch, expected_version=previous or NO_STREAM
         )
         aggregate._mark_saved(result.version)
-        if self.snapshots is not None:
+        # A replayed batch (result.version <= previous) was snapshotted when first saved.
+        if self.snapshots is not None and result.version > previous:
             await self._after_save(aggregate, previous, result.version)
         return result
 
@@ -232,6 +249,7 @@ class Repository:
         retries: int = 3,
         metadata: Mapping[str, Any] | None = None,
         backoff: float = 0.0,
+        idempotency_key: uuid.UUID | None = None,
     ) -> A:
         """Load, run ``command`` on the aggregate, save; on ``ConcurrencyError`` start over.
 
@@ -241,9 +259,14 @@ class Repository:
         (``Backoff`` with jitter), to spread out writers that collide repeatedly. A domain
         error from the command propagates at once and saves nothing. Returns the saved
         aggregate.
+
+        With ``idempotency_key`` (see ``save``) a repeated call whose command records the
+        same events again stores nothing and returns the aggregate as the first call left
+        it (loaded at that call's version), not the command applied a second time.
         """
         aggregate, _ = await self.execute(
-            cls, id, command, retries=retries, metadata=metadata, backoff=backoff
+            cls, id, command, retries=retries, metadata=metadata, backoff=backoff,
+            idempotency_key=idempotency_key,
         )
         return aggregate
 
@@ -258,6 +281,7 @@ class Repository:
         backoff: float = 0.0,
         create: bool = False,
         event_ids: Callable[[int], uuid.UUID] | None = None,
+        idempotency_key: uuid.UUID | None = None,
     ) -> tuple[A, AppendResult | None]:
         """``update``, returning the aggregate and the append's result (None when the
         command recorded nothing): the one load-decide-append-retry of the write model,
@@ -281,12 +305,15 @@ class Repository:
                 if not create:
                     raise
                 aggregate = cls(id)
+            loaded = aggregate.version
             await _run(command, aggregate)
             if event_ids is not None:
                 ids = iter([event_ids(n) for n in range(len(aggregate.pending_events))])
                 aggregate._event_ids(ids.__next__)
             try:
-                result = await self.save(aggregate, metadata=metadata)
+                result = await self.save(
+                    aggregate, metadata=metadata, idempotency_key=idempotency_key
+                )
             except ConcurrencyError:
                 if attempt >= retries:
                     raise
@@ -295,6 +322,9 @@ class Repository:
                 if backoff > 0:
                     await asyncio.sleep(delays.delay(attempt))
                 continue
+            if idempotency_key is not None and result is not None and result.version <= loaded:
+                # The key's events were in the stream already: show the state they made.
+                return await self.get(cls, id, version=result.version), result
             return aggregate, result
 
     async def create(
@@ -304,17 +334,20 @@ class Repository:
         command: Command[A],
         *,
         metadata: Mapping[str, Any] | None = None,
+        idempotency_key: uuid.UUID | None = None,
     ) -> A:
         """Run ``command`` on a new aggregate and save it as a new stream.
 
         Raises ``AggregateExists`` when the stream already has events (nothing is
-        written then). A command that records nothing stores nothing.
+        written then). A command that records nothing stores nothing. With
+        ``idempotency_key`` (see ``save``) the same call repeated after a lost reply
+        returns the aggregate it created instead of raising ``AggregateExists``.
         """
         self._check(cls)
         aggregate = cls(id)
         await _run(command, aggregate)
         try:
-            await self.save(aggregate, metadata=metadata)
+            await self.save(aggregate, metadata=metadata, idempotency_key=idempotency_key)
         except ConcurrencyError as exc:
             raise AggregateExists(cls, id, aggregate.stream_id, exc.actual) from exc
         return aggregate

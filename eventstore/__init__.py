@@ -18,7 +18,7 @@ from eventfold.eventstore.errors import (
     UnregisteredEvent,
 )
 from eventfold.eventstore.event import Event
-from eventfold.eventstore.ids import new_event_id
+from eventfold.eventstore.ids import keyed_event_ids, new_event_id
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import (
     ANY,
@@ -72,6 +72,7 @@ __all__ = [
     "Upcaster",
     "category_of",
     "connect",
+    "keyed_event_ids",
     "masked",
     "new_event_id",
 ]

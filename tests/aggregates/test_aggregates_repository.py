@@ -4,6 +4,7 @@ temporal loads, and stored events it cannot read."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -36,6 +37,7 @@ from eventfold.eventstore import (
     NO_STREAM,
     AppendResult,
     ConcurrencyError,
+    DuplicateEventId,
     Event,
     EventDecodeError,
     EventRegistry,
@@ -44,6 +46,7 @@ from eventfold.eventstore import (
     NewEvent,
     StoreUnavailable,
     UnknownEventType,
+    keyed_event_ids,
 )
 
 TEA = Line(sku="tea", quantity=2, price=Decimal("3.50"))
@@ -174,6 +177,63 @@ async def test_the_repository_checks_aggregates_against_the_registry(store: Even
     repo = Repository(store)
     with pytest.raises(UnregisteredHandlerEvents):
         await repo.get(Wallet, "1")
+
+
+# --- idempotency keys -------------------------------------------------------------------------
+
+KEY = uuid.UUID("0b4f8a52-3c1e-4d5a-9e2f-7a6b1c0d9e8f")
+
+
+def test_keyed_event_ids_start_with_the_key_and_are_deterministic() -> None:
+    ids = keyed_event_ids(KEY, 3)
+    assert ids[0] == KEY
+    assert len(set(ids)) == 3
+    assert keyed_event_ids(KEY, 2) == ids[:2]
+
+
+async def test_a_keyed_create_repeated_returns_the_aggregate_and_stores_once(
+    repo: Repository,
+) -> None:
+    first = await repo.create(Order, "7", lambda o: o.place("ann", [TEA]), idempotency_key=KEY)
+    again = await repo.create(Order, "7", lambda o: o.place("ann", [TEA]), idempotency_key=KEY)
+    assert (again.version, again.total) == (first.version, first.total) == (2, Decimal("7.00"))
+    records = await repo.store.read_stream("Order-7")
+    assert [r.event_id for r in records] == keyed_event_ids(KEY, 2)
+
+
+async def test_a_keyed_update_repeated_stores_once_and_returns_the_first_state(
+    repo: Repository,
+) -> None:
+    await repo.create(Account, "1", lambda a: a.deposit(1))
+    first = await repo.update(Account, "1", lambda a: a.deposit(5), idempotency_key=KEY)
+    await repo.update(Account, "1", lambda a: a.deposit(100))
+    again = await repo.update(Account, "1", lambda a: a.deposit(5), idempotency_key=KEY)
+    assert (again.balance, again.version) == (first.balance, first.version) == (6, 2)
+    assert not again.pending_events
+    assert (await repo.get(Account, "1")).balance == 106
+    assert await repo.store.stream_version("Acct-1") == 3
+
+
+async def test_a_key_reused_for_other_events_is_refused(repo: Repository) -> None:
+    await repo.create(Account, "1", lambda a: a.deposit(1), idempotency_key=KEY)
+    with pytest.raises(DuplicateEventId):
+        await repo.create(Account, "1", lambda a: a.deposit(2), idempotency_key=KEY)
+    with pytest.raises(DuplicateEventId):
+        await repo.update(Account, "1", lambda a: a.deposit(2), idempotency_key=KEY)
+    with pytest.raises(DuplicateEventId):
+        await repo.create(Account, "2", lambda a: a.deposit(1), idempotency_key=KEY)
+    assert (await repo.get(Account, "1")).balance == 1
+    assert await repo.store.stream_version("Acct-2") == 0
+
+
+async def test_concurrent_keyed_updates_store_the_events_once(repo: Repository) -> None:
+    await repo.create(Account, "1", lambda a: a.deposit(1))
+    results = await asyncio.gather(*(
+        repo.update(Account, "1", lambda a: a.deposit(5), idempotency_key=KEY)
+        for _ in range(5)
+    ))
+    assert {(r.balance, r.version) for r in results} == {(6, 2)}
+    assert await repo.store.stream_version("Acct-1") == 2
 
 
 # --- update and its retries -------------------------------------------------------------------
