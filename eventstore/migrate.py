@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from eventfold.eventstore.connect import masked
 from eventfold.eventstore.errors import StoreUnavailable
 
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 """The revision this code expects (the head of eventstore/migrations; a test keeps it so)."""
 
 VERSION_TABLE = "eventfold_alembic_version"

@@ -15,6 +15,7 @@ from eventfold.projections.errors import (
     ProjectionHalted,
     ProjectionHeld,
     RebuildError,
+    RebuildParked,
     UnknownProjection,
 )
 from eventfold.projections.leases import LeaseInfo, default_holder
@@ -60,6 +61,7 @@ __all__ = [
     "ProjectionStatus",
     "ReadModel",
     "RebuildError",
+    "RebuildParked",
     "RebuildProgress",
     "RetryResult",
     "Runner",
