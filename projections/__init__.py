@@ -28,7 +28,7 @@ from eventfold.projections.projection import (
     ReadModel,
     handles,
 )
-from eventfold.projections.rebuild import RebuildProgress, rebuild, reset
+from eventfold.projections.rebuild import REBUILD_SUFFIX, RebuildProgress, rebuild, reset
 from eventfold.projections.runner import Runner, SubscriberState
 from eventfold.projections.status import ProjectionStatus, status
 from eventfold.projections.subscriber import (
@@ -41,6 +41,7 @@ from eventfold.projections.subscriber import (
 from eventfold.projections.subscription import Subscription
 
 __all__ = [
+    "REBUILD_SUFFIX",
     "BatchContext",
     "Checkpoint",
     "CheckpointMoved",
