@@ -237,7 +237,7 @@ async def rebuild(
                 ) from exc
             meter.done += read
             parked = await _parked(db, shadow.name)
-            if read < batch_size:
+            if not subscription.more:
                 break
             meter.report("replaying", subscription.checkpoint, head, parked)
         if parked and not allow_parked:
@@ -399,9 +399,8 @@ async def _rebuild_in_place(
             await subscription.setup()
             while True:
                 head = await store.head()
-                read = await subscription.step()
-                meter.done += read
-                if read < batch_size:
+                meter.done += await subscription.step()
+                if not subscription.more:
                     break
                 meter.report(
                     "replaying", subscription.checkpoint, head,

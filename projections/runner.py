@@ -315,7 +315,7 @@ class Runner:
                     await self._pause(self.idle_wait)
                     await subscription.reload()
                     continue
-                read = await subscription.step()
+                await subscription.step()
             except CheckpointMoved as exc:
                 logger.info("%s", exc)
                 await subscription.reload()
@@ -331,7 +331,7 @@ class Runner:
             await self._recovered(worker)
             await self._set_state(worker, "running")
             await self._notify()
-            if read < subscription.batch_size:
+            if not subscription.more:
                 await self._wait_for_events(worker)
 
     async def _trouble(self, worker: _Worker, exc: Exception) -> None:
