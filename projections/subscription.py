@@ -34,9 +34,13 @@ the same things (on PostgreSQL its xid holds every reader of the log back while 
 so a subscriber whose handlers are slow reads fewer events per batch - as many as fit in
 about ``BATCH_SECONDS`` at the pace its last transactions went, one at the least.
 
-A row the store cannot even read (``read_all`` raises ``EventDecodeError``) is narrowed
-down: the batch is read again shorter until it stops before that row, and what precedes it
-goes through. An event whose data does not decode (``registry.decode``) is parked.
+An event whose data does not decode (``registry.decode`` raises) is parked like any
+poison event. A row the store cannot even return (``read_all`` raises
+``EventDecodeError``) is narrowed down: the batch is read again shorter until it stops
+before that row, and what precedes it goes through. The row itself cannot be parked - the
+error names its stream and position, not its place in the log - so the subscriber halts
+there with that reason (nothing is skipped silently); once the row is repaired,
+``eventfold projections retry NAME`` lets it go on.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ import traceback as traceback_module
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
+from typing import NoReturn
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -242,9 +247,13 @@ class Subscription:
                 records = await self.store.read_all(
                     after=self.checkpoint, limit=limit, event_types=self._types
                 )
-            except EventDecodeError:
+            except EventDecodeError as exc:
                 if limit == 1:
-                    raise
+                    await self._halt(
+                        f"the store cannot read the event after {tuple(self.checkpoint)}: "
+                        f"{describe(exc)}. Repair the row (or add its upcaster), then "
+                        f"`eventfold projections retry {self.name}` to go on"
+                    )
                 limit //= 2
                 continue
             return records, limit == asked
@@ -324,6 +333,17 @@ class Subscription:
         if halted_reason is not None:
             self.halted_reason = halted_reason
             raise ProjectionHalted(self.name, halted_reason)
+
+    async def _halt(self, reason: str) -> NoReturn:
+        """Halt where the checkpoint is, in a transaction of its own."""
+        async with self.db.transaction() as conn:
+            await self._check(conn)
+            await checkpoints.advance(
+                conn, self.name, self.checkpoint, self.checkpoint, halted_reason=reason
+            )
+        logger.error("%s: halted: %s", self.name, reason)
+        self.halted_reason = reason
+        raise ProjectionHalted(self.name, reason)
 
     # -- inside a transaction ---------------------------------------------------------------
 

@@ -13,25 +13,29 @@ import asyncio
 import logging
 import sqlite3
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 import psycopg
 import pytest
 import sqlalchemy as sa
 from projection_support import Env, Inventory, ItemAdded
 
-from eventfold.eventstore import GlobalPosition
+from eventfold.eventstore import EventStore, GlobalPosition, RecordedEvent
 from eventfold.eventstore.engine import create_engine
+from eventfold.eventstore.errors import EventDecodeError
 from eventfold.projections import (
     FailurePolicy,
     Projection,
     ProjectionContext,
+    ProjectionHalted,
     Runner,
     Subscription,
     handles,
     list_parked,
+    retry_parked,
     status,
 )
 from eventfold.projections.database import Database
@@ -121,6 +125,66 @@ async def test_retry_backoff_waits_with_no_transaction_open(db_env: Env) -> None
         ("Cart-1", 4, True), ("Cart-1", 0, False),
     ]
     assert subscription.checkpoint == (await env.store.head())
+
+
+class BadRowStore:
+    """The store, except that a read covering one event fails as a corrupt row does
+    (``EventDecodeError`` naming stream and position) until the row is repaired."""
+
+    def __init__(self, inner: EventStore, bad: uuid.UUID) -> None:
+        self.inner = inner
+        self.bad: uuid.UUID | None = bad
+        self.registry = inner.registry
+
+    async def head(self) -> GlobalPosition:
+        return await self.inner.head()
+
+    async def read_all(self, **options: Any) -> list[RecordedEvent]:
+        records = await self.inner.read_all(**options)
+        for record in records:
+            if record.event_id == self.bad:
+                raise EventDecodeError(record.event_type, record.schema_version,
+                                       record.stream_id, record.position, "not JSON")
+        return records
+
+
+async def test_a_row_the_store_cannot_read_halts_after_the_events_before_it(
+    db_env: Env,
+) -> None:
+    env = db_env
+    await env.store.append("Cart-1", [ItemAdded(sku="a"), ItemAdded(sku="b")])
+    bad = await env.store.append("Cart-2", [ItemAdded(sku="corrupt")])
+    await env.store.append("Cart-3", [ItemAdded(sku="c")])
+    [bad_record] = await env.store.read_stream("Cart-2")
+    store = BadRowStore(env.store, bad_record.event_id)
+    inventory = Inventory()
+    subscription = Subscription(cast(EventStore, store), Database(env.engine), inventory)
+    await subscription.setup()
+    head = await env.store.committed_head()
+    async with asyncio.timeout(30):
+        while await env.store.head() < head:  # PostgreSQL: until readers see it all
+            await env.store.wait_for_events(await env.store.head(), 0.2)
+    with pytest.raises(ProjectionHalted) as halted:
+        while True:
+            await subscription.step()
+    assert "the store cannot read the event after" in halted.value.reason
+    assert "stream 'Cart-2'" in halted.value.reason
+    # Everything before the bad row went through; nothing after it was skipped.
+    stock = {row[0]: row[1:] for row in await env.rows(Inventory.stock)}
+    assert stock == {"Cart-1": (2, 2, "b")}
+    [seen] = await status(env.store, env.engine, [inventory])
+    assert seen.state == "halted" and seen.halted_reason == halted.value.reason
+
+    store.bad = None  # the row is repaired
+    await retry_parked(env.store, env.engine, inventory)  # what the reason says to run
+    await subscription.reload()
+    async with asyncio.timeout(30):
+        while subscription.done_through < head:
+            await subscription.step()
+    stock = {row[0]: row[1:] for row in await env.rows(Inventory.stock)}
+    assert stock == {"Cart-1": (2, 2, "b"), "Cart-2": (1, 1, "corrupt"),
+                     "Cart-3": (1, 1, "c")}
+    assert bad.global_position <= subscription.checkpoint
 
 
 # -- one failing or slow subscriber slows no one else ---------------------------------------
