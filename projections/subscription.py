@@ -108,8 +108,6 @@ BATCH_SECONDS = 0.2
 to what its handlers get through in this time (measured: a 0.4 s-per-event handler in
 batches of 500 held a PostgreSQL transaction open for 8.8 s, and a healthy projection beside
 it fell 21 events behind a steady writer; one event per transaction, 3)."""
-_FIRST_BATCH = 10
-"""Events in the first batch, before the pace of the subscriber's handlers is known."""
 
 
 def describe(exc: BaseException) -> str:
@@ -224,8 +222,8 @@ class Subscription:
 
     def _limit(self) -> int:
         """How many events the next batch may hold (see ``BATCH_SECONDS``)."""
-        if self._seconds_per_event is None:
-            return min(self.batch_size, _FIRST_BATCH)
+        if self._seconds_per_event is None:  # the first batch: the pace is not known yet
+            return self.batch_size
         fit = int(BATCH_SECONDS / max(self._seconds_per_event, 1e-9))
         return max(1, min(self.batch_size, fit))
 
