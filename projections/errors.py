@@ -122,5 +122,6 @@ class SubscriberUnavailable(ProjectionError):
 
     Raised from ``handle_batch``, it is not the event's fault: the runner neither retries
     nor parks the event, it rolls the whole batch back (the checkpoint stays) and tries the
-    batch again after its error backoff, so an outage never skips or parks an event.
+    batch again after its error backoff (growing, with jitter, while the outage lasts),
+    so an outage never skips or parks an event.
     """
