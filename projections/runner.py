@@ -132,7 +132,6 @@ class Runner:
         self.lease_ttl = lease_ttl
         self.lease_retry = lease_retry
         self.idle_wait = idle_wait
-        self.error_backoff = error_backoff
         self.backoff = Backoff(
             initial=error_backoff, cap=max(error_backoff, max_error_backoff), jitter=True
         )
