@@ -164,6 +164,12 @@ leases = sa.Table(
     # Seconds since the epoch on the database's clock (one clock for every machine).
     sa.Column("acquired_at", sa.Float(), nullable=False),
     sa.Column("expires_at", sa.Float(), nullable=False),
+    # The holder's view, for `status` in any process: what it is doing with the subscriber
+    # ("running", "retrying" after an error such as an outage, "halted"), since when (same
+    # clock), and the last error while retrying.
+    sa.Column("state", sa.Text(), nullable=True),
+    sa.Column("state_since", sa.Float(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
 )
 
 snapshots = sa.Table(

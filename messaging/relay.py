@@ -26,16 +26,18 @@ checkpoint back instead (docs/messaging.md).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventfold.eventstore.cloudevents import (
     DEFAULT_SOURCE,
     STRUCTURED_CONTENT_TYPE,
     to_cloudevent_json,
 )
+from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import RecordedEvent
 from eventfold.projections.subscriber import BatchContext, Delivery, FailurePolicy
 
@@ -171,6 +173,12 @@ class Relay:
 
     async def prepare(self, connection: AsyncConnection) -> None:
         """Nothing to create in the database: a relay only keeps a checkpoint."""
+
+    def around_batch(
+        self, records: Sequence[RecordedEvent], store: EventStore, engine: AsyncEngine
+    ) -> AbstractAsyncContextManager[None]:
+        """Nothing to do outside the batch's transaction."""
+        return nullcontext()
 
     async def handle_batch(self, batch: Sequence[Delivery], context: BatchContext) -> None:
         """Publish the batch and return once the broker confirmed all of it."""

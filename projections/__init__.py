@@ -15,6 +15,7 @@ from eventfold.projections.errors import (
     ProjectionHalted,
     ProjectionHeld,
     RebuildError,
+    RebuildParked,
     SubscriberUnavailable,
     UnknownProjection,
 )
@@ -28,7 +29,7 @@ from eventfold.projections.projection import (
     ReadModel,
     handles,
 )
-from eventfold.projections.rebuild import RebuildProgress, rebuild, reset
+from eventfold.projections.rebuild import REBUILD_SUFFIX, RebuildProgress, rebuild, reset
 from eventfold.projections.runner import Runner, SubscriberState
 from eventfold.projections.status import ProjectionStatus, status
 from eventfold.projections.subscriber import (
@@ -41,6 +42,7 @@ from eventfold.projections.subscriber import (
 from eventfold.projections.subscription import Subscription
 
 __all__ = [
+    "REBUILD_SUFFIX",
     "BatchContext",
     "Checkpoint",
     "CheckpointMoved",
@@ -61,6 +63,7 @@ __all__ = [
     "ProjectionStatus",
     "ReadModel",
     "RebuildError",
+    "RebuildParked",
     "RebuildProgress",
     "RetryResult",
     "Runner",

@@ -89,10 +89,39 @@ class RebuildError(ProjectionError):
     """A rebuild could not be done as asked; the live read model is untouched."""
 
 
+class RebuildParked(RebuildError):
+    """A rebuild's replay parked events: a read model missing them is not put in service.
+
+    Blue/green: the shadow tables and their parked events are kept for inspection (under
+    ``<name>#rebuild``), the live read model stays. In place: the tables were already
+    replaced, so the command fails to say the new model lacks the parked events.
+    """
+
+    def __init__(self, name: str, parked: int, *, in_place: bool) -> None:
+        self.name = name
+        self.parked = parked
+        self.in_place = in_place
+        if in_place:
+            where, listed = "the read model was rebuilt in place without them", name
+        else:
+            listed = name + "#rebuild"
+            where = (
+                "the live read model is untouched and the shadow tables are kept for "
+                "inspection"
+            )
+        super().__init__(
+            f"the rebuild of {name!r} parked {parked} event(s): {where}. See them with "
+            f"`eventfold projections parked {listed}`; fix the cause (an upcaster, the "
+            "handler) and rebuild, or rebuild with --allow-parked (allow_parked=True) to "
+            "accept a read model without them"
+        )
+
+
 class SubscriberUnavailable(ProjectionError):
     """Something a subscriber depends on outside the database (a broker) is unreachable.
 
     Raised from ``handle_batch``, it is not the event's fault: the runner neither retries
     nor parks the event, it rolls the whole batch back (the checkpoint stays) and tries the
-    batch again after its error backoff, so an outage never skips or parks an event.
+    batch again after its error backoff (growing, with jitter, while the outage lasts),
+    so an outage never skips or parks an event.
     """

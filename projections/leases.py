@@ -7,6 +7,10 @@ connection (an advisory lock would stay held until the server's TCP keepalive ga
 which defaults to hours). A holder renews every third of the TTL; a holder killed with
 kill -9 is replaced within one TTL plus the contenders' retry interval.
 
+The lease row also carries the holder's view of the subscriber (``report``): its state
+(running, retrying after an error, halted), since when, and the last error, so that
+``status`` run from any process shows what the holder is doing.
+
 A lease is a courtesy that keeps runners from doing the same work twice. Correctness does
 not rest on it: a holder that lost its lease without noticing (paused past the TTL) still
 cannot commit a batch, because the checkpoint advances by compare-and-set.
@@ -39,6 +43,10 @@ class LeaseInfo:
     acquired_at: float
     expires_at: float
     now: float
+    state: str | None = None
+    """What the holder reported doing (``Lease.report``); None until it reported."""
+    state_since: float | None = None
+    last_error: str | None = None
 
     @property
     def active(self) -> bool:
@@ -77,6 +85,9 @@ class Lease:
                 "token": leases.c.token + 1,
                 "acquired_at": now,
                 "expires_at": now + self.ttl,
+                "state": None,
+                "state_since": None,
+                "last_error": None,
             },
             where=sa.or_(leases.c.expires_at < now, leases.c.holder == self.holder),
         ).returning(leases.c.token)
@@ -103,6 +114,23 @@ class Lease:
             self.token = None
         return self.token is not None
 
+    async def report(self, state: str, last_error: str | None) -> bool:
+        """Record on the lease row what this holder is doing with the subscriber (for
+        ``status`` in other processes); returns False if the lease is not ours."""
+        if self.token is None:
+            return False
+        async with self.db.transaction() as conn:
+            result = await conn.execute(
+                leases.update()
+                .where(
+                    leases.c.name == self.name,
+                    leases.c.holder == self.holder,
+                    leases.c.token == self.token,
+                )
+                .values(state=state, state_since=self.db.now(), last_error=last_error)
+            )
+        return bool(result.rowcount == 1)
+
     async def release(self) -> None:
         """Give the lease up so another runner takes over at once."""
         token, self.token = self.token, None
@@ -126,10 +154,13 @@ async def lease_info(db: Database, names: list[str]) -> dict[str, LeaseInfo]:
         rows = (await conn.execute(
             sa.select(
                 leases.c.name, leases.c.holder, leases.c.acquired_at, leases.c.expires_at,
-                db.now(),
+                db.now(), leases.c.state, leases.c.state_since, leases.c.last_error,
             ).where(leases.c.name.in_(names))
         )).all()
     return {
-        row[0]: LeaseInfo(row[0], row[1], float(row[2]), float(row[3]), float(row[4]))
+        row[0]: LeaseInfo(
+            row[0], row[1], float(row[2]), float(row[3]), float(row[4]), row[5],
+            None if row[6] is None else float(row[6]), row[7],
+        )
         for row in rows
     }

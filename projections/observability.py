@@ -29,17 +29,19 @@ import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventfold.eventstore import instrumentation
 from eventfold.eventstore.instrumentation import Instrument
+from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import GlobalPosition, RecordedEvent
 from eventfold.projections.status import status
+from eventfold.projections.subscriber import Subscriber
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
-
-    from eventfold.projections.runner import Runner
 
 logger = logging.getLogger("eventfold.observability")
 
@@ -217,13 +219,33 @@ def unobserve() -> None:
     instrumentation.install(None)
 
 
+class Metered(Protocol):
+    """What ``RunnerMetrics`` reads of a runner (a ``Runner`` is one). Named here so this
+    module does not import the runner, which imports it when asked to serve metrics."""
+
+    @property
+    def store(self) -> EventStore:
+        """The store the subscribers read."""
+        ...
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine their checkpoints, leases and parked events live on."""
+        ...
+
+    @property
+    def subscribers(self) -> Sequence[Subscriber]:
+        """The subscribers to report on."""
+        ...
+
+
 class RunnerMetrics:
     """A runner's per-subscriber gauges, refreshed every ``interval`` seconds, optionally
     served on ``port`` (0: any free port; ``.port`` tells which)."""
 
     def __init__(
         self,
-        runner: Runner,
+        runner: Metered,
         *,
         port: int | None = None,
         registry: CollectorRegistry | None = None,
@@ -243,7 +265,7 @@ class RunnerMetrics:
     async def refresh(self) -> None:
         """Read every subscriber's lag and parked count and set the gauges."""
         subscribers = self.runner.subscribers
-        for entry in await status(self.runner.store, self.runner.db.engine, subscribers):
+        for entry in await status(self.runner.store, self.runner.engine, subscribers):
             self.metrics.events_behind.labels(entry.name).set(entry.events_behind)
             self.metrics.seconds_behind.labels(entry.name).set(entry.seconds_behind)
             self.metrics.parked.labels(entry.name).set(entry.parked)

@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventfold.eventstore.event import Event
+from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import RecordedEvent
 from eventfold.projections.errors import (
     DuplicateProjection,
@@ -163,6 +165,12 @@ class Projection:
     async def prepare(self, connection: AsyncConnection) -> None:
         """Create the live tables that do not exist yet."""
         await connection.run_sync(self.metadata.create_all)
+
+    def around_batch(
+        self, records: Sequence[RecordedEvent], store: EventStore, engine: AsyncEngine
+    ) -> AbstractAsyncContextManager[None]:
+        """Nothing to do outside the batch's transaction: a projection only writes in it."""
+        return nullcontext()
 
     async def handle_batch(self, batch: Sequence[Delivery], context: BatchContext) -> None:
         """Apply a batch to the live tables."""

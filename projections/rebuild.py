@@ -12,7 +12,11 @@ one transaction swaps them in:
   old tables, and gives the shadow's indexes the live names back;
 - it sets the live checkpoint to the shadow's and moves the shadow's parked events over.
 
-Until that commits, queries keep reading the old tables; after it, the new ones. A rebuild
+Until that commits, queries keep reading the old tables; after it, the new ones. A replay
+that parked events is not swapped in: a read model missing events must not replace one
+that has them. The rebuild then raises ``RebuildParked``, the live model stays, and the
+shadow tables and their parked events are kept for inspection (``allow_parked=True``
+swaps anyway). The next rebuild starts from a fresh shadow. A rebuild
 takes the ``<name>#rebuild`` lease, so two rebuilds of one projection cannot overlap; the
 live runner goes on serving the old tables all along. Foreign keys between read-model
 tables are not supported by the swap (they would keep pointing at the old tables): rebuild
@@ -21,7 +25,8 @@ such projections in place.
 In place (``rebuild(in_place=True)``): one transaction empties the tables and puts the
 checkpoint back to zero (``reset``), then the log is replayed into them - here if no runner
 holds the projection, otherwise by its holder while this follows its progress. Queries see
-the model empty and growing meanwhile.
+the model empty and growing meanwhile. If the replay parked events it ends with
+``RebuildParked`` all the same (unless ``allow_parked=True``): it must not finish silently.
 
 Progress is reported to a callback as plain ``RebuildProgress`` data (the CLI draws a bar).
 """
@@ -32,6 +37,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,10 +45,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventfold.eventstore.protocol import EventStore
-from eventfold.eventstore.records import START, GlobalPosition
+from eventfold.eventstore.records import START, GlobalPosition, RecordedEvent
 from eventfold.projections import checkpoints, parking
 from eventfold.projections.database import Database
-from eventfold.projections.errors import ProjectionHalted, ProjectionHeld, RebuildError
+from eventfold.projections.errors import (
+    ProjectionHalted,
+    ProjectionHeld,
+    RebuildError,
+    RebuildParked,
+)
 from eventfold.projections.leases import Lease, default_holder, lease_info
 from eventfold.projections.projection import Projection, ReadModel
 from eventfold.projections.subscriber import BatchContext, Delivery, FailurePolicy
@@ -123,6 +134,11 @@ class _Shadow:
     async def prepare(self, connection: AsyncConnection) -> None:
         await connection.run_sync(self.metadata.create_all)
 
+    def around_batch(
+        self, records: Sequence[RecordedEvent], store: EventStore, engine: AsyncEngine
+    ) -> AbstractAsyncContextManager[None]:
+        return nullcontext()
+
     async def handle_batch(self, batch: Sequence[Delivery], context: BatchContext) -> None:
         await self.projection.apply_batch(
             batch, ReadModel(context.connection, self.tables, replaying=True)
@@ -172,19 +188,25 @@ async def rebuild(
     batch_size: int = 1000,
     holder: str | None = None,
     lease_ttl: float = 5.0,
+    allow_parked: bool = False,
 ) -> RebuildProgress:
     """Rebuild a projection's read model from the whole log; returns the final progress.
 
     Blue/green by default (no downtime); ``in_place=True`` empties the tables first.
-    Raises ``ProjectionHeld`` if another rebuild of it runs, and ``RebuildError`` if the
-    replay halts on a failing event (the live model is then untouched).
+    Raises ``ProjectionHeld`` if another rebuild of it runs, ``RebuildError`` if the
+    replay halts on a failing event (the live model is then untouched), and
+    ``RebuildParked`` if it parked events, unless ``allow_parked`` (blue/green: not
+    swapped in, the shadow kept for inspection; in place: the tables hold the new model).
     """
     db = Database(engine)
     if in_place:
-        return await _rebuild_in_place(
+        final = await _rebuild_in_place(
             store, db, projection, on_progress, batch_size, holder or default_holder(),
             lease_ttl,
         )
+        if final.parked and not allow_parked:
+            raise RebuildParked(projection.name, final.parked, in_place=True)
+        return final
     shadow = _Shadow(projection)
     lease = Lease(db, shadow.name, holder or default_holder(), lease_ttl)
     if not await lease.acquire():
@@ -193,7 +215,7 @@ async def rebuild(
     meter = _Meter(projection.name, on_progress)
     meter.start_position = START
     heartbeat = asyncio.create_task(_keep(lease))
-    swapped = False
+    keep_shadow = False
     try:
         async with db.transaction() as conn:
             await shadow.drop(conn)
@@ -215,12 +237,19 @@ async def rebuild(
                 ) from exc
             meter.done += read
             parked = await _parked(db, shadow.name)
-            if read < batch_size:
+            if not subscription.more:
                 break
             meter.report("replaying", subscription.checkpoint, head, parked)
+        if parked and not allow_parked:
+            keep_shadow = True
+            raise RebuildParked(projection.name, parked, in_place=False)
         meter.report("swapping", subscription.checkpoint, await store.head(), parked)
-        await _swap(store, db, projection, shadow, subscription, meter)
-        swapped = True
+        try:
+            await _swap(store, db, projection, shadow, subscription, meter, allow_parked)
+        except RebuildParked:
+            keep_shadow = True
+            raise
+        keep_shadow = True  # swapped in: the shadow tables are the live ones now
         return meter.report(
             "done", subscription.checkpoint, await store.head(),
             await _parked(db, projection.name),
@@ -229,7 +258,7 @@ async def rebuild(
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
-        if not swapped:
+        if not keep_shadow:
             with contextlib.suppress(Exception):
                 async with db.transaction() as conn:
                     await shadow.drop(conn)
@@ -246,6 +275,7 @@ async def _swap(
     shadow: _Shadow,
     subscription: Subscription,
     meter: _Meter,
+    allow_parked: bool,
 ) -> None:
     async with db.transaction() as conn:
         await checkpoints.ensure(db, conn, projection.name)
@@ -268,6 +298,10 @@ async def _swap(
                 meter.done += len(records)
             if len(records) < subscription.batch_size:
                 break
+        parked = (await parking.count(conn, [shadow.name])).get(shadow.name, 0)
+        if parked and not allow_parked:
+            # Raised inside: the transaction rolls back, the shadow stays as it was.
+            raise RebuildParked(projection.name, parked, in_place=False)
         await _rename(db, conn, projection, shadow)
         await checkpoints.put(db, conn, projection.name, position)
         await parking.move(conn, shadow.name, projection.name)
@@ -365,9 +399,8 @@ async def _rebuild_in_place(
             await subscription.setup()
             while True:
                 head = await store.head()
-                read = await subscription.step()
-                meter.done += read
-                if read < batch_size:
+                meter.done += await subscription.step()
+                if not subscription.more:
                     break
                 meter.report(
                     "replaying", subscription.checkpoint, head,

@@ -7,6 +7,18 @@ checkpoint, process it (``Subscription.step``), and when caught up wait for new 
 another runner is retried every ``lease_retry`` seconds, so a dead holder is replaced
 within its lease's TTL plus that interval.
 
+Every wait here - for new events, for a lease, after an error - happens with no database
+transaction open (see ``eventfold.projections.subscription``): a transaction that waits
+holds SQLite's write lock or PostgreSQL's snapshot horizon from everyone else.
+
+Outages are quiet and visible. An error in a subscriber's step (the database is down, a
+broker is: ``SubscriberUnavailable``) keeps the lease and backs off exponentially with
+jitter up to ``max_error_backoff``; it is logged once when it starts ("orders: waiting for
+the database (...)") and once when it ends ("orders: running again after 12.3 s"), with a
+traceback only under debug logging (or, once, for an error that is no outage). The state
+(running, retrying, halted) is written on the lease row, so ``status`` from any process
+shows it with the holder.
+
 Stopping is graceful: ``stop()`` lets the batch in progress commit, then releases the
 leases; ``stop(timeout=...)`` abandons (rolls back) batches still running after the
 timeout. A batch is never half committed either way.
@@ -17,28 +29,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from eventfold.eventstore.backoff import Backoff
+from eventfold.eventstore.errors import StoreUnavailable
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import GlobalPosition
 from eventfold.projections.database import Database
-from eventfold.projections.errors import CheckpointMoved, ProjectionHalted
+from eventfold.projections.errors import (
+    CheckpointMoved,
+    ProjectionHalted,
+    SubscriberUnavailable,
+)
 from eventfold.projections.leases import Lease, default_holder
 from eventfold.projections.subscriber import Subscriber
 from eventfold.projections.subscription import Subscription, describe
 
 if TYPE_CHECKING:
+    # One way only: observability names what it reads of a runner (``Metered``) instead
+    # of importing this module.
     from eventfold.projections.observability import RunnerMetrics
 
 logger = logging.getLogger("eventfold.projections")
 
-RunState = Literal["starting", "running", "waiting", "halted", "stopped"]
-"""What a subscriber does in this runner: ``waiting`` means another runner holds it."""
+RunState = Literal["starting", "running", "retrying", "waiting", "halted", "stopped"]
+"""What a subscriber does in this runner: ``retrying`` means backing off after an error
+(an outage) with its lease kept; ``waiting`` means another runner holds it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +76,23 @@ class SubscriberState:
     last_error: str | None
 
 
+class _Stopping(Exception):
+    """The runner stops while a subscription waits to retry an event: give up the wait
+    (nothing is open; the event is tried again by the next holder)."""
+
+
 class _Worker:
     def __init__(self, subscription: Subscription, lease: Lease) -> None:
         self.subscription = subscription
         self.lease = lease
         self.state: RunState = "starting"
         self.last_error: str | None = None
+        self.trouble_since: float | None = None
+        """When the current run of errors began (monotonic); None while all is well."""
+        self.errors = 0
+        """Errors in a row: the exponent of the error backoff."""
+        self.reported: tuple[str, str | None] | None = None
+        """The state last written on the lease row."""
         # Counts the times the halt was seen (when it happened, and at each reload that
         # finds it still there): wait_until raises on a halt confirmed after it began.
         self.halt_seen = 0
@@ -88,15 +122,20 @@ class Runner:
         lease_retry: float = 1.0,
         idle_wait: float = 1.0,
         error_backoff: float = 1.0,
+        max_error_backoff: float = 30.0,
         metrics_port: int | None = None,
     ) -> None:
         self.store = store
+        self.engine = engine
         self.db = Database(engine)
         self.holder = holder or default_holder()
         self.lease_ttl = lease_ttl
         self.lease_retry = lease_retry
         self.idle_wait = idle_wait
-        self.error_backoff = error_backoff
+        self.backoff = Backoff(
+            initial=error_backoff, cap=max(error_backoff, max_error_backoff), jitter=True
+        )
+        """How long to wait after the n-th error in a row (an outage)."""
         self.metrics_port = metrics_port
         """Serve Prometheus metrics on this port (needs ``eventfold[metrics]``; 0: any)."""
         self.metrics: RunnerMetrics | None = None
@@ -105,7 +144,9 @@ class Runner:
         for subscriber in self.subscribers:
             if subscriber.name in self._workers:
                 raise ValueError(f"subscriber {subscriber.name!r} is given twice")
-            subscription = Subscription(store, self.db, subscriber, batch_size=batch_size)
+            subscription = Subscription(
+                store, self.db, subscriber, batch_size=batch_size, sleep=self._retry_sleep
+            )
             lease = Lease(self.db, subscriber.name, self.holder, lease_ttl)
             self._workers[subscriber.name] = _Worker(subscription, lease)
         self._stopping = asyncio.Event()
@@ -239,44 +280,41 @@ class Runner:
             try:
                 acquired = await worker.lease.acquire()
             except Exception as exc:
-                worker.last_error = describe(exc)
-                logger.warning("%s: cannot take the lease: %s", worker.lease.name, exc)
-                acquired = False
+                await self._trouble(worker, exc)
+                continue
             if not acquired:
+                await self._recovered(worker)
                 worker.state = "waiting"
                 await self._pause(self.lease_retry)
                 continue
             heartbeat = asyncio.create_task(self._heartbeat(worker))
             try:
                 await self._follow(worker)
-            except Exception as exc:
-                worker.last_error = describe(exc)
-                logger.exception("%s: stopped by an error; retrying", worker.lease.name)
-                await self._notify()
-                await self._pause(self.error_backoff)
             finally:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await heartbeat
                 with contextlib.suppress(Exception):
                     await asyncio.shield(worker.lease.release())
+                worker.reported = None
         worker.state = "stopped"
 
     async def _follow(self, worker: _Worker) -> None:
+        """Serve the subscriber while the lease is ours; errors back off, keeping it."""
         subscription = worker.subscription
-        await subscription.setup()
-        worker.state = "running"
+        subscription.ready = False
         while not self._stopping.is_set() and worker.lease.held:
-            if subscription.halted_reason is not None:
-                worker.state = "halted"
-                worker.halt_seen += 1
-                await self._notify()
-                await self._pause(self.idle_wait)
-                await subscription.reload()
-                continue
-            worker.state = "running"
             try:
-                read = await subscription.step()
+                if not subscription.ready:
+                    await subscription.setup()
+                if subscription.halted_reason is not None:
+                    await self._set_state(worker, "halted")
+                    worker.halt_seen += 1
+                    await self._notify()
+                    await self._pause(self.idle_wait)
+                    await subscription.reload()
+                    continue
+                await subscription.step()
             except CheckpointMoved as exc:
                 logger.info("%s", exc)
                 await subscription.reload()
@@ -284,10 +322,74 @@ class Runner:
             except ProjectionHalted as exc:
                 logger.error("%s", exc)
                 continue
-            worker.last_error = None
+            except _Stopping:
+                return
+            except Exception as exc:
+                await self._trouble(worker, exc)
+                continue
+            await self._recovered(worker)
+            await self._set_state(worker, "running")
             await self._notify()
-            if read < subscription.batch_size:
+            if not subscription.more:
                 await self._wait_for_events(worker)
+
+    async def _trouble(self, worker: _Worker, exc: Exception) -> None:
+        """An error: log it if it starts a run of errors, then back off (no transaction
+        is open here)."""
+        worker.errors += 1
+        worker.last_error = describe(exc)
+        debug = logger.isEnabledFor(logging.DEBUG)
+        if worker.trouble_since is None:
+            worker.trouble_since = time.monotonic()
+            what = _waiting_for(exc)
+            if what is not None:
+                logger.warning(
+                    "%s: waiting for %s (%s)", worker.lease.name, what, worker.last_error,
+                    exc_info=exc if debug else None,
+                )
+            else:
+                logger.error(
+                    "%s: stopped by an error; retrying with backoff", worker.lease.name,
+                    exc_info=exc,
+                )
+        elif debug:
+            logger.debug("%s: still failing", worker.lease.name, exc_info=exc)
+        await self._set_state(worker, "retrying")
+        await self._notify()
+        await self._pause(self.backoff.delay(worker.errors))
+
+    async def _recovered(self, worker: _Worker) -> None:
+        if worker.trouble_since is not None:
+            logger.warning(
+                "%s: running again after %.1f s", worker.lease.name,
+                time.monotonic() - worker.trouble_since,
+            )
+        worker.trouble_since = None
+        worker.errors = 0
+        worker.last_error = None
+
+    async def _set_state(self, worker: _Worker, state: RunState) -> None:
+        """Change the worker's state and write it on the lease row (best effort: the
+        heartbeat writes it again if the database was away)."""
+        worker.state = state
+        await self._report(worker)
+
+    async def _report(self, worker: _Worker) -> None:
+        now = (worker.state, worker.last_error)
+        if worker.reported == now or not worker.lease.held:
+            return
+        try:
+            if await worker.lease.report(*now):
+                worker.reported = now
+        except Exception:
+            logger.debug("%s: could not record its state", worker.lease.name, exc_info=True)
+
+    async def _retry_sleep(self, seconds: float) -> None:
+        """How a subscription waits before retrying an event: no transaction is open, and
+        a stopping runner does not wait the backoff out."""
+        await self._pause(seconds)
+        if self._stopping.is_set():
+            raise _Stopping
 
     async def _wait_for_events(self, worker: _Worker) -> None:
         after = worker.subscription.done_through
@@ -308,14 +410,26 @@ class Runner:
                 renewed = await worker.lease.renew()
             except Exception as exc:
                 # Keep trying: the lease lasts ``lease_ttl``; if it lapses the checkpoint's
-                # compare-and-set still stops a second holder's batch.
-                logger.warning("%s: lease renewal failed: %s", worker.lease.name, exc)
+                # compare-and-set still stops a second holder's batch. Logged with the
+                # step's errors when the database is away; alone it is worth a line.
+                if worker.trouble_since is None:
+                    logger.warning("%s: lease renewal failed: %s", worker.lease.name, exc)
                 continue
             if not renewed:
                 logger.warning("%s: lease lost to another runner", worker.lease.name)
                 await self._notify()
                 return
+            await self._report(worker)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+def _waiting_for(exc: Exception) -> str | None:
+    """What an error says the subscriber waits for, or None for an error that is no outage."""
+    if isinstance(exc, SubscriberUnavailable):
+        return "a service it depends on"
+    if isinstance(exc, StoreUnavailable | sa.exc.DBAPIError | OSError):
+        return "the database"
+    return None

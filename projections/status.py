@@ -1,6 +1,8 @@
 """Where each projection stands: state, holder, checkpoint, lag, rate, parked events.
 
-Read from the database and the store, so it reports on runners in any process.
+Read from the database and the store, so it reports on runners in any process: the state
+and the last error are what the holder wrote on its lease row (``running``, ``retrying``
+after an error such as an outage), the holder is the lease's.
 
 - ``events_behind`` counts the events *of the subscriber's types* after its checkpoint
   (what it still has to process, not the whole log's length), reading the log up to
@@ -28,8 +30,9 @@ from eventfold.projections.leases import lease_info
 from eventfold.projections.rebuild import shadow_name
 from eventfold.projections.subscriber import Subscriber
 
-State = Literal["running", "halted", "rebuilding", "stopped"]
-"""``halted`` wins over ``rebuilding``, which wins over ``running`` (held by a runner)."""
+State = Literal["running", "retrying", "halted", "rebuilding", "stopped"]
+"""``halted`` wins over ``rebuilding``, which wins over what the holder reports
+(``running``, or ``retrying`` after an error); ``stopped``: no runner holds it."""
 
 _RATE_FRESHNESS = 60.0
 
@@ -50,6 +53,10 @@ class ProjectionStatus:
     halted_reason: str | None
     rebuild_holder: str | None
     updated_at: datetime | None
+    last_error: str | None = None
+    """The error the holder is retrying after (an outage), when ``retrying``."""
+    state_since: datetime | None = None
+    """When the holder's state began, as it reported it."""
 
 
 async def status(
@@ -83,9 +90,10 @@ async def status(
         elif rebuild_holder is not None:
             state = "rebuilding"
         elif holder is not None:
-            state = "running"
+            state = "retrying" if lease is not None and lease.state == "retrying" else "running"
         else:
             state = "stopped"
+        active = lease if holder is not None else None
         types = None if sub.event_types is None else sorted(sub.event_types)
         behind, exact, oldest = await _behind(store, position, types, count_limit)
         rate = 0.0
@@ -108,6 +116,11 @@ async def status(
             halted_reason=halted_reason,
             rebuild_holder=rebuild_holder,
             updated_at=updated,
+            last_error=active.last_error if active is not None else None,
+            state_since=(
+                datetime.fromtimestamp(active.state_since, UTC)
+                if active is not None and active.state_since is not None else None
+            ),
         ))
     return out
 

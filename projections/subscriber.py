@@ -4,16 +4,19 @@ A subscriber has a stable name (its checkpoint, lease and parked events are stor
 it), the event types it wants (``None``: all) and a ``handle_batch`` coroutine. The runner
 calls ``handle_batch`` inside the database transaction that also advances the checkpoint;
 what a subscriber does with the events (write tables, publish to a broker, send commands)
-is its own business.
+is its own business. ``around_batch`` wraps each such transaction from outside it: the
+place for work that must not run with the transaction open (a process manager appends its
+commands there on SQLite, where the transaction holds the database's write lock).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventfold.eventstore.backoff import Backoff
 from eventfold.eventstore.event import Event
@@ -97,6 +100,14 @@ class Subscriber(Protocol):
 
     async def prepare(self, connection: AsyncConnection) -> None:
         """Create what the subscriber needs in the database (idempotent; runs at start)."""
+        ...
+
+    def around_batch(
+        self, records: Sequence[RecordedEvent], store: EventStore, engine: AsyncEngine
+    ) -> AbstractAsyncContextManager[None]:
+        """What each of the runner's transactions over ``records`` is wrapped in (entered
+        before it begins, left after it commits or rolls back). Not used while replaying.
+        Projections and relays need nothing: ``contextlib.nullcontext()``."""
         ...
 
     async def handle_batch(self, batch: Sequence[Delivery], context: BatchContext) -> None:

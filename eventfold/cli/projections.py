@@ -25,6 +25,7 @@ from eventfold.cli.render import (
 from eventfold.config import Settings
 from eventfold.eventstore import GlobalPosition, HorizonHolder
 from eventfold.projections import (
+    REBUILD_SUFFIX,
     ParkedEvent,
     ProjectionStatus,
     RebuildProgress,
@@ -82,6 +83,8 @@ def _status_dict(entry: ProjectionStatus) -> dict[str, Any]:
         "halted_reason": entry.halted_reason,
         "rebuild_holder": entry.rebuild_holder,
         "updated_at": None if entry.updated_at is None else entry.updated_at.isoformat(),
+        "last_error": entry.last_error,
+        "state_since": None if entry.state_since is None else entry.state_since.isoformat(),
     }
 
 
@@ -95,8 +98,8 @@ def _holder_dict(holder: HorizonHolder) -> dict[str, Any]:
     }
 
 
-_STATE_STYLE = {"running": "green", "halted": "bold red", "rebuilding": "yellow",
-                "stopped": "dim"}
+_STATE_STYLE = {"running": "green", "retrying": "bold yellow", "halted": "bold red",
+                "rebuilding": "yellow", "stopped": "dim"}
 
 
 def _status_table(entries: list[ProjectionStatus]) -> Table:
@@ -189,6 +192,11 @@ def status_command(
                     f"[bold red]{escape(entry.name)} is halted:[/] {escape(entry.halted_reason)}"
                     f" (`eventfold projections parked {escape(entry.name)}`)"
                 )
+            elif entry.state == "retrying" and entry.last_error is not None:
+                console.print(
+                    f"[bold yellow]{escape(entry.name)} is retrying[/] after "
+                    f"{escape(entry.last_error)}"
+                )
     if report.horizon_holders:
         _print_horizon(console, report.horizon_holders)
 
@@ -242,12 +250,23 @@ def rebuild_command(
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Events per transaction of the replay.")
     ] = 1000,
+    allow_parked: Annotated[
+        bool,
+        typer.Option(
+            "--allow-parked",
+            help="Swap the new read model in (or finish in place) even though the replay "
+            "parked events; without it such a rebuild fails and keeps the live model.",
+        ),
+    ] = False,
     app_spec: AppOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="No bar; print the final progress as one JSON object.")
     ] = False,
 ) -> None:
-    """Rebuild a read model from the whole log: blue/green without downtime by default."""
+    """Rebuild a read model from the whole log: blue/green without downtime by default.
+
+    Exits 1 if the replay parked events (the live model stays; the shadow is kept for
+    `projections parked NAME#rebuild`), unless --allow-parked."""
     started = time.monotonic()
 
     async def work(settings: Settings) -> RebuildProgress:
@@ -259,7 +278,7 @@ def rebuild_command(
             try:
                 return await rebuild(
                     running.store, running.engine, projection, in_place=in_place,
-                    on_progress=bar, batch_size=batch_size,
+                    on_progress=bar, batch_size=batch_size, allow_parked=allow_parked,
                 )
             finally:
                 if bar is not None:
@@ -349,7 +368,9 @@ def parked_command(
     async def work(settings: Settings) -> list[ParkedEvent]:
         async with settings.connect_app("`eventfold projections parked`") as running:
             if name is not None:
-                running.app.subscriber(name)  # a typo must not read as "nothing parked"
+                # A typo must not read as "nothing parked". NAME#rebuild: the events a
+                # refused rebuild parked in its kept shadow.
+                running.app.subscriber(name.removesuffix(REBUILD_SUFFIX))
             return await list_parked(running.engine, name, stream_id=stream_id)
 
     rows = run(ctx, work, app=app_spec)

@@ -46,8 +46,8 @@ def state_line(state: SubscriberState) -> str:
     """How a subscriber's state in this runner is announced."""
     if state.state == "waiting":
         return f"{state.name}: waiting: held by another runner"
-    if state.state == "halted" and state.last_error:
-        return f"{state.name}: halted: {' '.join(state.last_error.split())}"
+    if state.state in ("halted", "retrying") and state.last_error:
+        return f"{state.name}: {state.state}: {' '.join(state.last_error.split())}"
     return f"{state.name}: {state.state}"
 
 

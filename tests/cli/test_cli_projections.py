@@ -120,7 +120,21 @@ def test_reset_empties_the_model_and_rewinds_the_checkpoint(
 
 def test_parked_events_are_listed_retried_and_skipped(invoke: Invoke, seeded_url: str) -> None:
     poisoned, behind = add_poisoned_cart(seeded_url)
-    rebuilt = invoke("-d", seeded_url, "-a", APP, "projections", "rebuild", "cart_totals")
+    refused = invoke("-d", seeded_url, "-a", APP, "projections", "rebuild", "cart_totals")
+    assert refused.exit_code == EXIT_ERROR
+    error = refused.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: ") and "Traceback" not in refused.stderr
+    assert "the rebuild of 'cart_totals' parked 2 event(s)" in error
+    assert status_of(invoke, seeded_url)["cart_totals"]["parked"] == 0  # not swapped in
+    # The command the error names runs as printed and shows the kept shadow's events.
+    command = error.split("`")[1].split()
+    assert command == ["eventfold", "projections", "parked", "cart_totals#rebuild"]
+    shown = invoke("-d", seeded_url, "-a", APP, *command[1:])
+    assert shown.exit_code == 0, shown.stderr
+    assert str(poisoned) in shown.stdout and str(behind) in shown.stdout
+
+    rebuilt = invoke("-d", seeded_url, "-a", APP, "projections", "rebuild", "cart_totals",
+                     "--allow-parked")
     assert rebuilt.exit_code == 0, rebuilt.stderr
     assert "2 events parked" in rebuilt.stdout
     assert read_model(seeded_url) == EXPECTED  # Cart-7 waits behind its poisoned event

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,7 +14,15 @@ from projection_support import Env, Inventory, ItemAdded, ItemRemoved, make_regi
 from eventfold.eventstore import connect
 from eventfold.eventstore.engine import create_engine
 from eventfold.eventstore.migrate import migrate
-from eventfold.projections import RebuildProgress, Runner, list_parked, rebuild, reset, status
+from eventfold.projections import (
+    RebuildParked,
+    RebuildProgress,
+    Runner,
+    list_parked,
+    rebuild,
+    reset,
+    status,
+)
 
 
 async def _model(env: Env) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
@@ -60,8 +69,19 @@ async def test_rebuild_parks_what_fails_and_in_place_and_reset(env: Env) -> None
     last = await env.store.append("Cart-2", [ItemAdded(sku="b")])
     async with Runner(env.store, [Inventory()], engine=env.engine, **Env.runner_options) as r:
         await r.wait_until(last.global_position)
-    # Rebuilt with a handler that now fails on "poison": the new model parks it.
-    final = await rebuild(env.store, env.engine, Inventory(poisoned={"poison"}))
+    before = {row[0]: row[1:] for row in await env.rows(Inventory.stock)}
+    # Rebuilt with a handler that now fails on "poison": the new model parks it, so it is
+    # not swapped in unless the operator says so.
+    with pytest.raises(RebuildParked) as refused:
+        await rebuild(env.store, env.engine, Inventory(poisoned={"poison"}))
+    assert refused.value.parked == 1
+    assert "eventfold projections parked inventory#rebuild" in str(refused.value)
+    assert {row[0]: row[1:] for row in await env.rows(Inventory.stock)} == before
+    [kept] = await list_parked(env.engine)
+    assert kept.subscriber == "inventory#rebuild"  # the shadow is kept for inspection
+    final = await rebuild(
+        env.store, env.engine, Inventory(poisoned={"poison"}), allow_parked=True
+    )
     assert final.parked == 1
     [parked] = await list_parked(env.engine)
     assert parked.subscriber == "inventory"
@@ -77,6 +97,24 @@ async def test_rebuild_parks_what_fails_and_in_place_and_reset(env: Env) -> None
     [state] = await status(env.store, env.engine, [Inventory()])
     assert state.events_behind == 3 and state.state == "stopped"
     assert state.seconds_behind >= 0
+
+
+async def test_an_in_place_rebuild_that_parks_does_not_finish_silently(env: Env) -> None:
+    await env.store.append("Cart-1", [ItemAdded(sku="a"), ItemAdded(sku="poison")])
+    last = await env.store.append("Cart-2", [ItemAdded(sku="b")])
+    async with Runner(env.store, [Inventory()], engine=env.engine, **Env.runner_options) as r:
+        await r.wait_until(last.global_position)
+    with pytest.raises(RebuildParked) as refused:
+        await rebuild(env.store, env.engine, Inventory(poisoned={"poison"}), in_place=True)
+    assert refused.value.parked == 1 and refused.value.in_place
+    assert "eventfold projections parked inventory`" in str(refused.value)
+    final = await rebuild(
+        env.store, env.engine, Inventory(poisoned={"poison"}), in_place=True,
+        allow_parked=True,
+    )
+    assert final.parked == 1
+    stock = {row[0]: row[1:] for row in await env.rows(Inventory.stock)}
+    assert stock == {"Cart-1": (1, 1, "a"), "Cart-2": (1, 1, "b")}
 
 
 async def test_queries_answer_throughout_a_blue_green_rebuild(db_env: Env) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 import sqlalchemy as sa
@@ -186,3 +187,25 @@ def test_registry_rejects_duplicates_and_bad_definitions() -> None:
                 """Two."""
 
     assert Inventory().event_types == frozenset({"ItemAdded", "ItemRemoved"})
+
+
+async def test_around_batch_is_part_of_the_subscriber_protocol(env: Env) -> None:
+    """The engine calls ``around_batch`` through the protocol (not a ``getattr`` probe);
+    projections and relays wrap their transactions in nothing."""
+    from eventfold.messaging.relay import Message, Relay
+    from eventfold.projections import Subscriber
+
+    class Nowhere:
+        broker = "nowhere"
+
+        async def publish(self, messages: Sequence[Message]) -> None:
+            """Confirm at once."""
+
+        async def close(self) -> None:
+            """Nothing to close."""
+
+    assert "around_batch" in Subscriber.__dict__
+    for subscriber in (Inventory(), Relay("relay", Nowhere())):
+        assert isinstance(subscriber, Subscriber)
+        async with subscriber.around_batch([], env.store, env.engine) as wrapped:
+            assert wrapped is None
