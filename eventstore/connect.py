@@ -5,23 +5,13 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
-from eventfold.eventstore.errors import StoreUnavailable
+from eventfold.eventstore.errors import InvalidDatabaseURL
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.registry import EventRegistry
+from eventfold.eventstore.urls import masked, parse_database_url, scheme_of
 
 DEFAULT_URL = "sqlite:///eventfold.db"
 """The embedded default: a SQLite file in the working directory."""
-
-
-def masked(url: str) -> str:
-    """The URL with its password replaced by ``***``, safe to print and log."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url.split("@")[-1] if "@" in url else url
 
 
 class connect:
@@ -30,7 +20,8 @@ class connect:
 
     ``postgresql://user@host/db`` uses asyncpg, ``sqlite:///path.db`` uses aiosqlite
     (``sqlite://`` alone is an in-memory SQLite database), ``memory://`` keeps events in
-    this process. Raises ``StoreUnavailable`` when the database cannot be reached and
+    this process. Raises ``StoreUnavailable`` when the database cannot be reached (its
+    subclass ``InvalidDatabaseURL`` when the URL is not one of those) and
     ``SchemaNotMigrated`` when ``eventfold migrate`` has not been run.
     """
 
@@ -55,19 +46,20 @@ class connect:
 
 
 async def _open(url: str, registry: EventRegistry, options: dict[str, Any]) -> EventStore:
-    scheme = url.split(":", 1)[0].lower()
+    scheme = scheme_of(url)
     if scheme == "memory":
         from eventfold.eventstore.backends.memory import MemoryEventStore
 
         return MemoryEventStore(registry, url)
-    if scheme in {"postgresql", "postgres", "postgresql+asyncpg"}:
+    if scheme in {"postgresql", "postgres", "sqlite"}:
+        parse_database_url(url)  # a malformed URL fails here, with its secrets masked
+    if scheme in {"postgresql", "postgres"}:
         from eventfold.eventstore.backends.postgres import PostgresEventStore
 
         return await PostgresEventStore.open(url, registry, **options)
-    if scheme in {"sqlite", "sqlite+aiosqlite"}:
+    if scheme == "sqlite":
         from eventfold.eventstore.backends.sqlite import SqliteEventStore
 
         return await SqliteEventStore.open(url, registry, **options)
-    raise StoreUnavailable(
-        masked(url), "not a database URL eventfold knows: use postgresql://, sqlite:/// or memory://"
-    )
+    problem = f"the scheme {scheme}:// is not supported" if scheme else "it has no scheme"
+    raise InvalidDatabaseURL(masked(url), problem)

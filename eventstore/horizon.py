@@ -25,8 +25,8 @@ from eventfold.eventstore.backends.postgres_driver import (
     is_unavailable,
     unavailable,
 )
-from eventfold.eventstore.connect import masked
 from eventfold.eventstore.errors import TransactionHorizonError
+from eventfold.eventstore.urls import masked
 
 # The largest stored id and the server's next id. The index on (transaction_id, position)
 # answers the first from its end; xid8 travels as text because asyncpg has no codec for it.

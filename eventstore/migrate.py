@@ -16,12 +16,11 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from eventfold.eventstore.connect import masked
-from eventfold.eventstore.errors import StoreUnavailable
+from eventfold.eventstore.errors import InvalidDatabaseURL, StoreUnavailable
+from eventfold.eventstore.urls import masked, missing_database, parse_database_url, scheme_of
 
 SCHEMA_HEAD = "0004"
 """The revision this code expects (the head of eventstore/migrations; a test keeps it so)."""
@@ -48,19 +47,15 @@ def script_head() -> str:
 
 def sqlalchemy_url(url: str) -> str:
     """The async SQLAlchemy URL for a store URL (``postgresql://`` -> ``postgresql+asyncpg://``)."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StoreUnavailable(masked(url), f"not a database URL: {exc}") from exc
-    backend = parsed.get_backend_name()
-    if backend in {"postgresql", "postgres"}:
-        parsed = parsed.set(drivername="postgresql+asyncpg")
-    elif backend == "sqlite":
-        parsed = parsed.set(drivername="sqlite+aiosqlite")
-    else:
-        raise StoreUnavailable(
+    if scheme_of(url) not in {"postgresql", "postgres", "sqlite"}:
+        raise InvalidDatabaseURL(
             masked(url), "migrations run on postgresql:// or sqlite:/// URLs only"
         )
+    parsed = parse_database_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    else:
+        parsed = parsed.set(drivername="postgresql+asyncpg")
     return parsed.render_as_string(hide_password=False)
 
 
@@ -85,7 +80,7 @@ async def schema_revision(url: str) -> str | None:
         async with engine.connect() as conn:
             return await conn.run_sync(_read_revision)
     except (OSError, DBAPIError) as exc:
-        raise StoreUnavailable(masked(url), _reason(exc)) from exc
+        raise _unavailable(url, exc) from exc
     finally:
         await engine.dispose()
 
@@ -117,7 +112,7 @@ async def _run_alone(url: str, action: Any) -> None:
         try:
             conn = await engine.connect()
         except (OSError, DBAPIError) as exc:
-            raise StoreUnavailable(masked(url), _reason(exc)) from exc
+            raise _unavailable(url, exc) from exc
         try:
             await _run_on(conn, action)
         except (OSError, DBAPIError) as exc:
@@ -125,7 +120,7 @@ async def _run_alone(url: str, action: Any) -> None:
             # is the server's state, said the one way the store says it.
             if isinstance(exc, DBAPIError) and not exc.connection_invalidated:
                 raise
-            raise StoreUnavailable(masked(url), _reason(exc)) from exc
+            raise _unavailable(url, exc) from exc
         finally:
             await conn.close()
     finally:
@@ -147,6 +142,9 @@ def _engine(url: str) -> AsyncEngine:
     return create_async_engine(sqlalchemy_url(url), poolclass=sa.NullPool)
 
 
-def _reason(exc: BaseException) -> str:
+def _unavailable(url: str, exc: BaseException) -> StoreUnavailable:
+    missing = missing_database(url, exc)
+    if missing is not None:
+        return missing
     inner = getattr(exc, "orig", None) or exc
-    return f"{type(inner).__name__}: {inner}".splitlines()[0]
+    return StoreUnavailable(masked(url), f"{type(inner).__name__}: {inner}".splitlines()[0])

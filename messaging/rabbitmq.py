@@ -20,7 +20,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from eventfold.eventstore.connect import masked
+from eventfold.eventstore.urls import masked
 from eventfold.messaging.errors import BrokerUnavailable, MessageRejected
 from eventfold.messaging.inbox import BrokerConsumer, Inbox, InboxDispatch, InboxHandler
 from eventfold.messaging.relay import CORRELATION_HEADER, RELAY_FAILURE, Message, Publisher, Relay

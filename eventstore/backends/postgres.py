@@ -41,7 +41,6 @@ from eventfold.eventstore.backends.postgres_driver import (
     session_settings,
     unavailable,
 )
-from eventfold.eventstore.connect import masked
 from eventfold.eventstore.encoding import (
     EncodedEvent,
     StoredFacts,
@@ -73,6 +72,7 @@ from eventfold.eventstore.records import (
     StreamInfo,
 )
 from eventfold.eventstore.registry import EventRegistry
+from eventfold.eventstore.urls import masked
 
 NOTIFY_CHANNEL = "eventfold_events"
 """The LISTEN/NOTIFY channel appends announce themselves on."""
