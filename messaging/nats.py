@@ -22,6 +22,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from eventfold.eventstore.urls import masked
 from eventfold.messaging.errors import BrokerUnavailable, MessageRejected
 from eventfold.messaging.inbox import BrokerConsumer, Inbox, InboxDispatch, InboxHandler
 from eventfold.messaging.relay import RELAY_FAILURE, Message, Publisher, Relay, token
@@ -71,6 +72,12 @@ def _outage_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def broker_name(servers: str | list[str]) -> str:
+    """``NATS JetStream at <servers>`` with passwords and tokens masked, for messages and logs."""
+    joined = servers if isinstance(servers, str) else ",".join(servers)
+    return f"NATS JetStream at {masked(joined)}"
+
+
 async def _connect(servers: str | list[str], name: str, connect_timeout: float) -> Client:
     nats = _nats()
     # Reconnect forever in the background: an outage shows as publishes that are not
@@ -109,9 +116,8 @@ class JetStreamPublisher(Publisher):
 
     @property
     def broker(self) -> str:
-        """``NATS JetStream at <servers>``."""
-        servers = self.servers if isinstance(self.servers, str) else ",".join(self.servers)
-        return f"NATS JetStream at {servers}"
+        """``NATS JetStream at <servers>``, passwords and tokens masked."""
+        return broker_name(self.servers)
 
     def subject(self, message: Message) -> str:
         """``<prefix>.<category>.<event_type>``."""
@@ -285,7 +291,7 @@ class JetStreamConsumer(BrokerConsumer):
             )
         except (*_outage_errors(), nats.errors.Error) as exc:
             await self.stop()
-            raise BrokerUnavailable(f"NATS JetStream at {self.servers}", _describe(exc)) from exc
+            raise BrokerUnavailable(broker_name(self.servers), _describe(exc)) from exc
         self._task = asyncio.create_task(self._run(subscription), name=f"jetstream:{self.durable}")
 
     async def stop(self) -> None:
