@@ -22,7 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventfold.aggregates import Aggregate, AggregateDefinitionError, Repository, check_aggregate
-from eventfold.errors import AppNotFound
+from eventfold.errors import AppNotFound, UnknownAggregateCategory
 from eventfold.eventstore import (
     DEFAULT_URL,
     Event,
@@ -196,11 +196,7 @@ class Running:
             return sorted(known)
         unknown = sorted(set(asked) - set(known))
         if unknown:
-            raise AggregateDefinitionError(
-                f"no aggregate of the application has the category {', '.join(unknown)} "
-                f"({what}; categories known: {', '.join(sorted(known))}): register its "
-                "class with App(aggregates=[...])"
-            )
+            raise UnknownAggregateCategory(unknown, what, sorted(known))
         return list(asked)
 
     async def close(self) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
-from eventfold.eventstore.errors import InvalidDatabaseURL
+from eventfold.eventstore.errors import InvalidDatabaseURL, SchemaNotMigrated, StoreUnavailable
+from eventfold.eventstore.migrate import SCHEMA_HEAD
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.registry import EventRegistry
 from eventfold.eventstore.urls import masked, parse_database_url, scheme_of
@@ -51,15 +54,38 @@ async def _open(url: str, registry: EventRegistry, options: dict[str, Any]) -> E
         from eventfold.eventstore.backends.memory import MemoryEventStore
 
         return MemoryEventStore(registry, url)
-    if scheme in {"postgresql", "postgres", "sqlite"}:
-        parse_database_url(url)  # a malformed URL fails here, with its secrets masked
     if scheme in {"postgresql", "postgres"}:
+        parse_database_url(url)  # a malformed URL fails here, with its secrets masked
         from eventfold.eventstore.backends.postgres import PostgresEventStore
 
         return await PostgresEventStore.open(url, registry, **options)
     if scheme == "sqlite":
         from eventfold.eventstore.backends.sqlite import SqliteEventStore
 
+        _check_sqlite_file(url)
         return await SqliteEventStore.open(url, registry, **options)
     problem = f"the scheme {scheme}:// is not supported" if scheme else "it has no scheme"
     raise InvalidDatabaseURL(masked(url), problem)
+
+
+def _check_sqlite_file(url: str) -> None:
+    """Refuse a SQLite file that does not exist, before SQLite creates it empty.
+
+    A store needs the tables ``eventfold migrate`` creates, so a missing file can only be
+    a store not migrated yet (or a typo): opening it would leave an empty file behind, and
+    a missing directory would fail deep in the driver's thread.
+    """
+    database = parse_database_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return  # in memory, or a SQLite URI that says for itself how to open the file
+    path = Path(database)
+    if path.exists():
+        return
+    if not path.parent.is_dir():
+        raise StoreUnavailable(
+            masked(url),
+            f"the directory {str(path.parent)!r} of the SQLite file does not exist: create "
+            f"it (mkdir -p {shlex.quote(str(path.parent))}), then run "
+            "`eventfold migrate` with this URL",
+        )
+    raise SchemaNotMigrated(masked(url), None, SCHEMA_HEAD)

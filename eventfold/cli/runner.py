@@ -31,7 +31,7 @@ import typer
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from eventfold.cli.execution import run
-from eventfold.cli.options import AppOption
+from eventfold.cli.options import AppOption, DatabaseOption
 from eventfold.config import Settings
 from eventfold.errors import MetricsUnavailable
 from eventfold.projections import Runner, SubscriberState
@@ -92,6 +92,7 @@ async def _start(runner: Runner, metrics_port: int | None) -> None:
 def run_command(
     ctx: typer.Context,
     app_spec: AppOption = None,
+    database: DatabaseOption = None,
     metrics_port: Annotated[
         int | None,
         typer.Option("--metrics-port", min=0, max=65535, show_default=False,
@@ -195,4 +196,4 @@ def run_command(
                     loop.remove_signal_handler(signum)
             say(f"runner {runner.holder} stopped")
 
-    run(ctx, work, app=app_spec, interrupt_is_success=True)
+    run(ctx, work, app=app_spec, database=database, interrupt_is_success=True)
