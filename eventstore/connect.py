@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Generator
-from pathlib import Path
 from typing import Any
 
-from eventfold.eventstore.errors import InvalidDatabaseURL, SchemaNotMigrated, StoreUnavailable
+from eventfold.eventstore.errors import InvalidDatabaseURL, SchemaNotMigrated
 from eventfold.eventstore.migrate import SCHEMA_HEAD
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.registry import EventRegistry
-from eventfold.eventstore.urls import masked, parse_database_url, scheme_of
+from eventfold.eventstore.urls import masked, parse_database_url, scheme_of, sqlite_file
 
 DEFAULT_URL = "sqlite:///eventfold.db"
 """The embedded default: a SQLite file in the working directory."""
@@ -68,24 +66,11 @@ async def _open(url: str, registry: EventRegistry, options: dict[str, Any]) -> E
     raise InvalidDatabaseURL(masked(url), problem)
 
 
-def _check_sqlite_file(url: str) -> None:
-    """Refuse a SQLite file that does not exist, before SQLite creates it empty.
 
-    A store needs the tables ``eventfold migrate`` creates, so a missing file can only be
-    a store not migrated yet (or a typo): opening it would leave an empty file behind, and
-    a missing directory would fail deep in the driver's thread.
-    """
-    database = parse_database_url(url).database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return  # in memory, or a SQLite URI that says for itself how to open the file
-    path = Path(database)
-    if path.exists():
-        return
-    if not path.parent.is_dir():
-        raise StoreUnavailable(
-            masked(url),
-            f"the directory {str(path.parent)!r} of the SQLite file does not exist: create "
-            f"it (mkdir -p {shlex.quote(str(path.parent))}), then run "
-            "`eventfold migrate` with this URL",
-        )
-    raise SchemaNotMigrated(masked(url), None, SCHEMA_HEAD)
+def _check_sqlite_file(url: str) -> None:
+    """Refuse a SQLite file that does not exist, before SQLite creates it empty: a store
+    needs the tables ``eventfold migrate`` creates, so a missing file is a store not
+    migrated yet (or a typo), and opening it would leave an empty file behind."""
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise SchemaNotMigrated(masked(url), None, SCHEMA_HEAD)

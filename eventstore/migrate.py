@@ -20,7 +20,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from eventfold.eventstore.errors import InvalidDatabaseURL, StoreUnavailable
-from eventfold.eventstore.urls import masked, missing_database, parse_database_url, scheme_of
+from eventfold.eventstore.urls import (
+    masked,
+    missing_database,
+    parse_database_url,
+    scheme_of,
+    sqlite_file,
+)
 
 SCHEMA_HEAD = "0004"
 """The revision this code expects (the head of eventstore/migrations; a test keeps it so)."""
@@ -53,6 +59,7 @@ def sqlalchemy_url(url: str) -> str:
         )
     parsed = parse_database_url(url)
     if parsed.get_backend_name() == "sqlite":
+        sqlite_file(url)  # its directory must exist
         parsed = parsed.set(drivername="sqlite+aiosqlite")
     else:
         parsed = parsed.set(drivername="postgresql+asyncpg")

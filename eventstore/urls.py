@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import re
 import shlex
+from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from eventfold.eventstore.errors import DatabaseMissing, InvalidDatabaseURL
+from eventfold.eventstore.errors import DatabaseMissing, InvalidDatabaseURL, StoreUnavailable
 
 MASK = "***"
 """What a secret is replaced with."""
@@ -107,3 +108,23 @@ def missing_database(url: str, error: BaseException) -> DatabaseMissing | None:
         if value:
             createdb += [option, str(value)]
     return DatabaseMissing(masked(url), database, shlex.join([*createdb, database]))
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///path`` URL, or None for an in-memory database or a SQLite
+    URI (``file:...``, which says for itself how to open the file).
+
+    Raises ``StoreUnavailable`` when the file's directory does not exist: SQLite could not
+    create the file there, and the driver would fail in its own thread."""
+    database = parse_database_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database)
+    if not path.parent.is_dir():
+        raise StoreUnavailable(
+            masked(url),
+            f"the directory {str(path.parent)!r} of the SQLite file does not exist: create "
+            f"it (mkdir -p {shlex.quote(str(path.parent))}), then run `eventfold migrate` "
+            "with this URL",
+        )
+    return path
