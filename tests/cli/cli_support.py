@@ -142,10 +142,9 @@ def status_of(invoke: Invoke, url: str) -> dict[str, dict[str, Any]]:
     return {entry["name"]: entry for entry in report["projections"]}
 
 
-def shell(command: str, cwd: Path, env: dict[str, str] | None = None,
-          timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` as a user types it in bash, with this interpreter's ``eventfold``
-    first on the PATH and the repository's root importable (for ``examples.shop:app``)."""
+def shell_environment() -> dict[str, str]:
+    """A user's shell: this interpreter's ``eventfold`` and ``python`` first on the PATH,
+    the repository's root importable (for ``examples.shop:app``), no eventfold variables."""
     scripts = str(Path(sys.executable).parent)
     environment = {
         **os.environ, "PATH": f"{scripts}:{os.environ.get('PATH', '')}",
@@ -153,7 +152,12 @@ def shell(command: str, cwd: Path, env: dict[str, str] | None = None,
     }
     environment.pop("EVENTFOLD_DATABASE_URL", None)
     environment.pop("EVENTFOLD_APP", None)
-    return subprocess.run(["bash", "-c", command], cwd=cwd, env={**environment, **(env or {})},
+    return environment
+
+
+def shell(command: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` as a user types it in bash (``shell_environment``)."""
+    return subprocess.run(["bash", "-c", command], cwd=cwd, env=shell_environment(),
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
