@@ -31,6 +31,7 @@ from eventfold.eventstore import (
     EventStore,
     category_of,
     connect,
+    masked,
 )
 from eventfold.eventstore.engine import create_engine
 from eventfold.processes import DeadlinePoller, ProcessManager
@@ -240,7 +241,7 @@ class Connecting:
             await self._running.close()
 
     def __repr__(self) -> str:
-        return f"<connecting {self.url}>"
+        return f"<connecting {masked(self.url)}>"
 
 
 def load_app(spec: str) -> App:

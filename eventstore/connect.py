@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from eventfold.eventstore.errors import InvalidDatabaseURL, SchemaNotMigrated
+from eventfold.eventstore.errors import SchemaNotMigrated
 from eventfold.eventstore.migrate import SCHEMA_HEAD
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.registry import EventRegistry
-from eventfold.eventstore.urls import masked, parse_database_url, scheme_of, sqlite_file
+from eventfold.eventstore.urls import (
+    masked,
+    parse_database_url,
+    scheme_of,
+    sqlite_file,
+    unsupported_scheme,
+)
 
 DEFAULT_URL = "sqlite:///eventfold.db"
 """The embedded default: a SQLite file in the working directory."""
@@ -62,8 +68,7 @@ async def _open(url: str, registry: EventRegistry, options: dict[str, Any]) -> E
 
         _check_sqlite_file(url)
         return await SqliteEventStore.open(url, registry, **options)
-    problem = f"the scheme {scheme}:// is not supported" if scheme else "it has no scheme"
-    raise InvalidDatabaseURL(masked(url), problem)
+    raise unsupported_scheme(url)
 
 
 

@@ -19,13 +19,14 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from eventfold.eventstore.errors import InvalidDatabaseURL, StoreUnavailable
+from eventfold.eventstore.errors import StoreUnavailable
 from eventfold.eventstore.urls import (
     masked,
     missing_database,
     parse_database_url,
     scheme_of,
     sqlite_file,
+    unsupported_scheme,
 )
 
 SCHEMA_HEAD = "0004"
@@ -53,10 +54,13 @@ def script_head() -> str:
 
 def sqlalchemy_url(url: str) -> str:
     """The async SQLAlchemy URL for a store URL (``postgresql://`` -> ``postgresql+asyncpg://``)."""
-    if scheme_of(url) not in {"postgresql", "postgres", "sqlite"}:
-        raise InvalidDatabaseURL(
-            masked(url), "migrations run on postgresql:// or sqlite:/// URLs only"
+    if scheme_of(url) == "memory":
+        raise StoreUnavailable(
+            masked(url), "migrations run on postgresql:// or sqlite:/// URLs only (a "
+            "memory:// store lives in its process and creates its tables itself)"
         )
+    if scheme_of(url) not in {"postgresql", "postgres", "sqlite"}:
+        raise unsupported_scheme(url)
     parsed = parse_database_url(url)
     if parsed.get_backend_name() == "sqlite":
         sqlite_file(url)  # its directory must exist

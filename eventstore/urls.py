@@ -78,6 +78,13 @@ def scheme_of(url: str) -> str:
     return scheme.split("+", 1)[0].lower() if separator else ""
 
 
+def unsupported_scheme(url: str) -> InvalidDatabaseURL:
+    """The error for a URL whose scheme names no database eventfold opens."""
+    scheme = scheme_of(url)
+    problem = f"the scheme {scheme}:// is not supported" if scheme else "it has no scheme"
+    return InvalidDatabaseURL(masked(url), problem)
+
+
 def parse_database_url(url: str) -> URL:
     """The SQLAlchemy URL of a store URL; ``InvalidDatabaseURL`` (never the secret) when it
     does not parse, e.g. a password with an unencoded ``#``, ``/`` or ``@``."""
