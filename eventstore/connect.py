@@ -71,7 +71,6 @@ async def _open(url: str, registry: EventRegistry, options: dict[str, Any]) -> E
     raise unsupported_scheme(url)
 
 
-
 def _check_sqlite_file(url: str) -> None:
     """Refuse a SQLite file that does not exist, before SQLite creates it empty: a store
     needs the tables ``eventfold migrate`` creates, so a missing file is a store not

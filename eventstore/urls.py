@@ -38,7 +38,7 @@ _SECRET_PARAMETER = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 
-
+# Where one server of a comma-separated list ends and the next (with a scheme) begins.
 _SERVERS = re.compile(r",(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 
 
@@ -89,15 +89,13 @@ def parse_database_url(url: str) -> URL:
     """The SQLAlchemy URL of a store URL; ``InvalidDatabaseURL`` (never the secret) when it
     does not parse, e.g. a password with an unencoded ``#``, ``/`` or ``@``."""
     try:
-        parsed = make_url(url)
-        parsed.port  # noqa: B018 - SQLAlchemy converts the port lazily; fail here, not later
-    except (ArgumentError, ValueError, TypeError):
+        return make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise InvalidDatabaseURL(
             masked(url),
             "it does not parse; percent-encode special characters in the user and password "
             "(# as %23, @ as %40, / as %2F, ? as %3F)",
         ) from None
-    return parsed
 
 
 def missing_database(url: str, error: BaseException) -> DatabaseMissing | None:
