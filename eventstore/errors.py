@@ -76,7 +76,8 @@ class DatabaseMissing(StoreUnavailable):
         self.createdb = createdb
         EventfoldError.__init__(
             self,
-            f"the PostgreSQL server of {url} has no database {database!r}: create it with "
+            f"the database {database!r} of {url} does not exist on its PostgreSQL server: "
+            "create it with "
             f"`{createdb}`, then run {command_hint('migrate', url)}",
         )
 

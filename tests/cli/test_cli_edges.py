@@ -117,7 +117,8 @@ def test_a_missing_postgres_database_gets_a_createdb_hint_that_runs(
         result = invoke("--database", missing_pg_url, *command)
         assert result.exit_code == EXIT_UNAVAILABLE
         line = one_error_line(result)
-        assert "has no database" in line and "check that the server runs" not in line
+        assert "does not exist on its PostgreSQL server" in line
+        assert "check that the server runs" not in line
     createdb, migrate = hinted_commands(line)
     assert createdb.startswith("createdb ") and migrate.startswith("eventfold migrate ")
     for hint in (createdb, migrate):
