@@ -25,7 +25,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventfold.aggregates import Aggregate, AggregateDefinitionError, Repository, check_aggregate
-from eventfold.errors import AppNotFound, MetricsUnavailable
+from eventfold.errors import AppNotFound, MetricsUnavailable, UnknownAggregateCategory
 from eventfold.eventstore import (
     DEFAULT_URL,
     Event,
@@ -34,6 +34,7 @@ from eventfold.eventstore import (
     EventStore,
     category_of,
     connect,
+    masked,
 )
 from eventfold.eventstore.engine import create_engine
 from eventfold.processes import DeadlinePoller, ProcessManager
@@ -203,11 +204,7 @@ class Running:
             return sorted(known)
         unknown = sorted(set(asked) - set(known))
         if unknown:
-            raise AggregateDefinitionError(
-                f"no aggregate of the application has the category {', '.join(unknown)} "
-                f"({what}; categories known: {', '.join(sorted(known))}): register its "
-                "class with App(aggregates=[...])"
-            )
+            raise UnknownAggregateCategory(unknown, what, sorted(known))
         return list(asked)
 
     async def serve(
@@ -308,7 +305,7 @@ class Connecting:
             await self._running.close()
 
     def __repr__(self) -> str:
-        return f"<connecting {self.url}>"
+        return f"<connecting {masked(self.url)}>"
 
 
 def load_app(spec: str) -> App:

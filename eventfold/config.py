@@ -49,6 +49,10 @@ class Settings:
         """These settings with ``app_spec`` instead, when one is given."""
         return self if not app_spec else replace(self, app_spec=app_spec)
 
+    def with_database(self, database_url: str | None) -> Settings:
+        """These settings with ``database_url`` instead, when one is given."""
+        return self if not database_url else replace(self, database_url=database_url)
+
     def app(self, needed_by: str = "this command") -> App:
         """The application ``app_spec`` names; ``AppRequired`` when none is given and
         ``AppNotFound`` when the name leads to no ``App``."""

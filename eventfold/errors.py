@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from eventfold.aggregates import AggregateDefinitionError
 from eventfold.eventstore import EventfoldError
 
 
@@ -14,6 +15,19 @@ class StreamNotFound(EventfoldError, LookupError):
         super().__init__(
             f"stream {stream_id!r} has no events in the store at {url}: "
             "`eventfold streams list` shows the streams there are"
+        )
+
+
+class UnknownAggregateCategory(AggregateDefinitionError, LookupError):
+    """A stream's category, or a ``--category``, that no aggregate of the App owns."""
+
+    def __init__(self, categories: list[str], what: str, known: list[str]) -> None:
+        self.categories = categories
+        self.known = known
+        super().__init__(
+            f"no aggregate of the application has the category {', '.join(categories)} "
+            f"({what}; categories known: {', '.join(known)}): register its class with "
+            "App(aggregates=[...])"
         )
 
 

@@ -1,15 +1,17 @@
 """The event store: events, envelopes, the type registry, and the EventStore port."""
 
-from eventfold.eventstore.connect import DEFAULT_URL, connect, masked
+from eventfold.eventstore.connect import DEFAULT_URL, connect
 from eventfold.eventstore.errors import (
     CloudEventError,
     ConcurrencyError,
+    DatabaseMissing,
     DuplicateEventId,
     DuplicateEventType,
     EventDecodeError,
     EventfoldError,
     EventTypeError,
     InvalidAppend,
+    InvalidDatabaseURL,
     InvalidRead,
     SchemaNotMigrated,
     StoreUnavailable,
@@ -36,6 +38,7 @@ from eventfold.eventstore.records import (
     category_of,
 )
 from eventfold.eventstore.registry import EventRegistry, StoredShape, Upcaster
+from eventfold.eventstore.urls import masked
 
 __all__ = [
     "ANY",
@@ -46,6 +49,7 @@ __all__ = [
     "AppendResult",
     "CloudEventError",
     "ConcurrencyError",
+    "DatabaseMissing",
     "DuplicateEventId",
     "DuplicateEventType",
     "Event",
@@ -58,6 +62,7 @@ __all__ = [
     "GlobalPosition",
     "HorizonHolder",
     "InvalidAppend",
+    "InvalidDatabaseURL",
     "InvalidRead",
     "NewEvent",
     "RecordedEvent",

@@ -5,23 +5,20 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
-from eventfold.eventstore.errors import StoreUnavailable
+from eventfold.eventstore.errors import SchemaNotMigrated
+from eventfold.eventstore.migrate import SCHEMA_HEAD
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.registry import EventRegistry
+from eventfold.eventstore.urls import (
+    masked,
+    parse_database_url,
+    scheme_of,
+    sqlite_file,
+    unsupported_scheme,
+)
 
 DEFAULT_URL = "sqlite:///eventfold.db"
 """The embedded default: a SQLite file in the working directory."""
-
-
-def masked(url: str) -> str:
-    """The URL with its password replaced by ``***``, safe to print and log."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url.split("@")[-1] if "@" in url else url
 
 
 class connect:
@@ -30,7 +27,8 @@ class connect:
 
     ``postgresql://user@host/db`` uses asyncpg, ``sqlite:///path.db`` uses aiosqlite
     (``sqlite://`` alone is an in-memory SQLite database), ``memory://`` keeps events in
-    this process. Raises ``StoreUnavailable`` when the database cannot be reached and
+    this process. Raises ``StoreUnavailable`` when the database cannot be reached (its
+    subclass ``InvalidDatabaseURL`` when the URL is not one of those) and
     ``SchemaNotMigrated`` when ``eventfold migrate`` has not been run.
     """
 
@@ -55,19 +53,28 @@ class connect:
 
 
 async def _open(url: str, registry: EventRegistry, options: dict[str, Any]) -> EventStore:
-    scheme = url.split(":", 1)[0].lower()
+    scheme = scheme_of(url)
     if scheme == "memory":
         from eventfold.eventstore.backends.memory import MemoryEventStore
 
         return MemoryEventStore(registry, url)
-    if scheme in {"postgresql", "postgres", "postgresql+asyncpg"}:
+    if scheme in {"postgresql", "postgres"}:
+        parse_database_url(url)  # a malformed URL fails here, with its secrets masked
         from eventfold.eventstore.backends.postgres import PostgresEventStore
 
         return await PostgresEventStore.open(url, registry, **options)
-    if scheme in {"sqlite", "sqlite+aiosqlite"}:
+    if scheme == "sqlite":
         from eventfold.eventstore.backends.sqlite import SqliteEventStore
 
+        _check_sqlite_file(url)
         return await SqliteEventStore.open(url, registry, **options)
-    raise StoreUnavailable(
-        masked(url), "not a database URL eventfold knows: use postgresql://, sqlite:/// or memory://"
-    )
+    raise unsupported_scheme(url)
+
+
+def _check_sqlite_file(url: str) -> None:
+    """Refuse a SQLite file that does not exist, before SQLite creates it empty: a store
+    needs the tables ``eventfold migrate`` creates, so a missing file is a store not
+    migrated yet (or a typo), and opening it would leave an empty file behind."""
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise SchemaNotMigrated(masked(url), None, SCHEMA_HEAD)

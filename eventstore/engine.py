@@ -19,33 +19,37 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from eventfold.eventstore.connect import masked
 from eventfold.eventstore.errors import StoreUnavailable
+from eventfold.eventstore.urls import (
+    masked,
+    parse_database_url,
+    scheme_of,
+    sqlite_file,
+    unsupported_scheme,
+)
 
 _configured: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 
 
 def sqlalchemy_url(url: str) -> str:
     """The async SQLAlchemy URL of a store URL: ``postgresql://`` -> ``postgresql+asyncpg://``,
-    ``sqlite:///`` -> ``sqlite+aiosqlite:///``."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StoreUnavailable(masked(url), f"not a database URL: {exc}") from exc
-    backend = parsed.get_backend_name()
-    if backend in {"postgresql", "postgres"}:
-        parsed = parsed.set(drivername="postgresql+asyncpg")
-    elif backend == "sqlite":
+    ``sqlite:///`` -> ``sqlite+aiosqlite:///`` (whose directory must exist)."""
+    if scheme_of(url) == "memory":
+        raise StoreUnavailable(
+            masked(url), "migrations run on postgresql:// or sqlite:/// URLs only (a "
+            "memory:// store lives in its process and creates its tables itself)"
+        )
+    if scheme_of(url) not in {"postgresql", "postgres", "sqlite"}:
+        raise unsupported_scheme(url)
+    parsed = parse_database_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        sqlite_file(url)  # its directory must exist
         parsed = parsed.set(drivername="sqlite+aiosqlite")
     else:
-        raise StoreUnavailable(
-            masked(url), "migrations run on postgresql:// or sqlite:/// URLs only"
-        )
+        parsed = parsed.set(drivername="postgresql+asyncpg")
     return parsed.render_as_string(hide_password=False)
 
 

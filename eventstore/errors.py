@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 
 class EventfoldError(Exception):
     """Base of every error eventfold raises on purpose."""
@@ -65,6 +67,51 @@ class StoreUnavailable(EventfoldError):
         )
 
 
+class InvalidDatabaseURL(StoreUnavailable):
+    """The URL names no database eventfold can open: an unknown scheme, or it does not parse.
+
+    A ``StoreUnavailable`` (callers that catch that catch this too), but its message does
+    not send the user looking for a server that is down."""
+
+    def __init__(self, url: str, problem: str) -> None:
+        self.url = url
+        self.problem = problem
+        EventfoldError.__init__(
+            self,
+            f"{url} is not a database URL eventfold knows: {problem}; the supported schemes "
+            "are postgresql://user@host/db, sqlite:///path.db and memory:// (give the URL "
+            "with --database or EVENTFOLD_DATABASE_URL)",
+        )
+
+
+class DatabaseMissing(StoreUnavailable):
+    """The PostgreSQL server runs but has no database of the URL's name."""
+
+    def __init__(self, url: str, database: str, createdb: str) -> None:
+        self.url = url
+        self.database = database
+        self.createdb = createdb
+        EventfoldError.__init__(
+            self,
+            f"the database {database!r} of {url} does not exist on its PostgreSQL server: "
+            "create it with "
+            f"`{createdb}`, then run {command_hint('migrate', url)}",
+        )
+
+
+def command_hint(command: str, url: str) -> str:
+    """The command line that runs ``eventfold COMMAND`` on ``url``, for an error's hint.
+
+    ``url`` is already masked: when a secret was masked out of it the command could not run
+    as printed, so the hint names the command and leaves the URL to the user."""
+    if "***" in url:
+        return (
+            f"`eventfold {command}` with the same --database URL (or EVENTFOLD_DATABASE_URL; "
+            "its secret is not printed)"
+        )
+    return f"`eventfold {command} --database {shlex.quote(url)}`"
+
+
 class SchemaNotMigrated(EventfoldError):
     """The database schema is missing or older than the code expects."""
 
@@ -75,7 +122,7 @@ class SchemaNotMigrated(EventfoldError):
         at = f"is at revision {current}" if current else "has no eventfold schema"
         super().__init__(
             f"the store at {url} {at}, the code expects {expected}: "
-            f"run `eventfold migrate --database {url}`"
+            f"run {command_hint('migrate', url)}"
         )
 
 
@@ -89,7 +136,7 @@ class TransactionHorizonError(EventfoldError):
         super().__init__(
             f"the events table at {url} holds transaction id {max_stored}, beyond this "
             f"server's next id {server_xmax} (was the database restored from a dump?); readers "
-            f"would never see that history. Run `eventfold repair-horizon --database {url}` "
+            f"would never see that history. Run {command_hint('repair-horizon', url)} "
             "(see docs/operations.md)"
         )
 

@@ -27,9 +27,9 @@ from eventfold.eventstore.backends.postgres_driver import (
     is_unavailable,
     unavailable,
 )
-from eventfold.eventstore.connect import masked
 from eventfold.eventstore.errors import TransactionHorizonError
 from eventfold.eventstore.records import HorizonHolder
+from eventfold.eventstore.urls import masked
 
 # The line below which the global log is read: every transaction below it that could have
 # written an event has ended, and its events are visible to the statement.

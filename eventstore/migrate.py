@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from eventfold.eventstore.connect import masked
 from eventfold.eventstore.engine import sqlalchemy_url
 from eventfold.eventstore.errors import StoreUnavailable
+from eventfold.eventstore.urls import masked, missing_database
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -93,7 +93,7 @@ async def schema_revision(url: str) -> str | None:
         async with engine.connect() as conn:
             return await conn.run_sync(_read_revision)
     except (OSError, DBAPIError) as exc:
-        raise StoreUnavailable(masked(url), _reason(exc)) from exc
+        raise _unavailable(url, exc) from exc
     finally:
         await engine.dispose()
 
@@ -125,7 +125,7 @@ async def _run_alone(url: str, action: Any) -> None:
         try:
             conn = await engine.connect()
         except (OSError, DBAPIError) as exc:
-            raise StoreUnavailable(masked(url), _reason(exc)) from exc
+            raise _unavailable(url, exc) from exc
         try:
             await _run_on(conn, action)
         except (OSError, DBAPIError) as exc:
@@ -133,7 +133,7 @@ async def _run_alone(url: str, action: Any) -> None:
             # is the server's state, said the one way the store says it.
             if isinstance(exc, DBAPIError) and not exc.connection_invalidated:
                 raise
-            raise StoreUnavailable(masked(url), _reason(exc)) from exc
+            raise _unavailable(url, exc) from exc
         finally:
             await conn.close()
     finally:
@@ -155,6 +155,9 @@ def _engine(url: str) -> AsyncEngine:
     return create_async_engine(sqlalchemy_url(url), poolclass=sa.NullPool)
 
 
-def _reason(exc: BaseException) -> str:
+def _unavailable(url: str, exc: BaseException) -> StoreUnavailable:
+    missing = missing_database(url, exc)
+    if missing is not None:
+        return missing
     inner = getattr(exc, "orig", None) or exc
-    return f"{type(inner).__name__}: {inner}".splitlines()[0]
+    return StoreUnavailable(masked(url), f"{type(inner).__name__}: {inner}".splitlines()[0])

@@ -7,11 +7,12 @@ idempotent. The broker adapters need extras and are imported from their modules:
 ``eventfold.messaging.nats`` (``pip install 'eventfold[nats]'``).
 """
 
-from eventfold.messaging.errors import BrokerUnavailable, MessageRejected
+from eventfold.messaging.errors import BrokerClientMissing, BrokerUnavailable, MessageRejected
 from eventfold.messaging.inbox import Inbox, schedule_prune
 from eventfold.messaging.relay import Message, Publisher, Relay
 
 __all__ = [
+    "BrokerClientMissing",
     "BrokerUnavailable",
     "Inbox",
     "Message",

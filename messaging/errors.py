@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from eventfold.eventstore.errors import EventfoldError
 from eventfold.projections.errors import ProjectionError, SubscriberUnavailable
 
 
@@ -27,4 +28,17 @@ class MessageRejected(ProjectionError):
         super().__init__(
             f"{broker} refused message {message_id} ({reason}); it is retried and then "
             "parked: fix the broker's configuration, then retry the parked event"
+        )
+
+
+class BrokerClientMissing(EventfoldError):
+    """A relay or consumer was built for a broker whose client library is not installed."""
+
+    def __init__(self, broker: str, library: str, extra: str) -> None:
+        self.broker = broker
+        self.library = library
+        self.extra = extra
+        super().__init__(
+            f"{broker} support needs {library}, which is not installed: "
+            f"pip install 'eventfold[{extra}]'"
         )

@@ -11,7 +11,10 @@ pipelined, in order, and returns once JetStream acknowledged (stored) every mess
 Consuming: ``JetStreamConsumer`` pulls from a durable consumer and runs a handler per
 message through the inbox, acknowledging after the commit.
 
-nats-py is imported when a connection is opened, so eventfold works without it.
+nats-py is imported when a publisher or consumer is built, so eventfold works without it
+and an application that needs it refuses to start (``BrokerClientMissing``) instead of
+failing on every event. An outage is logged as a state change (``BrokerHealth``); nats-py's
+own error log (a traceback per reconnect attempt) is turned into debug lines.
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from eventfold.messaging.errors import BrokerUnavailable, MessageRejected
+from eventfold.eventstore.backoff import Backoff
+from eventfold.eventstore.urls import masked
+from eventfold.messaging.errors import BrokerClientMissing, BrokerUnavailable, MessageRejected
 from eventfold.messaging.inbox import BrokerConsumer, Inbox, InboxDispatch, InboxHandler
+from eventfold.messaging.outage import RECONNECT, BrokerHealth
 from eventfold.messaging.relay import RELAY_FAILURE, Message, Publisher, Relay, token
 from eventfold.projections.subscriber import FailurePolicy
 
@@ -45,8 +51,8 @@ def _nats() -> Any:
         import nats
         import nats.errors
         import nats.js.errors
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise ImportError("NATS support needs nats-py: pip install 'eventfold[nats]'") from exc
+    except ImportError:
+        raise BrokerClientMissing("NATS JetStream", "nats-py", "nats") from None
     return nats
 
 
@@ -71,6 +77,12 @@ def _outage_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def broker_name(servers: str | list[str]) -> str:
+    """``NATS JetStream at <servers>`` with passwords and tokens masked, for messages and logs."""
+    joined = servers if isinstance(servers, str) else ",".join(servers)
+    return f"NATS JetStream at {masked(joined)}"
+
+
 async def _connect(servers: str | list[str], name: str, connect_timeout: float) -> Client:
     nats = _nats()
     # Reconnect forever in the background: an outage shows as publishes that are not
@@ -79,8 +91,19 @@ async def _connect(servers: str | list[str], name: str, connect_timeout: float) 
         client: Client = await nats.connect(
             servers, name=name, connect_timeout=max(1, int(connect_timeout)),
             allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+            error_cb=_client_error, disconnected_cb=_client_event, reconnected_cb=_client_event,
         )
     return client
+
+
+async def _client_error(error: Exception) -> None:
+    # nats-py logs each failed reconnect attempt with a traceback unless given a callback;
+    # the outage is reported once, by BrokerHealth, so these are debug lines.
+    logger.debug("nats client: %s", _describe(error), exc_info=logger.isEnabledFor(logging.DEBUG))
+
+
+async def _client_event() -> None:
+    logger.debug("nats client: connection state changed")
 
 
 class JetStreamPublisher(Publisher):
@@ -96,6 +119,7 @@ class JetStreamPublisher(Publisher):
         ack_timeout: float = 30.0,
         connect_timeout: float = 5.0,
         connection_name: str = "eventfold-relay",
+        reconnect: Backoff = RECONNECT,
     ) -> None:
         self.servers = servers
         self.stream = stream
@@ -104,14 +128,15 @@ class JetStreamPublisher(Publisher):
         self.ack_timeout = ack_timeout
         self.connect_timeout = connect_timeout
         self.connection_name = connection_name
+        _nats()  # refuse to build without the client library
+        self.health = BrokerHealth(logger, self.broker, reconnect)
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
 
     @property
     def broker(self) -> str:
-        """``NATS JetStream at <servers>``."""
-        servers = self.servers if isinstance(self.servers, str) else ",".join(self.servers)
-        return f"NATS JetStream at {servers}"
+        """``NATS JetStream at <servers>``, passwords and tokens masked."""
+        return broker_name(self.servers)
 
     def subject(self, message: Message) -> str:
         """``<prefix>.<category>.<event_type>``."""
@@ -124,8 +149,12 @@ class JetStreamPublisher(Publisher):
         nats = _nats()
         outage = _outage_errors()
         futures: list[asyncio.Future[Any]] = []
+        self.health.check()
         try:
-            js = await self._ensure()
+            try:
+                js = await self._ensure()
+            except TimeoutError:
+                raise ConnectionError(f"no connection within {self.connect_timeout}s") from None
             async with asyncio.timeout(self.ack_timeout):
                 # Awaiting each publish_async in turn writes the messages to the socket in
                 # log order; the acknowledgements are awaited together afterwards.
@@ -140,20 +169,25 @@ class JetStreamPublisher(Publisher):
                 results = await asyncio.gather(*futures, return_exceptions=True)
         except TimeoutError:
             _cancel(futures)
-            raise BrokerUnavailable(self.broker, f"no ack within {self.ack_timeout}s") from None
+            self._outage(f"no ack within {self.ack_timeout}s", None)
         except outage as exc:
             _cancel(futures)
             await self._drop_if_closed()
-            raise BrokerUnavailable(self.broker, _describe(exc)) from exc
+            self._outage(_describe(exc), exc)
         for message, result in zip(messages, results, strict=True):
             if isinstance(result, outage):
-                raise BrokerUnavailable(self.broker, _describe(result)) from result
+                self._outage(_describe(result), result)
             if isinstance(result, nats.js.errors.APIError):
                 raise MessageRejected(
                     self.broker, message.message_id, _describe(result)
                 ) from result
             if isinstance(result, BaseException):
-                raise BrokerUnavailable(self.broker, _describe(result)) from result
+                self._outage(_describe(result), result)
+        self.health.reachable()
+
+    def _outage(self, reason: str, error: BaseException | None) -> NoReturn:
+        self.health.failed(reason, error)
+        raise BrokerUnavailable(self.broker, reason) from error
 
     async def close(self) -> None:
         """Close the connection."""
@@ -253,6 +287,7 @@ class JetStreamConsumer(BrokerConsumer):
         batch: int = 100,
         failure: FailurePolicy | None = None,
         redeliver_delay: float = 1.0,
+        reconnect: Backoff = RECONNECT,
     ) -> None:
         self.servers = servers
         self.durable = token(durable)
@@ -262,6 +297,8 @@ class JetStreamConsumer(BrokerConsumer):
         self.duplicate_window = duplicate_window
         self.batch = batch
         self.redeliver_delay = redeliver_delay
+        _nats()  # refuse to build without the client library
+        self.health = BrokerHealth(logger, broker_name(servers), reconnect)
         self.dispatch = InboxDispatch(inbox, handler, failure=failure)
         self._client: Client | None = None
         self._task: asyncio.Task[None] | None = None
@@ -285,7 +322,7 @@ class JetStreamConsumer(BrokerConsumer):
             )
         except (*_outage_errors(), nats.errors.Error) as exc:
             await self.stop()
-            raise BrokerUnavailable(f"NATS JetStream at {self.servers}", _describe(exc)) from exc
+            raise BrokerUnavailable(broker_name(self.servers), _describe(exc)) from exc
         self._task = asyncio.create_task(self._run(subscription), name=f"jetstream:{self.durable}")
 
     async def stop(self) -> None:
@@ -307,11 +344,12 @@ class JetStreamConsumer(BrokerConsumer):
             try:
                 messages = await subscription.fetch(self.batch, timeout=1.0)
             except nats.errors.TimeoutError:
+                self.health.reachable()
                 continue  # nothing new yet
             except _outage_errors() as exc:
-                logger.warning("consumer %s: %s; pulling again", self.durable, _describe(exc))
-                await asyncio.sleep(self.redeliver_delay)
+                await asyncio.sleep(self.health.failed(_describe(exc), exc))
                 continue
+            self.health.reachable()
             for message in messages:
                 outcome = await self.dispatch.deliver(message.data)
                 with contextlib.suppress(*_outage_errors()):

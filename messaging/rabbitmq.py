@@ -9,7 +9,9 @@ has confirmed every message of the batch, so the relay's checkpoint never runs a
 the broker. RabbitMQ does not de-duplicate: a batch published again after a crash reaches
 the queues twice, and consumers drop the copies with the inbox (``RabbitMQConsumer``).
 
-aio-pika is imported when a connection is opened, so eventfold works without it.
+aio-pika is imported when a publisher or consumer is built, so eventfold works without it
+and an application that needs it refuses to start (``BrokerClientMissing``) instead of
+failing on every event. An outage is logged as a state change (``BrokerHealth``).
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from eventfold.eventstore.connect import masked
-from eventfold.messaging.errors import BrokerUnavailable, MessageRejected
+from eventfold.eventstore.backoff import Backoff
+from eventfold.eventstore.urls import masked
+from eventfold.messaging.errors import BrokerClientMissing, BrokerUnavailable, MessageRejected
 from eventfold.messaging.inbox import BrokerConsumer, Inbox, InboxDispatch, InboxHandler
+from eventfold.messaging.outage import RECONNECT, BrokerHealth
 from eventfold.messaging.relay import CORRELATION_HEADER, RELAY_FAILURE, Message, Publisher, Relay
 from eventfold.projections.subscriber import FailurePolicy
 
@@ -38,11 +42,28 @@ DEFAULT_EXCHANGE = "eventfold"
 def _aio_pika() -> Any:
     try:
         import aio_pika
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise ImportError(
-            "RabbitMQ support needs aio-pika: pip install 'eventfold[rabbitmq]'"
-        ) from exc
+        import aiormq
+    except ImportError:
+        raise BrokerClientMissing("RabbitMQ", "aio-pika", "rabbitmq") from None
+    _quiet_connection_errors(aiormq)
     return aio_pika
+
+
+class _UnlessDebugging(logging.Filter):
+    """Drops aiormq's line per failed connection attempt: ``BrokerHealth`` says once that
+    the broker is down; with debug logging on, every attempt shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return logger.isEnabledFor(logging.DEBUG)
+
+
+_QUIET = _UnlessDebugging()
+
+
+def _quiet_connection_errors(aiormq: Any) -> None:
+    connection_logger = logging.getLogger(aiormq.connection.__name__)
+    if _QUIET not in connection_logger.filters:
+        connection_logger.addFilter(_QUIET)
 
 
 def _outage_errors() -> tuple[type[BaseException], ...]:
@@ -63,7 +84,8 @@ class RabbitMQPublisher(Publisher):
     """Publishes relay messages to a RabbitMQ topic exchange with publisher confirms.
 
     Connects on first use and again after a lost connection. ``confirm_timeout`` bounds
-    the wait for a batch's confirms; past it the broker counts as unavailable.
+    the wait for a batch's confirms; past it the broker counts as unavailable. After a
+    failure, ``publish`` fails at once until ``reconnect``'s backoff has passed.
     """
 
     def __init__(
@@ -74,12 +96,15 @@ class RabbitMQPublisher(Publisher):
         confirm_timeout: float = 30.0,
         connect_timeout: float = 10.0,
         connection_name: str = "eventfold-relay",
+        reconnect: Backoff = RECONNECT,
     ) -> None:
         self.url = url
         self.exchange_name = exchange
         self.confirm_timeout = confirm_timeout
         self.connect_timeout = connect_timeout
         self.connection_name = connection_name
+        self._aio_pika = _aio_pika()  # refuse to build without the client library
+        self.health = BrokerHealth(logger, self.broker, reconnect)
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
@@ -93,8 +118,9 @@ class RabbitMQPublisher(Publisher):
         """Publish in order and wait for every confirm."""
         if not messages:
             return
-        aio_pika = _aio_pika()
+        aio_pika = self._aio_pika
         outage = _outage_errors()
+        self.health.check()
         try:
             exchange = await self._ensure()
             async with asyncio.timeout(self.confirm_timeout):
@@ -112,19 +138,20 @@ class RabbitMQPublisher(Publisher):
                     return_exceptions=True,
                 )
         except TimeoutError:
-            await self._drop()
-            raise BrokerUnavailable(
-                self.broker, f"no confirm within {self.confirm_timeout}s"
-            ) from None
+            await self._outage(f"no confirm within {self.confirm_timeout}s", None)
         except outage as exc:
-            await self._drop()
-            raise BrokerUnavailable(self.broker, _describe(exc)) from exc
+            await self._outage(_describe(exc), exc)
         for message, result in zip(messages, results, strict=True):
             if isinstance(result, aio_pika.exceptions.DeliveryError):
                 raise MessageRejected(self.broker, message.message_id, "nack") from result
             if isinstance(result, BaseException):
-                await self._drop()
-                raise BrokerUnavailable(self.broker, _describe(result)) from result
+                await self._outage(_describe(result), result)
+        self.health.reachable()
+
+    async def _outage(self, reason: str, error: BaseException | None) -> NoReturn:
+        await self._drop()
+        self.health.failed(reason, error)
+        raise BrokerUnavailable(self.broker, reason) from error
 
     async def close(self) -> None:
         """Close the connection."""
@@ -140,7 +167,7 @@ class RabbitMQPublisher(Publisher):
         ):
             return self._exchange
         await self._drop()
-        pika = _aio_pika()
+        pika = self._aio_pika
         connection: aio_pika.abc.AbstractConnection = await pika.connect(
             self.url, timeout=self.connect_timeout,
             client_properties={"connection_name": self.connection_name},
@@ -207,8 +234,9 @@ class RabbitMQConsumer(BrokerConsumer):
     after the commit (or when it is a duplicate), redelivered when the handler keeps
     failing, and rejected (dead-lettered, if the queue has a dead-letter exchange) when it
     is not an eventfold CloudEvent. Messages are handled one at a time, in queue order.
-    A lost connection is re-opened after ``reconnect_delay``; unacknowledged messages come
-    back and the inbox drops those already processed.
+    A lost connection is re-opened with ``reconnect``'s jittered backoff, logged once when
+    lost and once when back; unacknowledged messages come back and the inbox drops those
+    already processed.
     """
 
     def __init__(
@@ -223,7 +251,7 @@ class RabbitMQConsumer(BrokerConsumer):
         prefetch: int = 100,
         failure: FailurePolicy | None = None,
         queue_arguments: dict[str, Any] | None = None,
-        reconnect_delay: float = 1.0,
+        reconnect: Backoff = RECONNECT,
     ) -> None:
         self.url = url
         self.exchange_name = exchange
@@ -231,7 +259,8 @@ class RabbitMQConsumer(BrokerConsumer):
         self.binding_keys = list(binding_keys)
         self.prefetch = prefetch
         self.queue_arguments = queue_arguments
-        self.reconnect_delay = reconnect_delay
+        self._aio_pika = _aio_pika()  # refuse to build without the client library
+        self.health = BrokerHealth(logger, f"RabbitMQ at {masked(url)}", reconnect)
         self.dispatch = InboxDispatch(inbox, handler, failure=failure)
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -263,21 +292,15 @@ class RabbitMQConsumer(BrokerConsumer):
 
 
     async def _run(self) -> None:
-        aio_pika = _aio_pika()
         outage = _outage_errors()
         while True:
             try:
-                await self._consume(aio_pika)
+                await self._consume(self._aio_pika)
             except outage as exc:
                 if not self._ready.is_set():
-                    raise BrokerUnavailable(
-                        f"RabbitMQ at {masked(self.url)}", _describe(exc)
-                    ) from exc
-                logger.warning(
-                    "consumer %s: connection lost (%s); reconnecting in %.1fs",
-                    self.queue_name, _describe(exc), self.reconnect_delay,
-                )
-                await asyncio.sleep(self.reconnect_delay)
+                    raise BrokerUnavailable(self.health.broker, _describe(exc)) from exc
+                # No transaction is open here: the inbox commits each message before its ack.
+                await asyncio.sleep(self.health.failed(_describe(exc), exc))
             finally:
                 connection, self._connection = self._connection, None
                 if connection is not None and not connection.is_closed:
@@ -300,6 +323,7 @@ class RabbitMQConsumer(BrokerConsumer):
         for key in self.binding_keys:
             await queue.bind(exchange, routing_key=key)
         self._ready.set()
+        self.health.reachable()
         async with queue.iterator() as messages:
             async for message in messages:
                 outcome = await self.dispatch.deliver(message.body)

@@ -269,6 +269,7 @@ class DeadlinePoller:
         self._job: Any = None
         # One firing round at a time in this process; ``stop`` waits for the one running.
         self._round = asyncio.Lock()
+        self._ticks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         """Add the polling job (and start the scheduler this poller owns)."""
@@ -288,6 +289,10 @@ class DeadlinePoller:
         if self._job is not None:
             self._job.remove()
             self._job = None
+        # A round the scheduler started before the job was removed runs to its end first:
+        # shutting the scheduler down would cancel it mid-query, and APScheduler logs that
+        # cancellation with a traceback.
+        await asyncio.gather(*self._ticks, return_exceptions=True)
         if self._own_scheduler and self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
@@ -307,11 +312,16 @@ class DeadlinePoller:
         await self.stop()
 
     async def _tick(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._ticks.add(task)
         try:
             await self.fire_due()
         except Exception:
             # The job runs again at the next interval; the rows are durable.
             logger.exception("firing due deadlines failed; retrying at the next poll")
+        finally:
+            self._ticks.discard(task)
 
     async def fire_due(self, now: datetime | None = None) -> int:
         """Fire every deadline due at ``now`` (default: the clock); the number fired."""

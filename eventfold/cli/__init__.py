@@ -6,6 +6,7 @@ Each command group is one module; every command hands its async work to
 
 from __future__ import annotations
 
+import importlib.metadata
 from typing import Annotated
 
 import typer
@@ -35,6 +36,12 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"eventfold {importlib.metadata.version('eventfold')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def configure(
     ctx: typer.Context,
@@ -62,6 +69,11 @@ def configure(
     ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the traceback of an error, not only its line.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True,
+                     help="Print eventfold's version and exit."),
     ] = False,
 ) -> None:
     """Resolve the settings every command uses."""

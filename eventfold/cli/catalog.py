@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from eventfold.cli.execution import run
-from eventfold.cli.options import AppOption
+from eventfold.cli.options import AppOption, DatabaseOption
 from eventfold.config import Settings
 from eventfold.upcasters import catalog_json, catalog_markdown
 
@@ -34,6 +34,7 @@ def catalog_command(
                      dir_okay=False, writable=True),
     ] = None,
     app_spec: AppOption = None,
+    database: DatabaseOption = None,
 ) -> None:
     """Print the application's event catalog: types, versions, JSON Schemas, upcaster chains."""
 
@@ -43,7 +44,7 @@ def catalog_command(
             return catalog_json(app.registry, app.upcasters) + "\n"
         return catalog_markdown(app.registry, app.upcasters)
 
-    text = run(ctx, work, app=app_spec)
+    text = run(ctx, work, app=app_spec, database=database)
     if output is not None:
         output.write_text(text, encoding="utf-8")
         return

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from eventfold.cli.execution import run
-from eventfold.cli.options import AppOption
+from eventfold.cli.options import AppOption, DatabaseOption
 from eventfold.cli.render import envelope, event_line, print_json_lines, stdout_console
 from eventfold.config import Settings
 from eventfold.eventstore import START
@@ -31,6 +31,7 @@ def tail_events(
         bool, typer.Option("--json", help="Print one JSON envelope per line for scripts.")
     ] = False,
     app_spec: AppOption = None,
+    database: DatabaseOption = None,
 ) -> None:
     """Follow the global log live, printing each event as it is committed (Ctrl-C stops)."""
 
@@ -53,4 +54,4 @@ def tail_events(
                 if count is not None and seen >= count:
                     return
 
-    run(ctx, work, app=app_spec, interrupt_is_success=True)
+    run(ctx, work, app=app_spec, database=database, interrupt_is_success=True)

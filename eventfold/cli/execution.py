@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
@@ -13,7 +15,7 @@ from rich.markup import escape
 
 from eventfold.aggregates import AggregateNotFound
 from eventfold.config import Settings
-from eventfold.errors import AppNotFound, AppRequired, StreamNotFound
+from eventfold.errors import AppNotFound, AppRequired, StreamNotFound, UnknownAggregateCategory
 from eventfold.eventstore import (
     ConcurrencyError,
     EventfoldError,
@@ -24,6 +26,7 @@ from eventfold.eventstore import (
     TransactionHorizonError,
 )
 from eventfold.projections import ParkedEventNotFound, ProjectionHeld, UnknownProjection
+from eventfold.projections.trace import TraceNotFound
 
 T = TypeVar("T")
 
@@ -39,7 +42,8 @@ EXIT_NOT_MIGRATED = 4
 EXIT_HORIZON = 5
 """Stored transaction ids lie beyond the server's: run ``eventfold repair-horizon``."""
 EXIT_NOT_FOUND = 6
-"""What was asked for does not exist."""
+"""What was asked for does not exist: a stream, an aggregate (or its category), a
+projection, a parked event, an event or correlation id to trace."""
 EXIT_CONFLICT = 7
 """An append met a stream at another version than it expected, or another process holds
 what the command needs (a rebuild in progress)."""
@@ -57,6 +61,8 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (TransactionHorizonError, EXIT_HORIZON),
     (StreamNotFound, EXIT_NOT_FOUND),
     (AggregateNotFound, EXIT_NOT_FOUND),
+    (UnknownAggregateCategory, EXIT_NOT_FOUND),
+    (TraceNotFound, EXIT_NOT_FOUND),
     (UnknownProjection, EXIT_NOT_FOUND),
     (ParkedEventNotFound, EXIT_NOT_FOUND),
     (ConcurrencyError, EXIT_CONFLICT),
@@ -89,6 +95,7 @@ def run(
     work: Callable[[Settings], Coroutine[Any, Any, T]],
     *,
     app: str | None = None,
+    database: str | None = None,
     interrupt_is_success: bool = False,
 ) -> T:
     """Run a command's coroutine with ``asyncio.run``, turning errors into exit codes.
@@ -96,17 +103,29 @@ def run(
     An error ends the process with one line on stderr (``error: ...``) and the code from
     ``EXIT_CODES``; ``--debug`` shows the traceback as well. Ctrl-C exits with 130, or 0
     for commands that run until stopped (``interrupt_is_success``). ``app`` is the
-    command's own ``--app`` (given after the command name), which wins over the global one.
+    command's own ``--app`` (given after the command name), which wins over the global one;
+    ``database`` likewise.
     """
-    settings = settings_of(ctx).with_app(app)
+    settings = settings_of(ctx).with_app(app).with_database(database)
     try:
         return asyncio.run(work(settings))
     except KeyboardInterrupt:
         raise typer.Exit(0 if interrupt_is_success else EXIT_INTERRUPTED) from None
     except (typer.Exit, typer.Abort):
         raise
+    except BrokenPipeError:
+        reader_gone()
     except Exception as error:
         fail(error, settings)
+
+
+def reader_gone() -> NoReturn:
+    """Stop quietly, with exit code 0: the reader of stdout went away (``| head -1``) and
+    has what it wanted. stdout is pointed at /dev/null so that flushing it at exit cannot
+    fail again with a second broken pipe."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise typer.Exit(0)
 
 
 def fail(error: BaseException, settings: Settings) -> NoReturn:

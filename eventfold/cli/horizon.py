@@ -7,6 +7,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from eventfold.cli.execution import run
+from eventfold.cli.options import DatabaseOption
 from eventfold.cli.render import stdout_console
 from eventfold.config import Settings
 from eventfold.eventstore import SchemaNotMigrated, StoreUnavailable, masked
@@ -14,7 +15,7 @@ from eventfold.eventstore.horizon import repair_horizon
 from eventfold.eventstore.migrate import SCHEMA_HEAD, schema_revision
 
 
-def repair_horizon_command(ctx: typer.Context) -> None:
+def repair_horizon_command(ctx: typer.Context, database: DatabaseOption = None) -> None:
     """Renumber stored transaction ids below the server's horizon (PostgreSQL only).
 
     Run it when eventfold refuses a store restored from a dump (docs/operations.md), with
@@ -47,7 +48,7 @@ def repair_horizon_command(ctx: typer.Context) -> None:
             "checkpoints from before the repair must be rebuilt or reset (docs/operations.md)"
         )
 
-    run(ctx, work)
+    run(ctx, work, database=database)
 
 
 def _is_postgres(url: str) -> bool:

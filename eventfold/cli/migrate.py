@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from eventfold.cli.execution import run
+from eventfold.cli.options import DatabaseOption
 from eventfold.cli.render import stdout_console
 from eventfold.config import Settings
 from eventfold.eventstore import masked
@@ -18,6 +19,7 @@ def migrate_command(
     revision: Annotated[
         str, typer.Option("--revision", help="The Alembic revision to migrate to.")
     ] = "head",
+    database: DatabaseOption = None,
 ) -> None:
     """Create or upgrade the event store's tables (safe to run again)."""
 
@@ -35,4 +37,4 @@ def migrate_command(
                 + (" (head)" if after == SCHEMA_HEAD else "")
             )
 
-    run(ctx, work)
+    run(ctx, work, database=database)

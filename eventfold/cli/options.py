@@ -18,6 +18,19 @@ AppOption = Annotated[
 ]
 """``--app`` after the command name: ``eventfold run --app shop:app``."""
 
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        "-d",
+        help="The event store: postgresql://..., sqlite:///file.db or memory://; wins over "
+        "the --database given before the command and over EVENTFOLD_DATABASE_URL.",
+        show_default=False,
+    ),
+]
+"""``--database`` after the command name: ``eventfold migrate --database URL``, as hints
+print it."""
+
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")
 ]

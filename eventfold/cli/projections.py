@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from eventfold.cli.execution import EXIT_ERROR, run
-from eventfold.cli.options import AppOption, JsonOption
+from eventfold.cli.options import AppOption, DatabaseOption, JsonOption
 from eventfold.cli.render import (
     print_json_lines,
     stderr_console,
@@ -160,6 +160,7 @@ def status_command(
         ),
     ] = DEFAULT_HORIZON_AGE.total_seconds(),
     app_spec: AppOption = None,
+    database: DatabaseOption = None,
     as_json: Annotated[
         bool,
         typer.Option("--json", help='Print one JSON object: {"projections": [...], '
@@ -174,7 +175,7 @@ def status_command(
                 running, names=names or None, horizon_age=timedelta(seconds=horizon_age)
             )
 
-    report = run(ctx, work, app=app_spec)
+    report = run(ctx, work, app=app_spec, database=database)
     if as_json:
         print_json_lines([{
             "projections": [_status_dict(entry) for entry in report.projections],
@@ -259,6 +260,7 @@ def rebuild_command(
         ),
     ] = False,
     app_spec: AppOption = None,
+    database: DatabaseOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="No bar; print the final progress as one JSON object.")
     ] = False,
@@ -284,7 +286,7 @@ def rebuild_command(
                 if bar is not None:
                     bar.progress.stop()
 
-    final = run(ctx, work, app=app_spec)
+    final = run(ctx, work, app=app_spec, database=database)
     elapsed = time.monotonic() - started
     if as_json:
         print_json_lines([{
@@ -303,14 +305,17 @@ def rebuild_command(
 
 
 @app.command("reset")
-def reset_command(ctx: typer.Context, name: NameArgument, app_spec: AppOption = None) -> None:
+def reset_command(
+    ctx: typer.Context, name: NameArgument, app_spec: AppOption = None,
+    database: DatabaseOption = None,
+) -> None:
     """Empty a read model and put its checkpoint back to the start (its runner replays)."""
 
     async def work(settings: Settings) -> None:
         async with settings.connect_app("`eventfold projections reset`") as running:
             await reset(running.engine, running.app.projections.get(name))
 
-    run(ctx, work, app=app_spec)
+    run(ctx, work, app=app_spec, database=database)
     stdout_console().print(
         f"reset {escape(name)}: its tables are empty and its checkpoint is at the start of the "
         "log; its runner (`eventfold run`) replays the log into them"
@@ -361,6 +366,7 @@ def parked_command(
         str | None, typer.Option("--stream", help="Only events of this stream.")
     ] = None,
     app_spec: AppOption = None,
+    database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List parked events (failed ones, and those waiting behind them in their stream)."""
@@ -373,7 +379,7 @@ def parked_command(
                 running.app.subscriber(name.removesuffix(REBUILD_SUFFIX))
             return await list_parked(running.engine, name, stream_id=stream_id)
 
-    rows = run(ctx, work, app=app_spec)
+    rows = run(ctx, work, app=app_spec, database=database)
     if as_json:
         print_json_lines(_parked_dict(parked) for parked in rows)
         return
@@ -398,6 +404,7 @@ def retry_command(
         str | None, typer.Option("--stream", help="Only the parked events of this stream.")
     ] = None,
     app_spec: AppOption = None,
+    database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Apply a subscriber's parked events again, in order; exits 1 if some fail again."""
@@ -409,7 +416,7 @@ def retry_command(
                 running.store, running.engine, subscriber, stream_id=stream_id
             )
 
-    result = run(ctx, work, app=app_spec)
+    result = run(ctx, work, app=app_spec, database=database)
     if as_json:
         print_json_lines([{
             "applied": [_parked_dict(parked) for parked in result.applied],
@@ -441,6 +448,7 @@ def skip_command(
         list[uuid.UUID], typer.Argument(help="The parked events to drop, by event id.")
     ],
     app_spec: AppOption = None,
+    database: DatabaseOption = None,
 ) -> None:
     """Drop parked events without applying them (logged; events behind them stay parked)."""
 
@@ -449,7 +457,7 @@ def skip_command(
             running.app.subscriber(name)
             await skip_parked(running.engine, name, event_ids)
 
-    run(ctx, work, app=app_spec)
+    run(ctx, work, app=app_spec, database=database)
     them = "them" if len(event_ids) != 1 else "it"
     stdout_console().print(
         f"skipped {len(event_ids)} parked event{'s' if len(event_ids) != 1 else ''} of "

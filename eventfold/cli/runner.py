@@ -29,7 +29,7 @@ from typing import Annotated
 import typer
 
 from eventfold.cli.execution import run
-from eventfold.cli.options import AppOption
+from eventfold.cli.options import AppOption, DatabaseOption
 from eventfold.config import Settings
 from eventfold.projections import SubscriberState
 
@@ -54,6 +54,7 @@ def state_line(state: SubscriberState) -> str:
 def run_command(
     ctx: typer.Context,
     app_spec: AppOption = None,
+    database: DatabaseOption = None,
     metrics_port: Annotated[
         int | None,
         typer.Option("--metrics-port", min=0, max=65535, show_default=False,
@@ -137,4 +138,4 @@ def run_command(
                     loop.remove_signal_handler(signum)
             say(f"runner {runner.holder} stopped")
 
-    run(ctx, work, app=app_spec, interrupt_is_success=True)
+    run(ctx, work, app=app_spec, database=database, interrupt_is_success=True)

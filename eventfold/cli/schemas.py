@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from eventfold.cli.execution import EXIT_INCOMPATIBLE, run
-from eventfold.cli.options import AppOption, JsonOption
+from eventfold.cli.options import AppOption, DatabaseOption, JsonOption
 from eventfold.cli.render import print_json_lines, stdout_console
 from eventfold.config import Settings
 from eventfold.upcasters import Incompatibility, check_schemas, read_lock, write_lock
@@ -38,6 +38,7 @@ def lock(
     ctx: typer.Context,
     file: FileOption = DEFAULT_LOCK_FILE,
     app_spec: AppOption = None,
+    database: DatabaseOption = None,
 ) -> None:
     """Write every registered event type's version and JSON Schema to the lock file."""
 
@@ -45,7 +46,7 @@ def lock(
         app = settings.app("`eventfold schemas lock`")
         return write_lock(app.registry, file)
 
-    locked = run(ctx, work, app=app_spec)
+    locked = run(ctx, work, app=app_spec, database=database)
     count = len(locked["events"])
     stdout_console().print(
         f"locked {count} event type{'s' if count != 1 else ''} in {escape(str(file))}: "
@@ -58,6 +59,7 @@ def check(
     ctx: typer.Context,
     file: FileOption = DEFAULT_LOCK_FILE,
     app_spec: AppOption = None,
+    database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Fail (exit 8) on a schema change stored events would not survive; one line each."""
@@ -67,7 +69,7 @@ def check(
         locked = read_lock(file)
         return len(locked["events"]), check_schemas(app.registry, app.upcasters, locked)
 
-    count, found = run(ctx, work, app=app_spec)
+    count, found = run(ctx, work, app=app_spec, database=database)
     if as_json:
         print_json_lines({
             "event_type": item.event_type, "version": item.version, "field": item.field,

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from eventfold.cli.execution import EXIT_ERROR, run
-from eventfold.cli.options import AppOption, JsonOption
+from eventfold.cli.options import AppOption, DatabaseOption, JsonOption
 from eventfold.cli.render import print_json_lines, stderr_console, stdout_console
 from eventfold.config import Settings
 from eventfold.snapshots import Snapshot, SweepReport
@@ -34,6 +34,7 @@ def take(
     ctx: typer.Context,
     stream_id: Annotated[str, typer.Argument(help="The aggregate's stream, e.g. Order-123.")],
     app_spec: AppOption = None,
+    database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Fold one stream and store its snapshot at the stream's head."""
@@ -42,7 +43,7 @@ def take(
         async with settings.connect_app("`eventfold snapshots take`") as running:
             return await running.take_snapshot(stream_id)
 
-    snapshot = run(ctx, work, app=app_spec)
+    snapshot = run(ctx, work, app=app_spec, database=database)
     if as_json:
         print_json_lines([_snapshot(snapshot)])
         return
@@ -71,6 +72,7 @@ def sweep(
         ),
     ] = None,
     app_spec: AppOption = None,
+    database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Snapshot every stream whose tail since its last snapshot reached the threshold."""
@@ -81,7 +83,7 @@ def sweep(
                 threshold=threshold, categories=categories or None
             )
 
-    report = run(ctx, work, app=app_spec)
+    report = run(ctx, work, app=app_spec, database=database)
     if as_json:
         print_json_lines([{
             "examined": report.examined,
@@ -121,6 +123,7 @@ def prune(
         typer.Option("--keep", "-k", min=1, help="Keep this many newest snapshots per stream."),
     ] = 1,
     app_spec: AppOption = None,
+    database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Delete old snapshots, and those of state versions the aggregates no longer have."""
@@ -129,7 +132,7 @@ def prune(
         async with settings.connect_app("`eventfold snapshots prune`") as running:
             return await running.prune_snapshots(keep=keep)
 
-    deleted = run(ctx, work, app=app_spec)
+    deleted = run(ctx, work, app=app_spec, database=database)
     if as_json:
         print_json_lines([{"deleted": deleted, "keep": keep}])
         return

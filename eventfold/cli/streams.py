@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from eventfold.cli.execution import run
-from eventfold.cli.options import AppOption
+from eventfold.cli.options import AppOption, DatabaseOption
 from eventfold.cli.render import (
     envelope,
     events_table,
@@ -41,6 +41,7 @@ def list_streams(
     ] = 100,
     as_json: JsonOption = False,
     app_spec: AppOption = None,
+    database: DatabaseOption = None,
 ) -> None:
     """List streams in id order, with their version and last append."""
 
@@ -63,7 +64,7 @@ def list_streams(
                 f"[dim]more streams follow: --after {shown[-1].stream_id!r} shows the next ones[/]"
             )
 
-    run(ctx, work, app=app_spec)
+    run(ctx, work, app=app_spec, database=database)
 
 
 @app.command("show")
@@ -78,6 +79,7 @@ def show_stream(
     ] = None,
     as_json: JsonOption = False,
     app_spec: AppOption = None,
+    database: DatabaseOption = None,
 ) -> None:
     """Show the events of one stream, oldest first."""
 
@@ -93,4 +95,4 @@ def show_stream(
             return
         stdout_console().print(events_table(f"{stream_id} in {store.url}", records))
 
-    run(ctx, work, app=app_spec)
+    run(ctx, work, app=app_spec, database=database)

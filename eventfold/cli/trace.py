@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from eventfold.cli.execution import run
-from eventfold.cli.options import AppOption
+from eventfold.cli.options import AppOption, DatabaseOption
 from eventfold.cli.render import envelope, print_json_lines, stdout_console
 from eventfold.config import Settings
 from eventfold.projections.trace import render, trace
@@ -21,6 +21,7 @@ def trace_command(
         typer.Option("--json", help="Print JSON Lines: each envelope with its depth and parent."),
     ] = False,
     app_spec: AppOption = None,
+    database: DatabaseOption = None,
 ) -> None:
     """Show the events one event caused (transitively), or all events of a correlation id."""
 
@@ -35,4 +36,4 @@ def trace_command(
             return
         stdout_console().print(render(roots))
 
-    run(ctx, work, app=app_spec)
+    run(ctx, work, app=app_spec, database=database)

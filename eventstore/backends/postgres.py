@@ -45,7 +45,6 @@ from eventfold.eventstore.backends.postgres_driver import (
     session_settings,
     unavailable,
 )
-from eventfold.eventstore.connect import masked
 from eventfold.eventstore.encoding import (
     EncodedEvent,
     StoredFacts,
@@ -83,6 +82,7 @@ from eventfold.eventstore.records import (
     StreamInfo,
 )
 from eventfold.eventstore.registry import EventRegistry
+from eventfold.eventstore.urls import masked
 
 NOTIFY_CHANNEL = "eventfold_events"
 """The LISTEN/NOTIFY channel appends announce themselves on."""

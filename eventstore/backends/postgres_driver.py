@@ -11,8 +11,8 @@ from typing import Any
 
 import asyncpg
 
-from eventfold.eventstore.connect import masked
-from eventfold.eventstore.errors import StoreUnavailable
+from eventfold.eventstore.errors import InvalidDatabaseURL, StoreUnavailable
+from eventfold.eventstore.urls import masked, missing_database, parse_database_url, scheme_of
 
 APPLICATION_NAME = "eventfold"
 """The application_name of every connection the store opens (pg_stat_activity shows it)."""
@@ -37,14 +37,15 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 
 def asyncpg_dsn(url: str) -> str:
-    """The DSN asyncpg accepts for a store URL (drops SQLAlchemy's ``+asyncpg`` driver)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise StoreUnavailable(masked(url), "not a postgresql:// URL")
-    base = scheme.split("+", 1)[0].lower()
-    if base not in {"postgresql", "postgres"}:
-        raise StoreUnavailable(masked(url), "not a postgresql:// URL")
-    return f"postgresql://{rest}"
+    """The DSN asyncpg accepts for a store URL (drops SQLAlchemy's ``+asyncpg`` driver).
+
+    Rendered again from the parsed URL, so a password with unencoded ``#``, ``/`` or ``?``
+    reaches asyncpg percent-encoded instead of splitting the URL (and leaking into an
+    error about a port)."""
+    if scheme_of(url) not in {"postgresql", "postgres"}:
+        raise InvalidDatabaseURL(masked(url), "not a postgresql:// URL")
+    parsed = parse_database_url(url).set(drivername="postgresql")
+    return parsed.render_as_string(hide_password=False)
 
 
 def session_settings(idle_in_transaction_timeout: float) -> dict[str, str]:
@@ -77,10 +78,14 @@ def is_unavailable(exc: BaseException) -> bool:
 
 
 def unavailable(url: str, exc: BaseException) -> StoreUnavailable:
-    """The ``StoreUnavailable`` for a driver error (``url`` already masked)."""
+    """The ``StoreUnavailable`` for a driver error (``url`` may hold its password: it is
+    masked here), with a ``createdb`` hint when the database does not exist."""
+    missing = missing_database(url, exc)
+    if missing is not None:
+        return missing
     text = str(exc).splitlines()[0] if str(exc) else ""
     reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return StoreUnavailable(url, reason)
+    return StoreUnavailable(masked(url), reason)
 
 
 async def connect(url: str, **kwargs: Any) -> asyncpg.Connection:
@@ -89,7 +94,7 @@ async def connect(url: str, **kwargs: Any) -> asyncpg.Connection:
         return await asyncpg.connect(asyncpg_dsn(url), **kwargs)
     except Exception as exc:
         if is_unavailable(exc):
-            raise unavailable(masked(url), exc) from exc
+            raise unavailable(url, exc) from exc
         raise
 
 

@@ -37,7 +37,6 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from eventfold.eventstore.connect import masked
 from eventfold.eventstore.encoding import (
     EncodedEvent,
     StoredFacts,
@@ -76,6 +75,7 @@ from eventfold.eventstore.records import (
 )
 from eventfold.eventstore.registry import EventRegistry
 from eventfold.eventstore.schema import events, streams
+from eventfold.eventstore.urls import masked
 
 _EVENTS = events.name
 _STREAMS = streams.name

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -34,6 +37,9 @@ class ItemAdded(Event):
 REGISTRY_EVENTS = (CartOpened, ItemAdded)
 
 Invoke = Callable[..., Result]
+
+ROOT = Path(__file__).resolve().parents[2]
+"""The repository's root."""
 
 
 def append_cart_events(url: str) -> list[RecordedEvent]:
@@ -127,3 +133,29 @@ def status_of(invoke: Invoke, url: str) -> dict[str, dict[str, Any]]:
     assert result.exit_code == 0, result.stderr
     [report] = json_lines(result.stdout)
     return {entry["name"]: entry for entry in report["projections"]}
+
+
+def shell_environment() -> dict[str, str]:
+    """A user's shell: this interpreter's ``eventfold`` and ``python`` first on the PATH,
+    the repository's root importable (for ``examples.shop:app``), no eventfold variables."""
+    scripts = str(Path(sys.executable).parent)
+    environment = {
+        **os.environ, "PATH": f"{scripts}:{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(ROOT),
+    }
+    environment.pop("EVENTFOLD_DATABASE_URL", None)
+    environment.pop("EVENTFOLD_APP", None)
+    return environment
+
+
+def shell(command: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` as a user types it in bash (``shell_environment``)."""
+    return subprocess.run(["bash", "-c", command], cwd=cwd, env=shell_environment(),
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def hinted_commands(message: str) -> list[str]:
+    """The commands an error message tells the user to run (its backticked spans that start
+    with a program name)."""
+    return [span for span in re.findall(r"`([^`]+)`", message)
+            if span.split()[0] in {"eventfold", "createdb", "mkdir"}]

@@ -14,7 +14,7 @@ from eventfold.cli import app
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
-SHARED = {"--help", "--app", "-a"}
+SHARED = {"--help", "--app", "-a", "--database", "-d"}
 """Options every command of a kind has, documented once above the table."""
 
 

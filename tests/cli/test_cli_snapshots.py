@@ -10,7 +10,7 @@ from cli_support import APP, Invoke, json_lines, one_error_line
 
 from eventfold import open_snapshots
 from eventfold.app import load_app
-from eventfold.cli.execution import EXIT_ERROR, EXIT_NOT_FOUND
+from eventfold.cli.execution import EXIT_NOT_FOUND
 from eventfold.eventstore.engine import create_engine
 from eventfold.eventstore.schema import snapshots as table
 from eventfold.snapshots import Snapshot
@@ -72,7 +72,7 @@ def test_take_of_a_category_no_aggregate_owns_names_the_known_ones(
     invoke: Invoke, seeded_url: str
 ) -> None:
     result = invoke("-d", seeded_url, "-a", APP, "snapshots", "take", "Wishlist-9")
-    assert result.exit_code == EXIT_ERROR
+    assert result.exit_code == EXIT_NOT_FOUND
     line = one_error_line(result)
     assert "category Wishlist" in line and "categories known: Cart" in line
 
@@ -98,7 +98,7 @@ def test_sweep_snapshots_the_streams_past_the_threshold(invoke: Invoke, seeded_u
 
 def test_sweep_of_an_unknown_category_is_one_line(invoke: Invoke, seeded_url: str) -> None:
     result = invoke("-d", seeded_url, "-a", APP, "snapshots", "sweep", "-c", "Wishlist")
-    assert result.exit_code == EXIT_ERROR
+    assert result.exit_code == EXIT_NOT_FOUND
     assert "category Wishlist" in one_error_line(result)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -30,6 +31,7 @@ from messaging_support import (
     unique,
 )
 
+from eventfold.eventstore.backoff import Backoff
 from eventfold.eventstore.causation import correlated
 from eventfold.eventstore.records import START
 from eventfold.messaging.errors import BrokerUnavailable
@@ -253,3 +255,29 @@ async def test_a_consumer_that_cannot_reach_the_broker_says_so(env: Env) -> None
 async def _wait(hooked: HookedPublisher) -> None:
     async with asyncio.timeout(30):
         await hooked.reached.wait()
+
+
+async def test_a_consumer_that_loses_its_connection_logs_down_once_and_up_once(
+    pg_env: Env, rabbitmq_url: str, exchange: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    queue = queue_for(exchange)
+    consumer = RabbitMQConsumer(
+        Inbox(pg_env.engine, "outage-view"), effect_handler("outage-view"), queue=queue,
+        url=rabbitmq_url, exchange=exchange, reconnect=Backoff(initial=0.05, cap=0.2, jitter=True),
+    )
+    async with consumer:
+        assert await close_rabbitmq_connection(f"eventfold-inbox:{queue}") == 1
+        connection = await aio_pika.connect(rabbitmq_url)
+        async with connection:
+            channel = await connection.channel()
+            target = await channel.get_exchange(exchange)
+            await target.publish(aio_pika.Message(b"not a CloudEvent"), routing_key="Outage.Tested")
+        # Delivered once the consumer is back on the queue.
+        await consumer.wait_until(lambda stats: stats.unreadable >= 1, timeout=60)
+    lines = [r.getMessage() for r in caplog.records
+             if r.name == "eventfold.rabbitmq" and r.levelno >= logging.WARNING]
+    assert len(lines) == 2, lines
+    assert "is down" in lines[0] and "is up again after 1 failed attempts" in lines[1]
+    assert not any(record.exc_info for record in caplog.records)
+    assert "Traceback" not in caplog.text
