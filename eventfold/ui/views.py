@@ -22,11 +22,16 @@ from eventfold.ui.context import context_of, render
 from eventfold.ui.search import find_streams
 
 STREAMS_PER_PAGE = 50
+"""Streams a page shows unless ``?limit=`` says otherwise (at most ``MAX_PER_PAGE``)."""
 EVENTS_PER_PAGE = 100
+MAX_PER_PAGE = 500
 
 
-def _int(request: Request, name: str, default: int | None = None, minimum: int = 1) -> int:
-    """A whole-number query parameter (400 when it is not one)."""
+def _int(
+    request: Request, name: str, default: int | None = None, minimum: int = 1,
+    maximum: int | None = None,
+) -> int:
+    """A whole-number query parameter (400 when it is not one, or out of bounds)."""
     text = request.query_params.get(name, "").strip()
     if not text and default is not None:
         return default
@@ -34,8 +39,9 @@ def _int(request: Request, name: str, default: int | None = None, minimum: int =
         value = int(text)
     except ValueError:
         raise HTTPException(400, f"{name} must be a whole number, not {text!r}") from None
-    if value < minimum:
-        raise HTTPException(400, f"{name} must be at least {minimum}, not {value}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"at least {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise HTTPException(400, f"{name} must be {bounds}, not {value}")
     return value
 
 
@@ -53,12 +59,17 @@ async def streams(request: Request) -> Response:
     store = context_of(request).sources.store
     prefix, category = _text(request, "prefix"), _text(request, "category")
     after = request.query_params.get("after") or None
+    limit = _int(request, "limit", default=STREAMS_PER_PAGE, maximum=MAX_PER_PAGE)
     page = await find_streams(
-        store, prefix=prefix, category=category or None, after=after, limit=STREAMS_PER_PAGE
+        store, prefix=prefix, category=category or None, after=after, limit=limit
     )
+    # What the pager's links keep: the search, and a page size other than the default.
+    search = {"prefix": prefix, "category": category}
+    if limit != STREAMS_PER_PAGE:
+        search["limit"] = str(limit)
     return render(
         request, "streams.html", view="streams", page=page, prefix=prefix,
-        category=category, after=after,
+        category=category, after=after, search=search,
     )
 
 
