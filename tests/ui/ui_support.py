@@ -21,6 +21,7 @@ from ui_app import POISON_ENV, app
 
 from eventfold import migrate
 from eventfold.config import Settings
+from eventfold.eventstore.causation import correlated
 from eventfold.ui import create_console, open_sources
 from examples.shop.events import OrderLine
 from examples.shop.order import Order
@@ -34,7 +35,7 @@ POISONED = "mallory"
 """The customer the audit refuses while the poison file names her."""
 POISON_ORDER = "poison-1"
 STARTUP_SECONDS = 60.0
-"""How long a child ``eventfold ui`` may take to say it serves (a shared, busy machine)."""
+"""How long a child ``eventfold`` may take to say it serves (a shared, busy machine)."""
 
 
 async def fill_shop(url: str) -> None:
@@ -43,10 +44,11 @@ async def fill_shop(url: str) -> None:
     await migrate(url)
     await run_shop(url, say=lambda line: None)
     async with app.connect(url) as running:
-        await running.repository.create(Order, POISON_ORDER, partial(
-            Order.place, customer=POISONED,
-            lines=[OrderLine(sku="pen", quantity=1, unit_price=PRICES["pen"])],
-        ))
+        with correlated(f"checkout-{POISON_ORDER}"):
+            await running.repository.create(Order, POISON_ORDER, partial(
+                Order.place, customer=POISONED,
+                lines=[OrderLine(sku="pen", quantity=1, unit_price=PRICES["pen"])],
+            ))
         runner = running.runner()
         async with runner:
             await settle(running.store, runner)
@@ -95,9 +97,39 @@ def console_process(
 ) -> Iterator[ConsoleProcess]:
     """``eventfold --database URL --app ui_app:app ui --port 0 [--allow-actions]`` in a
     child process, until the block ends; then stopped with SIGINT, which must exit 0."""
+    with _child(
+        url, poison_file, "ui", "--port", "0", *(["--allow-actions"] if allow_actions else [])
+    ) as (process, lines):
+        first = _line(lines, process)
+        assert first.startswith("console on http://127.0.0.1:"), first
+        token = None
+        if allow_actions:
+            second = _line(lines, process)
+            assert second.startswith("action token: "), second
+            token = second.removeprefix("action token: ")
+        yield ConsoleProcess(first.split()[2], token, process)
+
+
+@contextmanager
+def runner_process(url: str, poison_file: Path) -> Iterator[str]:
+    """``eventfold run`` of the tests' application in a child process, serving until the
+    block ends (then SIGINT, exit 0); yields the runner's holder name."""
+    with _child(url, poison_file, "run", "--lease-ttl", "30") as (process, lines):
+        line = _line(lines, process)
+        while not line.startswith("runner "):
+            line = _line(lines, process)
+        assert line.endswith(" started"), line
+        yield line.split()[1]
+
+
+@contextmanager
+def _child(
+    url: str, poison_file: Path, *arguments: str
+) -> Iterator[tuple[subprocess.Popen[str], queue.Queue[str | None]]]:
+    """``eventfold --database URL --app ui_app:app ARGUMENTS...`` and its stdout's lines."""
     command = [
         sys.executable, "-c", "from eventfold.cli import main; main()", "--database", url,
-        "--app", APP, "ui", "--port", "0", *(["--allow-actions"] if allow_actions else []),
+        "--app", APP, *arguments,
     ]
     process = subprocess.Popen(
         command, cwd=ROOT, env=child_environment(poison_file), text=True,
@@ -113,15 +145,7 @@ def console_process(
 
     threading.Thread(target=read, daemon=True).start()
     try:
-        first = _line(lines, process)
-        assert first.startswith("console on http://127.0.0.1:"), first
-        url_shown = first.split()[2]
-        token = None
-        if allow_actions:
-            second = _line(lines, process)
-            assert second.startswith("action token: "), second
-            token = second.removeprefix("action token: ")
-        yield ConsoleProcess(url_shown, token, process)
+        yield process, lines
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -132,17 +156,17 @@ def console_process(
                 process.kill()
         assert process.stderr is not None
         errors = process.stderr.read()
-        assert code == 0, f"eventfold ui exited {code} on SIGINT: {errors}"
+        assert code == 0, f"eventfold {arguments[0]} exited {code} on SIGINT: {errors}"
 
 
 def _line(lines: queue.Queue[str | None], process: subprocess.Popen[str]) -> str:
     try:
         line = lines.get(timeout=STARTUP_SECONDS)
     except queue.Empty:
-        raise AssertionError(f"eventfold ui said nothing within {STARTUP_SECONDS} s") from None
+        raise AssertionError(f"eventfold said nothing within {STARTUP_SECONDS} s") from None
     if line is None:
         assert process.stderr is not None
-        raise AssertionError(f"eventfold ui ended: {process.wait()} {process.stderr.read()}")
+        raise AssertionError(f"eventfold ended: {process.wait()} {process.stderr.read()}")
     return line
 
 

@@ -4,7 +4,7 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 const COLOURS = ["#2f5fb3", "#b3261e", "#1f7a3d", "#9a6700", "#7b3fb3", "#00838f", "#c2185b"];
-const SAMPLES = 90;        // points kept per projection: 3 minutes at one every 2 s
+const SAMPLES = 60;        // points kept per projection: 2 minutes at one every 2 s
 const POLL_MS = 2000;
 
 function element(name, attributes, text) {
@@ -21,6 +21,17 @@ function formatSeconds(seconds) {
   const minutes = Math.floor(whole / 60);
   if (minutes < 60) return minutes + "m" + String(whole % 60).padStart(2, "0") + "s";
   return Math.floor(minutes / 60) + "h" + String(minutes % 60).padStart(2, "0") + "m";
+}
+
+// The top of the chart: 2, 4, 10, 20, 40, 100... at or above the highest value, so the
+// middle line is a whole number too.
+function scale(highest) {
+  let magnitude = 1;
+  while (magnitude * 10 < highest) magnitude *= 10;
+  for (const step of [2, 4, 10]) {
+    if (step * magnitude >= highest) return step * magnitude;
+  }
+  return 10 * magnitude;
 }
 
 function followLag(svg) {
@@ -42,13 +53,13 @@ function followLag(svg) {
 
   function draw() {
     const width = 720, height = 220, left = 44, bottom = 18, top = 8;
-    const peak = Math.max(1, ...[...history.values()].flat());
+    const peak = scale(Math.max(...[...history.values()].flat()));
     svg.replaceChildren();
     for (const fraction of [0, 0.5, 1]) {
       const y = top + (height - top - bottom) * (1 - fraction);
       svg.append(element("line", {x1: left, x2: width, y1: y, y2: y, stroke: "#dde2e8"}));
       svg.append(element("text", {x: left - 6, y: y + 4, "text-anchor": "end",
-        "font-size": 11, fill: "#6a7380"}, String(Math.round(peak * fraction))));
+        "font-size": 11, fill: "#6a7380"}, String(peak * fraction)));
     }
     svg.append(element("text", {x: width, y: height - 4, "text-anchor": "end",
       "font-size": 11, fill: "#6a7380"}, "now"));
