@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from ui_app import POISON_ENV
-from ui_support import POISONED, copy_database, fill_shop
+from ui_support import POISONED, SCREENSHOTS, copy_database, fill_shop, screenshots_taken
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +42,11 @@ def shop_url(shop_template: Path, tmp_path: Path, poison_file: Path) -> str:
     database = tmp_path / "shop.db"
     copy_database(shop_template, database)
     return f"sqlite:///{database}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say where the browser tests left their pictures of the console's views."""
+    if screenshots_taken:
+        terminalreporter.write_line(
+            f"console screenshots ({len(screenshots_taken)}): {SCREENSHOTS}"
+        )

@@ -20,14 +20,21 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from ui_app import app
-from ui_support import POISON_ORDER, POISONED, ROOT, console_process, cure, runner_process
+from ui_support import (
+    POISON_ORDER,
+    POISONED,
+    SCREENSHOTS,
+    console_process,
+    cure,
+    runner_process,
+    snap,
+)
 
 from examples.shop.events import OrderLine
 from examples.shop.order import Order
 from examples.shop.story import PRICES
 
 CHROMIUM_ENV = "EVENTFOLD_TEST_CHROMIUM"
-SCREENSHOTS = ROOT / "build" / "ui-screenshots"
 WAIT_MS = 30_000
 """How long an expectation waits for the page (generous: the machine is shared)."""
 expect.set_options(timeout=WAIT_MS)
@@ -66,11 +73,6 @@ def page(browser: Browser) -> Iterator[Page]:
         yield context.new_page()
     finally:
         context.close()
-
-
-def snap(page: Page, name: str) -> None:
-    """Keep a picture of the page as it is now."""
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def place_order(url: str, order_id: str, customer: str) -> None:

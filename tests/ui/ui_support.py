@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 
 import httpx
+from playwright.sync_api import Page
 from ui_app import POISON_ENV, app
 
 from eventfold import migrate
@@ -34,6 +35,9 @@ APP = "ui_app:app"
 POISONED = "mallory"
 """The customer the audit refuses while the poison file names her."""
 POISON_ORDER = "poison-1"
+SCREENSHOTS = ROOT / "build" / "ui-screenshots"
+"""Where the browser tests keep a picture of each view (printed at the end of the run)."""
+screenshots_taken: list[Path] = []
 STARTUP_SECONDS = 60.0
 """How long a child ``eventfold`` may take to say it serves (a shared, busy machine)."""
 
@@ -173,3 +177,10 @@ def _line(lines: queue.Queue[str | None], process: subprocess.Popen[str]) -> str
 def cure(poison_file: Path) -> None:
     """Fix the audit's "bug": it refuses nobody from now on."""
     poison_file.unlink()
+
+
+def snap(page: Page, name: str) -> None:
+    """Keep a picture of the page as it is now, in ``SCREENSHOTS``."""
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    screenshots_taken.append(path)
