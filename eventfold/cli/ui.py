@@ -50,10 +50,11 @@ def ui_command(
         try:
             from eventfold.ui import new_token, serve
         except ModuleNotFoundError as missing:
-            if (missing.name or "").split(".")[0] not in _EXTRA:
+            package = (missing.name or "").split(".")[0]
+            if package not in _EXTRA:
                 raise
             raise ConsoleUnavailable(
-                f"it needs the package {missing.name!r}, which is not installed: "
+                f"it needs the package {package!r}, which is not installed: "
                 "pip install 'eventfold[ui]'"
             ) from missing
         token = new_token() if allow_actions else None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jinja2
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
@@ -19,9 +20,9 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 def templates() -> Jinja2Templates:
     """The console's page templates (autoescaped), with its filters."""
-    found = Jinja2Templates(directory=TEMPLATES)
-    found.env.filters.update(FILTERS)
-    return found
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
+    env.filters.update(FILTERS)
+    return Jinja2Templates(env=env)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 from ui_support import APP, ROOT, child_environment, console_process
 
@@ -35,20 +36,21 @@ def test_with_actions_it_prints_a_fresh_token_each_start(
     assert len(first.token) >= 20
 
 
-def test_without_the_extra_it_says_what_to_install(tmp_path: Path) -> None:
-    hide_uvicorn = (
-        "import sys; sys.modules['uvicorn'] = None\n"
+@pytest.mark.parametrize("package", ["starlette", "jinja2", "uvicorn"])
+def test_without_the_extra_it_says_what_to_install(tmp_path: Path, package: str) -> None:
+    hide_package = (
+        f"import sys; sys.modules[{package!r}] = None\n"
         "from eventfold.cli import main; main()"
     )
     result = subprocess.run(
-        [sys.executable, "-c", hide_uvicorn, "--database", f"sqlite:///{tmp_path / 'x.db'}",
+        [sys.executable, "-c", hide_package, "--database", f"sqlite:///{tmp_path / 'x.db'}",
          "ui"],
         cwd=ROOT, env=child_environment(tmp_path / "poison"), capture_output=True, text=True,
         timeout=120,
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: cannot serve the web console: it needs the package 'uvicorn', which is not "
+        f"error: cannot serve the web console: it needs the package {package!r}, which is not "
         "installed: pip install 'eventfold[ui]'"
     ]
     assert result.stdout == ""
