@@ -10,7 +10,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from eventfold.errors import AppRequired
-from eventfold.eventstore import EventfoldError
+from eventfold.eventstore import EventfoldError, InvalidAppend
 from eventfold.ui import actions, live, views
 from eventfold.ui.context import STATIC, ConsoleContext, render, templates
 from eventfold.ui.sources import Sources
@@ -57,8 +57,14 @@ async def _http_error(request: Request, error: Exception) -> Response:
     )
 
 
+_STATUS: tuple[tuple[type[BaseException], int], ...] = (
+    (LookupError, 404),  # no such stream, event, projection or parked event
+    (InvalidAppend, 400),  # not a stream id (too long, say)
+    (AppRequired, 409),  # a view that needs the application the console was not given
+)
+
+
 async def _eventfold_error(request: Request, error: Exception) -> Response:
-    """An error the library raised on purpose: its message says what to do; not found is 404,
-    a view that needs the application it was not given 409, anything else 500."""
-    code = 404 if isinstance(error, LookupError) else 409 if isinstance(error, AppRequired) else 500
+    """An error the library raised on purpose, on a page: its message says what to do."""
+    code = next((code for kind, code in _STATUS if isinstance(error, kind)), 500)
     return render(request, "error.html", status_code=code, view=None, message=str(error))

@@ -4,12 +4,14 @@
 The tail is ``eventfold.tail.tail`` as a server-sent event stream: each event's ``id`` is its
 global position, so a browser that reconnects (``Last-Event-ID``) resumes exactly after the
 last event it showed. It waits through ``store.wait_for_events`` (LISTEN/NOTIFY on
-PostgreSQL, polling elsewhere), never inside a transaction; a client that goes away cancels
-it.
+PostgreSQL, polling elsewhere), never inside a transaction. An idle stream sends a comment
+every ``KEEP_ALIVE_SECONDS``, so a browser that went away is noticed and its tail ended.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -23,6 +25,12 @@ from eventfold.projections import status
 from eventfold.tail import tail
 from eventfold.ui.context import context_of
 from eventfold.ui.formatting import compact, parse_position, position, when
+
+KEEP_ALIVE_SECONDS = 15.0
+"""An idle tail sends a comment this often: sending is how the server learns that the
+browser went away (and ends the tail), and it keeps proxies from closing a quiet stream."""
+FOLLOW_AHEAD = 1000
+"""Events the tail reads ahead of what the browser has been sent."""
 
 
 async def lag(request: Request) -> Response:
@@ -61,11 +69,33 @@ def tail_item(record: RecordedEvent) -> dict[str, object]:
     }
 
 
-async def tail_messages(store: EventStore, after: GlobalPosition) -> AsyncIterator[str]:
-    """The server-sent events of the global log after ``after``, live, one per event."""
-    async for record in tail(store, after=after):
-        payload = json.dumps(tail_item(record), ensure_ascii=False)
-        yield f"id: {position(record.global_position)}\ndata: {payload}\n\n"
+async def tail_messages(
+    store: EventStore, after: GlobalPosition, *, keep_alive: float = KEEP_ALIVE_SECONDS
+) -> AsyncIterator[str]:
+    """The server-sent events of the global log after ``after``, live, one per event, and
+    a comment after each ``keep_alive`` seconds without one."""
+    arrived: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=FOLLOW_AHEAD)
+
+    async def follow() -> None:
+        async for record in tail(store, after=after):
+            await arrived.put(record)
+
+    follower = asyncio.create_task(follow())
+    try:
+        while True:
+            try:
+                record = await asyncio.wait_for(arrived.get(), keep_alive)
+            except TimeoutError:
+                if follower.done():
+                    follower.result()  # the tail failed: end the stream with its error
+                yield ": keep-alive\n\n"
+                continue
+            payload = json.dumps(tail_item(record), ensure_ascii=False)
+            yield f"id: {position(record.global_position)}\ndata: {payload}\n\n"
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
 
 
 async def tail_events(request: Request) -> Response:

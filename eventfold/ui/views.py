@@ -94,6 +94,8 @@ async def event(request: Request) -> Response:
     """One event: its envelope, data and metadata, and its CloudEvent form."""
     store = context_of(request).sources.store
     stream_id = _text(request, "stream")
+    if not stream_id:
+        raise HTTPException(400, "name the event: /event?stream=Order-123&version=1")
     version = _int(request, "version")
     found = await store.read_stream(stream_id, from_version=version, to_version=version)
     if not found:

@@ -90,6 +90,14 @@ async def test_an_event_shows_data_metadata_and_its_cloudevent(shop_url: str) ->
     assert not_a_number.status_code == 400
 
 
+async def test_what_is_not_a_stream_id_is_a_bad_request(shop_url: str) -> None:
+    async with console_client(shop_url) as client:
+        no_stream = await client.get("/event", params={"version": 1})
+        too_long = await client.get("/stream", params={"id": "Order-" + "9" * 1000})
+    assert no_stream.status_code == 400 and "name the event" in no_stream.text
+    assert too_long.status_code == 400 and "the limit is" in too_long.text
+
+
 async def test_the_trace_shows_what_an_event_caused(shop_url: str) -> None:
     async with connect(shop_url, EventRegistry()) as store:
         [placed] = await store.read_stream(POISON_STREAM, to_version=1)

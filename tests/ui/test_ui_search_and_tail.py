@@ -63,3 +63,13 @@ async def test_the_tail_streams_each_event_with_its_position_as_id() -> None:
     shown = json.loads(second.split("data: ", 1)[1])
     assert shown["stream_id"] == "Note-2" and shown["data"] == '{"text":"while following"}'
     assert parse_position(position(record_2.global_position)) == record_2.global_position
+
+
+async def test_an_idle_tail_keeps_the_stream_alive_and_ends_with_it() -> None:
+    async with connect("memory://", EventRegistry([NoteTaken])) as store:
+        before = asyncio.all_tasks()
+        messages = tail_messages(store, await store.head(), keep_alive=0.05)
+        assert await asyncio.wait_for(anext(messages), timeout=10) == ": keep-alive\n\n"
+        assert asyncio.all_tasks() > before  # the follower of the log waits for events
+        await messages.aclose()  # the browser went away
+        assert asyncio.all_tasks() == before
