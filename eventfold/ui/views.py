@@ -28,10 +28,9 @@ MAX_PER_PAGE = 500
 
 
 def _int(
-    request: Request, name: str, default: int | None = None, minimum: int = 1,
-    maximum: int | None = None,
+    request: Request, name: str, default: int | None = None, maximum: int | None = None
 ) -> int:
-    """A whole-number query parameter (400 when it is not one, or out of bounds)."""
+    """A positive whole-number query parameter (400 when it is not one, or too big)."""
     text = request.query_params.get(name, "").strip()
     if not text and default is not None:
         return default
@@ -39,8 +38,8 @@ def _int(
         value = int(text)
     except ValueError:
         raise HTTPException(400, f"{name} must be a whole number, not {text!r}") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"at least {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+    if value < 1 or (maximum is not None and value > maximum):
+        bounds = "at least 1" if maximum is None else f"from 1 to {maximum}"
         raise HTTPException(400, f"{name} must be {bounds}, not {value}")
     return value
 
