@@ -60,3 +60,25 @@ class MetricsUnavailable(EventfoldError):
     def __init__(self, port: int, reason: str) -> None:
         self.port = port
         super().__init__(f"cannot serve metrics on port {port}: {reason}")
+
+
+class ConsoleUnavailable(EventfoldError):
+    """The web console cannot be served: its extra is not installed, or its address is
+    taken."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"cannot serve the web console: {reason}")
+
+
+class EventNotFound(EventfoldError, LookupError):
+    """An event asked for by stream and version is not in the stream."""
+
+    def __init__(self, stream_id: str, version: int, stream_version: int) -> None:
+        self.stream_id = stream_id
+        self.version = version
+        self.stream_version = stream_version
+        super().__init__(
+            f"stream {stream_id!r} has no event at version {version}: it is at version "
+            f"{stream_version} (versions start at 1)"
+        )

@@ -21,7 +21,7 @@ EVERYDAY_NAMES = [
 
 HEAVY_OR_OPTIONAL = (
     "alembic", "mako", "pygments", "aio_pika", "aiormq", "nats", "opentelemetry",
-    "prometheus_client", "typer", "rich",
+    "prometheus_client", "typer", "rich", "starlette", "jinja2", "uvicorn",
 )
 
 

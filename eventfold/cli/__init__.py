@@ -22,6 +22,7 @@ from eventfold.cli import (
     snapshots,
     streams,
     trace,
+    ui,
 )
 from eventfold.config import APP_ENV, DATABASE_URL_ENV, Settings
 from eventfold.eventstore import DEFAULT_URL
@@ -90,6 +91,7 @@ app.command("catalog")(catalog.catalog_command)
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(projections.app, name="projections")
 app.command("run")(runner.run_command)
+app.command("ui")(ui.ui_command)
 
 
 def main() -> None:
