@@ -11,13 +11,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from eventfold.app import Running
 from eventfold.config import Settings
 from eventfold.errors import AppRequired
 from eventfold.eventstore import EventStore
-from eventfold.eventstore.engine import create_engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +22,6 @@ class Sources:
     """The open store, and the application on it when the console was given one."""
 
     store: EventStore
-    log_engine: AsyncEngine | None
-    """An engine on the database that holds the log, for the trace's indexed query; None
-    on ``memory://``, whose events are in no database (the trace then scans the log)."""
     running: Running | None
     """The application connected to the store (``--app``); None without one."""
 
@@ -44,15 +38,7 @@ async def open_sources(settings: Settings) -> AsyncIterator[Sources]:
     store alone (its events shown as stored JSON)."""
     if settings.app_spec:
         async with settings.connect_app("`eventfold ui`") as running:
-            engine = None if settings.database_url.startswith("memory:") else running.engine
-            yield Sources(running.store, engine, running)
+            yield Sources(running.store, running)
         return
     async with settings.connect() as store:
-        if settings.database_url.startswith("memory:"):
-            yield Sources(store, None, None)
-            return
-        engine = create_engine(settings.database_url)
-        try:
-            yield Sources(store, engine, None)
-        finally:
-            await engine.dispose()
+        yield Sources(store, None)

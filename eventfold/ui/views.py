@@ -116,7 +116,7 @@ async def trace_view(request: Request) -> Response:
     roots, problem = [], None
     if wanted:
         try:
-            roots = await trace(sources.store, wanted, engine=sources.log_engine)
+            roots = await trace(sources.store, wanted)
         except TraceNotFound as missing:
             problem = str(missing)
     selected = _uuid(wanted)
