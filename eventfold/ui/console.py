@@ -10,7 +10,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from eventfold.errors import AppRequired
-from eventfold.eventstore import EventfoldError, InvalidAppend
+from eventfold.eventstore import EventfoldError, InvalidRead
 from eventfold.ui import actions, live, views
 from eventfold.ui.context import STATIC, ConsoleContext, render, templates
 from eventfold.ui.sources import Sources
@@ -59,7 +59,7 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (LookupError, 404),  # no such stream, event, projection or parked event
-    (InvalidAppend, 400),  # not a stream id (too long, say)
+    (InvalidRead, 400),  # not a stream id (too long, say)
     (AppRequired, 409),  # a view that needs the application the console was not given
 )
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import takewhile
 
-from eventfold.eventstore import EventStore, InvalidAppend, StreamInfo
+from eventfold.eventstore import EventStore, StreamInfo
+from eventfold.eventstore.encoding import stream_id_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +47,9 @@ async def find_streams(
 
 
 async def _stream_info(store: EventStore, stream_id: str) -> StreamInfo | None:
-    try:
-        last = await store.read_stream(stream_id, backwards=True, limit=1)
-    except InvalidAppend:  # not a valid stream id (surrounding spaces): no such stream
+    if stream_id_problem(stream_id) is not None:  # e.g. surrounding spaces: no such stream
         return None
+    last = await store.read_stream(stream_id, backwards=True, limit=1)
     if not last:
         return None
     return StreamInfo(stream_id, last[0].stream_version, last[0].recorded_at)

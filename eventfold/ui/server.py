@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import uvicorn
 
@@ -58,6 +59,15 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if not self.should_exit:
             self._on_started()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn raises the SIGINT it stopped on again once it has shut down; asyncio.run
+        # would then cancel this task while it closes the store's connections (tracebacks
+        # from the pool). The console's shutdown is the command's normal end: exit 0.
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -126,10 +126,10 @@ def test_the_command_runs_as_printed(
 
 
 def _serves(line: str) -> bool:
-    """Whether the command serves until stopped: ``run``, or ``events tail`` without
-    ``--count`` (comments left out)."""
+    """Whether the command serves until stopped: ``run``, ``ui``, or ``events tail``
+    without ``--count`` (comments left out)."""
     words = shlex.split(line, comments=True)
-    return "run" in words or ("tail" in words and "--count" not in words)
+    return "run" in words or "ui" in words or ("tail" in words and "--count" not in words)
 
 
 def _serves_until_interrupted(line: str, directory: Path) -> None:
