@@ -22,48 +22,54 @@ adapters ``eventfold.messaging.rabbitmq`` and ``eventfold.messaging.nats`` need 
 observability in ``eventfold.projections.observability``.
 """
 
-from eventfold.aggregates import (
-    Aggregate,
-    AggregateNotFound,
-    DomainError,
-    Repository,
-    applies,
-    scenario,
-)
-from eventfold.app import App, Running
-from eventfold.eventstore import (
-    ANY,
-    NO_STREAM,
-    START,
-    STREAM_EXISTS,
-    ConcurrencyError,
-    DuplicateEventId,
-    Event,
-    EventfoldError,
-    EventRegistry,
-    EventStore,
-    InvalidAppend,
-    NewEvent,
-    RecordedEvent,
-    SchemaNotMigrated,
-    StoreUnavailable,
-    UnknownEventType,
-    connect,
-)
-from eventfold.eventstore.migrate import migrate
-from eventfold.messaging import Inbox, Relay
-from eventfold.processes import ProcessContext, ProcessManager, compensation, on, on_timeout
-from eventfold.projections import (
-    Delivery,
-    FailurePolicy,
-    Projection,
-    ProjectionContext,
-    ReadModel,
-    Runner,
-    handles,
-)
-from eventfold.snapshots import open_snapshots
-from eventfold.upcasters import Upcasters
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eventfold.aggregates import (
+        Aggregate,
+        AggregateNotFound,
+        DomainError,
+        Repository,
+        applies,
+        scenario,
+    )
+    from eventfold.app import App, Running
+    from eventfold.eventstore import (
+        ANY,
+        NO_STREAM,
+        START,
+        STREAM_EXISTS,
+        ConcurrencyError,
+        DuplicateEventId,
+        Event,
+        EventfoldError,
+        EventRegistry,
+        EventStore,
+        InvalidAppend,
+        NewEvent,
+        RecordedEvent,
+        SchemaNotMigrated,
+        StoreUnavailable,
+        UnknownEventType,
+        connect,
+    )
+    from eventfold.eventstore.migrate import migrate
+    from eventfold.messaging import Inbox, Relay
+    from eventfold.processes import ProcessContext, ProcessManager, compensation, on, on_timeout
+    from eventfold.projections import (
+        Delivery,
+        FailurePolicy,
+        Projection,
+        ProjectionContext,
+        ReadModel,
+        Runner,
+        handles,
+    )
+    from eventfold.snapshots import open_snapshots
+    from eventfold.upcasters import Upcasters
 
 __all__ = [
     "ANY",
@@ -109,3 +115,64 @@ __all__ = [
     "open_snapshots",
     "scenario",
 ]
+
+# Where each everyday name lives: it is imported from there on first use (PEP 562), so
+# ``import eventfold`` costs nothing until a name is used, and using one loads only its
+# package (and what that package needs).
+_HOMES: dict[str, str] = {
+    "Aggregate": "eventfold.aggregates",
+    "AggregateNotFound": "eventfold.aggregates",
+    "DomainError": "eventfold.aggregates",
+    "Repository": "eventfold.aggregates",
+    "applies": "eventfold.aggregates",
+    "scenario": "eventfold.aggregates",
+    "App": "eventfold.app",
+    "Running": "eventfold.app",
+    "ANY": "eventfold.eventstore",
+    "ConcurrencyError": "eventfold.eventstore",
+    "DuplicateEventId": "eventfold.eventstore",
+    "Event": "eventfold.eventstore",
+    "EventRegistry": "eventfold.eventstore",
+    "EventStore": "eventfold.eventstore",
+    "EventfoldError": "eventfold.eventstore",
+    "InvalidAppend": "eventfold.eventstore",
+    "NO_STREAM": "eventfold.eventstore",
+    "NewEvent": "eventfold.eventstore",
+    "RecordedEvent": "eventfold.eventstore",
+    "START": "eventfold.eventstore",
+    "STREAM_EXISTS": "eventfold.eventstore",
+    "SchemaNotMigrated": "eventfold.eventstore",
+    "StoreUnavailable": "eventfold.eventstore",
+    "UnknownEventType": "eventfold.eventstore",
+    "connect": "eventfold.eventstore",
+    "migrate": "eventfold.eventstore.migrate",
+    "Inbox": "eventfold.messaging",
+    "Relay": "eventfold.messaging",
+    "ProcessContext": "eventfold.processes",
+    "ProcessManager": "eventfold.processes",
+    "compensation": "eventfold.processes",
+    "on": "eventfold.processes",
+    "on_timeout": "eventfold.processes",
+    "Delivery": "eventfold.projections",
+    "FailurePolicy": "eventfold.projections",
+    "Projection": "eventfold.projections",
+    "ProjectionContext": "eventfold.projections",
+    "ReadModel": "eventfold.projections",
+    "Runner": "eventfold.projections",
+    "handles": "eventfold.projections",
+    "open_snapshots": "eventfold.snapshots",
+    "Upcasters": "eventfold.upcasters",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'eventfold' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -19,9 +19,8 @@ import sys
 from collections.abc import Callable, Collection, Generator, Iterable
 from datetime import UTC
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventfold.aggregates import Aggregate, AggregateDefinitionError, Repository, check_aggregate
@@ -56,6 +55,9 @@ from eventfold.snapshots import (
     sweep,
 )
 from eventfold.upcasters import Upcasters
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 
 class App:
@@ -244,6 +246,8 @@ class Running:
             if poller is not None:
                 await poller.start()
             if sweep_every is not None:
+                from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
                 scheduler = AsyncIOScheduler(timezone=UTC)
                 self.schedule_snapshot_sweep(
                     scheduler, threshold=sweep_threshold, every_seconds=sweep_every

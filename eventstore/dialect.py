@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 
@@ -42,6 +41,9 @@ class Dialect:
 
     def insert(self, table: sa.Table) -> Any:
         """The dialect's INSERT, which has ``on_conflict_do_update/nothing``."""
+        # Imported here: the PostgreSQL dialect is a tenth of `import eventfold` otherwise.
+        from sqlalchemy.dialects import postgresql, sqlite
+
         if self.sqlite:
             return sqlite.insert(table)
         return postgresql.insert(table)

@@ -26,10 +26,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import sqlalchemy as sa
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventfold.eventstore.cloudevents import from_cloudevent
@@ -40,6 +39,9 @@ from eventfold.eventstore.schema import inbox as inbox_table
 from eventfold.projections.database import Database
 from eventfold.projections.subscriber import FailurePolicy
 from eventfold.projections.subscription import describe
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 logger = logging.getLogger("eventfold.inbox")
 

@@ -32,10 +32,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
 import sqlalchemy as sa
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventfold.eventstore.backoff import Backoff
@@ -44,6 +43,9 @@ from eventfold.eventstore.periodic import every
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.schema import deadlines, process_states
 from eventfold.projections.database import Database
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 logger = logging.getLogger("eventfold.process")
 
@@ -276,6 +278,8 @@ class DeadlinePoller:
         if self._job is not None:
             return
         if self._scheduler is None:
+            from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
             self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._job = every(
             self._scheduler, self.interval, self._tick,

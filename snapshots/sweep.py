@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
-
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from typing import TYPE_CHECKING, Any
 
 from eventfold.eventstore import EventStore
 from eventfold.eventstore.periodic import every
 from eventfold.snapshots.protocol import Snapshot
 from eventfold.snapshots.storage import SnapshotStorage
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 logger = logging.getLogger("eventfold.snapshots")
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import eventfold
 
 EVERYDAY_NAMES = [
@@ -42,12 +44,19 @@ def test_every_package_lists_what_it_exports() -> None:
             assert hasattr(module, name), f"eventfold.{package}.{name}"
 
 
-def test_importing_eventfold_leaves_out_migrations_brokers_telemetry_and_the_cli() -> None:
-    code = (
-        "import sys, eventfold\n"
-        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY_OR_OPTIONAL!r})\n"
-        "print(','.join(bad))\n"
-    )
-    loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                            text=True).stdout.strip()
-    assert loaded == ""
+def loaded_after(statement: str) -> set[str]:
+    """The top-level packages a fresh interpreter has imported after ``statement``."""
+    code = f"import sys\n{statement}\nprint(' '.join({{m.split('.')[0] for m in sys.modules}}))"
+    run = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return set(run.stdout.split())
+
+
+def test_import_eventfold_loads_the_names_when_they_are_used() -> None:
+    assert not loaded_after("import eventfold") & {"sqlalchemy", "pydantic", "asyncpg"}
+
+
+@pytest.mark.parametrize("names", [", ".join(EVERYDAY_NAMES), "Aggregate, Event, Repository"])
+def test_the_everyday_names_leave_out_migrations_brokers_telemetry_and_the_cli(
+    names: str,
+) -> None:
+    assert not loaded_after(f"from eventfold import {names}") & set(HEAVY_OR_OPTIONAL)
