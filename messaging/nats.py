@@ -44,6 +44,9 @@ DEFAULT_STREAM = "EVENTFOLD"
 DEFAULT_PREFIX = "eventfold"
 DEFAULT_DUPLICATE_WINDOW = 120.0
 MSG_ID_HEADER = "Nats-Msg-Id"
+CONTENT_TYPE_HEADER = "Content-Type"
+"""The body is a whole CloudEvent (structured mode): ``application/cloudevents+json``, as
+RabbitMQ messages say in their ``content_type`` property."""
 
 
 def _nats() -> Any:
@@ -159,7 +162,10 @@ class JetStreamPublisher(Publisher):
                 # Awaiting each publish_async in turn writes the messages to the socket in
                 # log order; the acknowledgements are awaited together afterwards.
                 for message in messages:
-                    headers = {**message.headers, MSG_ID_HEADER: message.message_id}
+                    headers = {
+                        **message.headers, MSG_ID_HEADER: message.message_id,
+                        CONTENT_TYPE_HEADER: message.content_type,
+                    }
                     futures.append(
                         await js.publish_async(
                             self.subject(message), message.body, headers=headers,

@@ -110,6 +110,7 @@ async def test_messages_carry_the_msg_id_subject_and_headers(
     assert message.headers is not None
     assert message.headers["Nats-Msg-Id"] == str(record.event_id)
     assert message.headers["correlation-id"] == "req-9"
+    assert message.headers["Content-Type"] == "application/cloudevents+json"
     body = json.loads(message.data or b"")
     assert body["id"] == str(record.event_id) and body["type"] == "Finished"
 
