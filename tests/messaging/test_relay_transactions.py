@@ -10,6 +10,7 @@ database is real: a SQLite file and the test PostgreSQL server.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import uuid
 from collections import Counter
@@ -23,7 +24,7 @@ from eventfold.eventstore import NewEvent
 from eventfold.eventstore.records import START
 from eventfold.messaging.errors import BrokerUnavailable, MessageRejected, RelayBatchStale
 from eventfold.messaging.relay import Message, Relay
-from eventfold.projections import FailurePolicy, list_parked, retry_parked, skip_parked
+from eventfold.projections import FailurePolicy, Runner, list_parked, retry_parked, skip_parked
 from eventfold.projections.database import Database
 from eventfold.projections.subscription import Subscription
 
@@ -191,20 +192,32 @@ async def test_a_crash_between_confirm_and_commit_publishes_the_same_ids_again(
     assert restarted.checkpoint == await env.store.head()
 
 
-async def test_an_outage_raises_before_the_transaction_and_parks_nothing(env: Env) -> None:
-    ids = await append(env, ("A", "a1"), ("B", "b1"))
+async def test_an_outage_backs_off_with_nothing_open_logs_two_lines_and_parks_nothing(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="eventfold.projections")
+    ids = await append(env, ("A", "a1"), ("B", "b1"), ("A", "a2"))
     broker = StandInBroker()
-    broker.down = 2
-    sub = subscription(env, Relay("out", broker))
-    await sub.setup()
-    for _ in range(2):
-        with pytest.raises(BrokerUnavailable):
-            await sub.step()
-        await sub.reload()  # the stored checkpoint did not move
-        assert sub.checkpoint == START
-    await drain(env, sub)
-    assert broker.sent == ids
+    broker.down = 5
+    look = open_transactions(env)
+    seen_open: list[str] = []
+
+    async def looking() -> None:
+        seen_open.extend(await asyncio.to_thread(look))
+
+    broker.during = looking
+    async with Runner(env.store, [Relay("out", broker)], engine=env.engine, lease_ttl=2.0,
+                      lease_retry=0.1, idle_wait=0.2, error_backoff=0.01,
+                      max_error_backoff=0.05) as runner:
+        await runner.wait_until(await env.store.committed_head(), timeout=30)
+
+    assert broker.down == 0 and broker.sent == ids
+    assert seen_open == []
     assert await parked(env, "out") == []
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("out: waiting for a service it depends on (BrokerUnavailable")
+    assert lines[1].startswith("out: running again after ")
 
 
 @pytest.mark.parametrize("retries", [0, 2])
@@ -234,7 +247,7 @@ async def test_a_refused_message_is_retried_then_parked_and_its_stream_waits_beh
     assert [p[0] for p in await parked(env, "out")] == [a2, a3, a4]
 
 
-async def test_retrying_parked_events_publishes_them_in_order_and_stops_a_stream_at_its_first_failure(
+async def test_a_parked_retry_publishes_in_order_and_stops_a_stream_at_its_first_failure(
     env: Env,
 ) -> None:
     a1, c1, a2, c2 = await append(env, ("A", "a1"), ("C", "c1"), ("A", "a2"), ("C", "c2"))
