@@ -31,6 +31,25 @@ class MessageRejected(ProjectionError):
         )
 
 
+class RelayBatchStale(SubscriberUnavailable):
+    """An event reached a relay's transaction without having been published ahead of it.
+
+    A relay publishes a batch before the batch's transaction and holds back the events of
+    streams with parked events; when the parked events changed in between (an operator
+    retried or skipped one), the transaction sees a different batch: it is rolled back and
+    read again (nothing is parked, skipped, or published from inside the transaction)."""
+
+    def __init__(self, relay: str, event_id: object, stream_id: str) -> None:
+        self.relay = relay
+        self.event_id = event_id
+        self.stream_id = stream_id
+        super().__init__(
+            f"relay {relay!r}: event {event_id} (stream {stream_id!r}) was not published "
+            "ahead of its batch's transaction (the stream's parked events changed "
+            "meanwhile); the batch is rolled back and read again from the same checkpoint"
+        )
+
+
 class BrokerClientMissing(EventfoldError):
     """A relay or consumer was built for a broker whose client library is not installed."""
 

@@ -2,21 +2,42 @@
 
 The events table is the outbox. A ``Relay`` is one more subscriber of the runner, so its
 checkpoint, lease (one publisher at a time across processes), retries, parked events and
-status come from the runner like any projection's. Per batch it:
+status come from the runner like any projection's.
 
-1. turns every event into a ``Message`` - the CloudEvents 1.0 JSON envelope as the body,
-   ``event_id`` as the message id, correlation, causation and trace context as headers,
-   ``<category>.<event_type>`` as the routing key;
-2. hands them to its ``Publisher`` in log order (so in per-stream order), which returns
-   only once the broker confirmed every one (RabbitMQ publisher confirms, JetStream PubAcks);
-3. returns, and the runner commits the checkpoint.
+**It never waits for the broker with a transaction open.** A broker's confirms can take up
+to its confirm timeout (30 s) at an outage's onset; inside the batch's transaction that
+would hold the checkpoint row's lock, and with it, on PostgreSQL, an xid that holds every
+reader of the global log back (on SQLite, the database's write lock). So per batch:
+
+1. ``around_batch``, before the transaction: every event that will go through is turned
+   into a ``Message`` (the CloudEvents 1.0 JSON envelope as the body, ``event_id`` as the
+   message id, correlation, causation and trace context as headers,
+   ``<category>.<event_type>`` as the routing key) and handed to the ``Publisher`` in log
+   order (so in per-stream order), which returns only once the broker confirmed every one
+   (RabbitMQ publisher confirms, JetStream PubAcks). Held back, as the runner will park
+   them: events of a stream with a parked event, events that do not decode, and the
+   events of their streams after them.
+2. ``handle_batch``, inside the transaction, does no broker I/O: it checks that each event
+   was confirmed (or raises the broker's refusal, for the runner to retry and park), and
+   the runner commits the checkpoint.
 
 At least once: a crash between the broker's confirms and the commit publishes the batch
 again; the message ids let the broker (JetStream's duplicate window) or the consumer (the
-inbox, ``eventfold.messaging.inbox``) drop the copies. A broker outage raises ``BrokerUnavailable``:
-the batch rolls back and is retried from the same checkpoint, nothing is skipped or parked.
-A message the broker refuses raises ``MessageRejected``: retried, then parked by the
-failure policy, with its stream's later events parked behind it.
+inbox, ``eventfold.messaging.inbox``) drop the copies. A broker outage raises
+``BrokerUnavailable`` before the transaction begins: the runner backs off and reads the
+batch again from the same checkpoint, nothing is skipped or parked.
+
+A message the broker refuses raises ``MessageRejected`` from ``handle_batch``: retried (each
+retry publishes it again, before its own transaction), then parked by the failure policy,
+with its stream's later events parked behind it. The messages before it were confirmed;
+those after it are published again without its stream's. Honestly: the later messages of
+its stream that were already in flight in the same publish call (publishing is pipelined)
+may have reached the broker, ahead of the refused one; they are parked behind it all the
+same and published again, in order, after it once it goes through.
+
+An event that reaches ``handle_batch`` without having been published ahead (its stream's
+parked events changed between ``around_batch`` and the transaction: an operator retried or
+skipped one) raises ``RelayBatchStale``: the runner rolls the batch back and reads it again.
 
 During a rebuild's replay (``BatchContext.replaying``) a relay publishes nothing: what
 it replays was published when it first passed. To send history again, put the relay's
@@ -25,8 +46,9 @@ checkpoint back instead (docs/messaging.md).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -37,8 +59,12 @@ from eventfold.eventstore.cloudevents import (
     STRUCTURED_CONTENT_TYPE,
     to_cloudevent_json,
 )
+from eventfold.eventstore.errors import EventDecodeError, UnknownEventType
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import RecordedEvent
+from eventfold.messaging.errors import MessageRejected, RelayBatchStale
+from eventfold.projections import parking
+from eventfold.projections.database import Database
 from eventfold.projections.subscriber import BatchContext, Delivery, FailurePolicy
 
 RELAY_FAILURE = FailurePolicy(retries=5, backoff=0.5, max_backoff=10.0, on_failure="park")
@@ -110,8 +136,9 @@ class Publisher(Protocol):
 
     ``publish`` sends the messages in the given order and returns once the broker has
     confirmed every one. It raises ``BrokerUnavailable`` when the broker cannot be reached
-    or does not confirm in time, ``MessageRejected`` when it refuses a message; it
-    reconnects by itself on the next call after a lost connection.
+    or does not confirm in time, ``MessageRejected`` naming the first message it refused
+    (every message before that one was confirmed); it reconnects by itself on the next
+    call after a lost connection.
     """
 
     @property
@@ -155,6 +182,9 @@ class Relay:
         self._failure = failure
         self.published = 0
         """Messages this relay object has had confirmed (republished copies included)."""
+        self._outcomes: dict[uuid.UUID, MessageRejected | None] = {}
+        """What the broker said of each event published ahead of the batch's transaction
+        now open (None: confirmed); keyed by event so partitions of one relay can share it."""
 
     @property
     def name(self) -> str:
@@ -174,22 +204,87 @@ class Relay:
     async def prepare(self, connection: AsyncConnection) -> None:
         """Nothing to create in the database: a relay only keeps a checkpoint."""
 
-    def around_batch(
+    @asynccontextmanager
+    async def around_batch(
         self, records: Sequence[RecordedEvent], store: EventStore, engine: AsyncEngine
-    ) -> AbstractAsyncContextManager[None]:
-        """Nothing to do outside the batch's transaction."""
-        return nullcontext()
+    ) -> AsyncIterator[None]:
+        """Publish, before the transaction, what the transaction will let through.
+
+        Events of a stream whose first parked event is not among ``records`` are held back
+        (the runner parks them behind it); a retry of parked events passes those events
+        themselves, so they are published, stream by stream in order.
+        """
+        async with Database(engine).reading() as conn:
+            blocked = await parking.blocked_streams(conn, self._name)
+        passed = {record.global_position for record in records}
+        held = {stream for stream, first in blocked.items() if first not in passed}
+        ahead: list[RecordedEvent] = []
+        for record in records:
+            if record.stream_id in held:
+                continue
+            try:
+                store.registry.decode(record)
+            except (UnknownEventType, EventDecodeError):
+                held.add(record.stream_id)  # the runner parks it, and its stream behind it
+                continue
+            ahead.append(record)
+        outcomes = await self._publish(ahead)
+        self._outcomes.update(outcomes)
+        try:
+            yield
+        finally:
+            for event_id in outcomes:
+                self._outcomes.pop(event_id, None)
+
+    async def _publish(
+        self, records: list[RecordedEvent]
+    ) -> dict[uuid.UUID, MessageRejected | None]:
+        """Publish in order until every message is confirmed or refused (None: confirmed).
+
+        After a refusal the messages before it are confirmed; the rest are published again
+        without the refused message's stream, whose later events are not sent ahead of it.
+        """
+        outcomes: dict[uuid.UUID, MessageRejected | None] = {}
+        pending = [
+            (record, message_for(record, source=self.source, type_prefix=self.type_prefix))
+            for record in records
+        ]
+        while pending:
+            try:
+                await self.publisher.publish([message for _, message in pending])
+            except MessageRejected as exc:
+                ids = [message.message_id for _, message in pending]
+                if str(exc.message_id) not in ids:
+                    raise  # a publisher that breaks its contract: nothing is known confirmed
+                refused = ids.index(str(exc.message_id))
+                for record, _ in pending[:refused]:
+                    outcomes[record.event_id] = None
+                stopped = pending[refused][0]
+                outcomes[stopped.event_id] = exc
+                self.published += refused
+                pending = [
+                    (record, message) for record, message in pending[refused + 1:]
+                    if record.stream_id != stopped.stream_id
+                ]
+                continue
+            for record, _ in pending:
+                outcomes[record.event_id] = None
+            self.published += len(pending)
+            pending = []
+        return outcomes
 
     async def handle_batch(self, batch: Sequence[Delivery], context: BatchContext) -> None:
-        """Publish the batch and return once the broker confirmed all of it."""
-        if context.replaying or not batch:
+        """Record what the broker confirmed ahead of the transaction (no broker I/O here)."""
+        if context.replaying:
             return
-        messages = [
-            message_for(d.record, source=self.source, type_prefix=self.type_prefix)
-            for d in batch
-        ]
-        await self.publisher.publish(messages)
-        self.published += len(messages)
+        for delivery in batch:
+            record = delivery.record
+            if record.event_id not in self._outcomes:
+                raise RelayBatchStale(self._name, record.event_id, record.stream_id)
+            refused = self._outcomes[record.event_id]
+            if refused is not None:
+                # Raised afresh each time: the redo one event at a time meets it again.
+                raise MessageRejected(refused.broker, refused.message_id, refused.reason)
 
     async def close(self) -> None:
         """Close the publisher's connection."""

@@ -6,6 +6,11 @@ never interleaves with the holder's batches). An event that succeeds leaves the 
 table; the first that fails again stays with its new error, and the ones behind it stay
 parked behind it. When a halted subscriber has nothing parked any more, it goes on.
 
+Like the runner's batches, the retry's transaction is wrapped in the subscriber's
+``around_batch`` (a relay publishes there, never with the transaction open), so the parked
+events are read before it; those parked while ``around_batch`` ran stay parked for the
+next retry.
+
 Skipping drops one parked event without applying it. It is never done silently: it is
 logged, and only on request.
 """
@@ -59,15 +64,22 @@ async def retry_parked(
     """Apply the subscriber's parked events again, in order (one stream, or all)."""
     db = Database(engine)
     subscription = Subscription(store, db, subscriber)
+    async with db.reading() as conn:
+        ahead = await parking.select(conn, subscriber.name, stream_id=stream_id)
+    records = {parked.event_id: await _fetch(store, parked) for parked in ahead}
     applied: list[ParkedEvent] = []
-    async with db.transaction() as conn:
+    async with (
+        subscriber.around_batch(list(records.values()), store, engine),
+        db.transaction() as conn,
+    ):
         await checkpoints.read(db, conn, subscriber.name, lock=True)
         rows = await parking.select(conn, subscriber.name, stream_id=stream_id)
         failed_streams: set[str] = set()
         for parked in rows:
-            if parked.stream_id in failed_streams:
+            record = records.get(parked.event_id)
+            if record is None or parked.stream_id in failed_streams:
                 continue
-            failure = await _retry_one(store, subscription, conn, parked)
+            failure = await _retry_one(store, subscription, conn, parked, record)
             if failure is None:
                 await parking.remove(conn, parked)
                 applied.append(parked)
@@ -113,9 +125,12 @@ async def skip_parked(engine: AsyncEngine, name: str, event_ids: Sequence[uuid.U
 
 
 async def _retry_one(
-    store: EventStore, subscription: Subscription, conn: AsyncConnection, parked: ParkedEvent
+    store: EventStore,
+    subscription: Subscription,
+    conn: AsyncConnection,
+    parked: ParkedEvent,
+    record: RecordedEvent,
 ) -> Failure | None:
-    record = await _fetch(store, parked)
     try:
         event = store.registry.decode(record)
     except Exception as exc:

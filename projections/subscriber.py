@@ -3,9 +3,10 @@
 A subscriber has a stable name (its checkpoint, lease and parked events are stored under
 it), the event types it wants (``None``: all) and a ``handle_batch`` coroutine. The runner
 calls ``handle_batch`` inside the database transaction that also advances the checkpoint;
-what a subscriber does with the events (write tables, publish to a broker, send commands)
-is its own business. ``around_batch`` wraps each such transaction from outside it: the
-place for work that must not run with the transaction open (a process manager appends its
+what a subscriber does with the events (write tables, send commands) is its own business.
+``around_batch`` wraps each such transaction from outside it: the place for work that must
+not run with the transaction open, such as waiting for anything outside the database (a
+relay publishes there and waits for the broker's confirms; a process manager appends its
 commands there on SQLite, where the transaction holds the database's write lock).
 """
 
@@ -107,7 +108,8 @@ class Subscriber(Protocol):
     ) -> AbstractAsyncContextManager[None]:
         """What each of the runner's transactions over ``records`` is wrapped in (entered
         before it begins, left after it commits or rolls back). Not used while replaying.
-        Projections and relays need nothing: ``contextlib.nullcontext()``."""
+        A retry of parked events passes those events (their streams have parked events).
+        Projections need nothing: ``contextlib.nullcontext()``."""
         ...
 
     async def handle_batch(self, batch: Sequence[Delivery], context: BatchContext) -> None:

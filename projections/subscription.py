@@ -27,7 +27,8 @@ in the same commit as the writes - so effects are exactly once whatever fails:
 A failure that is not the handler's (the connection is lost) breaks the transaction itself;
 it rolls back - parked rows included - and goes up to the runner, so an event is never
 parked for an outage. A subscriber signals an outage of its own (a broker) the same way by
-raising ``SubscriberUnavailable``.
+raising ``SubscriberUnavailable`` - from ``handle_batch``, or from ``around_batch`` before
+the transaction even begins (a relay, which waits for its broker there).
 
 Batches are kept short in time, not only in count: a transaction that runs handlers holds
 the same things (on PostgreSQL its xid holds every reader of the log back while it lasts),
