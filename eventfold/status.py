@@ -51,3 +51,17 @@ async def status_report(
 
 
 __all__ = ["DEFAULT_HORIZON_AGE", "StatusReport", "status_report"]
+
+
+def duration(seconds: float | None) -> str:
+    """``4.2s``, ``42s``, ``3m05s``, ``2h07m``: short enough for a table cell."""
+    if seconds is None:
+        return "?"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"

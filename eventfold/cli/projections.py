@@ -36,7 +36,7 @@ from eventfold.projections import (
     retry_parked,
     skip_parked,
 )
-from eventfold.status import DEFAULT_HORIZON_AGE, StatusReport, status_report
+from eventfold.status import DEFAULT_HORIZON_AGE, StatusReport, duration, status_report
 
 app = typer.Typer(
     help="Inspect, rebuild and reset read models; list, retry and skip parked events.",
@@ -50,20 +50,6 @@ NameArgument = Annotated[
 
 def _position(position: GlobalPosition) -> dict[str, int]:
     return {"transaction_id": position.transaction_id, "position": position.position}
-
-
-def _duration(seconds: float | None) -> str:
-    """``42s``, ``3m05s``, ``2h07m``: short enough for a table cell."""
-    if seconds is None:
-        return "?"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{seconds:.1f}s" if seconds < 10 else f"{whole}s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 # --- status -------------------------------------------------------------------------------
@@ -123,7 +109,7 @@ def _status_table(entries: list[ProjectionStatus]) -> Table:
         table.add_row(
             escape(entry.name), state, escape(holder), str(entry.checkpoint.position),
             f"{entry.events_behind}{'' if entry.events_behind_exact else '+'}",
-            _duration(entry.seconds_behind), f"{entry.rate:.1f}",
+            duration(entry.seconds_behind), f"{entry.rate:.1f}",
             Text(str(entry.parked), style="bold red" if entry.parked else ""),
         )
     return table
@@ -139,7 +125,7 @@ def _print_horizon(console: Console, holders: list[HorizonHolder]) -> None:
         query = " ".join(holder.query.split())
         console.print(
             f"  pid {holder.pid} application {escape(holder.application_name or '-')!r} "
-            f"{escape(holder.state)} for {_duration(holder.transaction_age.total_seconds())}"
+            f"{escape(holder.state)} for {duration(holder.transaction_age.total_seconds())}"
             + (f": {escape(query[:120])}{'…' if len(query) > 120 else ''}" if query else "")
         )
 
@@ -231,7 +217,7 @@ class _Bar:
             completed=report.events_done,
             done=report.events_done,
             rate=f"{report.rate:,.0f}",
-            eta="0s" if report.phase == "done" else _duration(report.eta_seconds),
+            eta="0s" if report.phase == "done" else duration(report.eta_seconds),
         )
         self.progress.refresh()
 
@@ -297,7 +283,7 @@ def rebuild_command(
         return
     how = "in place" if in_place else "blue/green, swapped in"
     stdout_console().print(
-        f"rebuilt {escape(name)} ({how}): {final.events_done} events in {_duration(elapsed)} "
+        f"rebuilt {escape(name)} ({how}): {final.events_done} events in {duration(elapsed)} "
         f"({final.rate:,.0f} events/s), checkpoint at position {final.position.position}"
         + (f"; {final.parked} events parked (`eventfold projections parked {escape(name)}`)"
            if final.parked else "")

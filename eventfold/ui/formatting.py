@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eventfold.eventstore import GlobalPosition
+from eventfold.status import duration
 
 SHORT_JSON = 80
 """Characters of an event's data a table row shows; the event's page shows all of it."""
@@ -18,20 +19,6 @@ def when(moment: datetime | None) -> str:
         return "-"
     aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
     return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-
-
-def duration(seconds: float | None) -> str:
-    """``4.2s``, ``42s``, ``3m05s``, ``2h07m``: short enough for a table cell."""
-    if seconds is None:
-        return "?"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{seconds:.1f}s" if seconds < 10 else f"{whole}s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 def pretty(value: Any) -> str:
