@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 
-import psycopg
 import pytest
 from messaging_support import Env, Finished, ItemAdded
+from transaction_probe import open_transactions
 
 from eventfold.eventstore import NewEvent
 from eventfold.eventstore.records import START
@@ -65,38 +64,6 @@ class StandInBroker:
         """Nothing to close."""
 
 
-def open_transactions(env: Env) -> Callable[[], list[str]]:
-    """What the database has open, seen from outside (as in
-    ``tests/projections/test_failure_paths.py``): on SQLite whether another connection can
-    take the write lock at once, on PostgreSQL the sessions in a transaction or with an xid."""
-    if env.kind == "sqlite":
-        path = env.url.removeprefix("sqlite:///")
-
-        def sqlite_open() -> list[str]:
-            conn = sqlite3.connect(path, timeout=0, isolation_level=None)
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute("ROLLBACK")
-            except sqlite3.OperationalError as exc:
-                return [f"the write lock is held: {exc}"]
-            finally:
-                conn.close()
-            return []
-
-        return sqlite_open
-
-    def postgres_open() -> list[str]:
-        with psycopg.connect(env.url, autocommit=True) as conn:
-            rows = conn.execute(
-                "SELECT pid, state, backend_xid::text, query FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                "AND (state LIKE 'idle in transaction%' OR backend_xid IS NOT NULL)"
-            ).fetchall()
-        return [f"pid {pid} {state} xid {xid}: {query}" for pid, state, xid, query in rows]
-
-    return postgres_open
-
-
 async def append(env: Env, *items: tuple[str, str]) -> list[str]:
     """Append one event per (stream, sku), in that order; return their ids."""
     ids: list[str] = []
@@ -135,7 +102,7 @@ async def test_no_transaction_is_open_while_the_broker_confirms(env: Env) -> Non
     """Batch, retry and parked-retry publishes all wait with nothing held."""
     a1, b1, a2 = await append(env, ("A", "a1"), ("B", "b1"), ("A", "a2"))
     broker = StandInBroker()
-    look = open_transactions(env)
+    look = open_transactions(env.kind, env.url)
     seen_open: list[str] = []
     calls = 0
 
@@ -199,7 +166,7 @@ async def test_an_outage_backs_off_with_nothing_open_logs_two_lines_and_parks_no
     ids = await append(env, ("A", "a1"), ("B", "b1"), ("A", "a2"))
     broker = StandInBroker()
     broker.down = 5
-    look = open_transactions(env)
+    look = open_transactions(env.kind, env.url)
     seen_open: list[str] = []
 
     async def looking() -> None:

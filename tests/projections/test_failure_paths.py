@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from projection_support import Env, Inventory, ItemAdded
+from transaction_probe import open_transactions
 
 from eventfold.eventstore import EventStore, GlobalPosition, RecordedEvent
 from eventfold.eventstore.engine import create_engine
@@ -42,38 +42,6 @@ from eventfold.projections.database import Database
 from eventfold.projections.errors import SubscriberUnavailable
 
 # -- nothing open while waiting ---------------------------------------------------------------
-
-
-def transaction_check(env: Env) -> Callable[[], list[str]]:
-    """A look, from outside, at what the subscription's database has open: on SQLite
-    whether another connection can take the write lock at once, on PostgreSQL the other
-    sessions in a transaction (or holding an xid)."""
-    if env.kind == "sqlite":
-        path = env.url.removeprefix("sqlite:///")
-
-        def sqlite_open() -> list[str]:
-            conn = sqlite3.connect(path, timeout=0, isolation_level=None)
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute("ROLLBACK")
-            except sqlite3.OperationalError as exc:
-                return [f"the write lock is held: {exc}"]
-            finally:
-                conn.close()
-            return []
-
-        return sqlite_open
-
-    def postgres_open() -> list[str]:
-        with psycopg.connect(env.url, autocommit=True) as conn:
-            rows = conn.execute(
-                "SELECT pid, state, backend_xid::text, query FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                "AND (state LIKE 'idle in transaction%' OR backend_xid IS NOT NULL)"
-            ).fetchall()
-        return [f"pid {pid} {state} xid {xid}: {query}" for pid, state, xid, query in rows]
-
-    return postgres_open
 
 
 class FlakyInventory(Inventory):
@@ -99,7 +67,7 @@ async def test_retry_backoff_waits_with_no_transaction_open(db_env: Env) -> None
                                       ItemAdded(sku="c")])
     await env.store.append("Cart-2", [ItemAdded(sku="b"), ItemAdded(sku="flaky")])
     await env.store.append("Cart-3", [ItemAdded(sku="d")])
-    look = transaction_check(env)
+    look = open_transactions(env.kind, env.url)
     seen_open: list[str] = []
     sleeps: list[float] = []
 
