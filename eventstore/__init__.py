@@ -13,14 +13,18 @@ from eventfold.eventstore.errors import (
     InvalidAppend,
     InvalidDatabaseURL,
     InvalidRead,
+    PersonalDataDefinitionError,
     SchemaNotMigrated,
     StoreUnavailable,
+    SubjectForgotten,
     TransactionHorizonError,
     UnknownEventType,
     UnregisteredEvent,
 )
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.ids import keyed_event_ids, new_event_id
+from eventfold.eventstore.keys import KeyStore, SubjectKey
+from eventfold.eventstore.personal import FORGOTTEN, PersonalData
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import (
     ANY,
@@ -38,11 +42,14 @@ from eventfold.eventstore.records import (
     category_of,
 )
 from eventfold.eventstore.registry import EventRegistry, StoredShape, Upcaster
+from eventfold.eventstore.shredder import KEY_CACHE_SECONDS, Forgetting
 from eventfold.eventstore.urls import masked
 
 __all__ = [
     "ANY",
     "DEFAULT_URL",
+    "FORGOTTEN",
+    "KEY_CACHE_SECONDS",
     "NO_STREAM",
     "START",
     "STREAM_EXISTS",
@@ -59,18 +66,24 @@ __all__ = [
     "EventTypeError",
     "EventfoldError",
     "ExpectedVersion",
+    "Forgetting",
     "GlobalPosition",
     "HorizonHolder",
     "InvalidAppend",
     "InvalidDatabaseURL",
     "InvalidRead",
+    "KeyStore",
     "NewEvent",
+    "PersonalData",
+    "PersonalDataDefinitionError",
     "RecordedEvent",
     "SchemaNotMigrated",
     "StoreUnavailable",
     "StoredShape",
     "StreamInfo",
     "StreamState",
+    "SubjectForgotten",
+    "SubjectKey",
     "TransactionHorizonError",
     "UnknownEventType",
     "UnregisteredEvent",

@@ -236,3 +236,33 @@ class CloudEventError(EventfoldError, ValueError):
             f"CloudEvent{which} cannot be read: {problem}. eventfold reads CloudEvents 1.0 in "
             "structured JSON mode as written by eventfold.eventstore.cloudevents.to_cloudevent"
         )
+
+
+class PersonalDataDefinitionError(EventTypeError, TypeError):
+    """A ``PersonalData`` annotation of an event class cannot work as written."""
+
+    def __init__(self, cls: type, field: str, problem: str) -> None:
+        self.cls = cls
+        self.field = field
+        super().__init__(
+            f"{cls.__qualname__}.{field} is marked PersonalData but {problem}"
+        )
+
+
+class SubjectForgotten(InvalidAppend):
+    """An append carries personal data of a data subject that was forgotten.
+
+    Forgetting is final: the subject's key is destroyed and no new one is made, so a
+    forgotten person cannot reappear in the log by accident (a late command, a replayed
+    message). Nothing of the batch was written.
+    """
+
+    def __init__(self, subject: str, event_type: str, field: str) -> None:
+        self.subject = subject
+        self.event_type = event_type
+        self.field = field
+        super().__init__(
+            f"data subject {subject!r} was forgotten: {event_type}.{field} holds personal "
+            "data of it, which the store no longer accepts; nothing was written. Append the "
+            "event without that subject's personal data"
+        )

@@ -21,6 +21,7 @@ from eventfold.eventstore.records import (
     StreamInfo,
 )
 from eventfold.eventstore.registry import EventRegistry
+from eventfold.eventstore.shredder import Forgetting
 
 
 @runtime_checkable
@@ -119,6 +120,14 @@ class EventStore(Protocol):
         that started the conversation, with no correlation id of its own). Committed
         events that readers of the global log do not see yet are included: this answers
         a diagnosis (``eventfold events trace``), not a subscriber."""
+        ...
+
+    async def forget(self, subject: str, *, dry_run: bool = False) -> Forgetting:
+        """Destroy the key of a data subject: from then on, every read gives its
+        ``PersonalData`` fields as their placeholders, and appends of new personal data
+        of it raise ``SubjectForgotten``. Snapshots and read models are not touched here
+        (``Running.forget`` deletes the snapshots). ``dry_run`` only says what would be
+        destroyed. See docs/personal-data.md."""
         ...
 
     async def horizon_holders(self) -> list[HorizonHolder]:

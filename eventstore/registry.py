@@ -14,6 +14,7 @@ from eventfold.eventstore.errors import (
     UnregisteredEvent,
 )
 from eventfold.eventstore.event import Event
+from eventfold.eventstore.personal import personal_fields
 from eventfold.eventstore.records import RecordedEvent
 
 E = TypeVar("E", bound=type[Event])
@@ -65,6 +66,7 @@ class EventRegistry:
         if current is not None and current != cls.schema_version:
             older = self._classes[(cls.event_type, current)]
             raise DuplicateEventType(cls.event_type, current, older, cls)
+        personal_fields(cls)  # a PersonalData mark that cannot work fails here
         self._classes[key] = cls
         self._current[cls.event_type] = cls.schema_version
         return cls

@@ -236,3 +236,20 @@ deadlines = sa.Table(
 )
 sa.Index("eventfold_deadlines_due", deadlines.c.status, deadlines.c.due_at)
 sa.Index("eventfold_deadlines_owner", deadlines.c.manager, deadlines.c.key)
+
+# --- Personal data: one key per data subject (crypto-shredding) ---------------------------
+
+personal_keys = sa.Table(
+    "eventfold_personal_keys",
+    metadata,
+    sa.Column("subject", sa.Text(), primary_key=True),
+    # Random, stored with every value the key seals (it says nothing about the subject).
+    sa.Column("key_id", sa.Text(), nullable=False, unique=True),
+    # The AES-256 key; NULL once the subject is forgotten (the row stays, so no new key
+    # is ever made for it).
+    sa.Column("secret", sa.LargeBinary(), nullable=True),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("forgotten_at", sa.DateTime(timezone=True), nullable=True),
+)

@@ -20,6 +20,7 @@ from eventfold.eventstore.encoding import (
 from eventfold.eventstore.errors import ConcurrencyError
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.instrumentation import traced_append
+from eventfold.eventstore.keys import MemoryKeyStore
 from eventfold.eventstore.read_arguments import (
     check_list_limit,
     check_log_read,
@@ -41,6 +42,7 @@ from eventfold.eventstore.records import (
     category_of,
 )
 from eventfold.eventstore.registry import EventRegistry
+from eventfold.eventstore.shredder import Forgetting, Shredder
 
 
 class MemoryEventStore:
@@ -53,6 +55,7 @@ class MemoryEventStore:
         self._streams: dict[str, list[RecordedEvent]] = {}
         self._by_id: dict[object, RecordedEvent] = {}
         self._changed = asyncio.Condition()
+        self._shredder = Shredder(registry, MemoryKeyStore(), self._sealed_streams)
 
     @traced_append
     async def append(
@@ -63,7 +66,7 @@ class MemoryEventStore:
         expected_version: ExpectedVersion = ANY,
     ) -> AppendResult:
         expected = check_expected_version(expected_version)
-        batch = encode_batch(self.registry, stream_id, events)
+        batch = await self._shredder.seal(encode_batch(self.registry, stream_id, events))
         stream = self._streams.get(stream_id, [])
         replay = replayed(stream_id, batch, [
             None if (record := self._by_id.get(item.event_id)) is None else StoredFacts(
@@ -125,7 +128,7 @@ class MemoryEventStore:
             selected.reverse()
         if read.limit is not None:
             selected = selected[:read.limit]
-        return self.registry.upcast_all(selected)
+        return self.registry.upcast_all(await self._shredder.reveal(selected))
 
     async def read_all(
         self,
@@ -147,7 +150,7 @@ class MemoryEventStore:
                 out.append(record)
                 if len(out) >= read.limit:
                     break
-        return self.registry.upcast_all(out)
+        return self.registry.upcast_all(await self._shredder.reveal(out))
 
     async def head(self) -> GlobalPosition:
         return self._log[-1].global_position if self._log else START
@@ -176,14 +179,26 @@ class MemoryEventStore:
 
     async def read_event(self, event_id: uuid.UUID) -> list[RecordedEvent]:
         record = self._by_id.get(event_id)
-        return [] if record is None else self.registry.upcast(record)
+        if record is None:
+            return []
+        return self.registry.upcast_all(await self._shredder.reveal([record]))
 
     async def read_correlation(self, correlation_id: str) -> list[RecordedEvent]:
-        return self.registry.upcast_all(
+        return self.registry.upcast_all(await self._shredder.reveal([
             record for record in self._log
             if record.metadata.get("correlation_id") == correlation_id
             or str(record.event_id) == correlation_id
-        )
+        ]))
+
+    async def forget(self, subject: str, *, dry_run: bool = False) -> Forgetting:
+        return await self._shredder.forget(subject, dry_run=dry_run)
+
+    async def _sealed_streams(self, key_id: str) -> dict[str, int]:
+        streams: dict[str, int] = {}
+        for record in self._log:
+            if key_id in json.dumps(record.data):
+                streams[record.stream_id] = streams.get(record.stream_id, 0) + 1
+        return dict(sorted(streams.items()))
 
     async def horizon_holders(self) -> list[HorizonHolder]:
         """No transactions, no horizon: none."""

@@ -45,6 +45,7 @@ from eventfold.eventstore.backends.postgres_driver import (
     session_settings,
     unavailable,
 )
+from eventfold.eventstore.backends.postgres_keys import PostgresKeyStore
 from eventfold.eventstore.encoding import (
     EncodedEvent,
     StoredFacts,
@@ -82,6 +83,7 @@ from eventfold.eventstore.records import (
     StreamInfo,
 )
 from eventfold.eventstore.registry import EventRegistry
+from eventfold.eventstore.shredder import Forgetting, Shredder
 from eventfold.eventstore.urls import masked
 
 NOTIFY_CHANNEL = "eventfold_events"
@@ -295,6 +297,8 @@ class PostgresEventStore:
         self._notify_task: asyncio.Task[None] | None = None
         self._notify_pending = False
         self._closed = False
+        keys = PostgresKeyStore(self._fetch)
+        self._shredder = Shredder(registry, keys, keys.sealed_streams)
 
     @classmethod
     async def open(
@@ -376,6 +380,7 @@ class PostgresEventStore:
         if isinstance(expected, int) and expected > _INT4_MAX:
             # Versions are int4: no stream can be there, and the driver could not send it.
             raise ConcurrencyError(stream_id, expected, await self.stream_version(stream_id))
+        batch = await self._shredder.seal(batch)
         query, args = append_statement(stream_id, batch, expected)
         rows = await self._insert(stream_id, query, args)
         if not rows:
@@ -489,7 +494,7 @@ class PostgresEventStore:
             rows = await self._fetch(
                 _READ_FORWARDS, read.stream_id, read.low, read.high, read.as_of, read.limit
             )
-        return self.registry.upcast_all(_records(rows))
+        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
 
     async def read_all(
         self,
@@ -508,7 +513,7 @@ class PostgresEventStore:
                 _READ_ALL_OF_TYPES, str(transaction_id), position, read.limit,
                 list(self.registry.stored_types(read.event_types)),
             )
-        return self.registry.upcast_all(_records(rows))
+        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
 
     async def head(self) -> GlobalPosition:
         """The last position readers can see (``START`` when none)."""
@@ -557,7 +562,8 @@ class PostgresEventStore:
 
     async def read_event(self, event_id: uuid.UUID) -> list[RecordedEvent]:
         """The event with this id (see ``EventStore.read_event``)."""
-        return self.registry.upcast_all(_records(await self._fetch(_READ_EVENT, event_id)))
+        rows = await self._fetch(_READ_EVENT, event_id)
+        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
 
     async def read_correlation(self, correlation_id: str) -> list[RecordedEvent]:
         """The events of one correlation (see ``EventStore.read_correlation``)."""
@@ -566,7 +572,7 @@ class PostgresEventStore:
         except ValueError:
             event_id = None
         rows = await self._fetch(_READ_CORRELATION, correlation_id, event_id)
-        return self.registry.upcast_all(_records(rows))
+        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
 
     async def horizon_holders(self) -> list[HorizonHolder]:
         """Sessions with an open write transaction, oldest first: the first one holds
@@ -599,6 +605,10 @@ class PostgresEventStore:
         if isinstance(exc, Exception) and is_unavailable(exc):
             return unavailable(self.url, exc)
         return exc
+
+    async def forget(self, subject: str, *, dry_run: bool = False) -> Forgetting:
+        """Destroy a data subject's key (see ``EventStore.forget``)."""
+        return await self._shredder.forget(subject, dry_run=dry_run)
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         conn = await self._take()

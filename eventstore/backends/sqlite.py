@@ -37,6 +37,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from eventfold.eventstore.backends.sqlite_keys import SqliteKeyStore
 from eventfold.eventstore.encoding import (
     EncodedEvent,
     StoredFacts,
@@ -75,6 +76,7 @@ from eventfold.eventstore.records import (
 )
 from eventfold.eventstore.registry import EventRegistry
 from eventfold.eventstore.schema import events, streams
+from eventfold.eventstore.shredder import Forgetting, Shredder
 from eventfold.eventstore.urls import masked
 
 _EVENTS = events.name
@@ -178,6 +180,8 @@ class SqliteEventStore:
         self._pending: list[_Pending] = []
         self._committer: asyncio.Task[None] | None = None
         self._closed = False
+        keys = SqliteKeyStore(self._fetch, self._write_keys)
+        self._shredder = Shredder(registry, keys, keys.sealed_streams)
 
     @classmethod
     async def open(
@@ -262,6 +266,7 @@ class SqliteEventStore:
         expected = check_expected_version(expected_version)
         batch = encode_batch(self.registry, stream_id, events)
         self._check_open()
+        batch = await self._shredder.seal(batch)
         done: asyncio.Future[AppendResult | _Refused] = (
             asyncio.get_running_loop().create_future()
         )
@@ -358,7 +363,7 @@ class SqliteEventStore:
             sql.append("LIMIT ?")
             params.append(read.limit)
         rows = await self._fetch(" ".join(sql), params)
-        return self.registry.upcast_all(_records(rows))
+        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
 
     async def read_all(
         self,
@@ -379,7 +384,7 @@ class SqliteEventStore:
             params.extend(wanted)
         params.append(read.limit)
         rows = await self._fetch(_READ_ALL.format(types=types), params)
-        return self.registry.upcast_all(_records(rows))
+        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
 
     async def head(self) -> GlobalPosition:
         """The position of the last event (``START`` when the log is empty)."""
@@ -415,14 +420,14 @@ class SqliteEventStore:
     async def read_event(self, event_id: uuid.UUID) -> list[RecordedEvent]:
         """The event with this id (see ``EventStore.read_event``)."""
         rows = await self._fetch(_READ_EVENT, (event_id.hex,))
-        return self.registry.upcast_all(_records(rows))
+        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
 
     async def read_correlation(self, correlation_id: str) -> list[RecordedEvent]:
         """The events of one correlation (see ``EventStore.read_correlation``)."""
         rows = await self._fetch(
             _READ_CORRELATION, (correlation_id, _event_id_text(correlation_id))
         )
-        return self.registry.upcast_all(_records(rows))
+        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
 
     async def horizon_holders(self) -> list[HorizonHolder]:
         """Readers see every committed event on SQLite: nothing holds them back."""
@@ -447,6 +452,20 @@ class SqliteEventStore:
                 return False
             with suppress(TimeoutError):
                 await asyncio.wait_for(appended.wait(), min(remaining, self._poll_interval))
+
+    async def forget(self, subject: str, *, dry_run: bool = False) -> Forgetting:
+        """Destroy a data subject's key (see ``EventStore.forget``)."""
+        return await self._shredder.forget(subject, dry_run=dry_run)
+
+    async def _write_keys(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run a key store's short transaction on the writer's thread, between appends."""
+        self._check_open()
+        try:
+            return await _on_thread(self._writer, fn, _sqlite(self._writer))
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        except ValueError as exc:  # aiosqlite's "no active connection"
+            raise self._unavailable(exc) from exc
 
     async def _fetch(self, sql: str, params: Iterable[Any]) -> list[Any]:
         """Run one read statement on a reader connection and return all its rows."""

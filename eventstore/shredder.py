@@ -1,0 +1,211 @@
+"""The ``Shredder``: seals personal fields at append, opens them on read, and forgets a
+data subject by destroying its key (crypto-shredding; see docs/personal-data.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidTag
+
+from eventfold.eventstore.encoding import EncodedEvent
+from eventfold.eventstore.errors import InvalidAppend, SubjectForgotten
+from eventfold.eventstore.keys import KeyStore
+from eventfold.eventstore.personal import SEALED, is_sealed, open_value, personal_fields, seal_value
+from eventfold.eventstore.records import RecordedEvent
+from eventfold.eventstore.registry import EventRegistry
+
+KEY_CACHE_SECONDS = 60.0
+"""How long a process keeps a subject's key after reading it: another process's forget
+takes effect here within this bound (a forget in this process, at once)."""
+
+_MAX_CACHED_KEYS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Forgetting:
+    """What forgetting a subject destroys (or, on a dry run, would destroy)."""
+
+    subject: str
+    streams: dict[str, int] = field(default_factory=dict)
+    """Events holding the subject's personal data, per stream."""
+    already_forgotten: bool = False
+
+    @property
+    def events(self) -> int:
+        """How many events hold the subject's personal data."""
+        return sum(self.streams.values())
+
+
+class _KeyCache:
+    """Secrets by key id, for every store of this process (key ids are random, so stores
+    never share one). Destroyed keys stay known as such: forgetting is final."""
+
+    def __init__(self) -> None:
+        self._secrets: dict[str, tuple[bytes, float]] = {}
+        self._destroyed: set[str] = set()
+
+    def get(self, key_id: str) -> bytes | None:
+        entry = self._secrets.get(key_id)
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def destroyed(self, key_id: str) -> bool:
+        return key_id in self._destroyed
+
+    def put(self, key_id: str, secret: bytes) -> None:
+        if len(self._secrets) >= _MAX_CACHED_KEYS:
+            del self._secrets[next(iter(self._secrets))]
+        self._secrets[key_id] = (secret, time.monotonic() + KEY_CACHE_SECONDS)
+
+    def destroy(self, key_id: str) -> None:
+        self._secrets.pop(key_id, None)
+        if len(self._destroyed) < _MAX_CACHED_KEYS:
+            self._destroyed.add(key_id)
+
+
+_CACHE = _KeyCache()
+
+
+class Shredder:
+    """One store's personal data: seals marked fields of new events, opens them on read
+    (before upcasters, which see plain values), forgets subjects."""
+
+    def __init__(
+        self,
+        registry: EventRegistry,
+        keys: KeyStore,
+        sealed_streams: Callable[[str], Awaitable[dict[str, int]]],
+    ) -> None:
+        self.registry = registry
+        self.keys = keys
+        self._sealed_streams = sealed_streams
+        self._key_ids: dict[str, str] = {}
+        self._types: tuple[int, frozenset[str]] = (-1, frozenset())
+
+    async def seal(self, batch: list[EncodedEvent]) -> list[EncodedEvent]:
+        """The batch with every personal value sealed by its subject's key (made now for a
+        new subject); ``SubjectForgotten`` for a forgotten subject's."""
+        sealed = batch
+        for index, item in enumerate(batch):
+            cls = self.registry.class_for(item.event_type)
+            fields = personal_fields(cls) if cls is not None else ()
+            if not fields:
+                continue
+            data = json.loads(item.data)
+            for mark in fields:
+                value = data.get(mark.name)
+                if value is None:
+                    continue
+                subject = data.get(mark.subject)
+                if subject is None:
+                    raise InvalidAppend(
+                        f"{item.event_type}.{mark.name} holds personal data but its subject "
+                        f"{mark.subject!r} is empty: set the data subject's id; nothing was "
+                        "written"
+                    )
+                subject = subject if isinstance(subject, str) else json.dumps(subject)
+                key_id, secret = await self._key(subject, item.event_type, mark.name)
+                data[mark.name] = seal_value(
+                    secret, key_id, item.event_id, mark.name, value, mark.forgotten
+                )
+            if sealed is batch:
+                sealed = list(batch)
+            sealed[index] = dataclasses.replace(
+                item, data=json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+            )
+        return sealed
+
+    async def _key(self, subject: str, event_type: str, name: str) -> tuple[str, bytes]:
+        key_id = self._key_ids.get(subject)
+        if key_id is not None:
+            secret = _CACHE.get(key_id)
+            if secret is not None:
+                return key_id, secret
+        key = await self.keys.create(subject)
+        if key.secret is None:
+            _CACHE.destroy(key.key_id)
+            raise SubjectForgotten(subject, event_type, name)
+        self._key_ids[subject] = key.key_id
+        _CACHE.put(key.key_id, key.secret)
+        return key.key_id, key.secret
+
+    async def reveal(self, records: Sequence[RecordedEvent]) -> Sequence[RecordedEvent]:
+        """The records with personal values opened, or their placeholders where the key is
+        destroyed. Records of types without personal data pass untouched."""
+        types = self._personal_types()
+        if not types:
+            return records
+        found = [
+            index for index, record in enumerate(records)
+            if record.event_type in types and record.corrupt is None
+            and any(is_sealed(value) for value in record.data.values())
+        ]
+        if not found:
+            return records
+        wanted = {
+            value[SEALED]["key"]
+            for index in found for value in records[index].data.values() if is_sealed(value)
+        }
+        secrets = {
+            key_id: secret for key_id in wanted if (secret := _CACHE.get(key_id)) is not None
+        }
+        missing = {key_id for key_id in wanted - secrets.keys() if not _CACHE.destroyed(key_id)}
+        if missing:
+            fetched = await self.keys.secrets(missing)
+            for key_id in missing:
+                if key_id in fetched:
+                    _CACHE.put(key_id, fetched[key_id])
+                else:
+                    _CACHE.destroy(key_id)
+            secrets.update(fetched)
+        opened = list(records)
+        for index in found:
+            opened[index] = _opened(records[index], secrets)
+        return opened
+
+    def _personal_types(self) -> frozenset[str]:
+        """Stored type names that may hold sealed values: types with personal fields and
+        the names upcasters carry into them."""
+        size, types = self._types
+        if size != len(self.registry):
+            personal = [cls.event_type for cls in self.registry if personal_fields(cls)]
+            types = frozenset(self.registry.stored_types(personal)) if personal else frozenset()
+            self._types = (len(self.registry), types)
+        return types
+
+    async def forget(self, subject: str, *, dry_run: bool) -> Forgetting:
+        """Destroy the subject's key (unless ``dry_run``) and say what it held."""
+        key = await self.keys.find(subject)
+        streams = {} if key is None else await self._sealed_streams(key.key_id)
+        if not dry_run:
+            await self.keys.destroy(subject)
+            self._key_ids.pop(subject, None)
+            if key is not None:
+                _CACHE.destroy(key.key_id)
+        return Forgetting(
+            subject, streams, already_forgotten=key is not None and key.secret is None
+        )
+
+
+def _opened(record: RecordedEvent, secrets: dict[str, bytes]) -> RecordedEvent:
+    data = dict(record.data)
+    for name, value in record.data.items():
+        if not is_sealed(value):
+            continue
+        secret = secrets.get(value[SEALED]["key"])
+        if secret is None:
+            data[name] = value[SEALED]["forgotten"]
+            continue
+        try:
+            data[name] = open_value(secret, record.event_id, name, value)
+        except (InvalidTag, ValueError, KeyError) as exc:
+            return dataclasses.replace(
+                record, data={}, metadata={},
+                corrupt=f"its personal field {name!r} does not open with its key ({exc!r})",
+            )
+    return dataclasses.replace(record, data=data)
