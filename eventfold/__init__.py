@@ -5,7 +5,8 @@ The everyday names are importable from here::
     from eventfold import Aggregate, App, Event, Projection, Repository, applies, handles
 
 - the store: ``Event``, ``EventRegistry``, ``connect``, ``migrate``, ``EventStore``,
-  ``NewEvent``, ``RecordedEvent``, the expected versions ``NO_STREAM``, ``STREAM_EXISTS``,
+  ``NewEvent``, ``RecordedEvent``, ``PersonalData`` (fields forgotten with their
+  subject), the expected versions ``NO_STREAM``, ``STREAM_EXISTS``,
   ``ANY``, the log's ``START``, and the errors an application catches;
 - the write model: ``Aggregate``, ``applies``, ``Repository``, ``DomainError``, ``scenario``;
 - schema evolution and snapshots: ``Upcasters``, ``open_snapshots``;
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
         EventStore,
         InvalidAppend,
         NewEvent,
+        PersonalData,
         RecordedEvent,
         SchemaNotMigrated,
         StoreUnavailable,
@@ -91,6 +93,7 @@ __all__ = [
     "Inbox",
     "InvalidAppend",
     "NewEvent",
+    "PersonalData",
     "ProcessContext",
     "ProcessManager",
     "Projection",
@@ -138,6 +141,7 @@ _HOMES: dict[str, str] = {
     "InvalidAppend": "eventfold.eventstore",
     "NO_STREAM": "eventfold.eventstore",
     "NewEvent": "eventfold.eventstore",
+    "PersonalData": "eventfold.eventstore",
     "RecordedEvent": "eventfold.eventstore",
     "START": "eventfold.eventstore",
     "STREAM_EXISTS": "eventfold.eventstore",

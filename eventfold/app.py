@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import os
 import sys
@@ -31,6 +32,7 @@ from eventfold.eventstore import (
     EventfoldError,
     EventRegistry,
     EventStore,
+    Forgetting,
     category_of,
     connect,
     masked,
@@ -192,6 +194,20 @@ class Running:
         """Delete all but the newest ``keep`` snapshots of each stream, and every snapshot
         whose state version is not its aggregate's current one; return how many."""
         return await self.snapshots.prune(keep=keep, state_versions=self.app.state_versions())
+
+    async def forget(self, subject: str, *, dry_run: bool = False) -> Forgetting:
+        """Forget a data subject (``eventfold forget SUBJECT``): destroy its key, so its
+        ``PersonalData`` fields read as their placeholders everywhere from now on, and
+        delete the snapshots of the streams that held them. Read models that copied such
+        fields keep them until rebuilt (``eventfold projections rebuild NAME``).
+        ``dry_run`` destroys nothing and says what would go. See docs/personal-data.md."""
+        forgetting = await self.store.forget(subject, dry_run=dry_run)
+        streams = list(forgetting.streams)
+        snapshotted = len(await self.snapshots.latest_versions(streams))
+        if not dry_run:
+            # After the key: a snapshot taken from a read before the forget is gone too.
+            await self.snapshots.delete(streams)
+        return dataclasses.replace(forgetting, snapshotted_streams=snapshotted)
 
     def _categories(self, asked: Collection[str] | None, what: str) -> list[str]:
         # Streams of categories no aggregate of the App owns cannot be folded: refuse

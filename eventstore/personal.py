@@ -70,7 +70,7 @@ def personal_fields(cls: type[Event]) -> tuple[PersonalField, ...]:
                 cls, name, f"its subject {mark.subject!r} is personal data itself: the "
                 "subject's id must stay readable, it finds the key"
             )
-        adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(info.annotation)
+        adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(info.annotation or Any)
         try:
             placeholder = adapter.dump_python(
                 adapter.validate_python(mark.forgotten), mode="json"

@@ -33,6 +33,9 @@ class Forgetting:
     streams: dict[str, int] = field(default_factory=dict)
     """Events holding the subject's personal data, per stream."""
     already_forgotten: bool = False
+    snapshotted_streams: int = 0
+    """Of those streams, how many had snapshots, deleted with the key (by
+    ``Running.forget``; the store alone has no snapshots)."""
 
     @property
     def events(self) -> int:

@@ -41,6 +41,11 @@ class SnapshotStorage(SnapshotStore, Protocol):
         whose state version differs from ``state_versions[category]``; return how many."""
         ...
 
+    async def delete(self, stream_ids: Collection[str]) -> int:
+        """Delete every snapshot of those streams (they may hold personal data of a
+        forgotten subject); return how many."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...
@@ -162,6 +167,15 @@ class SqlSnapshotStore:
             deleted += result.rowcount
         return deleted
 
+    async def delete(self, stream_ids: Collection[str]) -> int:
+        if not stream_ids:
+            return 0
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                table.delete().where(table.c.stream_id.in_(list(stream_ids)))
+            )
+        return int(result.rowcount)
+
     async def close(self) -> None:
         await self.engine.dispose()
 
@@ -219,6 +233,9 @@ class MemorySnapshotStore:
                 del by_version[version]
                 deleted += 1
         return deleted
+
+    async def delete(self, stream_ids: Collection[str]) -> int:
+        return sum(len(self._snapshots.pop(stream_id, {})) for stream_id in stream_ids)
 
     async def close(self) -> None:
         """Nothing to release."""

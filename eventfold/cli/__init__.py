@@ -14,6 +14,7 @@ import typer
 from eventfold.cli import (
     catalog,
     events,
+    forget,
     horizon,
     migrate,
     projections,
@@ -86,6 +87,7 @@ app.add_typer(streams.app, name="streams")
 events.app.command("trace")(trace.trace_command)
 app.add_typer(events.app, name="events")
 app.command("repair-horizon")(horizon.repair_horizon_command)
+app.command("forget")(forget.forget_command)
 app.add_typer(snapshots.app, name="snapshots")
 app.command("catalog")(catalog.catalog_command)
 app.add_typer(schemas.app, name="schemas")
