@@ -92,7 +92,8 @@ class Shredder:
 
     async def seal(self, batch: list[EncodedEvent]) -> list[EncodedEvent]:
         """The batch with every personal value sealed by its subject's key (made now for a
-        new subject); ``SubjectForgotten`` for a forgotten subject's."""
+        new subject); ``SubjectForgotten`` for a forgotten subject's value, unless it is the
+        field's placeholder (stored as it is: it is nobody's data)."""
         sealed = batch
         for index, item in enumerate(batch):
             cls = self.registry.class_for(item.event_type)
@@ -112,7 +113,12 @@ class Shredder:
                         "written"
                     )
                 subject = subject if isinstance(subject, str) else json.dumps(subject)
-                key_id, secret = await self._key(subject, item.event_type, mark.name)
+                key = await self._key(subject)
+                if key is None:
+                    if value == mark.forgotten:
+                        continue  # the placeholder, e.g. copied from a forgotten state
+                    raise SubjectForgotten(subject, item.event_type, mark.name)
+                key_id, secret = key
                 data[mark.name] = seal_value(
                     secret, key_id, item.event_id, mark.name, value, mark.forgotten
                 )
@@ -123,7 +129,8 @@ class Shredder:
             )
         return sealed
 
-    async def _key(self, subject: str, event_type: str, name: str) -> tuple[str, bytes]:
+    async def _key(self, subject: str) -> tuple[str, bytes] | None:
+        """The subject's key id and secret (made now if new), None if it is forgotten."""
         key_id = self._key_ids.get(subject)
         if key_id is not None:
             secret = _CACHE.get(key_id)
@@ -132,7 +139,7 @@ class Shredder:
         key = await self.keys.create(subject)
         if key.secret is None:
             _CACHE.destroy(key.key_id)
-            raise SubjectForgotten(subject, event_type, name)
+            return None
         self._key_ids[subject] = key.key_id
         _CACHE.put(key.key_id, key.secret)
         return key.key_id, key.secret
