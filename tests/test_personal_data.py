@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventfold import (
@@ -346,10 +346,13 @@ def test_a_personal_data_mark_that_cannot_work_is_refused_at_registration() -> N
         EventRegistry([BadPlaceholder])
 
 
+TEXT = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+"""What an event's string can hold (JSON has no lone surrogates; PostgreSQL no NUL)."""
+
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text()
+    st.none() | st.booleans() | st.integers() | st.text(TEXT)
     | st.floats(allow_nan=False, allow_infinity=False),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(TEXT), inner, max_size=4),
     max_leaves=12,
 )
 
@@ -369,3 +372,33 @@ def test_a_sealed_value_moved_to_another_event_or_field_does_not_open() -> None:
     for other_event, other_field in ((uuid.uuid4(), "name"), (event_id, "email")):
         with pytest.raises(InvalidTag):
             open_value(secret, other_event, other_field, sealed)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    names=st.dictionaries(
+        st.sampled_from(["a", "b", "c", "d"]),
+        st.lists(st.text(TEXT, min_size=1), max_size=3),
+        min_size=1,
+    ),
+    forgotten=st.sets(st.sampled_from(["a", "b", "c", "d"])),
+)
+def test_forgetting_some_subjects_leaves_every_other_subjects_data_intact(
+    names: dict[str, list[str]], forgotten: set[str]
+) -> None:
+    async def story() -> list[tuple[str, str]]:
+        async with connect("memory://", EventRegistry([CustomerRegistered])) as store:
+            for subject, values in names.items():
+                for value in values:
+                    await store.append(f"Customer-{subject}", [CustomerRegistered(
+                        customer_id=subject, name=value, email=f"{value}@mail"
+                    )])
+            for subject in forgotten:
+                await store.forget(subject)
+            return [(r.data["customer_id"], r.data["name"]) for r in await store.read_all()]
+
+    read = asyncio.run(story())
+    assert read == [
+        (subject, FORGOTTEN if subject in forgotten else value)
+        for subject, values in names.items() for value in values
+    ]
