@@ -98,7 +98,7 @@ def seal_value(
     context = event_id.bytes + name.encode()
     nonce = hashlib.sha256(b"eventfold personal data" + context).digest()[:12]
     plaintext = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-    ciphertext = AESGCM(secret).encrypt(nonce, plaintext, context)
+    ciphertext = _cipher(secret).encrypt(nonce, plaintext, context)
     return {SEALED: {
         "key": key_id,
         "nonce": base64.b64encode(nonce).decode(),
@@ -111,11 +111,17 @@ def open_value(secret: bytes, event_id: uuid.UUID, name: str, sealed: dict[str, 
     """The value ``seal_value`` sealed; ``cryptography``'s ``InvalidTag`` if it was
     changed, moved, or the secret is not its key's."""
     inner = sealed[SEALED]
-    plaintext = AESGCM(secret).decrypt(
+    plaintext = _cipher(secret).decrypt(
         base64.b64decode(inner["nonce"]), base64.b64decode(inner["ciphertext"]),
         event_id.bytes + name.encode(),
     )
     return json.loads(plaintext)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cipher(secret: bytes) -> AESGCM:
+    """The cipher of a key, made once: making one costs as much as a decryption."""
+    return AESGCM(secret)
 
 
 def is_sealed(value: object) -> bool:
