@@ -35,6 +35,7 @@ from eventfold.eventstore.errors import (
     UnregisteredEvent,
 )
 from eventfold.eventstore.event import Event
+from eventfold.eventstore.keys import KeyStore, SubjectKey
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import (
     ANY,
@@ -786,3 +787,48 @@ def timezone_plus(hours: int) -> Any:
     from datetime import timezone
 
     return timezone(timedelta(hours=hours))
+
+
+class KeyStoreConformance:
+    """The behavioural suite of a ``KeyStore`` (subjects' keys for personal data).
+
+    Subclass it with a ``keys`` fixture yielding an empty key store.
+    """
+
+    async def test_a_subjects_key_is_made_once(self, keys: KeyStore) -> None:
+        assert await keys.find("s1") is None
+        made = await keys.create("s1")
+        assert made.secret is not None and len(made.secret) == 32
+        assert await keys.create("s1") == made
+        assert await keys.find("s1") == made
+        assert (await keys.create("s2")).key_id != made.key_id
+
+    async def test_makers_of_one_key_at_once_all_get_the_winner(self, keys: KeyStore) -> None:
+        made = await asyncio.gather(*(keys.create("s1") for _ in range(8)))
+        assert len({key.key_id for key in made}) == 1
+        assert len({key.secret for key in made}) == 1
+
+    async def test_secrets_are_given_by_key_id_and_destroyed_ones_left_out(
+        self, keys: KeyStore
+    ) -> None:
+        one, two = await keys.create("s1"), await keys.create("s2")
+        assert await keys.secrets([one.key_id, two.key_id, "no-such-key"]) == {
+            one.key_id: one.secret, two.key_id: two.secret,
+        }
+        await keys.destroy("s1")
+        assert await keys.secrets([one.key_id, two.key_id]) == {two.key_id: two.secret}
+
+    async def test_a_destroyed_key_is_gone_for_good(self, keys: KeyStore) -> None:
+        made = await keys.create("s1")
+        await keys.destroy("s1")
+        await keys.destroy("s1")  # twice is harmless
+        assert await keys.find("s1") == SubjectKey("s1", made.key_id, None)
+        assert await keys.create("s1") == SubjectKey("s1", made.key_id, None)
+
+    async def test_a_subject_never_seen_can_be_forgotten_and_gets_no_key(
+        self, keys: KeyStore
+    ) -> None:
+        await keys.destroy("s1")
+        found = await keys.find("s1")
+        assert found is not None and found.secret is None
+        assert (await keys.create("s1")).secret is None

@@ -11,7 +11,7 @@ import asyncio
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -41,8 +41,10 @@ from eventfold.eventstore import (
     connect,
 )
 from eventfold.eventstore.cloudevents import to_cloudevent
+from eventfold.eventstore.keys import KeyStore, MemoryKeyStore
 from eventfold.eventstore.migrate import migrate
 from eventfold.eventstore.personal import is_sealed, open_value, seal_value
+from eventfold.eventstore.testing import KeyStoreConformance
 from eventfold.projections import rebuild
 from eventfold.upcasters import Upcasters
 
@@ -402,3 +404,21 @@ def test_forgetting_some_subjects_leaves_every_other_subjects_data_intact(
         (subject, FORGOTTEN if subject in forgotten else value)
         for subject, values in names.items() for value in values
     ]
+
+
+# --- the key stores -----------------------------------------------------------------------
+
+
+class TestMemoryKeyStore(KeyStoreConformance):
+    @pytest.fixture
+    def keys(self) -> KeyStore:
+        return MemoryKeyStore()
+
+
+class TestSqlKeyStores(KeyStoreConformance):
+    """The stores' own key stores, on SQLite and PostgreSQL."""
+
+    @pytest.fixture
+    async def keys(self, url: str) -> AsyncIterator[KeyStore]:
+        async with connect(url, EventRegistry()) as store:
+            yield store._shredder.keys  # type: ignore[attr-defined]
