@@ -140,6 +140,8 @@ class Shredder:
         if key.secret is None:
             _CACHE.destroy(key.key_id)
             return None
+        if len(self._key_ids) >= _MAX_CACHED_KEYS:
+            del self._key_ids[next(iter(self._key_ids))]
         self._key_ids[subject] = key.key_id
         _CACHE.put(key.key_id, key.secret)
         return key.key_id, key.secret
