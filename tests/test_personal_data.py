@@ -11,7 +11,7 @@ import asyncio
 import json
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -45,7 +45,8 @@ from eventfold.eventstore.keys import KeyStore, MemoryKeyStore
 from eventfold.eventstore.migrate import migrate
 from eventfold.eventstore.personal import is_sealed, open_value, seal_value
 from eventfold.eventstore.testing import KeyStoreConformance
-from eventfold.projections import rebuild
+from eventfold.messaging import Message, Relay
+from eventfold.projections import Runner, rebuild
 from eventfold.upcasters import Upcasters
 
 ADA = ("Ada Lovelace", "ada@example.org")
@@ -422,3 +423,43 @@ class TestSqlKeyStores(KeyStoreConformance):
     async def keys(self, url: str) -> AsyncIterator[KeyStore]:
         async with connect(url, EventRegistry()) as store:
             yield store._shredder.keys  # type: ignore[attr-defined]
+
+
+class RecordingPublisher:
+    """The broker's side of a relay (a boundary eventfold does not own): keeps the bodies."""
+
+    broker = "a recording broker"
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        self.bodies.extend(message.body for message in messages)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_relay_publishes_the_placeholder_once_the_subject_is_forgotten(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'relay.db'}"
+    await migrate(url)
+    before, after = RecordingPublisher(), RecordingPublisher()
+    app = App(events=[CustomerRegistered], subscribers=[
+        Relay("before", before), Relay("after", after),
+    ])
+    async with app.connect(url) as running:
+        await running.store.append("Customer-ada", [CustomerRegistered(
+            customer_id="ada", name=ADA[0], email=ADA[1]
+        )])
+        async with Runner(running.store, [app.subscribers[0]], engine=running.engine) as runner:
+            await runner.wait_until(await running.store.committed_head())
+        await running.forget("ada")
+        async with Runner(running.store, [app.subscribers[1]], engine=running.engine) as runner:
+            await runner.wait_until(await running.store.committed_head())
+    [published] = before.bodies
+    assert json.loads(published)["data"]["name"] == ADA[0]
+    [republished] = after.bodies
+    assert json.loads(republished)["data"]["name"] == FORGOTTEN
+    assert ADA[0].encode() not in republished and ADA[1].encode() not in republished
