@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventfold.eventstore.dialect import Dialect
 from eventfold.eventstore.engine import is_sqlite_ready
+from eventfold.eventstore.protocol import EventStore
+from eventfold.eventstore.urls import same_database
 
 _sqlite_locks: weakref.WeakKeyDictionary[sa.Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
 
@@ -40,6 +42,16 @@ class Database(Dialect):
                 "create the SQLite engine with eventfold.eventstore.engine.create_engine(url): it "
                 "sets up explicit transactions, savepoints and the busy timeout"
             )
+
+    def holds(self, store: EventStore) -> bool:
+        """Whether this is the store's own database, not read models kept apart from it."""
+        return same_database(store.url, self.engine.url.render_as_string(hide_password=True))
+
+    def waits_outside(self, store: EventStore) -> bool:
+        """Whether appending to ``store`` must happen outside this database's write
+        transactions: on SQLite (a transaction holds the whole file) and whenever the store
+        is another database (a transaction here never waits on another database)."""
+        return self.serial_writes or not self.holds(store)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
