@@ -391,7 +391,7 @@ async def check_read_models(url: str) -> None:
     if scheme_of(url) == "memory":
         return
     try:
-        path = sqlite_file(url)
+        path = sqlite_file(url) if scheme_of(url) == "sqlite" else None
         if path is not None and not path.exists():
             # Opening it would leave an empty file behind: it is not migrated (or a typo).
             raise ReadModelsNotMigrated(masked(url), None, SCHEMA_HEAD)
