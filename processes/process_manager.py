@@ -633,7 +633,7 @@ class ProcessManager(Generic[S]):
             # Serial writes (SQLite), or a store apart: decide (and append) before the write
             # transaction; the turn keeps this process's batches out meanwhile, the claim
             # other pollers.
-            async with db.reading() as conn:
+            async with db.reading(autocommit=True) as conn:
                 deadline = await read_deadline(conn, id)
                 if deadline is None or deadline.status != "scheduled":
                     return False
@@ -702,7 +702,8 @@ class ProcessManager(Generic[S]):
         self, records: Sequence[RecordedEvent], store: EventStore, db: Database
     ) -> None:
         overlay: dict[str, ProcessInstance[S]] = {}
-        async with db.reading() as conn:
+        # Commands are appended between these reads: no transaction may stay open here.
+        async with db.reading(autocommit=True) as conn:
             blocked = await parking.blocked_streams(conn, self.name)
             for record in records:
                 if record.event_type not in self._handlers or record.stream_id in blocked:

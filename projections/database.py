@@ -66,13 +66,19 @@ class Database(Dialect):
                 yield conn
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads (a deferred transaction on SQLite, no write lock)."""
+    async def reading(self, *, autocommit: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads (a deferred transaction on SQLite, no write lock).
+
+        ``autocommit`` ends each statement's transaction with the statement on PostgreSQL,
+        for reads interleaved with waits on something else (another database): no
+        transaction stays open between them."""
         if self.single_connection:
             async with self._lock(), self.engine.connect() as conn:
                 yield conn
             return
         async with self.engine.connect() as conn:
+            if autocommit and not self.sqlite:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
     def _lock(self) -> asyncio.Lock:

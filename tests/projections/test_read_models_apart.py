@@ -4,30 +4,38 @@ other database, for each pairing of PostgreSQL and SQLite."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
 from projection_support import Env, Inventory, ItemAdded, ItemRemoved, Unrelated
+from pydantic import BaseModel
+from transaction_probe import open_transactions
 
 from eventfold import (
     Aggregate,
     App,
+    EventStore,
     ProcessContext,
     ProcessManager,
+    Runner,
     Running,
     StoreUnavailable,
     applies,
     on,
+    on_timeout,
 )
 from eventfold.errors import ReadModelsNotMigrated, ReadModelsUnavailable
 from eventfold.eventstore import Event
 from eventfold.eventstore.engine import create_engine
 from eventfold.eventstore.migrate import migrate
 from eventfold.eventstore.urls import same_database
+from eventfold.processes import DeadlinePoller
 from eventfold.projections import list_parked, rebuild, retry_parked, status
 from eventfold.projections.database import Database
 from eventfold.testing.postgres import create_database, drop_database
@@ -53,8 +61,15 @@ class Shelf(Aggregate):
         self.restocks += 1
 
 
+class RecountDue(BaseModel):
+    """The restocking's timeout: count the shelf again a day later."""
+
+    sku: str
+
+
 class Restocking(ProcessManager[dict[str, Any]]):
-    """Restocks the shelf of each SKU added (a command to the store per event)."""
+    """Restocks the shelf of each SKU added (a command to the store per event), and again
+    when the recount is due."""
 
     name = "restocking"
     key = "sku"
@@ -63,6 +78,11 @@ class Restocking(ProcessManager[dict[str, Any]]):
     async def added(self, event: ItemAdded, ctx: ProcessContext[dict[str, Any]]) -> None:
         ctx.state["seen"] = ctx.state.get("seen", 0) + 1
         await ctx.send(Shelf, f"Shelf-{event.sku}", lambda shelf: shelf.restock(event.sku))
+        ctx.schedule(RecountDue(sku=event.sku), after=timedelta(days=1), name="recount")
+
+    @on_timeout(RecountDue)
+    async def recount(self, message: RecountDue, ctx: ProcessContext[dict[str, Any]]) -> None:
+        await ctx.send(Shelf, f"Shelf-{message.sku}", lambda shelf: shelf.restock(message.sku))
 
 
 def make_app(*projections: Inventory, manager: Restocking | None = None) -> App:
@@ -256,6 +276,64 @@ async def test_a_process_manager_keeps_its_state_apart_and_sends_commands_to_the
         assert instance is not None and instance.state == {"seen": 2}
     assert await count(apart.read_models_url, "eventfold_process_states") == 1
     assert await count(apart.store_url, "eventfold_process_states") == 0
+
+
+class ProbingStore:
+    """The store, looking at what the read-model database has open at each append."""
+
+    def __init__(self, inner: EventStore, look: Callable[[], list[str]]) -> None:
+        self.inner = inner
+        self.look = look
+        self.seen_open: list[str] = []
+        self.appends = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def append(self, *args: Any, **options: Any) -> Any:
+        self.appends += 1
+        self.seen_open.extend(await asyncio.to_thread(self.look))
+        return await self.inner.append(*args, **options)
+
+
+async def test_a_process_manager_appends_with_no_transaction_open_in_the_read_models(
+    apart: Apart,
+) -> None:
+    # The manager alone: a projection's batches hold transactions of their own meanwhile.
+    app = App(events=[ItemAdded, Restocked], aggregates=[Shelf], subscribers=[Restocking()])
+    async with app.connect(apart.store_url, read_models=apart.read_models_url) as running:
+        await running.store.append("Cart-1", [ItemAdded(sku="tea"), ItemAdded(sku="cup")])
+        last = await running.store.append("Cart-2", [ItemAdded(sku="tea")])
+        models_kind = apart.kind.split("+")[1]
+        store = ProbingStore(running.store, open_transactions(models_kind, apart.read_models_url))
+        runner = Runner(
+            cast(EventStore, store), app.all_subscribers(), engine=running.engine,
+            **{**Env.runner_options, "lease_ttl": 60.0},  # no lease renewal meanwhile
+        )
+        async with runner:
+            await runner.wait_until(last.global_position)
+    assert store.appends == 3 and store.seen_open == []
+
+
+async def test_deadlines_live_with_the_read_models_and_fire_commands_into_the_store(
+    apart: Apart,
+) -> None:
+    app = App(events=[ItemAdded, Restocked], aggregates=[Shelf], subscribers=[Restocking()])
+    async with app.connect(apart.store_url, read_models=apart.read_models_url) as running:
+        added = await running.store.append("Cart-1", [ItemAdded(sku="tea")])
+        async with running.runner(**Env.runner_options) as runner:
+            await runner.wait_until(added.global_position)
+        assert await count(apart.read_models_url, "eventfold_deadlines") == 1
+        assert await count(apart.store_url, "eventfold_deadlines") == 0
+        models_kind = apart.kind.split("+")[1]
+        store = ProbingStore(running.store, open_transactions(models_kind, apart.read_models_url))
+        poller = DeadlinePoller(cast(EventStore, store), running.engine, app.process_managers())
+        later = datetime.now(UTC) + timedelta(days=2)
+        assert await poller.fire_due(now=later) == 1
+        assert await poller.fire_due(now=later) == 0  # fired once
+        assert store.appends == 1 and store.seen_open == []
+        shelf = await running.repository.get(Shelf, "Shelf-tea")
+        assert shelf.restocks == 2
 
 
 # --- bad configuration -------------------------------------------------------------------
