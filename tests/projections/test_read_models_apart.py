@@ -5,7 +5,7 @@ other database, for each pairing of PostgreSQL and SQLite."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +23,7 @@ from eventfold import (
     EventStore,
     ProcessContext,
     ProcessManager,
+    Relay,
     Runner,
     Running,
     StoreUnavailable,
@@ -35,6 +36,7 @@ from eventfold.eventstore import Event
 from eventfold.eventstore.engine import create_engine
 from eventfold.eventstore.migrate import migrate
 from eventfold.eventstore.urls import same_database
+from eventfold.messaging import Message
 from eventfold.processes import DeadlinePoller
 from eventfold.projections import list_parked, rebuild, retry_parked, status
 from eventfold.projections.database import Database
@@ -334,6 +336,42 @@ async def test_deadlines_live_with_the_read_models_and_fire_commands_into_the_st
         assert store.appends == 1 and store.seen_open == []
         shelf = await running.repository.get(Shelf, "Shelf-tea")
         assert shelf.restocks == 2
+
+
+class ListPublisher:
+    """A broker that keeps what it confirms, looking at what the read-model database has
+    open at each publish (a test double at a boundary the project does not own)."""
+
+    broker = "a list"
+
+    def __init__(self, look: Callable[[], list[str]]) -> None:
+        self.look = look
+        self.seen_open: list[str] = []
+        self.ids: list[str] = []
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        self.seen_open.extend(await asyncio.to_thread(self.look))
+        self.ids.extend(str(message.message_id) for message in messages)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_relay_keeps_its_checkpoint_with_the_read_models(apart: Apart) -> None:
+    models_kind = apart.kind.split("+")[1]
+    publisher = ListPublisher(open_transactions(models_kind, apart.read_models_url))
+    app = App(events=[ItemAdded], subscribers=[Relay("outbox", publisher)])
+    async with app.connect(apart.store_url, read_models=apart.read_models_url) as running:
+        await running.store.append("Cart-1", [ItemAdded(sku="tea")])
+        last = await running.store.append("Cart-2", [ItemAdded(sku="cup")])
+        async with running.runner(**Env.runner_options) as runner:
+            await runner.wait_until(last.global_position)
+        [relay] = await status(running.store, running.engine, app.subscribers)
+        assert relay.checkpoint == last.global_position and relay.events_behind == 0
+        records = await running.store.read_all()
+    assert publisher.ids == [str(r.event_id) for r in records]
+    assert publisher.seen_open == []
+    assert await count(apart.store_url, "eventfold_checkpoints") == 0
 
 
 # --- bad configuration -------------------------------------------------------------------
