@@ -152,3 +152,19 @@ def test_an_unreachable_read_model_database_is_one_line_without_its_secret(
         "unavailable"
     )
     assert "hunter2" not in line and "--read-models" in line
+
+
+def test_the_apps_own_read_models_url_is_migrated_and_used(
+    invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the App names sqlite:///apart_models.db, a relative path
+    store = "sqlite:///store.db"
+    migrated = invoke("-d", store, "-a", "cli_app:apart_app", "migrate")
+    assert migrated.exit_code == 0, migrated.stderr
+    assert "migrated sqlite:///apart_models.db from revision (empty)" in migrated.stdout
+    append_cart_events(store)
+    rebuilt = invoke("-d", store, "-a", "cli_app:apart_app", "projections", "rebuild",
+                     "cart_totals")
+    assert rebuilt.exit_code == 0, rebuilt.stderr
+    assert read_model("sqlite:///apart_models.db") == EXPECTED
+    assert "cli_cart_totals" not in tables(store)
