@@ -318,7 +318,7 @@ class Connecting:
         store = await connect(self.url, self.app.registry)
         try:
             if self.read_models is not None and self.read_models != self.url:
-                await check_read_models(self.read_models)
+                await check_read_models(self.read_models, store=self.url)
             return Running(
                 self.app, self.url, store, open_snapshots(self.url), self.read_models
             )
@@ -380,9 +380,10 @@ def load_app(spec: str) -> App:
     return app
 
 
-async def check_read_models(url: str) -> None:
+async def check_read_models(url: str, *, store: str) -> None:
     """Check that the read models' own database at ``url`` can be reached and is migrated:
-    ``ReadModelsUnavailable`` or ``ReadModelsNotMigrated`` (naming the fix) if not.
+    ``ReadModelsUnavailable`` or ``ReadModelsNotMigrated`` (naming the command that
+    migrates it beside the store at ``store``) if not.
 
     ``App.connect`` checks this before anything runs, so a wrong ``--read-models`` fails
     at once and not as a runner retrying forever. ``memory://`` (a private in-memory
@@ -394,12 +395,12 @@ async def check_read_models(url: str) -> None:
         path = sqlite_file(url) if scheme_of(url) == "sqlite" else None
         if path is not None and not path.exists():
             # Opening it would leave an empty file behind: it is not migrated (or a typo).
-            raise ReadModelsNotMigrated(masked(url), None, SCHEMA_HEAD)
+            raise ReadModelsNotMigrated(masked(url), None, SCHEMA_HEAD, store=masked(store))
         current = await schema_revision(url)
     except StoreUnavailable as exc:
         raise ReadModelsUnavailable(masked(url), _why(exc)) from exc
     if current != SCHEMA_HEAD:
-        raise ReadModelsNotMigrated(masked(url), current, SCHEMA_HEAD)
+        raise ReadModelsNotMigrated(masked(url), current, SCHEMA_HEAD, store=masked(store))
 
 
 def _why(exc: StoreUnavailable) -> str:

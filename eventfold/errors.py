@@ -104,20 +104,26 @@ class ReadModelsUnavailable(StoreUnavailable):
 
 class ReadModelsNotMigrated(SchemaNotMigrated):
     """The read models' own database lacks eventfold's tables (checkpoints, parked events,
-    leases, process state) or holds an older revision of them."""
+    leases, process state) or holds an older revision of them.
 
-    def __init__(self, url: str, current: str | None, expected: str) -> None:
+    ``store`` is the store's URL (masked), for the command that migrates both."""
+
+    def __init__(self, url: str, current: str | None, expected: str, *, store: str) -> None:
         self.url = url
         self.current = current
         self.expected = expected
+        self.store = store
         at = f"is at revision {current}" if current else "has no eventfold schema"
-        if "***" in url:
+        if "***" in url or "***" in store:
             hint = (
-                "`eventfold migrate` with the same --read-models URL (or "
-                "EVENTFOLD_READ_MODELS_URL; its secret is not printed)"
+                "`eventfold migrate` with the same --database and --read-models URLs (their "
+                "secrets are not printed)"
             )
         else:
-            hint = f"`eventfold --read-models {shlex.quote(url)} migrate`"
+            hint = (
+                f"`eventfold --read-models {shlex.quote(url)} migrate "
+                f"--database {shlex.quote(store)}`"
+            )
         EventfoldError.__init__(
             self,
             f"the read-model database at {url} {at}, the code expects {expected}: run {hint} "

@@ -132,8 +132,8 @@ def test_a_read_model_database_not_migrated_is_one_line_whose_command_fixes_it(
     line = one_error_line(result)
     assert f"the read-model database at {models} has no eventfold schema" in line
     [hint] = hinted_commands(line)
-    assert hint == f"eventfold --read-models {models} migrate"
-    fixed = invoke("-d", seeded_url, *hint.split()[1:])
+    assert hint == f"eventfold --read-models {models} migrate --database {seeded_url}"
+    fixed = invoke(*hint.split()[1:])
     assert fixed.exit_code == 0, fixed.stderr
     assert status_with(invoke, "-d", seeded_url, "--read-models", models)["cart_totals"][
         "events_behind"

@@ -386,7 +386,8 @@ async def test_a_read_model_file_that_was_never_migrated_is_refused_and_not_crea
     with pytest.raises(ReadModelsNotMigrated) as caught:
         await make_app().connect(store_url, read_models=f"sqlite:///{missing}")
     assert "has no eventfold schema" in str(caught.value)
-    assert f"eventfold --read-models sqlite:///{missing} migrate" in str(caught.value)
+    hint = f"eventfold --read-models sqlite:///{missing} migrate --database {store_url}"
+    assert hint in str(caught.value)
     assert not missing.exists()
 
 
