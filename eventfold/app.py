@@ -7,6 +7,10 @@ snapshots and runs exactly what the application does::
     app = App(events=[OrderPlaced], aggregates=[Order], projections=[OrderList()])
     async with app.connect("sqlite:///shop.db") as running:
         await running.repository.save(order)
+
+``App(read_models=URL)`` (or ``app.connect(url, read_models=URL)``) keeps the read models
+and the runner's books (checkpoints, parked events, leases, process managers' state) in a
+database of their own; the store is then only read by the runner (docs/projections.md).
 """
 
 from __future__ import annotations
@@ -25,19 +29,30 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventfold.aggregates import Aggregate, AggregateDefinitionError, Repository, check_aggregate
-from eventfold.errors import AppNotFound, MetricsUnavailable, UnknownAggregateCategory
+from eventfold.errors import (
+    AppNotFound,
+    MetricsUnavailable,
+    ReadModelsNotMigrated,
+    ReadModelsUnavailable,
+    UnknownAggregateCategory,
+)
 from eventfold.eventstore import (
     DEFAULT_URL,
+    DatabaseMissing,
     Event,
     EventfoldError,
     EventRegistry,
     EventStore,
     Forgetting,
+    InvalidDatabaseURL,
+    StoreUnavailable,
     category_of,
     connect,
     masked,
 )
 from eventfold.eventstore.engine import create_engine
+from eventfold.eventstore.migrate import SCHEMA_HEAD, schema_revision
+from eventfold.eventstore.urls import scheme_of, sqlite_file
 from eventfold.processes import DeadlinePoller, ProcessManager
 from eventfold.projections import (
     Projection,
@@ -77,7 +92,10 @@ class App:
         aggregates: Iterable[type[Aggregate]] = (),
         projections: Iterable[Projection] = (),
         subscribers: Iterable[Subscriber] = (),
+        read_models: str | None = None,
     ) -> None:
+        self.read_models = read_models
+        """The URL of the database the read models live in; None: the store's database."""
         self.upcasters = upcasters if upcasters is not None else Upcasters()
         self.registry = EventRegistry(events, upcaster=self.upcasters)
         self.aggregates = list(aggregates)
@@ -110,21 +128,31 @@ class App:
         """Each aggregate category's current state version (what snapshot pruning keeps)."""
         return {cls.category: cls.state_version for cls in self.aggregates}
 
-    def connect(self, url: str = DEFAULT_URL) -> Connecting:
-        """Open the store, snapshots and repository: ``async with app.connect(url) as run``."""
-        return Connecting(self, url)
+    def connect(self, url: str = DEFAULT_URL, *, read_models: str | None = None) -> Connecting:
+        """Open the store, snapshots and repository: ``async with app.connect(url) as run``.
+
+        ``read_models`` (wins over the App's own) puts the read models and the runner's
+        books in that database instead of the store's; it must be migrated too."""
+        return Connecting(self, url, read_models or self.read_models)
 
 
 class Running:
     """An App connected to a database: its store, snapshots, repository and runner."""
 
     def __init__(
-        self, app: App, url: str, store: EventStore, snapshots: SnapshotStorage
+        self,
+        app: App,
+        url: str,
+        store: EventStore,
+        snapshots: SnapshotStorage,
+        read_models: str | None = None,
     ) -> None:
         self.app = app
         self.url = url
         """The database URL as given (password included: print it masked, with
         ``eventfold.eventstore.masked(url)``)."""
+        self.read_models_url = read_models or url
+        """The URL of the read models' database: ``url`` unless they live apart."""
         self.store = store
         self.snapshots = snapshots
         self.repository = Repository(store, snapshots=snapshots)
@@ -135,9 +163,10 @@ class Running:
 
     @property
     def engine(self) -> AsyncEngine:
-        """The SQLAlchemy engine on the store's database (read models, checkpoints)."""
+        """The SQLAlchemy engine on the read models' database (read models, checkpoints,
+        parked events, leases): the store's own unless they live apart."""
         if self._engine is None:
-            self._engine = create_engine(self.url)
+            self._engine = create_engine(self.read_models_url)
         return self._engine
 
     def runner(self, **options: Any) -> Runner:
@@ -295,15 +324,20 @@ class Running:
 class Connecting:
     """``await app.connect(url)`` or ``async with app.connect(url) as running``."""
 
-    def __init__(self, app: App, url: str) -> None:
+    def __init__(self, app: App, url: str, read_models: str | None = None) -> None:
         self.app = app
         self.url = url
+        self.read_models = read_models
         self._running: Running | None = None
 
     async def _open(self) -> Running:
         store = await connect(self.url, self.app.registry)
         try:
-            return Running(self.app, self.url, store, open_snapshots(self.url))
+            if self.read_models is not None and self.read_models != self.url:
+                await check_read_models(self.read_models, store=self.url)
+            return Running(
+                self.app, self.url, store, open_snapshots(self.url), self.read_models
+            )
         except BaseException:
             await store.close()
             raise
@@ -362,7 +396,38 @@ def load_app(spec: str) -> App:
     return app
 
 
-__all__ = ["App", "AppNotFound", "Connecting", "Running", "load_app"]
+async def check_read_models(url: str, *, store: str) -> None:
+    """Check that the read models' own database at ``url`` can be reached and is migrated:
+    ``ReadModelsUnavailable`` or ``ReadModelsNotMigrated`` (naming the command that
+    migrates it beside the store at ``store``) if not.
+
+    ``App.connect`` checks this before anything runs, so a wrong ``--read-models`` fails
+    at once and not as a runner retrying forever. ``memory://`` (a private in-memory
+    database that creates the runner's tables itself) needs no check.
+    """
+    if scheme_of(url) == "memory":
+        return
+    try:
+        path = sqlite_file(url) if scheme_of(url) == "sqlite" else None
+        if path is not None and not path.exists():
+            # Opening it would leave an empty file behind: it is not migrated (or a typo).
+            raise ReadModelsNotMigrated(masked(url), None, SCHEMA_HEAD, store=masked(store))
+        current = await schema_revision(url)
+    except StoreUnavailable as exc:
+        raise ReadModelsUnavailable(masked(url), _why(exc)) from exc
+    if current != SCHEMA_HEAD:
+        raise ReadModelsNotMigrated(masked(url), current, SCHEMA_HEAD, store=masked(store))
+
+
+def _why(exc: StoreUnavailable) -> str:
+    if isinstance(exc, DatabaseMissing):
+        return f"its database {exc.database!r} does not exist: create it with `{exc.createdb}`"
+    if isinstance(exc, InvalidDatabaseURL):
+        return exc.problem
+    return exc.reason
+
+
+__all__ = ["App", "AppNotFound", "Connecting", "Running", "check_read_models", "load_app"]
 
 
 STATE_WATCH_INTERVAL = 0.2

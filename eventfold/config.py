@@ -16,6 +16,9 @@ from eventfold.eventstore import DEFAULT_URL, EventRegistry, connect
 
 DATABASE_URL_ENV = "EVENTFOLD_DATABASE_URL"
 """The environment variable that names the store when ``--database`` is not given."""
+READ_MODELS_URL_ENV = "EVENTFOLD_READ_MODELS_URL"
+"""The environment variable that names the read models' own database when
+``--read-models`` is not given (unset: the App's ``read_models``, else the store's)."""
 APP_ENV = "EVENTFOLD_APP"
 """The environment variable that names the application (``module:attribute``) when
 ``--app`` is not given."""
@@ -28,21 +31,24 @@ class Settings:
     ``database_url`` is any URL ``eventfold.eventstore.connect`` accepts. ``app_spec`` names an
     ``App`` as ``module:attribute`` (``module`` alone means ``module:app``); commands that
     fold, project or describe events load it. ``debug`` makes the command line show
-    tracebacks instead of the one-line error.
+    tracebacks instead of the one-line error. ``read_models_url`` puts the read models and
+    the runner's books in a database of their own (wins over the App's ``read_models``).
     """
 
     database_url: str = DEFAULT_URL
     app_spec: str | None = None
     debug: bool = False
+    read_models_url: str | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Settings from ``EVENTFOLD_DATABASE_URL`` and ``EVENTFOLD_APP`` (when set and
-        not empty), else defaults."""
+        """Settings from ``EVENTFOLD_DATABASE_URL``, ``EVENTFOLD_APP`` and
+        ``EVENTFOLD_READ_MODELS_URL`` (when set and not empty), else defaults."""
         env = os.environ if environ is None else environ
         return cls(
             database_url=env.get(DATABASE_URL_ENV) or DEFAULT_URL,
             app_spec=env.get(APP_ENV) or None,
+            read_models_url=env.get(READ_MODELS_URL_ENV) or None,
         )
 
     def with_app(self, app_spec: str | None) -> Settings:
@@ -69,11 +75,21 @@ class Settings:
         """
         return self.app().registry if self.app_spec else EventRegistry()
 
+    def read_models(self) -> str | None:
+        """The read models' own database: ``read_models_url``, else the named App's
+        ``read_models``; None when they live in the store's database."""
+        if self.read_models_url:
+            return self.read_models_url
+        return self.app().read_models if self.app_spec else None
+
     def connect(self) -> connect:
         """Open the store: ``async with settings.connect() as store: ...``."""
         return connect(self.database_url, self.registry())
 
     def connect_app(self, needed_by: str = "this command") -> Connecting:
         """Open the application on the store: ``async with settings.connect_app() as
-        running: ...`` (store, snapshots, repository, engine, runner)."""
-        return self.app(needed_by).connect(self.database_url)
+        running: ...`` (store, snapshots, repository, engine, runner), with the read
+        models where ``read_models_url`` or the App says."""
+        return self.app(needed_by).connect(
+            self.database_url, read_models=self.read_models_url
+        )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
+
 from eventfold.aggregates import AggregateDefinitionError
-from eventfold.eventstore import EventfoldError
+from eventfold.eventstore import EventfoldError, SchemaNotMigrated, StoreUnavailable
 
 
 class StreamNotFound(EventfoldError, LookupError):
@@ -81,4 +83,49 @@ class EventNotFound(EventfoldError, LookupError):
         super().__init__(
             f"stream {stream_id!r} has no event at version {version}: it is at version "
             f"{stream_version} (versions start at 1)"
+        )
+
+
+class ReadModelsUnavailable(StoreUnavailable):
+    """The read models' own database (``App(read_models=...)``, ``--read-models``) cannot
+    be reached or its URL names no database."""
+
+    def __init__(self, url: str, reason: str = "") -> None:
+        self.url = url
+        self.reason = reason
+        detail = f": {reason}" if reason else ""
+        EventfoldError.__init__(
+            self,
+            f"the read-model database at {url} is unavailable{detail}; check that the server "
+            "runs and the URL (--read-models, EVENTFOLD_READ_MODELS_URL or "
+            "App(read_models=...)) is right",
+        )
+
+
+class ReadModelsNotMigrated(SchemaNotMigrated):
+    """The read models' own database lacks eventfold's tables (checkpoints, parked events,
+    leases, process state) or holds an older revision of them.
+
+    ``store`` is the store's URL (masked), for the command that migrates both."""
+
+    def __init__(self, url: str, current: str | None, expected: str, *, store: str) -> None:
+        self.url = url
+        self.current = current
+        self.expected = expected
+        self.store = store
+        at = f"is at revision {current}" if current else "has no eventfold schema"
+        if "***" in url or "***" in store:
+            hint = (
+                "`eventfold migrate` with the same --database and --read-models URLs (their "
+                "secrets are not printed)"
+            )
+        else:
+            hint = (
+                f"`eventfold --read-models {shlex.quote(url)} migrate "
+                f"--database {shlex.quote(store)}`"
+            )
+        EventfoldError.__init__(
+            self,
+            f"the read-model database at {url} {at}, the code expects {expected}: run {hint} "
+            "(it migrates the store and the read-model database)",
         )

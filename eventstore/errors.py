@@ -60,6 +60,7 @@ class StoreUnavailable(EventfoldError):
 
     def __init__(self, url: str, reason: str = "") -> None:
         self.url = url
+        self.reason = reason
         detail = f": {reason}" if reason else ""
         super().__init__(
             f"event store at {url} is unavailable{detail}; check that the server runs and "

@@ -133,3 +133,26 @@ def sqlite_file(url: str) -> Path | None:
             "with this URL",
         )
     return path
+
+
+def same_database(first: str, second: str) -> bool:
+    """Whether two database URLs name the same database: the same PostgreSQL server and
+    database, or the same SQLite file (drivers, users and secrets aside). In-memory
+    databases are never the same: each connection has its own."""
+    try:
+        identity = _identity(make_url(first))
+        return identity is not None and identity == _identity(make_url(second))
+    except (ArgumentError, ValueError):
+        return False
+
+
+def _identity(url: URL) -> tuple[str, ...] | None:
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        database = url.database or ""
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return (backend, str(Path(database).resolve()))
+    if backend in {"postgresql", "postgres"}:
+        return ("postgresql", url.host or "localhost", str(url.port or 5432), url.database or "")
+    return None

@@ -559,13 +559,15 @@ class ProcessManager(Generic[S]):
         timeout from firing in the middle of a batch. On SQLite the batch's transaction
         holds the database's one write lock, so commands could not be appended from inside
         it: there the handlers run here, before it, and ``handle_batch`` only writes what
-        they decided (PostgreSQL runs them inside the transaction, under row locks).
+        they decided (PostgreSQL runs them inside the transaction, under row locks). The
+        same holds when the read models live apart from the store: a transaction there
+        never waits on the store's database.
         """
         async with self.turn(engine):
             self._decided = {}
             try:
                 db = Database(engine)
-                if db.serial_writes:
+                if db.waits_outside(store):
                     await self._decide_ahead(records, store, db)
                 yield
             finally:
@@ -584,9 +586,10 @@ class ProcessManager(Generic[S]):
                 "projections.Runner"
             )
         conn = context.connection
-        # Where writes are serial the batch's transaction holds the database: commands
-        # were decided (and appended) ahead of it, in around_batch.
-        serial = Dialect.of(conn).serial_writes
+        # Where writes are serial the batch's transaction holds the database, and a store
+        # apart is not waited on from inside it: commands were decided (and appended)
+        # ahead of it, in around_batch.
+        serial = Database(conn.engine).waits_outside(store)
         for delivery in batch:
             record = delivery.record
             decided = self._decided.get(record.event_id)
@@ -618,7 +621,7 @@ class ProcessManager(Generic[S]):
         """Fire one due deadline: claim it, run its timeout handler, save the instance, mark
         it fired - once in effect. Returns False when it was no longer scheduled."""
         async with self.turn(db.engine):
-            if not db.serial_writes:
+            if not db.waits_outside(store):
                 async with db.transaction() as conn:
                     deadline = await claim(conn, self.name, id, key)
                     if deadline is None:
@@ -627,9 +630,10 @@ class ProcessManager(Generic[S]):
                     if decision is not None:
                         await self._save(conn, decision, stale_is_retry=False)
                 return True
-            # Serial writes (SQLite): decide (and append) before taking the write lock; the
-            # turn keeps this process's batches out meanwhile, the claim other pollers.
-            async with db.reading() as conn:
+            # Serial writes (SQLite), or a store apart: decide (and append) before the write
+            # transaction; the turn keeps this process's batches out meanwhile, the claim
+            # other pollers.
+            async with db.reading(autocommit=True) as conn:
                 deadline = await read_deadline(conn, id)
                 if deadline is None or deadline.status != "scheduled":
                     return False
@@ -698,7 +702,8 @@ class ProcessManager(Generic[S]):
         self, records: Sequence[RecordedEvent], store: EventStore, db: Database
     ) -> None:
         overlay: dict[str, ProcessInstance[S]] = {}
-        async with db.reading() as conn:
+        # Commands are appended between these reads: no transaction may stay open here.
+        async with db.reading(autocommit=True) as conn:
             blocked = await parking.blocked_streams(conn, self.name)
             for record in records:
                 if record.event_type not in self._handlers or record.stream_id in blocked:

@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventfold.eventstore.dialect import Dialect
 from eventfold.eventstore.engine import is_sqlite_ready
+from eventfold.eventstore.protocol import EventStore
+from eventfold.eventstore.urls import same_database
 
 _sqlite_locks: weakref.WeakKeyDictionary[sa.Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
 
@@ -41,6 +43,16 @@ class Database(Dialect):
                 "sets up explicit transactions, savepoints and the busy timeout"
             )
 
+    def holds(self, store: EventStore) -> bool:
+        """Whether this is the store's own database, not read models kept apart from it."""
+        return same_database(store.url, self.engine.url.render_as_string(hide_password=True))
+
+    def waits_outside(self, store: EventStore) -> bool:
+        """Whether appending to ``store`` must happen outside this database's write
+        transactions: on SQLite (a transaction holds the whole file) and whenever the store
+        is another database (a transaction here never waits on another database)."""
+        return self.serial_writes or not self.holds(store)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A connection in a write transaction, committed when the block ends normally."""
@@ -54,13 +66,19 @@ class Database(Dialect):
                 yield conn
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads (a deferred transaction on SQLite, no write lock)."""
+    async def reading(self, *, autocommit: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads (a deferred transaction on SQLite, no write lock).
+
+        ``autocommit`` ends each statement's transaction with the statement on PostgreSQL,
+        for reads interleaved with waits on something else (another database): no
+        transaction stays open between them."""
         if self.single_connection:
             async with self._lock(), self.engine.connect() as conn:
                 yield conn
             return
         async with self.engine.connect() as conn:
+            if autocommit and not self.sqlite:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
     def _lock(self) -> asyncio.Lock:

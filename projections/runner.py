@@ -102,9 +102,10 @@ class _Worker:
 class Runner:
     """Runs subscribers (projections, process managers, relays) against one event store.
 
-    ``engine`` is an async SQLAlchemy engine on the store's database (see
-    ``eventfold.eventstore.engine.create_engine``), where checkpoints, leases, parked events
-    and read models live; on the memory store use ``create_engine("memory://")``.
+    ``engine`` is an async SQLAlchemy engine (see ``eventfold.eventstore.engine.create_engine``)
+    on the database where checkpoints, leases, parked events and read models live: the
+    store's, or one of their own (``App(read_models=URL)``); on the memory store use
+    ``create_engine("memory://")``.
 
     Use ``async with Runner(...) as runner`` (or ``start`` / ``stop``), or ``await run()``
     to serve until ``stop`` is called.

@@ -25,7 +25,7 @@ from eventfold.cli import (
     trace,
     ui,
 )
-from eventfold.config import APP_ENV, DATABASE_URL_ENV, Settings
+from eventfold.config import APP_ENV, DATABASE_URL_ENV, READ_MODELS_URL_ENV, Settings
 from eventfold.eventstore import DEFAULT_URL
 
 app = typer.Typer(
@@ -69,6 +69,18 @@ def configure(
             show_default=False,
         ),
     ] = None,
+    read_models: Annotated[
+        str | None,
+        typer.Option(
+            "--read-models",
+            envvar=READ_MODELS_URL_ENV,
+            help="The read models' own database (postgresql://... or sqlite:///file.db): "
+            "their tables, checkpoints, parked events and leases; default: the App's "
+            "read_models, else the store's database.",
+            show_envvar=True,
+            show_default=False,
+        ),
+    ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the traceback of an error, not only its line.")
     ] = False,
@@ -79,7 +91,10 @@ def configure(
     ] = False,
 ) -> None:
     """Resolve the settings every command uses."""
-    ctx.obj = Settings(database_url=database, app_spec=app_spec or None, debug=debug)
+    ctx.obj = Settings(
+        database_url=database, app_spec=app_spec or None, debug=debug,
+        read_models_url=read_models or None,
+    )
 
 
 app.command("migrate")(migrate.migrate_command)

@@ -21,10 +21,18 @@ def migrate_command(
     ] = "head",
     database: DatabaseOption = None,
 ) -> None:
-    """Create or upgrade the event store's tables (safe to run again)."""
+    """Create or upgrade the event store's tables, and the read models' own database's
+    when they live apart (--read-models); safe to run again."""
 
     async def work(settings: Settings) -> None:
-        url = settings.database_url
+        urls = [settings.database_url]
+        read_models = settings.read_models()
+        if read_models is not None and read_models not in urls:
+            urls.append(read_models)
+        for url in urls:
+            await migrate_one(url)
+
+    async def migrate_one(url: str) -> None:
         before = await schema_revision(url)
         await migrate(url, revision)
         after = await schema_revision(url)

@@ -151,6 +151,16 @@ echo_app = App(
 """``app`` whose projection says which events it applied (for ``eventfold run`` tests)."""
 
 
+apart_app = App(
+    events=[CartOpened, ItemAdded],
+    upcasters=upcasters,
+    projections=[CartTotals()],
+    read_models="sqlite:///apart_models.db",
+)
+"""``app``'s projection with its read models in their own SQLite file (in the working
+directory)."""
+
+
 class ChangedCartOpened(Event):
     """``CartOpened`` after a careless edit: ``owner`` renamed, no version bump."""
 

@@ -99,7 +99,7 @@ def child_environment(**extra: str) -> dict[str, str]:
     paths = [str(HERE), str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p),
            "PYTHONUNBUFFERED": "1", **extra}
-    for name in ("EVENTFOLD_DATABASE_URL", "EVENTFOLD_APP"):
+    for name in ("EVENTFOLD_DATABASE_URL", "EVENTFOLD_APP", "EVENTFOLD_READ_MODELS_URL"):
         if name not in extra:
             env.pop(name, None)
     return env
@@ -145,6 +145,7 @@ def shell_environment() -> dict[str, str]:
     }
     environment.pop("EVENTFOLD_DATABASE_URL", None)
     environment.pop("EVENTFOLD_APP", None)
+    environment.pop("EVENTFOLD_READ_MODELS_URL", None)
     return environment
 
 

@@ -23,6 +23,7 @@ def invoke(monkeypatch: pytest.MonkeyPatch) -> Invoke:
     # The environment of the test run must not choose the database for the CLI under test.
     monkeypatch.delenv("EVENTFOLD_DATABASE_URL", raising=False)
     monkeypatch.delenv("EVENTFOLD_APP", raising=False)
+    monkeypatch.delenv("EVENTFOLD_READ_MODELS_URL", raising=False)
     runner = CliRunner()
 
     def run(*args: str, env: dict[str, str] | None = None) -> Result:
