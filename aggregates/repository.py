@@ -30,7 +30,6 @@ from eventfold.eventstore.event import Event
 from eventfold.eventstore.ids import keyed_event_ids, new_event_id
 from eventfold.eventstore.instrumentation import traced
 from eventfold.eventstore.protocol import EventStore
-from eventfold.eventstore.registry import EventRegistry
 from eventfold.eventstore.records import (
     NO_STREAM,
     AppendResult,
@@ -38,6 +37,7 @@ from eventfold.eventstore.records import (
     RecordedEvent,
     category_of,
 )
+from eventfold.eventstore.registry import EventRegistry
 from eventfold.snapshots.protocol import Snapshot, SnapshotFold, SnapshotStore
 
 A = TypeVar("A", bound=Aggregate)

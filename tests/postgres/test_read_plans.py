@@ -104,7 +104,7 @@ async def test_every_read_uses_its_index_on_an_empty_a_small_and_a_large_table(
         if (
             not any(index in line for line in scans)
             or any("Seq Scan" in line for line in scans)
-            or "Sort" in plan and name != "read_correlation"  # a trace sorts its few rows
+            or ("Sort" in plan and name != "read_correlation")  # a trace sorts its few rows
         ):
             wrong[name] = plan
     assert not wrong, "\n\n".join(f"{name}:\n{plan}" for name, plan in wrong.items())
