@@ -270,8 +270,14 @@ class Aggregate:
     def _fold(self, events: Iterable[Event]) -> int:
         """Apply stored events (not pending); the number applied."""
         count = 0
+        # The bound handler of each event class, looked up once per fold, not per event.
+        handlers: dict[type[Event], Callable[[Event], object]] = {}
         for event in events:
-            getattr(self, self._handler_for(type(event)))(event)
+            event_type = type(event)
+            handler = handlers.get(event_type)
+            if handler is None:
+                handler = handlers[event_type] = getattr(self, self._handler_for(event_type))
+            handler(event)
             count += 1
         return count
 

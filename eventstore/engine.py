@@ -9,7 +9,8 @@ SQLite connections are set up as the SQLite store sets up its own: WAL (readers 
 for the writer), a busy timeout, and transactions begun explicitly by SQLAlchemy, so that
 savepoints work and a transaction may ask for the write lock up front with
 ``connection.execution_options(sqlite_begin="IMMEDIATE")`` (a deferred transaction that
-reads and then writes can fail at once with "database is locked" instead of waiting).
+reads and then writes can fail at once with "database is locked" instead of waiting), and
+a read of one statement may skip its BEGIN with ``sqlite_begin="NONE"``.
 """
 
 from __future__ import annotations
@@ -115,6 +116,8 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
     @sa_event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         mode = conn.get_execution_options().get("sqlite_begin")
+        if mode == "NONE":
+            return  # one statement, atomic by itself (Dialect.one_statement)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
 
     _configured.add(engine.sync_engine)

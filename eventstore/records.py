@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -60,7 +60,7 @@ class NewEvent:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class RecordedEvent:
     """An event as the store holds it: the envelope and the JSON data.
 
@@ -84,6 +84,35 @@ class RecordedEvent:
     recorded_at: datetime
     corrupt: str | None = None
 
+    def __init__(
+        self,
+        event_id: uuid.UUID,
+        stream_id: str,
+        stream_version: int,
+        transaction_id: int,
+        position: int,
+        event_type: str,
+        schema_version: int,
+        data: dict[str, Any],
+        metadata: dict[str, Any],
+        recorded_at: datetime,
+        corrupt: str | None = None,
+    ) -> None:
+        # Reads build one of these per event (two when upcast). The frozen dataclass's own
+        # __init__ sets each field through object.__setattr__; the slots' setters cost half
+        # as much, and the instance stays frozen.
+        _set_event_id(self, event_id)
+        _set_stream_id(self, stream_id)
+        _set_stream_version(self, stream_version)
+        _set_transaction_id(self, transaction_id)
+        _set_position(self, position)
+        _set_event_type(self, event_type)
+        _set_schema_version(self, schema_version)
+        _set_data(self, data)
+        _set_metadata(self, metadata)
+        _set_recorded_at(self, recorded_at)
+        _set_corrupt(self, corrupt)
+
     @property
     def global_position(self) -> GlobalPosition:
         """Where the event lies in the global log."""
@@ -93,6 +122,24 @@ class RecordedEvent:
     def category(self) -> str:
         """The stream's category: ``Order`` for ``Order-123``."""
         return category_of(self.stream_id)
+
+
+def _slot_setter(name: str) -> Callable[[RecordedEvent, Any], None]:
+    setter: Callable[[RecordedEvent, Any], None] = RecordedEvent.__dict__[name].__set__
+    return setter
+
+
+_set_event_id = _slot_setter("event_id")
+_set_stream_id = _slot_setter("stream_id")
+_set_stream_version = _slot_setter("stream_version")
+_set_transaction_id = _slot_setter("transaction_id")
+_set_position = _slot_setter("position")
+_set_event_type = _slot_setter("event_type")
+_set_schema_version = _slot_setter("schema_version")
+_set_data = _slot_setter("data")
+_set_metadata = _slot_setter("metadata")
+_set_recorded_at = _slot_setter("recorded_at")
+_set_corrupt = _slot_setter("corrupt")
 
 
 @dataclass(frozen=True, slots=True)

@@ -174,6 +174,19 @@ ORDER BY b.ord
 
 _STREAM_VERSION = _STREAM_LAST
 
+# Every read statement runs in a short read-only transaction of its own that turns
+# sequential scans off for that transaction alone (SET LOCAL; the sessions keep the server's
+# settings, so nobody else who uses the pool gets them). Why not by query shape: asyncpg
+# prepares each statement, and after five runs PostgreSQL caches a generic plan. Planned
+# while the events table is empty or small (and analyzed), the cheapest plan is rightly a
+# sequential scan, and no ORDER BY/LIMIT or keyset shape changes that (an empty table costs
+# nothing to scan); the cached plan then scans the whole table on every read while the
+# table grows, until autoanalyze re-plans it. Plans cached under the setting stay on the
+# indexes (tests/postgres/test_read_plans.py: empty, small and large tables). The cost is
+# two short round trips per read, no parsing and no planning: custom plans for each read
+# (unnamed statements) would cost one round trip and a parse and plan each.
+_ON_INDEXES = "BEGIN READ ONLY; SET LOCAL enable_seqscan = off"
+
 # JSON leaves as text and is parsed once in Python; xid8 leaves as bigint (no asyncpg codec).
 _COLUMNS = (
     "event_id, stream_id, stream_version, transaction_id::text::bigint, position, "
@@ -232,11 +245,16 @@ _READ_EVENT = f"SELECT {_COLUMNS} FROM eventfold_events WHERE event_id = $1"
 
 # A conversation's events by the expression index on metadata->>'correlation_id', plus the
 # event that started it (by the unique index on event_id). Committed events above the
-# readers' horizon are included: a trace is a diagnosis, not a subscription.
+# readers' horizon are included: a trace is a diagnosis, not a subscription. A UNION of
+# the two lookups, not one WHERE with OR: planned on an empty table, the OR walked the
+# whole log-order index and filtered each row.
 _READ_CORRELATION = f"""
-SELECT {_COLUMNS} FROM eventfold_events
-WHERE metadata->>'correlation_id' = $1 OR event_id = $2::uuid
-ORDER BY eventfold_events.transaction_id, eventfold_events.position
+SELECT * FROM (
+    SELECT {_COLUMNS} FROM eventfold_events WHERE metadata->>'correlation_id' = $1
+    UNION
+    SELECT {_COLUMNS} FROM eventfold_events WHERE event_id = $2::uuid
+) AS conversation
+ORDER BY transaction_id, position
 """
 
 # Streams are the distinct stream ids of the events table: a skip scan over the unique
@@ -346,7 +364,7 @@ class PostgresEventStore:
     @property
     def pool(self) -> asyncpg.Pool:
         """The store's asyncpg pool, for components that share its database (its sessions
-        run with ``enable_seqscan = off``: see ``postgres_driver.session_settings``)."""
+        keep the server's planner settings)."""
         return self._pool
 
     async def _check_fit(self) -> None:
@@ -487,11 +505,11 @@ class PostgresEventStore:
         """Events of one stream (see ``EventStore.read_stream``)."""
         read = check_stream_read(stream_id, from_version, to_version, backwards, limit, as_of)
         if backwards:
-            rows = await self._fetch(
+            rows = await self._read(
                 _READ_BACKWARDS, read.stream_id, read.high, read.low, read.as_of, read.limit
             )
         else:
-            rows = await self._fetch(
+            rows = await self._read(
                 _READ_FORWARDS, read.stream_id, read.low, read.high, read.as_of, read.limit
             )
         return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
@@ -507,9 +525,9 @@ class PostgresEventStore:
         read = check_log_read(after, limit, event_types)
         transaction_id, position = read.after
         if read.event_types is None:
-            rows = await self._fetch(_READ_ALL, str(transaction_id), position, read.limit)
+            rows = await self._read(_READ_ALL, str(transaction_id), position, read.limit)
         else:
-            rows = await self._fetch(
+            rows = await self._read(
                 _READ_ALL_OF_TYPES, str(transaction_id), position, read.limit,
                 list(self.registry.stored_types(read.event_types)),
             )
@@ -517,19 +535,19 @@ class PostgresEventStore:
 
     async def head(self) -> GlobalPosition:
         """The last position readers can see (``START`` when none)."""
-        row = await self._fetchrow(_HEAD)
+        row = await self._read_row(_HEAD)
         return START if row is None else GlobalPosition(row[0], row[1])
 
     async def committed_head(self) -> GlobalPosition:
         """The last committed event's position, though an older open transaction may still
         hide it from readers (see ``EventStore.committed_head``)."""
-        row = await self._fetchrow(_COMMITTED_HEAD)
+        row = await self._read_row(_COMMITTED_HEAD)
         return START if row is None else GlobalPosition(row[0], row[1])
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's version (0 when it has no events)."""
         check_stream_id_read(stream_id)
-        row = await self._fetchrow(_STREAM_VERSION, stream_id)
+        row = await self._read_row(_STREAM_VERSION, stream_id)
         assert row is not None
         return int(row[0])
 
@@ -543,18 +561,18 @@ class PostgresEventStore:
         low = "" if after is None else after + "\x01"
         found: list[StreamInfo] = []
         if category is None:
-            rows = await self._fetch(_LIST_ALL_STREAMS, low, limit)
+            rows = await self._read(_LIST_ALL_STREAMS, low, limit)
         elif "-" in category or limit == 0:
             return []  # a category is the part of an id before its first "-"
         else:
             # The category's streams: the id that is the category itself, then the ids
             # that start with "<category>-" (a range: "-" is followed by "." in bytes).
             if category >= low:
-                head = await self._fetchrow(_STREAM_HEAD, category)
+                head = await self._read_row(_STREAM_HEAD, category)
                 if head is not None:
                     found.append(StreamInfo(category, head[0], head[1]))
             prefix = category + "-"
-            rows = await self._fetch(
+            rows = await self._read(
                 _LIST_STREAMS_BELOW, max(low, prefix), limit - len(found), category + "."
             )
         found.extend(StreamInfo(row[0], row[1], row[2]) for row in rows)
@@ -562,7 +580,7 @@ class PostgresEventStore:
 
     async def read_event(self, event_id: uuid.UUID) -> list[RecordedEvent]:
         """The event with this id (see ``EventStore.read_event``)."""
-        rows = await self._fetch(_READ_EVENT, event_id)
+        rows = await self._read(_READ_EVENT, event_id)
         return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
 
     async def read_correlation(self, correlation_id: str) -> list[RecordedEvent]:
@@ -571,7 +589,7 @@ class PostgresEventStore:
             event_id: uuid.UUID | None = uuid.UUID(correlation_id)
         except ValueError:
             event_id = None
-        rows = await self._fetch(_READ_CORRELATION, correlation_id, event_id)
+        rows = await self._read(_READ_CORRELATION, correlation_id, event_id)
         return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
 
     async def horizon_holders(self) -> list[HorizonHolder]:
@@ -622,17 +640,38 @@ class PostgresEventStore:
         self._connections.give(conn)
         return rows
 
-    async def _fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+    async def _read(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        """A read statement's rows, planned with sequential scans off (``_ON_INDEXES``)."""
         conn = await self._take()
         try:
-            row: asyncpg.Record | None = await conn.fetchrow(query, *args)
+            await conn.execute(_ON_INDEXES)
+            rows: list[asyncpg.Record] = await conn.fetch(query, *args)
+            await conn.execute("COMMIT")
         except BaseException as exc:
-            failure = await self._failed(conn, exc)
+            failure = await self._failed_reading(conn, exc)
             if failure is exc:
                 raise
             raise failure from exc
         self._connections.give(conn)
-        return row
+        return rows
+
+    async def _read_row(self, query: str, *args: Any) -> asyncpg.Record | None:
+        rows = await self._read(query, *args)
+        return rows[0] if rows else None
+
+    async def _failed_reading(self, conn: asyncpg.Connection, exc: BaseException) -> BaseException:
+        """``_failed`` for a statement of ``_read``: its transaction ends first. A statement
+        the server refused is rolled back; after anything else (a cancellation, a lost
+        connection) the connection is closed, so the pool never hands out a session
+        left inside the read's transaction (its reset sends nothing: ``_keep_session``)."""
+        if isinstance(exc, asyncpg.PostgresError) and not is_unavailable(exc):
+            try:
+                await conn.execute("ROLLBACK")
+            except BaseException:
+                conn.terminate()
+        else:
+            conn.terminate()
+        return await self._failed(conn, exc)
 
     # -- waiting for events --------------------------------------------------------------
 

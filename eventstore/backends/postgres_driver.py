@@ -55,17 +55,13 @@ def session_settings(idle_in_transaction_timeout: float) -> dict[str, str]:
     such a transaction holds back the horizon below which every reader of the global log
     reads, so a forgotten one would stall all projections (docs/operations.md).
 
-    ``enable_seqscan = off``: every statement of the store has an index to use, but a
-    prepared statement's cached generic plan, planned while the events table was (nearly)
-    empty and analyzed, would scan the whole table on every append until the next
-    autoanalyze re-plans it; the setting keeps the planner on the indexes (a table without
-    a usable index is still scanned).
+    No planner setting: the pool is shared with whoever the store lends it to, and the
+    store keeps its own statements on their indexes itself (``postgres._ON_INDEXES``).
     """
     milliseconds = max(0, round(idle_in_transaction_timeout * 1000))
     return {
         "application_name": APPLICATION_NAME,
         "idle_in_transaction_session_timeout": str(milliseconds),
-        "enable_seqscan": "off",
     }
 
 

@@ -11,6 +11,8 @@ import dataclasses
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from eventfold.eventstore import Event, EventRegistry, RecordedEvent
 from eventfold.upcasters import Upcasters
 
@@ -39,6 +41,22 @@ def test_the_registry_knows_every_envelope_field() -> None:
         "event_id", "stream_id", "stream_version", "transaction_id", "position",
         "event_type", "schema_version", "data", "metadata", "recorded_at", "corrupt",
     ]
+
+
+def test_the_constructor_sets_every_field_from_its_own_argument() -> None:
+    # RecordedEvent's __init__ is written by hand (slot setters, for speed): it must take
+    # the fields in their declared order and set each one, keyword or positional.
+    names = [field.name for field in dataclasses.fields(RecordedEvent)]
+    values = [object() for _ in names]
+
+    positional = RecordedEvent(*values)  # type: ignore[arg-type]
+    by_name = RecordedEvent(**dict(zip(names, values, strict=True)))  # type: ignore[arg-type]
+
+    for record in (positional, by_name):
+        assert [getattr(record, name) for name in names] == values
+    assert RecordedEvent(*values[:-1]).corrupt is None  # type: ignore[arg-type]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        positional.data = {}  # type: ignore[misc]
 
 
 def test_an_upcast_record_differs_in_type_version_and_data_alone() -> None:
