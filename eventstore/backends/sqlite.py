@@ -660,6 +660,7 @@ def _import_rows(
                 [(first + offset, first, *row) for offset, row in enumerate(rows)],
             )
         except sqlite3.IntegrityError:
+            db.rollback()  # what is stored, not what this batch inserted before failing
             raise _stored_already(db, rows) from None
         last_rows = {row[1]: row for row in rows}
         db.executemany(_IMPORT_STREAM, [
