@@ -22,6 +22,7 @@ from eventfold.cli import (
     snapshots,
     streams,
     trace,
+    transfer,
     ui,
 )
 from eventfold.config import APP_ENV, DATABASE_URL_ENV, Settings
@@ -86,6 +87,9 @@ app.add_typer(streams.app, name="streams")
 events.app.command("trace")(trace.trace_command)
 app.add_typer(events.app, name="events")
 app.command("repair-horizon")(horizon.repair_horizon_command)
+app.command("copy")(transfer.copy_command)
+app.command("export")(transfer.export_command)
+app.command("import")(transfer.import_command)
 app.add_typer(snapshots.app, name="snapshots")
 app.command("catalog")(catalog.catalog_command)
 app.add_typer(schemas.app, name="schemas")
