@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pydantic_core
 
@@ -24,18 +25,42 @@ def check_import(records: Sequence[RecordedEvent]) -> dict[str, StreamRun]:
     """Each stream's run of versions in the batch; ``ImportRefused`` for an event that
     cannot be stored as it is (damaged, a bad stream id, a version that does not follow
     the stream's previous one in the batch, an id twice, a time without a zone)."""
-    runs: dict[str, StreamRun] = {}
-    seen: set[object] = set()
+    firsts: dict[str, RecordedEvent] = {}
+    last: dict[str, int] = {}
     for record in records:
-        problem = _problem(record, runs.get(record.stream_id), seen)
+        stream_id = record.stream_id
+        previous = last.get(stream_id)
+        if previous is None:
+            firsts[stream_id] = record
+            problem = stream_id_problem(stream_id) or _version_problem(record, None)
+        elif record.stream_version != previous + 1:
+            problem = _version_problem(record, previous + 1)
+        else:
+            problem = None
+        if problem is None and (
+            record.corrupt is not None or not record.event_type or record.schema_version < 1
+            or record.recorded_at.utcoffset() is None
+        ):
+            problem = _problem(record)
         if problem is not None:
-            raise ImportRefused(record.event_id, record.stream_id, problem)
-        seen.add(record.event_id)
-        run = runs.get(record.stream_id)
-        runs[record.stream_id] = StreamRun(
-            record if run is None else run.first, record.stream_version
-        )
-    return runs
+            raise ImportRefused(record.event_id, stream_id, problem)
+        last[stream_id] = record.stream_version
+    if len({record.event_id for record in records}) != len(records):
+        seen: set[object] = set()
+        for record in records:
+            if record.event_id in seen:
+                raise ImportRefused(
+                    record.event_id, record.stream_id, "the batch holds its id twice"
+                )
+            seen.add(record.event_id)
+    return {stream_id: StreamRun(first, last[stream_id]) for stream_id, first in firsts.items()}
+
+
+def _version_problem(record: RecordedEvent, expected: int | None) -> str | None:
+    if expected is None and record.stream_version >= 1:
+        return None
+    want = "at least 1" if expected is None else str(expected)
+    return f"its version is {record.stream_version} where it must be {want}"
 
 
 def check_follows_on(runs: Mapping[str, StreamRun], stored: Mapping[str, int]) -> None:
@@ -56,31 +81,17 @@ def duplicate_id(event_id: object, stream_id: str) -> ImportRefused:
     return ImportRefused(event_id, stream_id, "an event with this id is stored already")
 
 
-def _problem(
-    record: RecordedEvent, run: StreamRun | None, seen: set[object]
-) -> str | None:
+def _problem(record: RecordedEvent) -> str:
     if record.corrupt is not None:
         return f"its stored row is damaged ({record.corrupt})"
-    stream_problem = stream_id_problem(record.stream_id)
-    if stream_problem is not None:
-        return stream_problem
-    if record.event_id in seen:
-        return "the batch holds its id twice"
-    expected = None if run is None else run.last_version + 1
-    if record.stream_version < 1 or (expected is not None and record.stream_version != expected):
-        want = "at least 1" if expected is None else str(expected)
-        return f"its version is {record.stream_version} where it must be {want}"
     if not record.event_type:
         return "its event type is empty"
     if record.schema_version < 1:
         return f"its schema version is {record.schema_version} (it must be at least 1)"
-    if record.recorded_at.utcoffset() is None:
-        return "its recorded time has no time zone"
-    return None
+    return "its recorded time has no time zone"
 
 
-
-def stored_json(value: object) -> str:
+def stored_json(value: dict[str, Any]) -> str:
     """Imported data or metadata as compact JSON text (pydantic-core writes it several
     times faster than ``json.dumps``)."""
-    return pydantic_core.to_json(value).decode()
+    return pydantic_core.to_json(value).decode() if value else "{}"

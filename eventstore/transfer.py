@@ -20,9 +20,9 @@ import asyncio
 import contextlib
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import pydantic_core
@@ -85,6 +85,8 @@ async def copy_store(
     _check_raw(source)
     after = await _resume_after(source, target)
     total = (await source.committed_head()).position
+    # The source's digest: what an earlier run copied, then every page as it is copied.
+    source_digest = await _digest_of(source, batch_size, until=after)
     written = 0
     page = await source.read_all(after=after, limit=batch_size)
     while page:
@@ -93,6 +95,7 @@ async def copy_store(
         )
         try:
             await target.import_events(page)
+            source_digest.add(page)
         except BaseException:
             following.cancel()
             with contextlib.suppress(BaseException):
@@ -101,8 +104,8 @@ async def copy_store(
         written += len(page)
         on_progress(TransferProgress("copying", written, page[-1].position, total))
         page = await following
-    source_digest, target_digest = await asyncio.gather(
-        _digest_of(source, batch_size, on_progress, total), _digest_of(target, batch_size)
+    target_digest = await _digest_of(
+        target, batch_size, on_progress=on_progress, total=source_digest.count
     )
     return _verified(source_digest, target_digest, source.url, target.url, written)
 
@@ -160,7 +163,7 @@ async def import_file(
             raise CopyRefused(
                 target.url, f"its first event is not the first event of {name}"
             )
-        file_digest.add((record,))
+        file_digest.add([record])
         if skipping:
             skipping = target_last is None or record.event_id != target_last.event_id
             continue
@@ -183,42 +186,51 @@ async def import_file(
 class LogDigest:
     """A count and a SHA-256 of events in log order, over what a copy must keep (ids,
     streams, versions, types, schema versions, times, data and metadata) and not over
-    what it may change (positions, transaction ids, JSON key order)."""
+    what it may change (positions, transaction ids, the order of JSON objects' keys)."""
 
     def __init__(self) -> None:
         self.count = 0
         self._hash = hashlib.sha256()
 
-    def add(self, records: Iterable[RecordedEvent]) -> None:
+    def add(self, records: Sequence[RecordedEvent]) -> None:
         """Take the next events of the log into the digest."""
-        update = self._hash.update
-        to_json = pydantic_core.to_json
-        for record in records:
-            moment = record.recorded_at
-            if moment.tzinfo is not UTC:
-                moment = moment.astimezone(UTC)
-            update(to_json((
-                str(record.event_id), record.stream_id, record.stream_version,
-                record.event_type, record.schema_version, moment,
-                _canonical(record.data), _canonical(record.metadata),
-            )))
-            self.count += 1
+        if not records:
+            return
+        rows = [
+            (record.event_id, record.stream_id, record.stream_version, record.event_type,
+             record.schema_version, _utc(record.recorded_at), _canonical(record.data),
+             _canonical(record.metadata) if record.metadata else ())
+            for record in records
+        ]
+        # One JSON array per page, hashed without its brackets and with a comma after:
+        # the digest does not depend on where pages begin and end.
+        self._hash.update(pydantic_core.to_json(rows)[1:-1] + b",")
+        self.count += len(records)
 
     def hexdigest(self) -> str:
         """The digest so far, in hex."""
         return self._hash.hexdigest()
 
 
-def _canonical(value: Any) -> Any:
-    """JSON with every object's keys sorted: stores may keep keys in another order
-    (PostgreSQL's jsonb orders them its own way)."""
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+
+
+def _canonical(value: dict[str, Any]) -> list[Any]:
+    """A JSON object as its (key, value) pairs sorted by key, nested objects likewise:
+    stores may keep keys in another order (PostgreSQL's jsonb orders them its own way)."""
+    items: list[Any] = sorted(value.items())
+    for index, (key, item) in enumerate(items):
+        if type(item) is dict or type(item) is list:
+            items[index] = (key, _nested(item))
+    return items
+
+
+def _nested(value: Any) -> Any:
     if type(value) is dict:
-        return {
-            key: item if type(item) not in (dict, list) else _canonical(item)
-            for key, item in sorted(value.items())
-        }
+        return {"{}": _canonical(value)}
     if type(value) is list:
-        return [_canonical(item) for item in value]
+        return [_nested(item) for item in value]
     return value
 
 
@@ -265,20 +277,27 @@ async def _resume_after(source: EventStore, target: EventStore) -> GlobalPositio
 async def _digest_of(
     store: EventStore,
     batch_size: int,
+    *,
+    until: GlobalPosition | None = None,
     on_progress: OnProgress | None = None,
     total: int | None = None,
 ) -> LogDigest:
-    """The digest of a store's whole log, read in pages (the next read runs while the last
-    page is hashed)."""
+    """The digest of a store's log, read in pages, up to ``until`` inclusive (the whole
+    log when None); the next page is read while the last one is hashed."""
     digest = LogDigest()
+    if until == START:
+        return digest
     page = await store.read_all(limit=batch_size)
     while page:
+        if until is not None and page[-1].global_position >= until:
+            digest.add([record for record in page if record.global_position <= until])
+            break
         following: Awaitable[list[RecordedEvent]] = asyncio.ensure_future(
             store.read_all(after=page[-1].global_position, limit=batch_size)
         )
         digest.add(page)
         if on_progress is not None:
-            on_progress(TransferProgress("verifying", digest.count, page[-1].position, total))
+            on_progress(TransferProgress("verifying", digest.count, digest.count, total))
         page = await following
     return digest
 
