@@ -292,3 +292,27 @@ async def test_import_names_the_line_it_cannot_read(target_url: str) -> None:
         with pytest.raises(CloudEventError, match="NaN is not JSON"):
             await import_file([b'{"data": NaN}\n'], target)
         assert await target.head() == GlobalPosition(0, 0)
+
+
+async def test_sqlite_to_postgres_whose_json_keys_come_back_in_another_order(
+    target_url: str, tmp_path: Path
+) -> None:
+    sqlite_url = f"sqlite:///{tmp_path / 'source.db'}"
+    await migrate(sqlite_url)
+    stored = [
+        RecordedEvent(
+            event_id=uuid.uuid4(), stream_id="Account-1", stream_version=v, transaction_id=0,
+            position=0, event_type="Deposited", schema_version=1,
+            data={"zeta": v, "a": {"yy": [1, {"b": 2, "a": 1}], "x": None}},
+            metadata={"correlation_id": "c", "i": v}, recorded_at=datetime.now(UTC),
+        )
+        for v in (1, 2)
+    ]
+    async with connect(sqlite_url, EventRegistry()) as source:
+        await source.import_events(stored)
+        async with await PostgresEventStore.open(target_url, EventRegistry()) as target:
+            result = await copy_store(source, target)
+            assert result.events == 2
+            copied = await _whole_log(target)
+    assert list(copied[0].data) == ["a", "zeta"]  # jsonb's order, not the source's
+    assert _facts(copied) == _facts(stored)
