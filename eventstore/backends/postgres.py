@@ -283,6 +283,9 @@ FROM unnest($1::text[]) AS s(stream_id)
 # The columns an import writes with COPY; position (the identity) and transaction_id
 # (pg_current_xact_id()) take their defaults, row by row in the order sent, so the batch
 # lies after everything committed before it, in the order of its source.
+_ANALYZE_AFTER = 10_000
+"""Imported rows after which the store analyzes the events table (when they at least
+double it): see ``_analyze``."""
 _IMPORT_COLUMNS = (
     "event_id", "stream_id", "stream_version", "event_type", "schema_version", "data",
     "metadata", "recorded_at",
@@ -319,6 +322,8 @@ class PostgresEventStore:
         self._notify_task: asyncio.Task[None] | None = None
         self._notify_pending = False
         self._closed = False
+        self._imported_unanalyzed = 0
+        self._analyzed_rows = 0.0
 
     @classmethod
     async def open(
@@ -529,6 +534,31 @@ class PostgresEventStore:
             raise failure from exc
         self._connections.give(conn)
         self._announce()
+        self._imported_unanalyzed += len(rows)
+        if self._imported_unanalyzed >= max(_ANALYZE_AFTER, self._analyzed_rows):
+            await self._analyze()
+
+    async def _analyze(self) -> None:
+        """Refresh the planner's statistics of the events table after imports doubled it.
+
+        A bulk import outruns autovacuum's analyze (it looks once a minute): until then the
+        planner takes the table for as small as it last saw it, and reads the log by
+        sorting all of it for every page. Analyzing takes no lock that appends or reads
+        wait for."""
+        conn = await self._take()
+        try:
+            await conn.execute("ANALYZE eventfold_events")
+            rows = await conn.fetchval(
+                "SELECT reltuples FROM pg_class WHERE oid = 'eventfold_events'::regclass"
+            )
+        except BaseException as exc:
+            failure = await self._failed(conn, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        self._connections.give(conn)
+        self._imported_unanalyzed = 0
+        self._analyzed_rows = float(rows)
 
     async def _import_refused(
         self, records: Sequence[RecordedEvent], exc: asyncpg.UniqueViolationError
