@@ -53,8 +53,12 @@ class _Bar:
         )
         self.phase = ""
         self.phase_started = self.started
+        self.drawn = False
 
     def __call__(self, report: TransferProgress) -> None:
+        if not self.drawn:  # from the first report on: a refusal prints its line alone
+            self.drawn = True
+            self.progress.start()
         now = time.monotonic()
         if report.phase != self.phase:
             self.phase, self.phase_started = report.phase, now
@@ -70,12 +74,12 @@ class _Bar:
 
     @contextlib.contextmanager
     def shown(self) -> Iterator[_Bar]:
-        """Draw the bar while the block runs."""
-        self.progress.start()
+        """Draw the bar while the block runs (once it reports)."""
         try:
             yield self
         finally:
-            self.progress.stop()
+            if self.drawn:
+                self.progress.stop()
 
 
 def _report(
