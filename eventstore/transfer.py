@@ -85,6 +85,9 @@ async def copy_store(
     """
     _check_raw(source)
     after = await _resume_after(source, target)
+    # Every event committed before the copy starts is copied, even one that an older open
+    # transaction still hides from readers (PostgreSQL's horizon): the copy waits for it.
+    await _visible(source, await source.committed_head())
     total = (await source.committed_head()).position
     # The source's digest: what an earlier run copied, then every page as it is copied.
     source_digest = await _digest_of(source, batch_size, until=after)
@@ -105,6 +108,7 @@ async def copy_store(
         written += len(page)
         on_progress(TransferProgress("copying", written, page[-1].position, total))
         page = await following
+    await _visible(target, await target.committed_head())
     target_digest = await _digest_of(
         target, batch_size, on_progress=on_progress, total=source_digest.count
     )
@@ -127,6 +131,7 @@ async def export_events(
     """Write every event of ``source`` to ``output`` as CloudEvents 1.0 JSON, one per line
     (``cloudevents.to_cloudevent``), in log order."""
     _check_raw(source)
+    await _visible(source, await source.committed_head())
     total = (await source.committed_head()).position
     digest = LogDigest(canonical=True)  # the file's checksum, as ``import_file`` takes it
     after = START
@@ -156,6 +161,7 @@ async def import_file(
     Raises ``CloudEventError`` naming the line of an event that cannot be read,
     ``CopyRefused`` and ``CopyMismatch`` as ``copy_store`` does.
     """
+    await _visible(target, await target.committed_head())
     target_first, target_last = await _ends(target)
     skipping = target_last is not None
     file_digest = LogDigest(canonical=True)
@@ -186,6 +192,7 @@ async def import_file(
         await target.import_events(batch)
         written += len(batch)
         on_progress(TransferProgress("copying", written, read, size))
+    await _visible(target, await target.committed_head())
     target_digest = await _digest_of(target, batch_size, canonical=True)
     return _verified(file_digest, target_digest, name, target.url, written)
 
@@ -274,6 +281,13 @@ def _check_raw(source: EventStore) -> None:
         )
 
 
+async def _visible(store: EventStore, position: GlobalPosition) -> None:
+    """Wait until readers of the store's log see ``position`` (at once but on PostgreSQL,
+    where an older transaction anywhere in the cluster can hold them back)."""
+    while (head := await store.head()) < position:
+        await store.wait_for_events(head, timeout=1.0)
+
+
 async def _ends(store: EventStore) -> tuple[RecordedEvent | None, RecordedEvent | None]:
     """A store's first and last events (None, None when it is empty)."""
     head = await store.head()
@@ -290,6 +304,7 @@ async def _ends(store: EventStore) -> tuple[RecordedEvent | None, RecordedEvent 
 async def _resume_after(source: EventStore, target: EventStore) -> GlobalPosition:
     """Where in the source a copy into ``target`` goes on: START for an empty target,
     after the target's last event for an earlier copy of this source."""
+    await _visible(target, await target.committed_head())
     target_first, target_last = await _ends(target)
     if target_first is None or target_last is None:
         return START

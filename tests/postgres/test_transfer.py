@@ -316,3 +316,36 @@ async def test_sqlite_to_postgres_whose_json_keys_come_back_in_another_order(
             copied = await _whole_log(target)
     assert list(copied[0].data) == ["a", "zeta"]  # jsonb's order, not the source's
     assert _facts(copied) == _facts(stored)
+
+
+async def test_a_copy_waits_for_events_an_open_transaction_hides(
+    pg_clean_url: str, target_url: str
+) -> None:
+    async with await PostgresEventStore.open(pg_clean_url, EventRegistry([Deposited])) as writer:
+        seen = await writer.append("Account-1", [Deposited(amount=1)])
+        await wait_visible(writer, seen.global_position)
+        blocker = await asyncpg.connect(pg_clean_url)
+        try:
+            holding = blocker.transaction()
+            await holding.start()
+            await blocker.execute("SELECT pg_current_xact_id()")  # takes an id: holds readers
+            await writer.append("Account-1", [Deposited(amount=2)])  # committed, hidden
+            async with (
+                await PostgresEventStore.open(pg_clean_url, EventRegistry()) as source,
+                await PostgresEventStore.open(target_url, EventRegistry()) as target,
+            ):
+                waiting = asyncio.Event()
+                wait_for_events = source.wait_for_events
+
+                async def noted(after: GlobalPosition, timeout: float) -> bool:
+                    waiting.set()
+                    return await wait_for_events(after, timeout)
+
+                source.wait_for_events = noted  # type: ignore[method-assign]
+                copying = asyncio.create_task(copy_store(source, target))
+                await waiting.wait()
+                await holding.rollback()
+                result = await copying
+        finally:
+            await blocker.close()
+    assert (result.written, result.events) == (2, 2)
