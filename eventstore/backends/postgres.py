@@ -284,8 +284,8 @@ FROM unnest($1::text[]) AS s(stream_id)
 # (pg_current_xact_id()) take their defaults, row by row in the order sent, so the batch
 # lies after everything committed before it, in the order of its source.
 _ANALYZE_AFTER = 10_000
-"""Imported rows after which the store analyzes the events table (when they at least
-double it): see ``_analyze``."""
+"""Imported rows after which the store analyzes the events table (when they grew it at
+least tenfold): see ``_analyze``."""
 _IMPORT_COLUMNS = (
     "event_id", "stream_id", "stream_version", "event_type", "schema_version", "data",
     "metadata", "recorded_at",
@@ -535,11 +535,12 @@ class PostgresEventStore:
         self._connections.give(conn)
         self._announce()
         self._imported_unanalyzed += len(rows)
-        if self._imported_unanalyzed >= max(_ANALYZE_AFTER, self._analyzed_rows):
+        if self._imported_unanalyzed >= max(_ANALYZE_AFTER, 9 * self._analyzed_rows):
             await self._analyze()
 
     async def _analyze(self) -> None:
-        """Refresh the planner's statistics of the events table after imports doubled it.
+        """Refresh the planner's statistics of the events table once imports grew it
+        tenfold.
 
         A bulk import outruns autovacuum's analyze (it looks once a minute): until then the
         planner takes the table for as small as it last saw it, and reads the log by
