@@ -24,6 +24,8 @@ from cli_support import (
 from benchmarks.global_log import load_postgres_store
 from eventfold import migrate
 from eventfold.eventstore import START, EventRegistry, RecordedEvent, connect
+from eventfold.eventstore.engine import create_engine
+from eventfold.snapshots import Snapshot, SqlSnapshotStore
 
 EVENTFOLD = str(Path(sys.executable).parent / "eventfold")
 """The console script of this interpreter's installation."""
@@ -140,3 +142,29 @@ def _count(sqlite_url: str) -> int:
         except sqlite3.OperationalError:
             return 0
 
+
+
+def test_copy_with_snapshots_brings_them_along(
+    invoke: Invoke, seeded_url: str, tmp_path: Path
+) -> None:
+    async def snapshot(url: str) -> None:
+        store = SqlSnapshotStore(create_engine(url))
+        try:
+            await store.save(Snapshot("Cart-1", 3, 1, {"items": 2}))
+        finally:
+            await store.close()
+
+    async def latest(url: str) -> Snapshot | None:
+        store = SqlSnapshotStore(create_engine(url))
+        try:
+            return await store.latest("Cart-1", state_version=1)
+        finally:
+            await store.close()
+
+    asyncio.run(snapshot(seeded_url))
+    target = f"sqlite:///{tmp_path / 'with-snapshots.db'}"
+    asyncio.run(migrate(target))
+    assert invoke("copy", seeded_url, target).exit_code == 0
+    assert asyncio.run(latest(target)) is None
+    assert invoke("copy", "--snapshots", seeded_url, target).exit_code == 0
+    assert asyncio.run(latest(target)) == Snapshot("Cart-1", 3, 1, {"items": 2})
