@@ -52,7 +52,7 @@ class _Bar:
             what, total=None, events=0, rate="-", eta="?"
         )
         self.phase = ""
-        self.phase_started = self.started
+        self.phase_started = self.last_report = self.started
         self.drawn = False
 
     def __call__(self, report: TransferProgress) -> None:
@@ -61,14 +61,19 @@ class _Bar:
             self.progress.start()
         now = time.monotonic()
         if report.phase != self.phase:
-            self.phase, self.phase_started = report.phase, now
-        elapsed = max(now - self.phase_started, 1e-6)
+            # The new phase began when the last report of the one before came.
+            self.phase, self.phase_started = report.phase, self.last_report
+        self.last_report = now
+        elapsed = now - self.phase_started
         share = None if not report.total else min(report.done / report.total, 1.0)
-        eta = "?" if not share else duration(elapsed * (1 - share) / share)
+        eta = "?" if not share or elapsed <= 0 else duration(elapsed * (1 - share) / share)
+        rate = f"{report.events / elapsed:,.0f}" if elapsed > 0 else "-"
         self.progress.update(
-            self.task, description=f"{self.what} ({report.phase})", total=report.total,
+            self.task,
+            description=self.what if report.phase == "copying" else f"{self.what}: verifying",
+            total=report.total,
             completed=report.done, events=f"{report.events:,}",
-            rate=f"{report.events / elapsed:,.0f}", eta=eta,
+            rate=rate, eta=eta,
         )
         self.progress.refresh()
 
