@@ -15,6 +15,7 @@ from benchmarks import (
     w4_aggregate_load,
     w5_log_read,
     w6_projection_rebuild,
+    w9_bulk_copy,
 )
 from benchmarks.workload import BenchmarkError, Workload
 
@@ -26,6 +27,7 @@ WORKLOADS: tuple[Workload, ...] = (
     *w4_aggregate_load.WORKLOADS,
     w5_log_read.WORKLOAD,
     w6_projection_rebuild.WORKLOAD,
+    w9_bulk_copy.WORKLOAD,
 )
 """The workloads in run order."""
 

@@ -267,3 +267,42 @@ class SubjectForgotten(InvalidAppend):
             "data of it, which the store no longer accepts; nothing was written. Append the "
             "event without that subject's personal data"
         )
+
+
+class ImportRefused(EventfoldError, ValueError):
+    """``import_events`` refused a batch of recorded events; nothing of it was written."""
+
+    def __init__(self, event_id: object, stream_id: str, reason: str) -> None:
+        self.event_id = event_id
+        self.stream_id = stream_id
+        self.reason = reason
+        super().__init__(
+            f"cannot import event {event_id} of stream {stream_id!r}: {reason}; nothing of "
+            "its batch was written"
+        )
+
+
+class CopyRefused(EventfoldError):
+    """The target of a copy or an import holds events that are not an earlier, partial
+    copy of the same source (``eventfold.eventstore.transfer``)."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        self.target = target
+        self.reason = reason
+        super().__init__(
+            f"will not copy into {target}: {reason}; copy into an empty store (a new "
+            "database after `eventfold migrate`) or into an earlier copy of the same source"
+        )
+
+
+class CopyMismatch(EventfoldError):
+    """A finished copy or import does not match its source (counts or checksums differ)."""
+
+    def __init__(self, source: str, target: str, detail: str) -> None:
+        self.source = source
+        self.target = target
+        self.detail = detail
+        super().__init__(
+            f"{target} does not match {source}: {detail}; something wrote to one of them "
+            "during the copy, or the target was changed: copy into a new, empty store"
+        )

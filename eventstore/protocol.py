@@ -52,6 +52,20 @@ class EventStore(Protocol):
         """
         ...
 
+    async def import_events(self, records: Sequence[RecordedEvent]) -> None:
+        """Store recorded events as they are, in one transaction: ids, stream ids and
+        versions, types, schema versions, data, metadata and recorded times (no upcaster,
+        no validation against event classes). For copies and restores; applications
+        ``append``.
+
+        The store gives them its own positions and transaction ids, after everything it
+        holds, in the order given: the global log keeps their order. Each stream's first
+        event of the batch must follow on from the stream's stored version, and no event
+        id may be stored already: ``ImportRefused`` says which event broke the rule, and
+        nothing of the batch is written then.
+        """
+        ...
+
     async def read_stream(
         self,
         stream_id: str,

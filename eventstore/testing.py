@@ -15,6 +15,7 @@ The suite needs pytest and pytest-asyncio (asyncio_mode = "auto").
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import math
 import uuid
@@ -30,6 +31,7 @@ from eventfold.eventstore.encoding import MAX_DEPTH
 from eventfold.eventstore.errors import (
     ConcurrencyError,
     DuplicateEventId,
+    ImportRefused,
     InvalidAppend,
     InvalidRead,
     UnregisteredEvent,
@@ -781,6 +783,76 @@ class EventStoreConformance:
         holders = await store.horizon_holders()
         assert all(isinstance(holder, HorizonHolder) for holder in holders)
 
+    # --- importing recorded events (copies and restores) ----------------------------------
+
+    async def test_import_keeps_the_envelope_and_takes_the_stores_positions(
+        self, store: EventStore
+    ) -> None:
+        appended = await store.append("Cart-1", _added(2))
+        recorded_at = datetime(2020, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+        imported = [
+            _recorded("Cart-1", 3, data={"sku": "x", "quantity": 7}),
+            _recorded(
+                "Legacy-9", 1, event_type="LegacyThing", schema_version=3,
+                data={"ü": ["a", {"b": None}], "n": 1.5}, recorded_at=recorded_at,
+                metadata={"correlation_id": "c-1", "actor": "ana"},
+            ),
+        ]
+        await store.import_events(imported)
+        await _until_visible(store)
+        log = await _read_whole_log(store)
+        assert [(r.stream_id, r.stream_version) for r in log] == [
+            ("Cart-1", 1), ("Cart-1", 2), ("Cart-1", 3), ("Legacy-9", 1),
+        ]
+        assert log[2].global_position > appended.global_position
+        assert log[3].global_position > log[2].global_position
+        for stored, sent in zip(log[2:], imported, strict=True):
+            assert (stored.event_id, stored.event_type, stored.schema_version, stored.data,
+                    stored.metadata, stored.recorded_at) == (
+                sent.event_id, sent.event_type, sent.schema_version, sent.data,
+                sent.metadata, sent.recorded_at,
+            )
+        assert await store.stream_version("Legacy-9") == 1
+        assert "Legacy-9" in {info.stream_id for info in await store.list_streams()}
+        assert (await store.read_event(imported[1].event_id))[0].metadata["actor"] == "ana"
+        after = await store.append("Cart-1", _added(1), expected_version=3)
+        assert after.global_position > log[3].global_position
+
+    async def test_import_refuses_a_version_that_does_not_follow_on(
+        self, store: EventStore
+    ) -> None:
+        await store.append("Cart-1", _added(2))
+        batch = [_recorded("Cart-2", 1), _recorded("Cart-1", 4)]
+        with pytest.raises(ImportRefused) as caught:
+            await store.import_events(batch)
+        assert caught.value.event_id == batch[1].event_id
+        assert "at version 2" in str(caught.value)
+        with pytest.raises(ImportRefused):
+            await store.import_events([_recorded("Cart-3", 1), _recorded("Cart-3", 3)])
+        assert len(await _read_whole_log(store)) == 2
+        assert await store.stream_version("Cart-2") == 0
+
+    async def test_import_refuses_a_stored_event_id(self, store: EventStore) -> None:
+        first = _recorded("Cart-1", 1)
+        await store.import_events([first])
+        again = dataclasses.replace(first, stream_id="Cart-2")
+        with pytest.raises(ImportRefused) as caught:
+            await store.import_events([_recorded("Cart-3", 1), again])
+        assert caught.value.event_id == first.event_id
+        assert "stored already" in str(caught.value)
+        await _until_visible(store)
+        assert [r.stream_id for r in await _read_whole_log(store)] == ["Cart-1"]
+
+    async def test_import_refuses_a_damaged_record_and_takes_an_empty_batch(
+        self, store: EventStore
+    ) -> None:
+        damaged = dataclasses.replace(_recorded("Cart-1", 1), corrupt="not JSON")
+        with pytest.raises(ImportRefused, match="damaged"):
+            await store.import_events([damaged])
+        await store.import_events([])
+        assert await store.head() == START
+
+
 
 def timezone_plus(hours: int) -> Any:
     """A fixed UTC offset."""
@@ -832,3 +904,27 @@ class KeyStoreConformance:
         found = await keys.find("s1")
         assert found is not None and found.secret is None
         assert (await keys.create("s1")).secret is None
+def _recorded(
+    stream_id: str,
+    version: int,
+    *,
+    event_type: str = "ItemAdded",
+    schema_version: int = 1,
+    data: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    recorded_at: datetime | None = None,
+) -> RecordedEvent:
+    """A recorded event as another store would hand it to ``import_events``."""
+    return RecordedEvent(
+        event_id=uuid.uuid4(), stream_id=stream_id, stream_version=version,
+        transaction_id=999_999, position=999_999, event_type=event_type,
+        schema_version=schema_version, data=data if data is not None else {"sku": "a"},
+        metadata=metadata or {}, recorded_at=recorded_at or datetime.now(UTC),
+    )
+
+
+async def _until_visible(store: EventStore) -> None:
+    """Wait until readers of the log see every committed event (PostgreSQL's horizon)."""
+    async with asyncio.timeout(30):
+        while (head := await store.head()) < await store.committed_head():
+            await store.wait_for_events(head, timeout=0.5)

@@ -9,6 +9,7 @@ from eventfold.snapshots.storage import (
     open_snapshots,
 )
 from eventfold.snapshots.sweep import SweepReport, TakeSnapshot, schedule_sweep, sweep
+from eventfold.snapshots.transfer import copy_snapshots
 
 __all__ = [
     "MemorySnapshotStore",
@@ -18,6 +19,7 @@ __all__ = [
     "SqlSnapshotStore",
     "SweepReport",
     "TakeSnapshot",
+    "copy_snapshots",
     "due",
     "open_snapshots",
     "schedule_sweep",

@@ -23,6 +23,7 @@ from eventfold.cli import (
     snapshots,
     streams,
     trace,
+    transfer,
     ui,
 )
 from eventfold.config import APP_ENV, DATABASE_URL_ENV, READ_MODELS_URL_ENV, Settings
@@ -103,6 +104,9 @@ events.app.command("trace")(trace.trace_command)
 app.add_typer(events.app, name="events")
 app.command("repair-horizon")(horizon.repair_horizon_command)
 app.command("forget")(forget.forget_command)
+app.command("copy")(transfer.copy_command)
+app.command("export")(transfer.export_command)
+app.command("import")(transfer.import_command)
 app.add_typer(snapshots.app, name="snapshots")
 app.command("catalog")(catalog.catalog_command)
 app.add_typer(schemas.app, name="schemas")

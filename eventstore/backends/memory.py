@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import copy
+import dataclasses
 import json
 import uuid
 from collections.abc import Collection, Sequence
@@ -19,6 +21,7 @@ from eventfold.eventstore.encoding import (
 )
 from eventfold.eventstore.errors import ConcurrencyError
 from eventfold.eventstore.event import Event
+from eventfold.eventstore.import_batch import check_follows_on, check_import, duplicate_id
 from eventfold.eventstore.instrumentation import traced_append
 from eventfold.eventstore.keys import MemoryKeyStore
 from eventfold.eventstore.read_arguments import (
@@ -107,6 +110,33 @@ class MemoryEventStore:
             stream_id, records[-1].stream_version, records[0].position, records[-1].position,
             transaction_id,
         )
+
+    async def import_events(self, records: Sequence[RecordedEvent]) -> None:
+        """Store recorded events as they are (see ``EventStore.import_events``)."""
+        runs = check_import(records)
+        check_follows_on(runs, {
+            stream_id: len(self._streams[stream_id])
+            for stream_id in runs if stream_id in self._streams
+        })
+        for record in records:
+            if record.event_id in self._by_id:
+                raise duplicate_id(record.event_id, record.stream_id)
+        if not records:
+            return
+        transaction_id = len(self._log) + 1
+        stored = [
+            dataclasses.replace(
+                record, transaction_id=transaction_id, position=len(self._log) + offset,
+                data=copy.deepcopy(record.data), metadata=copy.deepcopy(record.metadata),
+            )
+            for offset, record in enumerate(records, start=1)
+        ]
+        self._log.extend(stored)
+        for record in stored:
+            self._streams.setdefault(record.stream_id, []).append(record)
+            self._by_id[record.event_id] = record
+        async with self._changed:
+            self._changed.notify_all()
 
     async def read_stream(
         self,

@@ -56,11 +56,18 @@ from eventfold.eventstore.encoding import (
 )
 from eventfold.eventstore.errors import (
     ConcurrencyError,
+    ImportRefused,
     InvalidAppend,
     SchemaNotMigrated,
 )
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.horizon import VISIBLE_BELOW, check_horizon, horizon_holders
+from eventfold.eventstore.import_batch import (
+    check_follows_on,
+    check_import,
+    duplicate_id,
+    stored_json,
+)
 from eventfold.eventstore.instrumentation import traced_append
 from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE
 from eventfold.eventstore.read_arguments import (
@@ -285,6 +292,26 @@ WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1
 """
 
 
+# Import: the streams' versions, checked under the transaction's own snapshot before the
+# COPY (one probe of the unique (stream_id, stream_version) index per stream; unnest keeps
+# the plan an index lookup per element).
+_STORED_VERSIONS = """
+SELECT s.stream_id, (SELECT max(e.stream_version) FROM eventfold_events AS e
+                     WHERE e.stream_id = s.stream_id)
+FROM unnest($1::text[]) AS s(stream_id)
+"""
+# The columns an import writes with COPY; position (the identity) and transaction_id
+# (pg_current_xact_id()) take their defaults, row by row in the order sent, so the batch
+# lies after everything committed before it, in the order of its source.
+_ANALYZE_AFTER = 10_000
+"""Imported rows after which the store analyzes the events table (when they grew it at
+least tenfold): see ``_analyze``."""
+_IMPORT_COLUMNS = (
+    "event_id", "stream_id", "stream_version", "event_type", "schema_version", "data",
+    "metadata", "recorded_at",
+)
+
+
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Pool reset that sends nothing: the store never changes session state on pooled
     connections, and asyncpg's default reset would cost a round trip per append."""
@@ -317,6 +344,8 @@ class PostgresEventStore:
         self._closed = False
         keys = PostgresKeyStore(self._fetch)
         self._shredder = Shredder(registry, keys, keys.sealed_streams)
+        self._imported_unanalyzed = 0
+        self._analyzed_rows = 0.0
 
     @classmethod
     async def open(
@@ -489,6 +518,87 @@ class PostgresEventStore:
         if replay is None and not _matches(expected, actual):
             raise ConcurrencyError(stream_id, expected, actual)
         return replay, actual
+
+    async def import_events(self, records: Sequence[RecordedEvent]) -> None:
+        """Store recorded events as they are (see ``EventStore.import_events``): one
+        transaction, the rows sent with ``COPY``.
+
+        The rows get this database's positions and its own transaction id, like an
+        append's, so the log keeps the horizon's guarantee: a reader tailing the store sees
+        the batch after everything before it, and nothing of it before it commits.
+        """
+        runs = check_import(records)
+        if not records:
+            return
+        rows = [
+            (record.event_id, record.stream_id, record.stream_version, record.event_type,
+             record.schema_version, stored_json(record.data), stored_json(record.metadata),
+             record.recorded_at)
+            for record in records
+        ]
+        conn = await self._take()
+        try:
+            async with conn.transaction():
+                stored = await conn.fetch(_STORED_VERSIONS, list(runs))
+                check_follows_on(runs, {row[0]: row[1] for row in stored if row[1]})
+                await conn.copy_records_to_table(
+                    "eventfold_events", records=rows, columns=_IMPORT_COLUMNS
+                )
+        except asyncpg.UniqueViolationError as exc:
+            self._connections.give(conn)
+            raise await self._import_refused(records, exc) from exc
+        except ImportRefused:
+            self._connections.give(conn)
+            raise
+        except BaseException as exc:
+            failure = await self._failed(conn, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        self._connections.give(conn)
+        self._announce()
+        self._imported_unanalyzed += len(rows)
+        if self._imported_unanalyzed >= max(_ANALYZE_AFTER, 9 * self._analyzed_rows):
+            await self._analyze()
+
+    async def _analyze(self) -> None:
+        """Refresh the planner's statistics of the events table once imports grew it
+        tenfold.
+
+        A bulk import outruns autovacuum's analyze (it looks once a minute): until then the
+        planner takes the table for as small as it last saw it, and reads the log by
+        sorting all of it for every page. Analyzing takes no lock that appends or reads
+        wait for."""
+        conn = await self._take()
+        try:
+            await conn.execute("ANALYZE eventfold_events")
+            rows = await conn.fetchval(
+                "SELECT reltuples FROM pg_class WHERE oid = 'eventfold_events'::regclass"
+            )
+        except BaseException as exc:
+            failure = await self._failed(conn, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        self._connections.give(conn)
+        self._imported_unanalyzed = 0
+        self._analyzed_rows = float(rows)
+
+    async def _import_refused(
+        self, records: Sequence[RecordedEvent], exc: asyncpg.UniqueViolationError
+    ) -> ImportRefused:
+        """Which event of a refused import broke which rule."""
+        if exc.constraint_name == _EVENT_ID_CONSTRAINT:
+            rows = await self._fetch(
+                "SELECT event_id FROM eventfold_events WHERE event_id = ANY($1::uuid[])",
+                [record.event_id for record in records],
+            )
+            stored = {row[0] for row in rows}
+            for record in records:
+                if record.event_id in stored:
+                    return duplicate_id(record.event_id, record.stream_id)
+        first = records[0]
+        return ImportRefused(first.event_id, first.stream_id, f"the database refused it ({exc})")
 
     # -- reading -------------------------------------------------------------------------
 

@@ -48,10 +48,18 @@ from eventfold.eventstore.encoding import (
 )
 from eventfold.eventstore.errors import (
     ConcurrencyError,
+    ImportRefused,
     SchemaNotMigrated,
     StoreUnavailable,
 )
 from eventfold.eventstore.event import Event
+from eventfold.eventstore.import_batch import (
+    StreamRun,
+    check_follows_on,
+    check_import,
+    duplicate_id,
+    stored_json,
+)
 from eventfold.eventstore.instrumentation import traced_append
 from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE, alembic_config
 from eventfold.eventstore.read_arguments import (
@@ -172,9 +180,10 @@ class SqliteEventStore:
             self._readers = asyncio.Queue()
             for reader in readers:
                 self._readers.put_nowait(_driver(reader))
-        self._upsert_stream = _UPSERT_STREAM.format(
-            last_position=_LAST_POSITION_AUTOINCREMENT if autoincrement else _LAST_POSITION
+        self._last_position = (
+            _LAST_POSITION_AUTOINCREMENT if autoincrement else _LAST_POSITION
         )
+        self._upsert_stream = _UPSERT_STREAM.format(last_position=self._last_position)
         self._poll_interval = poll_interval
         self._appended = asyncio.Event()
         self._pending: list[_Pending] = []
@@ -296,6 +305,33 @@ class SqliteEventStore:
             f"written. Check triggers on the events table and that {_STREAMS}.version "
             "matches the stream's last event",
         )
+
+    async def import_events(self, records: Sequence[RecordedEvent]) -> None:
+        """Store recorded events as they are (see ``EventStore.import_events``): one
+        transaction on the writer's thread, in turn with appends."""
+        runs = check_import(records)
+        self._check_open()
+        if not records:
+            return
+        rows = [
+            (record.event_id.hex, record.stream_id, record.stream_version, record.event_type,
+             record.schema_version, stored_json(record.data), stored_json(record.metadata),
+             record.recorded_at.astimezone(UTC).strftime(_TIME_FORMAT))
+            for record in records
+        ]
+        try:
+            await _on_thread(
+                self._writer, _import_rows, _sqlite(self._writer), self._last_position, rows,
+                runs,
+            )
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        except ValueError as exc:
+            if isinstance(exc, ImportRefused):
+                raise
+            raise self._unavailable(exc) from exc  # aiosqlite's "no active connection"
+        self._appended.set()
+        self._appended = asyncio.Event()
 
     async def _commit_pending(self) -> None:
         """Write the waiting appends, a group per transaction, until none is left.
@@ -604,6 +640,65 @@ def _append_one(
         ],
     )
     return AppendResult(stream_id, actual + size, first, first + size - 1, first)
+
+
+# An import sets each stream's version to its last imported event's (the versions were
+# checked to follow on under the write lock).
+_IMPORT_STREAM = (
+    f"INSERT INTO {_STREAMS} (stream_id, category, version, updated_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, "
+    "updated_at = excluded.updated_at"
+)
+_IMPORT_CHUNK = 500
+"""Stream ids per ``IN (...)`` lookup, well below SQLite's limit of bound parameters."""
+
+
+def _import_rows(
+    db: sqlite3.Connection, last_position: str, rows: list[tuple[Any, ...]],
+    runs: dict[str, StreamRun],
+) -> None:
+    """One import transaction, run on the writer's thread: the streams' versions are
+    checked under the write lock, then the rows go in after the last position, the whole
+    batch under one transaction id (its first position, as an append's)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        ids = list(runs)
+        stored: dict[str, int] = {}
+        for start in range(0, len(ids), _IMPORT_CHUNK):
+            chunk = ids[start:start + _IMPORT_CHUNK]
+            stored.update(db.execute(
+                f"SELECT stream_id, version FROM {_STREAMS} "
+                f"WHERE stream_id IN ({', '.join('?' * len(chunk))})", chunk,
+            ).fetchall())
+        check_follows_on(runs, stored)
+        ((head,),) = db.execute(f"SELECT {last_position}").fetchall()
+        first = int(head) + 1
+        try:
+            db.executemany(
+                _INSERT_EVENT,
+                [(first + offset, first, *row) for offset, row in enumerate(rows)],
+            )
+        except sqlite3.IntegrityError:
+            db.rollback()  # what is stored, not what this batch inserted before failing
+            raise _stored_already(db, rows) from None
+        last_rows = {row[1]: row for row in rows}
+        db.executemany(_IMPORT_STREAM, [
+            (stream_id, category_of(stream_id), row[2], row[7])
+            for stream_id, row in last_rows.items()
+        ])
+        db.commit()
+    except BaseException:
+        if db.in_transaction:
+            db.rollback()
+        raise
+
+
+def _stored_already(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> ImportRefused:
+    """The refusal of the first imported row whose event id is stored already."""
+    for row in rows:
+        if db.execute(f"SELECT 1 FROM {_EVENTS} WHERE event_id = ?", (row[0],)).fetchall():
+            return duplicate_id(uuid.UUID(row[0]), row[1])
+    return ImportRefused(uuid.UUID(rows[0][0]), rows[0][1], "the database refused the batch")
 
 
 def _stored_rows(db: sqlite3.Connection, batch: list[EncodedEvent]) -> list[Any]:

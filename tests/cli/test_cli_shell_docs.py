@@ -1,9 +1,9 @@
 """The ``eventfold`` commands of the docs' shell blocks run as printed.
 
-Every line of a ```bash block of README.md, docs/cli.md and docs/example.md that runs
-``eventfold`` is run by bash, in order, in a directory where ``python -m examples.shop`` ran
-one day on ``sqlite:///eventfold.db`` (the docs say so). What the docs say stands for
-something is replaced, and only that:
+Every line of a ```bash block of README.md, docs/cli.md, docs/example.md and
+docs/operations.md that runs ``eventfold`` is run by bash, in order, in a directory where
+``python -m examples.shop`` ran one day on ``sqlite:///eventfold.db`` (the docs say so).
+What the docs say stands for something is replaced, and only that:
 
 - ``DAY``: the day the run printed on its first line (order ids and correlation ids hold it);
 - the PostgreSQL URLs (``db.internal``, ``db``, ``127.0.0.1/shop``): a database of this
@@ -33,7 +33,10 @@ import pytest
 from cli_support import ROOT, shell, shell_environment
 from sqlalchemy.engine import make_url
 
-PAGES = [ROOT / "README.md", ROOT / "docs" / "cli.md", ROOT / "docs" / "example.md"]
+PAGES = [
+    ROOT / "README.md", ROOT / "docs" / "cli.md", ROOT / "docs" / "example.md",
+    ROOT / "docs" / "operations.md",
+]
 POSTGRES_URL = re.compile(r"postgresql://\S*(?:db\.internal|@db/|127\.0\.0\.1/shop)\S*")
 
 
