@@ -153,3 +153,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "pg_server_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgres)
+
+
+def pytest_report_header() -> str:
+    """Which Kafka the Kafka tests use."""
+    import os
+
+    url = os.environ.get("EVENTFOLD_TEST_KAFKA_URL")
+    return (
+        f"kafka: EVENTFOLD_TEST_KAFKA_URL={url}" if url
+        else "kafka: a Tansu broker started by the tests (set EVENTFOLD_TEST_KAFKA_URL for a real Kafka)"
+    )

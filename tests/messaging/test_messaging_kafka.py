@@ -1,0 +1,137 @@
+"""Relaying to Kafka, consuming through the inbox: exactly-once effects.
+
+The broker is a real Kafka when EVENTFOLD_TEST_KAFKA_URL is set, else a Tansu broker the
+session starts (the pytest header says which); each test uses a topic and a group of its
+own. The outage tests run a Tansu of their own, on their own port, and kill it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from messaging_support import (
+    Env,
+    Finished,
+    HookedPublisher,
+    TansuBroker,
+    append_events,
+    assert_exactly_once_in_order,
+    effect_handler,
+    effect_rows,
+    unique,
+)
+
+from eventfold.eventstore.backoff import Backoff
+from eventfold.eventstore.causation import correlated
+from eventfold.eventstore.records import START, RecordedEvent
+from eventfold.messaging.errors import BrokerUnavailable
+from eventfold.messaging.inbox import Inbox
+from eventfold.messaging.kafka import KafkaConsumer, KafkaPublisher, kafka_relay
+from eventfold.messaging.relay import Relay
+from eventfold.projections import Runner, status
+
+QUICK = Backoff(initial=0.05, cap=0.5, jitter=True)
+
+
+def runner(env: Env, *relays: Relay) -> Runner:
+    return Runner(
+        env.store, relays, engine=env.engine, batch_size=40, lease_ttl=2.0, lease_retry=0.1,
+        idle_wait=0.2, error_backoff=0.2,
+    )
+
+
+def consumer_for(env: Env, url: str, topic: str, group: str | None = None) -> KafkaConsumer:
+    return KafkaConsumer(
+        Inbox(env.engine, "orders-view"), effect_handler("orders-view"),
+        group=group or unique("view"), servers=url, topic=topic, reconnect=QUICK,
+    )
+
+
+async def finish(env: Env, run: Runner, consumer: KafkaConsumer, expected: int):  # type: ignore[no-untyped-def]
+    """Append the sentinel and wait until the consumer handled it; returns its id."""
+    result = await env.store.append("Done-1", [Finished()])
+    await run.wait_until(result.global_position, timeout=60)
+    await consumer.wait_until(lambda stats: stats.processed >= expected + 1, timeout=60)
+    return (await env.store.read_stream("Done-1"))[-1].event_id
+
+
+async def read_topic(url: str, topic: str, count: int) -> list[object]:
+    """The first ``count`` messages of every partition of ``topic`` (no group, no commit)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=url, auto_offset_reset="earliest")
+    await consumer.start()
+    found: list[object] = []
+    try:
+        async with asyncio.timeout(30):
+            while len(found) < count:
+                for messages in (await consumer.getmany(timeout_ms=500)).values():
+                    found.extend(messages)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_every_event_reaches_the_consumer_once_in_stream_order(
+    env: Env, kafka_url: str
+) -> None:
+    topic = unique("orders")
+    relay = kafka_relay("to-kafka", kafka_url, topic=topic)
+    ids = await append_events(env.store, streams=5, per_stream=20)
+    async with consumer_for(env, kafka_url, topic) as consumer, runner(env, relay) as run:
+        sentinel = await finish(env, run, consumer, len(ids))
+        lag = consumer.lag()
+    await relay.close()
+    assert_exactly_once_in_order(await effect_rows(env.engine, "orders-view"), [*ids, sentinel])
+    assert consumer.stats.duplicates == 0
+    assert lag and sum(p.lag for p in lag) == 0
+    assert sum(p.committed for p in lag) == len(ids) + 1
+
+
+async def test_messages_carry_the_stream_key_the_event_id_and_the_cloudevent(
+    pg_env: Env, kafka_url: str
+) -> None:
+    env, topic = pg_env, unique("orders")
+    with correlated("req-9"):
+        result = await env.store.append("Item-3", [Finished(), Finished()])
+    relay = kafka_relay("to-kafka", kafka_url, topic=topic, source="eventfold://shop")
+    async with runner(env, relay) as run:
+        await run.wait_until(result.global_position)
+    await relay.close()
+    records: list[RecordedEvent] = await env.store.read_stream("Item-3")
+    messages = await read_topic(kafka_url, topic, 2)
+    assert [m.offset for m in messages] == [0, 1]  # type: ignore[attr-defined]
+    for message, record in zip(messages, records, strict=True):
+        headers = {k: v.decode() for k, v in message.headers}  # type: ignore[attr-defined]
+        assert message.key == b"Item-3"  # type: ignore[attr-defined]
+        assert headers["message-id"] == str(record.event_id)
+        assert headers["correlation-id"] == "req-9"
+        assert headers["content-type"] == "application/cloudevents+json"
+        body = json.loads(message.value)  # type: ignore[attr-defined]
+        assert body["id"] == str(record.event_id) and body["type"] == "Finished"
+        assert body["source"] == "eventfold://shop" and body["subject"] == "Item-3"
+
+
+async def test_a_relay_killed_mid_batch_republishes_and_the_inbox_drops_the_copies(
+    pg_env: Env, kafka_url: str
+) -> None:
+    env, topic = pg_env, unique("orders")
+    ids = await append_events(env.store, streams=3, per_stream=10)
+    crashing = HookedPublisher(KafkaPublisher(kafka_url, topic=topic), after=12)
+    first = runner(env, Relay("to-kafka", crashing))
+    await first.start()
+    async with asyncio.timeout(30):
+        await crashing.reached.wait()
+    await first.stop(timeout=0)  # the crash: the batch's transaction never commits
+    await crashing.close()
+    [relay_status] = await status(env.store, env.engine, [Relay("to-kafka", crashing)])
+    assert relay_status.checkpoint == START
+
+    relay = kafka_relay("to-kafka", kafka_url, topic=topic)
+    async with consumer_for(env, kafka_url, topic) as consumer, runner(env, relay) as second:
+        sentinel = await finish(env, second, consumer, len(ids))
+    await relay.close()
+    assert consumer.stats.duplicates == 12
+    assert_exactly_once_in_order(await effect_rows(env.engine, "orders-view"), [*ids, sentinel])
