@@ -253,7 +253,8 @@ class InboxDispatch:
     async def wait_until(
         self, condition: Callable[[ConsumerStats], bool], timeout: float = 10.0
     ) -> ConsumerStats:
-        """Wait until ``condition(stats)`` holds (checked after every delivery)."""
+        """Wait until ``condition(stats)`` holds (checked after every delivery and
+        ``notify``)."""
         try:
             async with asyncio.timeout(timeout), self._changed:
                 await self._changed.wait_for(lambda: condition(self.stats))
@@ -273,9 +274,14 @@ class InboxDispatch:
             self.stats.failed += 1
         else:
             self.stats.unreadable += 1
+        await self.notify()
+        return outcome
+
+    async def notify(self) -> None:
+        """Check the ``wait_until`` conditions again (after a delivery, or when an adapter's
+        own state changed: an offset committed, the broker lost)."""
         async with self._changed:
             self._changed.notify_all()
-        return outcome
 
 
 class BrokerConsumer(abc.ABC):

@@ -45,6 +45,11 @@ logger = logging.getLogger("eventfold.kafka")
 
 DEFAULT_SERVERS = "127.0.0.1:9092"
 DEFAULT_TOPIC = "eventfold"
+TOPIC_PARTITIONS = 6
+"""The partitions of a topic the relay or consumer creates (``ensure_topic``)."""
+METADATA_MAX_AGE = 10.0
+"""Seconds between a consumer's metadata refreshes: partitions added to its topic (or a
+topic created again) are consumed within this long."""
 MESSAGE_ID_HEADER = "message-id"
 CONTENT_TYPE_HEADER = "content-type"
 
@@ -61,23 +66,28 @@ def _aiokafka() -> Any:
 
 
 class _UnlessDebugging(logging.Filter):
-    """Drops aiokafka's error lines (one per failed attempt, during an outage):
-    ``BrokerHealth`` says once that the broker is down; with debug logging on, all show."""
+    """Drops aiokafka's warnings and errors (several lines per failed attempt during an
+    outage): ``BrokerHealth`` says once that the broker is down and once that it is back;
+    with debug logging on, all show."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno < logging.ERROR or logger.isEnabledFor(logging.DEBUG)
+        return record.levelno < logging.WARNING or logger.isEnabledFor(logging.DEBUG)
 
 
 _QUIET = _UnlessDebugging()
+_CLIENT_LOGGERS = (
+    "aiokafka", "aiokafka.conn", "aiokafka.cluster", "aiokafka.admin.client",
+    "aiokafka.consumer.consumer", "aiokafka.consumer.fetcher",
+    "aiokafka.consumer.group_coordinator", "aiokafka.producer.producer",
+    "aiokafka.producer.sender",
+)
 
 
 def _quiet_client_errors() -> None:
-    client_logger = logging.getLogger("aiokafka")
-    if _QUIET not in client_logger.filters:
-        client_logger.addFilter(_QUIET)
-        for name in ("aiokafka.conn", "aiokafka.client", "aiokafka.consumer.group_coordinator",
-                     "aiokafka.consumer.fetcher", "aiokafka.producer.sender"):
-            logging.getLogger(name).addFilter(_QUIET)
+    for name in _CLIENT_LOGGERS:
+        client_logger = logging.getLogger(name)
+        if _QUIET not in client_logger.filters:
+            client_logger.addFilter(_QUIET)
 
 
 def broker_name(servers: str) -> str:
@@ -100,8 +110,7 @@ class KafkaPublisher(Publisher):
     Connects on first use and again after an outage (the producer is dropped on any
     outage, so nothing of a failed batch is sent after the relay published it again).
     ``ack_timeout`` bounds the wait for a batch's acks; past it the broker counts as
-    unavailable. ``partitions`` and ``replication_factor`` are used only to create a missing
-    topic (in production, create it yourself with the replication you need).
+    unavailable. A missing topic is created (``ensure_topic``).
     """
 
     def __init__(
@@ -110,8 +119,6 @@ class KafkaPublisher(Publisher):
         *,
         topic: str = DEFAULT_TOPIC,
         acks: int | str = "all",
-        partitions: int = 6,
-        replication_factor: int = 1,
         ack_timeout: float = 30.0,
         client_id: str = "eventfold-relay",
         reconnect: Backoff = RECONNECT,
@@ -119,8 +126,6 @@ class KafkaPublisher(Publisher):
         self.servers = servers
         self.topic = topic
         self.acks = acks
-        self.partitions = partitions
-        self.replication_factor = replication_factor
         self.ack_timeout = ack_timeout
         self.client_id = client_id
         _aiokafka()  # refuse to build without the client library
@@ -181,9 +186,7 @@ class KafkaPublisher(Publisher):
         if self._producer is not None:
             return self._producer
         aiokafka = _aiokafka()
-        await ensure_topic(
-            self.servers, self.topic, self.partitions, self.replication_factor, self.client_id
-        )
+        await ensure_topic(self.servers, self.topic, self.client_id)
         timeout_ms = max(1000, int(self.ack_timeout * 1000))
         producer: AIOKafkaProducer = aiokafka.AIOKafkaProducer(
             bootstrap_servers=self.servers, client_id=self.client_id, acks=self.acks,
@@ -199,11 +202,10 @@ class KafkaPublisher(Publisher):
         return producer
 
 
-async def ensure_topic(
-    servers: str, topic: str, partitions: int, replication_factor: int,
-    client_id: str = "eventfold",
-) -> None:
-    """Create ``topic`` unless it exists (an existing topic is left as it is configured)."""
+async def ensure_topic(servers: str, topic: str, client_id: str = "eventfold") -> None:
+    """Create ``topic`` with ``TOPIC_PARTITIONS`` partitions and one replica unless it exists
+    (an existing topic is left as it is). In production, create the topic yourself with
+    the partitions and replication you need."""
     aiokafka = _aiokafka()
     admin = aiokafka.admin.AIOKafkaAdminClient(bootstrap_servers=servers, client_id=client_id)
     await admin.start()
@@ -212,7 +214,7 @@ async def ensure_topic(
             return
         # "Already exists" (created meanwhile) comes back as an error code, not raised.
         await admin.create_topics([aiokafka.admin.NewTopic(
-            topic, num_partitions=partitions, replication_factor=replication_factor
+            topic, num_partitions=TOPIC_PARTITIONS, replication_factor=1
         )])
     finally:
         await admin.close()
@@ -301,9 +303,12 @@ class KafkaConsumer(BrokerConsumer):
         consumer: AIOKafkaConsumer = aiokafka.AIOKafkaConsumer(
             self.topic, bootstrap_servers=self.servers, group_id=self.group,
             client_id=f"eventfold-inbox:{self.group}", enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset="earliest", metadata_max_age_ms=int(METADATA_MAX_AGE * 1000),
         )
         try:
+            # Subscribing to a missing topic lets the broker create it with its defaults;
+            # created here, it has the partitions the relay's topic would have.
+            await ensure_topic(self.servers, self.topic, f"eventfold-inbox:{self.group}")
             await consumer.start()
         except Exception as exc:
             with contextlib.suppress(Exception):
@@ -343,8 +348,23 @@ class KafkaConsumer(BrokerConsumer):
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
         while True:
             batches = await consumer.getmany(timeout_ms=1000, max_records=self.batch)
+            if not batches:
+                # aiokafka reconnects by itself and fetches nothing meanwhile: ask for the
+                # cluster's metadata to tell an idle topic from an outage.
+                await self._probe(consumer)
             for tp, messages in batches.items():
                 await self._handle(consumer, tp, messages)
+
+    async def _probe(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            async with asyncio.timeout(10):
+                await consumer.topics()
+        except Exception as exc:
+            delay = self.health.failed(_describe(exc), exc)
+            await self.dispatch.notify()
+            await asyncio.sleep(delay)
+            return
+        self.health.reachable()
 
     async def _handle(self, consumer: AIOKafkaConsumer, tp: Any, messages: list[Any]) -> None:
         done = None
@@ -376,6 +396,7 @@ class KafkaConsumer(BrokerConsumer):
                 return
             self.health.reachable()
             self._committed[(tp.topic, tp.partition)] = offset
+            await self.dispatch.notify()
             return
 
 
@@ -394,4 +415,7 @@ def _headers(message: Message) -> list[tuple[str, bytes]]:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    name = type(exc).__name__
+    if not text:
+        return name
+    return text[0] if text[0].startswith(name) else f"{name}: {text[0]}"  # aiokafka's say it

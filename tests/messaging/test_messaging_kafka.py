@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -82,6 +83,7 @@ async def test_every_event_reaches_the_consumer_once_in_stream_order(
     ids = await append_events(env.store, streams=5, per_stream=20)
     async with consumer_for(env, kafka_url, topic) as consumer, runner(env, relay) as run:
         sentinel = await finish(env, run, consumer, len(ids))
+        await consumer.wait_until(lambda _: sum(p.committed for p in consumer.lag()) > len(ids))
         lag = consumer.lag()
     await relay.close()
     assert_exactly_once_in_order(await effect_rows(env.engine, "orders-view"), [*ids, sentinel])
@@ -135,3 +137,84 @@ async def test_a_relay_killed_mid_batch_republishes_and_the_inbox_drops_the_copi
     await relay.close()
     assert consumer.stats.duplicates == 12
     assert_exactly_once_in_order(await effect_rows(env.engine, "orders-view"), [*ids, sentinel])
+
+
+def kafka_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "eventfold.kafka" and r.levelno >= logging.WARNING]
+
+
+async def test_a_broker_killed_mid_batch_and_restarted_loses_nothing_and_applies_nothing_twice(
+    pg_env: Env, own_tansu: TansuBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tansu keeps its log in memory: the restarted broker is empty, so the relay's batch,
+    whose checkpoint never moved, is all that reaches the consumer again."""
+    caplog.set_level(logging.INFO)
+    env, topic = pg_env, "orders"
+
+    async def kill_broker() -> None:
+        own_tansu.stop()
+
+    real = KafkaPublisher(own_tansu.url, topic=topic, ack_timeout=3, reconnect=QUICK)
+    hooked = HookedPublisher(real, after=15, mode="hook", hook=kill_broker)
+    relay = Relay("to-kafka", hooked)
+    ids = await append_events(env.store, streams=4, per_stream=10)
+    run = runner(env, relay)
+    consumer = consumer_for(env, own_tansu.url, topic, group="view")
+    await consumer.start()
+    await run.start()
+    try:
+        async with asyncio.timeout(30):
+            await hooked.failed.wait()
+        assert isinstance(hooked.error, BrokerUnavailable)
+        [down] = await status(env.store, env.engine, [relay])
+        assert down.checkpoint == START and down.parked == 0
+        await consumer.wait_until(lambda _: consumer.health.down, timeout=30)  # noticed too
+        own_tansu.start()  # same port, empty
+        sentinel = await finish(env, run, consumer, len(ids))
+    finally:
+        await run.stop()
+        await consumer.stop()
+        await relay.close()
+    assert_exactly_once_in_order(await effect_rows(env.engine, "orders-view"), [*ids, sentinel])
+    lines = kafka_warnings(caplog)
+    assert sorted(line.split(" (")[0].split(" after")[0] for line in lines) == [
+        f"Kafka at {own_tansu.url} is down", f"Kafka at {own_tansu.url} is down",
+        f"Kafka at {own_tansu.url} is up again", f"Kafka at {own_tansu.url} is up again",
+    ], lines  # the relay's two lines and the consumer's two
+    assert "Traceback" not in caplog.text
+
+
+async def test_no_transaction_is_open_while_kafka_acknowledges(
+    env: Env, own_tansu: TansuBroker
+) -> None:
+    """The broker is frozen (SIGSTOP) while a batch waits for its acks: nothing is open."""
+    from transaction_probe import open_transactions
+
+    look = open_transactions(env.kind, env.url)
+    seen_open: list[str] = []
+    real = KafkaPublisher(own_tansu.url, topic="orders")
+
+    async def frozen_while_waiting() -> None:
+        assert own_tansu.process is not None
+        own_tansu.process.send_signal(signal.SIGSTOP)
+        try:
+            seen_open.extend(await asyncio.to_thread(look))
+        finally:
+            own_tansu.process.send_signal(signal.SIGCONT)
+
+    hooked = HookedPublisher(real, after=5, mode="hook", hook=frozen_while_waiting)
+    relay = Relay("to-kafka", hooked)
+    ids = await append_events(env.store, streams=2, per_stream=10)
+    consumer = consumer_for(env, own_tansu.url, "orders")
+    async with consumer, runner(env, relay) as run:
+        sentinel = await finish(env, run, consumer, len(ids))
+    await relay.close()
+    assert hooked.state.interrupted and seen_open == []
+    assert_exactly_once_in_order(await effect_rows(env.engine, "orders-view"), [*ids, sentinel])
+
+
+async def test_a_consumer_that_cannot_reach_the_broker_says_so(pg_env: Env) -> None:
+    consumer = consumer_for(pg_env, "127.0.0.1:1", "orders")
+    with pytest.raises(BrokerUnavailable, match="Kafka at 127.0.0.1:1 is unavailable"):
+        await consumer.start()
