@@ -7,15 +7,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from kafka_broker import TansuBroker
 from messaging_support import (
-    KAFKA_URL,
     NATS_URL,
     RABBITMQ_URL,
     START_NATS,
     START_RABBITMQ,
     Env,
     NatsServer,
-    TansuBroker,
     create_effects,
     empty_store_tables,
     make_registry,
@@ -42,23 +41,6 @@ def nats_url() -> str:
     url = make_url(NATS_URL.replace("nats://", "postgresql://", 1))
     require(url.host or "127.0.0.1", url.port or 4222, "NATS", START_NATS)
     return NATS_URL
-
-
-@pytest.fixture(scope="session")
-def kafka_url() -> Iterator[str]:
-    """EVENTFOLD_TEST_KAFKA_URL's Kafka, else a Tansu broker started for the session (the
-    test fails with how to get one when neither can be had)."""
-    if KAFKA_URL:
-        host, _, port = KAFKA_URL.split(",")[0].rpartition(":")
-        require(host or "127.0.0.1", int(port or 9092), "Kafka", f"a Kafka at {KAFKA_URL}")
-        yield KAFKA_URL
-        return
-    broker = TansuBroker()
-    broker.start()
-    try:
-        yield broker.url
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

