@@ -10,7 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -23,6 +27,7 @@ from messaging_support import (
     assert_exactly_once_in_order,
     effect_handler,
     effect_rows,
+    last_position,
     unique,
 )
 
@@ -218,3 +223,50 @@ async def test_a_consumer_that_cannot_reach_the_broker_says_so(pg_env: Env) -> N
     consumer = consumer_for(pg_env, "127.0.0.1:1", "orders")
     with pytest.raises(BrokerUnavailable, match=r"Kafka at 127\.0\.0\.1:1 is unavailable"):
         await consumer.start()
+
+
+def killed_process(*args: str) -> int:
+    """Run tests/messaging/kafka_crash.py until it kills itself; return its exit status."""
+    here = Path(__file__).resolve().parent
+    process = subprocess.run(
+        [sys.executable, str(here / "kafka_crash.py"), *args], capture_output=True, text=True,
+        timeout=120, check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(here), str(here.parents[1])])},
+    )
+    assert process.returncode == -signal.SIGKILL, process.stderr
+    return process.returncode
+
+
+async def test_a_relay_process_killed_by_sigkill_mid_batch_loses_nothing(
+    pg_env: Env, kafka_url: str
+) -> None:
+    env, topic = pg_env, unique("orders")
+    ids = await append_events(env.store, streams=3, per_stream=10)
+    killed_process("relay", env.url, kafka_url, topic, "12")
+    [relay_status] = await status(env.store, env.engine, [kafka_relay("to-kafka", kafka_url)])
+    assert relay_status.checkpoint == START  # 12 acknowledged, the checkpoint never moved
+
+    relay = kafka_relay("to-kafka", kafka_url, topic=topic)
+    async with consumer_for(env, kafka_url, topic) as consumer, runner(env, relay) as run:
+        sentinel = await finish(env, run, consumer, len(ids))
+    await relay.close()
+    assert consumer.stats.duplicates == 12
+    assert_exactly_once_in_order(await effect_rows(env.engine, "orders-view"), [*ids, sentinel])
+
+
+async def test_a_consumer_process_killed_by_sigkill_mid_batch_applies_nothing_twice(
+    pg_env: Env, kafka_url: str
+) -> None:
+    env, topic, group = pg_env, unique("orders"), unique("view")
+    ids = await append_events(env.store, streams=1, per_stream=30)  # one partition
+    relay = kafka_relay("to-kafka", kafka_url, topic=topic)
+    async with runner(env, relay) as run:
+        await run.wait_until(await last_position(env.store, "Item-0"))
+        killed_process("consumer", env.url, kafka_url, topic, group, "10")
+        assert len(await effect_rows(env.engine, "orders-view")) == 10
+        async with consumer_for(env, kafka_url, topic, group=group) as consumer:
+            sentinel = await finish(env, run, consumer, len(ids) - 10)
+    await relay.close()
+    # Its offset was not committed: the ten it applied come again, and the inbox drops them.
+    assert consumer.stats.duplicates == 10
+    assert_exactly_once_in_order(await effect_rows(env.engine, "orders-view"), [*ids, sentinel])
