@@ -41,6 +41,8 @@ from eventfold.projections.subscriber import FailurePolicy
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+    from eventfold.projections.observability import Metrics
+
 logger = logging.getLogger("eventfold.kafka")
 
 DEFAULT_SERVERS = "127.0.0.1:9092"
@@ -267,7 +269,9 @@ class KafkaConsumer(BrokerConsumer):
     delivered again after ``redeliver_delay``. A message that is not an eventfold
     CloudEvent is logged and passed over (Kafka has no dead-letter queue of its own).
     A new group starts at the topic's beginning. Messages of a partition are handled one
-    at a time, in partition (so per-stream) order.
+    at a time, in partition (so per-stream) order. With ``metrics``
+    (``Metrics.of(registry)``), each partition's lag is the gauge
+    ``eventfold_consumer_lag{consumer=<group>, topic, partition}``.
     """
 
     def __init__(
@@ -282,9 +286,11 @@ class KafkaConsumer(BrokerConsumer):
         failure: FailurePolicy | None = None,
         redeliver_delay: float = 1.0,
         reconnect: Backoff = RECONNECT,
+        metrics: Metrics | None = None,
     ) -> None:
         self.servers = servers
         self.group = group
+        self.metrics = metrics
         self.topic = topic
         self.batch = batch
         self.redeliver_delay = redeliver_delay
@@ -354,6 +360,15 @@ class KafkaConsumer(BrokerConsumer):
                 await self._probe(consumer)
             for tp, messages in batches.items():
                 await self._handle(consumer, tp, messages)
+            self._report()
+
+    def _report(self) -> None:
+        if self.metrics is None:
+            return
+        for partition in self.lag():
+            self.metrics.consumer_lag.labels(
+                self.group, partition.topic, str(partition.partition)
+            ).set(partition.lag)
 
     async def _probe(self, consumer: AIOKafkaConsumer) -> None:
         try:
@@ -396,6 +411,7 @@ class KafkaConsumer(BrokerConsumer):
                 return
             self.health.reachable()
             self._committed[(tp.topic, tp.partition)] = offset
+            self._report()
             await self.dispatch.notify()
             return
 

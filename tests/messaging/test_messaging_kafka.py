@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 from kafka_broker import TansuBroker
+from prometheus_client import CollectorRegistry
 from messaging_support import (
     Env,
     Finished,
@@ -39,6 +40,7 @@ from eventfold.messaging.inbox import Inbox
 from eventfold.messaging.kafka import KafkaConsumer, KafkaPublisher, kafka_relay
 from eventfold.messaging.relay import Relay
 from eventfold.projections import Runner, status
+from eventfold.projections.observability import Metrics
 
 QUICK = Backoff(initial=0.05, cap=0.5, jitter=True)
 
@@ -83,10 +85,14 @@ async def read_topic(url: str, topic: str, count: int) -> list[object]:
 async def test_every_event_reaches_the_consumer_once_in_stream_order(
     env: Env, kafka_url: str
 ) -> None:
-    topic = unique("orders")
+    topic, registry = unique("orders"), CollectorRegistry()
     relay = kafka_relay("to-kafka", kafka_url, topic=topic)
     ids = await append_events(env.store, streams=5, per_stream=20)
-    async with consumer_for(env, kafka_url, topic) as consumer, runner(env, relay) as run:
+    consumer = KafkaConsumer(
+        Inbox(env.engine, "orders-view"), effect_handler("orders-view"), group="view",
+        servers=kafka_url, topic=topic, metrics=Metrics.of(registry),
+    )
+    async with consumer, runner(env, relay) as run:
         sentinel = await finish(env, run, consumer, len(ids))
         await consumer.wait_until(lambda _: sum(p.committed for p in consumer.lag()) > len(ids))
         lag = consumer.lag()
@@ -95,6 +101,12 @@ async def test_every_event_reaches_the_consumer_once_in_stream_order(
     assert consumer.stats.duplicates == 0
     assert lag and sum(p.lag for p in lag) == 0
     assert sum(p.committed for p in lag) == len(ids) + 1
+    gauges = {
+        sample.labels["partition"]: sample.value
+        for metric in registry.collect() if metric.name == "eventfold_consumer_lag"
+        for sample in metric.samples
+    }
+    assert gauges == {str(p.partition): 0.0 for p in lag}
 
 
 async def test_messages_carry_the_stream_key_the_event_id_and_the_cloudevent(
