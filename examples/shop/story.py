@@ -93,7 +93,8 @@ async def run_shop(
     """Run one day of the shop on the store at ``url``, telling ``say`` what happens.
 
     ``broker`` (amqp://..., nats://... or kafka://...) adds a relay publishing every event
-    there, to the exchange, stream or topic ``topic``. The database is migrated first (a no-op when it is).
+    there, to the exchange, stream or topic ``topic``. The database is migrated first (a
+    no-op when it is).
     """
     if not url.startswith("memory:"):
         await migrate(url)

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 from kafka_broker import TansuBroker
-from prometheus_client import CollectorRegistry
 from messaging_support import (
     Env,
     Finished,
@@ -31,6 +30,7 @@ from messaging_support import (
     last_position,
     unique,
 )
+from prometheus_client import CollectorRegistry
 
 from eventfold.eventstore.backoff import Backoff
 from eventfold.eventstore.causation import correlated
