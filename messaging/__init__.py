@@ -3,8 +3,9 @@
 A ``Relay`` is a subscriber that publishes each event to a broker at least once, in
 per-stream order, with the event id as the message id; an ``Inbox`` makes a consumer
 idempotent. The broker adapters need extras and are imported from their modules:
-``eventfold.messaging.rabbitmq`` (``pip install 'eventfold[rabbitmq]'``) and
-``eventfold.messaging.nats`` (``pip install 'eventfold[nats]'``).
+``eventfold.messaging.rabbitmq`` (``pip install 'eventfold[rabbitmq]'``),
+``eventfold.messaging.nats`` (``pip install 'eventfold[nats]'``) and
+``eventfold.messaging.kafka`` (``pip install 'eventfold[kafka]'``).
 """
 
 from eventfold.messaging.errors import BrokerClientMissing, BrokerUnavailable, MessageRejected

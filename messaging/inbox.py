@@ -9,10 +9,10 @@ connections serialize on its primary key: one processes, the other waits and the
 duplicate.
 
 ``Inbox.process(message_id, work)`` is the short form; ``Inbox.handle(message_id)`` the
-block form. ``consume`` helpers for RabbitMQ and NATS JetStream (``eventfold.messaging.rabbitmq``,
-``eventfold.messaging.nats``) run a handler per message through the inbox and acknowledge only
-after the commit. ``Inbox.prune`` forgets ids older than the brokers' redelivery horizon;
-``schedule_prune`` runs it from APScheduler.
+block form. The consumers of RabbitMQ, NATS JetStream and Kafka (``eventfold.messaging.rabbitmq``,
+``.nats``, ``.kafka``) run a handler per message through the inbox and acknowledge (or commit
+the offset) only after the commit. ``Inbox.prune`` forgets ids older than the brokers'
+redelivery horizon; ``schedule_prune`` runs it from APScheduler.
 """
 
 from __future__ import annotations
