@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka_broker import TansuBroker
 from messaging_support import (
     Env,
@@ -31,6 +31,7 @@ from messaging_support import (
     unique,
 )
 from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from eventfold.eventstore.backoff import Backoff
 from eventfold.eventstore.causation import correlated
@@ -39,7 +40,7 @@ from eventfold.messaging.errors import BrokerUnavailable
 from eventfold.messaging.inbox import Inbox
 from eventfold.messaging.kafka import KafkaConsumer, KafkaPublisher, kafka_relay
 from eventfold.messaging.relay import Relay
-from eventfold.projections import Runner, status
+from eventfold.projections import FailurePolicy, Runner, status
 from eventfold.projections.observability import Metrics
 
 QUICK = Backoff(initial=0.05, cap=0.5, jitter=True)
@@ -281,4 +282,39 @@ async def test_a_consumer_process_killed_by_sigkill_mid_batch_applies_nothing_tw
     await relay.close()
     # Its offset was not committed: the ten it applied come again, and the inbox drops them.
     assert consumer.stats.duplicates == 10
+    assert_exactly_once_in_order(await effect_rows(env.engine, "orders-view"), [*ids, sentinel])
+
+
+async def test_a_failing_handler_is_redelivered_and_an_unreadable_message_passed_over(
+    pg_env: Env, kafka_url: str
+) -> None:
+    env, topic = pg_env, unique("orders")
+    effect = effect_handler("orders-view")
+    attempts = 0
+
+    async def flaky(record: RecordedEvent, conn: AsyncConnection) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts <= 2:
+            raise RuntimeError("the handler's dependency is down")
+        await effect(record, conn)
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_url, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"not a CloudEvent", key=b"Item-0")
+    finally:
+        await producer.stop()
+    relay = kafka_relay("to-kafka", kafka_url, topic=topic)
+    ids = await append_events(env.store, streams=1, per_stream=3)
+    consumer = KafkaConsumer(
+        Inbox(env.engine, "orders-view"), flaky, group="view", servers=kafka_url, topic=topic,
+        failure=FailurePolicy(retries=0, backoff=0), redeliver_delay=0.05,
+    )
+    async with consumer, runner(env, relay) as run:
+        sentinel = await finish(env, run, consumer, len(ids))
+        await consumer.wait_until(lambda _: sum(p.committed for p in consumer.lag()) == 5)
+    await relay.close()
+    # The first event failed twice (each time rewound and fetched again), then went through.
+    assert consumer.stats.failed == 2 and consumer.stats.unreadable == 1
     assert_exactly_once_in_order(await effect_rows(env.engine, "orders-view"), [*ids, sentinel])
