@@ -358,6 +358,8 @@ class KafkaConsumer(BrokerConsumer):
                 # aiokafka reconnects by itself and fetches nothing meanwhile: ask for the
                 # cluster's metadata to tell an idle topic from an outage.
                 await self._probe(consumer)
+            if not self.health.down:
+                await self._track_assignment(consumer)
             for tp, messages in batches.items():
                 await self._handle(consumer, tp, messages)
             self._report()
@@ -369,6 +371,20 @@ class KafkaConsumer(BrokerConsumer):
             self.metrics.consumer_lag.labels(
                 self.group, partition.topic, str(partition.partition)
             ).set(partition.lag)
+
+    async def _track_assignment(self, consumer: AIOKafkaConsumer) -> None:
+        """Start each newly assigned partition's lag from the group's committed offset."""
+        assigned = {(tp.topic, tp.partition): tp for tp in consumer.assignment()}
+        for key in [key for key in self._committed if key not in assigned]:
+            del self._committed[key]  # revoked: another member commits it now
+        new = [(key, tp) for key, tp in assigned.items() if key not in self._committed]
+        for key, tp in new:
+            with contextlib.suppress(Exception):  # an outage: tried again next round
+                async with asyncio.timeout(5):
+                    self._committed[key] = await consumer.committed(tp) or 0
+        if new:
+            self._report()
+            await self.dispatch.notify()
 
     async def _probe(self, consumer: AIOKafkaConsumer) -> None:
         try:

@@ -109,6 +109,13 @@ async def test_every_event_reaches_the_consumer_once_in_stream_order(
     }
     assert gauges == {str(p.partition): 0.0 for p in lag}
 
+    # The group resumes where it committed: nothing behind, nothing delivered again.
+    async with consumer_for(env, kafka_url, topic, group="view") as again:
+        resumed = await again.wait_until(
+            lambda _: sum(p.committed for p in again.lag()) == len(ids) + 1
+        )
+        assert sum(p.lag for p in again.lag()) == 0 and resumed.delivered == 0
+
 
 async def test_messages_carry_the_stream_key_the_event_id_and_the_cloudevent(
     pg_env: Env, kafka_url: str
