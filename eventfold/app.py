@@ -36,6 +36,7 @@ from eventfold.eventstore import (
     masked,
 )
 from eventfold.eventstore.engine import create_engine
+from eventfold.messaging.inbox import BrokerConsumer
 from eventfold.processes import DeadlinePoller, ProcessManager
 from eventfold.projections import (
     Projection,
@@ -75,12 +76,16 @@ class App:
         aggregates: Iterable[type[Aggregate]] = (),
         projections: Iterable[Projection] = (),
         subscribers: Iterable[Subscriber] = (),
+        consumers: Iterable[BrokerConsumer] = (),
     ) -> None:
         self.upcasters = upcasters if upcasters is not None else Upcasters()
         self.registry = EventRegistry(events, upcaster=self.upcasters)
         self.aggregates = list(aggregates)
         self.projections = ProjectionRegistry(list(projections))
         self.subscribers = list(subscribers)
+        self.consumers = list(consumers)
+        """Broker consumers whose backlog ``eventfold projections status`` shows (the App
+        does not run them: their service does)."""
         self.check()
 
     def check(self) -> None:

@@ -9,15 +9,17 @@ idempotent. The broker adapters need extras and are imported from their modules:
 """
 
 from eventfold.messaging.errors import BrokerClientMissing, BrokerUnavailable, MessageRejected
-from eventfold.messaging.inbox import Inbox, schedule_prune
+from eventfold.messaging.inbox import BrokerConsumer, Inbox, PartitionLag, schedule_prune
 from eventfold.messaging.relay import Message, Publisher, Relay
 
 __all__ = [
     "BrokerClientMissing",
+    "BrokerConsumer",
     "BrokerUnavailable",
     "Inbox",
     "Message",
     "MessageRejected",
+    "PartitionLag",
     "Publisher",
     "Relay",
     "schedule_prune",

@@ -284,11 +284,39 @@ class InboxDispatch:
             self._changed.notify_all()
 
 
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    """How far a consumer group is behind on one partition of a topic."""
+
+    topic: str
+    partition: int
+    committed: int
+    """The group's committed offset: the next message it will handle."""
+    end: int
+    """The partition's end (its high watermark)."""
+
+    @property
+    def lag(self) -> int:
+        """Messages in the partition the group has not committed yet."""
+        return max(0, self.end - self.committed)
+
+
 class BrokerConsumer(abc.ABC):
     """What every broker's inbox consumer shares: the dispatch, its stats, waiting on
     them, and ``async with`` for start and stop. Subclasses connect and feed ``dispatch``."""
 
     dispatch: InboxDispatch
+
+    @property
+    def name(self) -> str:
+        """The consumer's name: its inbox's consumer name."""
+        return self.dispatch.inbox.consumer
+
+    async def backlog(self) -> list[PartitionLag]:
+        """What the consumer still has to handle, per partition, read from the broker
+        (from any process; ``eventfold projections status`` shows it for an App's
+        ``consumers``). Empty for brokers without partitions."""
+        return []
 
     @abc.abstractmethod
     async def start(self) -> None:

@@ -27,13 +27,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from eventfold.eventstore.backoff import Backoff
 from eventfold.eventstore.urls import masked
 from eventfold.messaging.errors import BrokerClientMissing, BrokerUnavailable, MessageRejected
-from eventfold.messaging.inbox import BrokerConsumer, Inbox, InboxDispatch, InboxHandler
+from eventfold.messaging.inbox import (
+    BrokerConsumer,
+    Inbox,
+    InboxDispatch,
+    InboxHandler,
+    PartitionLag,
+)
 from eventfold.messaging.outage import RECONNECT, BrokerHealth
 from eventfold.messaging.relay import RELAY_FAILURE, Message, Publisher, Relay
 from eventfold.projections.subscriber import FailurePolicy
@@ -243,23 +248,6 @@ def kafka_relay(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class PartitionLag:
-    """How far a consumer group is behind on one partition."""
-
-    topic: str
-    partition: int
-    committed: int
-    """The group's committed offset: the next message it will handle."""
-    end: int
-    """The partition's end (high watermark) as last fetched."""
-
-    @property
-    def lag(self) -> int:
-        """Messages in the partition the group has not committed yet."""
-        return max(0, self.end - self.committed)
-
-
 class KafkaConsumer(BrokerConsumer):
     """Consumes relayed events from a Kafka topic as consumer group ``group``, through an inbox.
 
@@ -336,6 +324,11 @@ class KafkaConsumer(BrokerConsumer):
         if consumer is not None:
             with contextlib.suppress(Exception):
                 await consumer.stop()
+
+    async def backlog(self) -> list[PartitionLag]:
+        """The group's lag on every partition of the topic, read from the broker (works
+        from any process, whether this consumer runs or not)."""
+        return await group_lag(self.servers, self.topic, self.group)
 
     def lag(self) -> list[PartitionLag]:
         """Each assigned partition's committed offset and end, as of the last fetch."""
@@ -430,6 +423,52 @@ class KafkaConsumer(BrokerConsumer):
             self._report()
             await self.dispatch.notify()
             return
+
+
+async def group_lag(servers: str, topic: str, group: str) -> list[PartitionLag]:
+    """Consumer group ``group``'s committed offset and end on each partition of ``topic``.
+
+    The ends come from a fetch at the committed offsets (its high watermarks), not from a
+    ListOffsets request, which some Kafka-compatible brokers (Tansu) answer wrongly for
+    batches of several records. Raises ``BrokerUnavailable`` when Kafka cannot be reached.
+    """
+    aiokafka = _aiokafka()
+    consumer: AIOKafkaConsumer = aiokafka.AIOKafkaConsumer(
+        bootstrap_servers=servers, group_id=group, client_id=f"eventfold-status:{group}",
+        enable_auto_commit=False, auto_offset_reset="earliest",
+    )
+    try:
+        async with asyncio.timeout(30):
+            await consumer.start()
+            partitions = sorted(
+                aiokafka.TopicPartition(topic, n)
+                for n in await _partitions(consumer, topic)
+            )
+            if not partitions:
+                return []
+            consumer.assign(partitions)
+            committed = {tp: await consumer.committed(tp) or 0 for tp in partitions}
+            for tp, offset in committed.items():
+                consumer.seek(tp, offset)
+            while any(consumer.highwater(tp) is None for tp in partitions):
+                await consumer.getmany(timeout_ms=200, max_records=1)
+            return [
+                PartitionLag(topic, tp.partition, committed[tp], consumer.highwater(tp) or 0)
+                for tp in partitions
+            ]
+    except Exception as exc:
+        if isinstance(exc, TimeoutError) or _is_outage(exc):
+            raise BrokerUnavailable(broker_name(servers), _describe(exc)) from exc
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    if topic not in await consumer.topics():
+        return set()
+    return set(consumer.partitions_for_topic(topic) or ())
 
 
 def _key(message: Message) -> bytes | None:

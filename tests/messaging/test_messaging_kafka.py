@@ -28,13 +28,16 @@ from messaging_support import (
     effect_handler,
     effect_rows,
     last_position,
+    make_registry,
     unique,
 )
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from eventfold.eventstore import connect
 from eventfold.eventstore.backoff import Backoff
 from eventfold.eventstore.causation import correlated
+from eventfold.eventstore.engine import create_engine
 from eventfold.eventstore.records import START, RecordedEvent
 from eventfold.messaging.errors import BrokerUnavailable
 from eventfold.messaging.inbox import Inbox
@@ -325,3 +328,69 @@ async def test_a_failing_handler_is_redelivered_and_an_unreadable_message_passed
     # The first event failed twice (each time rewound and fetched again), then went through.
     assert consumer.stats.failed == 2 and consumer.stats.unreadable == 1
     assert_exactly_once_in_order(await effect_rows(env.engine, "orders-view"), [*ids, sentinel])
+
+
+KAFKA_APP = '''
+import os
+
+from messaging_support import Finished, ItemAdded, effect_handler
+
+from eventfold import App
+from eventfold.eventstore.engine import create_engine
+from eventfold.messaging.inbox import Inbox
+from eventfold.messaging.kafka import KafkaConsumer, kafka_relay
+
+servers, topic = os.environ["TEST_KAFKA"], os.environ["TEST_TOPIC"]
+inbox = Inbox(create_engine(os.environ["TEST_DB"]), "orders-view")
+app = App(
+    events=[ItemAdded, Finished],
+    subscribers=[kafka_relay("to-kafka", servers, topic=topic)],
+    consumers=[
+        KafkaConsumer(inbox, effect_handler("orders-view"), group="view", servers=servers,
+                      topic=topic),
+        KafkaConsumer(Inbox(inbox.engine, "audit"), effect_handler("audit"), group="audit",
+                      servers="127.0.0.1:1", topic=topic),
+    ],
+)
+'''
+
+
+def test_projections_status_shows_each_partitions_backlog(
+    kafka_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from eventfold.cli import app as cli
+    from eventfold.eventstore.migrate import migrate
+
+    url, topic = f"sqlite:///{tmp_path / 'store.db'}", unique("orders")
+    (tmp_path / "kafka_app.py").write_text(KAFKA_APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name, value in {"TEST_KAFKA": kafka_url, "TEST_TOPIC": topic, "TEST_DB": url}.items():
+        monkeypatch.setenv(name, value)
+
+    async def relay_ten() -> None:
+        await migrate(url)
+        async with connect(url, make_registry()) as store:
+            ids = await append_events(store, streams=2, per_stream=5)
+            relay = kafka_relay("to-kafka", kafka_url, topic=topic)
+            async with Runner(store, [relay], engine=create_engine(url)) as run:
+                await run.wait_until(await last_position(store, "Item-1"))
+            await relay.close()
+        assert len(ids) == 10
+
+    asyncio.run(relay_ten())
+    result = CliRunner().invoke(
+        cli, ["-d", url, "-a", "kafka_app:app", "projections", "status", "--json"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    [view, audit] = json.loads(result.stdout)["consumers"]
+    assert view["name"] == "orders-view" and view["error"] is None
+    assert sum(p["lag"] for p in view["partitions"]) == 10  # nothing consumed yet
+    assert {p["committed"] for p in view["partitions"]} == {0}
+    assert audit["partitions"] == [] and "Kafka at 127.0.0.1:1 is unavailable" in audit["error"]
+    table = CliRunner().invoke(cli, ["-d", url, "-a", "kafka_app:app", "projections", "status"])
+    assert table.exit_code == 0, table.output
+    assert "consumers" in table.stdout
+    assert "audit: Kafka at 127.0.0.1:1 is unavailable" in table.stdout
