@@ -149,6 +149,7 @@ class KafkaPublisher(Publisher):
         if not messages:
             return
         futures: list[asyncio.Future[Any]] = []
+        refused: tuple[Message, BaseException] | None = None
         self.health.check()
         try:
             async with asyncio.timeout(self.ack_timeout):
@@ -156,9 +157,16 @@ class KafkaPublisher(Publisher):
                 # send() appends to the partition's batch in call order; the acks are
                 # awaited together afterwards.
                 for message in messages:
-                    futures.append(await producer.send(
-                        self.topic, message.body, key=_key(message), headers=_headers(message)
-                    ))
+                    try:
+                        futures.append(await producer.send(
+                            self.topic, message.body, key=_key(message),
+                            headers=_headers(message),
+                        ))
+                    except Exception as exc:
+                        if _is_outage(exc):
+                            raise
+                        refused = (message, exc)  # too large, say: the client refuses it
+                        break
                 results = await asyncio.gather(*futures, return_exceptions=True)
         except TimeoutError:
             await self._outage(f"no ack within {self.ack_timeout}s", None)
@@ -166,14 +174,16 @@ class KafkaPublisher(Publisher):
             if not _is_outage(exc):
                 raise
             await self._outage(_describe(exc), exc)
-        for message, result in zip(messages, results, strict=True):
+        for message, result in zip(messages, results, strict=False):
             if isinstance(result, BaseException):
                 if _is_outage(result):
                     await self._outage(_describe(result), result)
-                raise MessageRejected(
-                    self.broker, message.message_id, _describe(result)
-                ) from result
+                refused = (message, result)
+                break
         self.health.reachable()
+        if refused is not None:
+            message, error = refused
+            raise MessageRejected(self.broker, message.message_id, _describe(error)) from error
 
     async def _outage(self, reason: str, error: BaseException | None) -> NoReturn:
         await self.close()

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -39,10 +40,10 @@ from eventfold.eventstore.backoff import Backoff
 from eventfold.eventstore.causation import correlated
 from eventfold.eventstore.engine import create_engine
 from eventfold.eventstore.records import START, RecordedEvent
-from eventfold.messaging.errors import BrokerUnavailable
+from eventfold.messaging.errors import BrokerUnavailable, MessageRejected
 from eventfold.messaging.inbox import Inbox
 from eventfold.messaging.kafka import KafkaConsumer, KafkaPublisher, kafka_relay
-from eventfold.messaging.relay import Relay
+from eventfold.messaging.relay import Message, Relay
 from eventfold.projections import FailurePolicy, Runner, status
 from eventfold.projections.observability import Metrics
 
@@ -394,3 +395,25 @@ def test_projections_status_shows_each_partitions_backlog(
     assert table.exit_code == 0, table.output
     assert "consumers" in table.stdout
     assert "audit: Kafka at 127.0.0.1:1 is unavailable" in table.stdout
+
+
+async def test_a_message_kafka_refuses_is_named_and_those_before_it_are_confirmed(
+    kafka_url: str,
+) -> None:
+    topic = unique("orders")
+    publisher = KafkaPublisher(kafka_url, topic=topic)
+
+    def message(body: bytes) -> Message:
+        return Message(message_id=str(uuid.uuid4()), event_type="Tested", category="Refusal",
+                       body=body)
+
+    first, too_large, after = message(b"{}"), message(b"x" * 2_000_000), message(b"{}")
+    try:
+        with pytest.raises(MessageRejected) as refused:
+            await publisher.publish([first, too_large, after])
+    finally:
+        await publisher.close()
+    assert refused.value.message_id == too_large.message_id
+    assert "MessageSizeTooLarge" in refused.value.reason
+    [stored] = await read_topic(kafka_url, topic, 1)
+    assert dict(stored.headers)["message-id"] == first.message_id.encode()  # type: ignore[attr-defined]
