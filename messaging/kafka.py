@@ -267,9 +267,10 @@ class KafkaConsumer(BrokerConsumer):
     delivered again after ``redeliver_delay``. A message that is not an eventfold
     CloudEvent is logged and passed over (Kafka has no dead-letter queue of its own).
     A new group starts at the topic's beginning. Messages of a partition are handled one
-    at a time, in partition (so per-stream) order. With ``metrics``
-    (``Metrics.of(registry)``), each partition's lag is the gauge
-    ``eventfold_consumer_lag{consumer=<group>, topic, partition}``.
+    at a time, in partition (so per-stream) order. ``lag()`` is each assigned partition's
+    lag as this consumer sees it; with ``metrics`` (``Metrics.of(registry)``) it is the
+    gauge ``eventfold_consumer_lag{consumer=<group>, topic, partition}``. ``backlog()``
+    asks the broker, from any process.
     """
 
     def __init__(
@@ -324,7 +325,8 @@ class KafkaConsumer(BrokerConsumer):
         self._task = asyncio.create_task(self._run(consumer), name=f"kafka:{self.group}")
 
     async def stop(self) -> None:
-        """Stop consuming (the message in hand finishes first) and leave the group."""
+        """Stop consuming and leave the group (a message in hand is rolled back: its offset
+        was not committed, so the group gets it again)."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
