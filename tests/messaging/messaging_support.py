@@ -289,4 +289,3 @@ class NatsServer:
         if process is not None and process.returncode is None:
             process.kill()
             await process.wait()
-
