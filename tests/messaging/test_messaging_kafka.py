@@ -73,7 +73,8 @@ async def finish(env: Env, run: Runner, consumer: KafkaConsumer, expected: int):
 
 
 async def read_topic(url: str, topic: str, count: int) -> list[object]:
-    """The first ``count`` messages of every partition of ``topic`` (no group, no commit)."""
+    """At least ``count`` messages of ``topic``, from the start of its partitions (no group,
+    nothing committed)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=url, auto_offset_reset="earliest")
     await consumer.start()
     found: list[object] = []
