@@ -3,10 +3,12 @@
 Appends N benchmark events (``benchmarks.payload``, ~200-byte JSON) to a store, then times a
 runner with one relay from the first event until its checkpoint passes the last one: every
 event read from the log, turned into a CloudEvents message, published, and confirmed by the
-broker (RabbitMQ publisher confirms; JetStream PubAcks), batch by batch, checkpoint
-committed after each. Each broker gets fresh names (exchange / stream), removed afterwards.
+broker (RabbitMQ publisher confirms; JetStream PubAcks; Kafka acks=all), batch by batch,
+checkpoint committed after each. Each broker gets fresh names (exchange / stream / topic),
+removed afterwards.
 
-    python -m benchmarks.relay [--events 20000] [--batch 500] [--broker rabbitmq,nats]
+    python -m benchmarks.relay [--events 20000] [--batch 500] [--broker rabbitmq,nats,kafka]
+                               [--kafka 127.0.0.1:9092]
                                [--dsn postgresql://postgres@127.0.0.1:5432/eventfold_bench_relay
                                 | --sqlite]
 """
@@ -35,8 +37,24 @@ RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 NATS_URL = "nats://127.0.0.1:4222"
 
 
-async def _publisher(broker: str, tag: str) -> tuple[object, object]:
+async def _publisher(broker: str, tag: str, kafka: str) -> tuple[object, object]:
     """The broker's publisher and a coroutine function that removes what it created."""
+    if broker == "kafka":
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        from eventfold.messaging.kafka import KafkaPublisher
+
+        topic = f"bench-{tag}"
+
+        async def cleanup_topic() -> None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+            await admin.start()
+            try:
+                await admin.delete_topics([topic])
+            finally:
+                await admin.close()
+
+        return KafkaPublisher(kafka, topic=topic), cleanup_topic
     if broker == "rabbitmq":
         import aio_pika
 
@@ -68,12 +86,12 @@ async def _publisher(broker: str, tag: str) -> tuple[object, object]:
     return publisher, cleanup_stream
 
 
-async def measure(url: str, broker: str, events: int, batch: int) -> float:
+async def measure(url: str, broker: str, events: int, batch: int, kafka: str) -> float:
     """Relay ``events`` fresh events to ``broker``; return confirmed events per second."""
     tag = uuid.uuid4().hex[:8]
     store = await connect(url, bench_registry())
     engine = create_engine(url)
-    publisher, cleanup = await _publisher(broker, tag)
+    publisher, cleanup = await _publisher(broker, tag, kafka)
     relay = Relay(f"bench-relay-{tag}", publisher)  # type: ignore[arg-type]
     try:
         last = None
@@ -112,7 +130,7 @@ async def _main(args: argparse.Namespace) -> None:
     backend = "SQLite" if args.sqlite else "PostgreSQL"
     print(f"relay throughput, {args.events} events, batches of {args.batch}, store on {backend}")
     for broker in args.broker.split(","):
-        rate = await measure(url, broker.strip(), args.events, args.batch)
+        rate = await measure(url, broker.strip(), args.events, args.batch, args.kafka)
         print(f"  {broker.strip():<9} {rate:>10,.0f} events/s (broker-confirmed)")
 
 
@@ -122,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--broker", default="rabbitmq,nats")
+    parser.add_argument("--kafka", default="127.0.0.1:9092", help="Kafka bootstrap servers")
     parser.add_argument("--dsn", default=DEFAULT_DSN)
     parser.add_argument("--sqlite", action="store_true", help="store on a temp SQLite file")
     args = parser.parse_args(argv)

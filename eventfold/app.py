@@ -53,6 +53,7 @@ from eventfold.eventstore import (
 from eventfold.eventstore.engine import create_engine
 from eventfold.eventstore.migrate import SCHEMA_HEAD, schema_revision
 from eventfold.eventstore.urls import scheme_of, sqlite_file
+from eventfold.messaging.inbox import BrokerConsumer
 from eventfold.processes import DeadlinePoller, ProcessManager
 from eventfold.projections import (
     Projection,
@@ -93,6 +94,7 @@ class App:
         projections: Iterable[Projection] = (),
         subscribers: Iterable[Subscriber] = (),
         read_models: str | None = None,
+        consumers: Iterable[BrokerConsumer] = (),
     ) -> None:
         self.read_models = read_models
         """The URL of the database the read models live in; None: the store's database."""
@@ -101,6 +103,9 @@ class App:
         self.aggregates = list(aggregates)
         self.projections = ProjectionRegistry(list(projections))
         self.subscribers = list(subscribers)
+        self.consumers = list(consumers)
+        """Broker consumers whose backlog ``eventfold projections status`` shows (the App
+        does not run them: their service does)."""
         self.check()
 
     def check(self) -> None:

@@ -1,5 +1,6 @@
-"""What ``eventfold projections status`` reports: each subscriber's status, and on PostgreSQL
-the sessions whose old open transactions hold every reader of the global log back.
+"""What ``eventfold projections status`` reports: each subscriber's status, on PostgreSQL
+the sessions whose old open transactions hold every reader of the global log back, and the
+backlog of the App's broker consumers per partition.
 
 Readers of the PostgreSQL log see only events committed below the oldest open write
 transaction (docs/operations.md), so a session left "idle in transaction" stalls every
@@ -9,15 +10,26 @@ projection without any of them showing an error; naming it is the fastest diagno
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from eventfold.app import Running
 from eventfold.eventstore import HorizonHolder
+from eventfold.messaging.errors import BrokerUnavailable
+from eventfold.messaging.inbox import BrokerConsumer, PartitionLag
 from eventfold.projections import ProjectionStatus, Subscriber, status
 
 DEFAULT_HORIZON_AGE = timedelta(seconds=5)
 """An open write transaction older than this is reported as holding readers back."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerBacklog:
+    """A broker consumer's lag per partition, or why the broker could not tell."""
+
+    name: str
+    partitions: list[PartitionLag]
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +40,8 @@ class StatusReport:
     horizon_holders: list[HorizonHolder]
     """Sessions (oldest first) whose open write transaction is older than the threshold;
     always empty off PostgreSQL."""
+    consumers: list[ConsumerBacklog] = field(default_factory=list)
+    """The App's broker consumers (``App(consumers=...)``), when no names were asked for."""
 
 
 async def status_report(
@@ -47,10 +61,20 @@ async def status_report(
         holder for holder in await running.store.horizon_holders()
         if holder.transaction_age >= horizon_age
     ]
-    return StatusReport(found, holders)
+    consumers = [await _backlog(consumer) for consumer in running.app.consumers] if (
+        names is None
+    ) else []
+    return StatusReport(found, holders, consumers)
 
 
-__all__ = ["DEFAULT_HORIZON_AGE", "StatusReport", "status_report"]
+async def _backlog(consumer: BrokerConsumer) -> ConsumerBacklog:
+    try:
+        return ConsumerBacklog(consumer.name, await consumer.backlog())
+    except BrokerUnavailable as exc:
+        return ConsumerBacklog(consumer.name, [], str(exc))
+
+
+__all__ = ["DEFAULT_HORIZON_AGE", "ConsumerBacklog", "StatusReport", "status_report"]
 
 
 def duration(seconds: float | None) -> str:

@@ -9,10 +9,10 @@ connections serialize on its primary key: one processes, the other waits and the
 duplicate.
 
 ``Inbox.process(message_id, work)`` is the short form; ``Inbox.handle(message_id)`` the
-block form. ``consume`` helpers for RabbitMQ and NATS JetStream (``eventfold.messaging.rabbitmq``,
-``eventfold.messaging.nats``) run a handler per message through the inbox and acknowledge only
-after the commit. ``Inbox.prune`` forgets ids older than the brokers' redelivery horizon;
-``schedule_prune`` runs it from APScheduler.
+block form. The consumers of RabbitMQ, NATS JetStream and Kafka (``eventfold.messaging.rabbitmq``,
+``.nats``, ``.kafka``) run a handler per message through the inbox and acknowledge (or commit
+the offset) only after the commit. ``Inbox.prune`` forgets ids older than the brokers'
+redelivery horizon; ``schedule_prune`` runs it from APScheduler.
 """
 
 from __future__ import annotations
@@ -253,7 +253,8 @@ class InboxDispatch:
     async def wait_until(
         self, condition: Callable[[ConsumerStats], bool], timeout: float = 10.0
     ) -> ConsumerStats:
-        """Wait until ``condition(stats)`` holds (checked after every delivery)."""
+        """Wait until ``condition(stats)`` holds (checked after every delivery and
+        ``notify``)."""
         try:
             async with asyncio.timeout(timeout), self._changed:
                 await self._changed.wait_for(lambda: condition(self.stats))
@@ -273,9 +274,31 @@ class InboxDispatch:
             self.stats.failed += 1
         else:
             self.stats.unreadable += 1
+        await self.notify()
+        return outcome
+
+    async def notify(self) -> None:
+        """Check the ``wait_until`` conditions again (after a delivery, or when an adapter's
+        own state changed: an offset committed, the broker lost)."""
         async with self._changed:
             self._changed.notify_all()
-        return outcome
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    """How far a consumer group is behind on one partition of a topic."""
+
+    topic: str
+    partition: int
+    committed: int
+    """The group's committed offset: the next message it will handle."""
+    end: int
+    """The partition's end (its high watermark)."""
+
+    @property
+    def lag(self) -> int:
+        """Messages in the partition the group has not committed yet."""
+        return max(0, self.end - self.committed)
 
 
 class BrokerConsumer(abc.ABC):
@@ -283,6 +306,17 @@ class BrokerConsumer(abc.ABC):
     them, and ``async with`` for start and stop. Subclasses connect and feed ``dispatch``."""
 
     dispatch: InboxDispatch
+
+    @property
+    def name(self) -> str:
+        """The consumer's name: its inbox's consumer name."""
+        return self.dispatch.inbox.consumer
+
+    async def backlog(self) -> list[PartitionLag]:
+        """What the consumer still has to handle, per partition, read from the broker
+        (from any process; ``eventfold projections status`` shows it for an App's
+        ``consumers``). Empty for brokers without partitions."""
+        return []
 
     @abc.abstractmethod
     async def start(self) -> None:

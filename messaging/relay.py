@@ -132,7 +132,7 @@ def message_for(
 @runtime_checkable
 class Publisher(Protocol):
     """A broker connection a relay publishes through (``eventfold.messaging.rabbitmq``,
-    ``eventfold.messaging.nats``).
+    ``eventfold.messaging.nats``, ``eventfold.messaging.kafka``).
 
     ``publish`` sends the messages in the given order and returns once the broker has
     confirmed every one. It raises ``BrokerUnavailable`` when the broker cannot be reached

@@ -90,6 +90,11 @@ class Metrics:
             "eventfold_subscriber_parked", "Events parked for the subscriber.", ["subscriber"],
             registry=registry,
         )
+        self.consumer_lag = Gauge(
+            "eventfold_consumer_lag",
+            "Messages of a broker partition the consumer has not committed yet.",
+            ["consumer", "topic", "partition"], registry=registry,
+        )
 
     @classmethod
     def of(cls, registry: CollectorRegistry | None = None) -> Metrics:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import pytest
+from kafka_broker import KAFKA_URL, TansuBroker, require_kafka
 from layout_support import BARE_PACKAGE_NAMES
 
 from eventfold.eventstore.backends.postgres import PostgresEventStore
@@ -153,3 +154,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "pg_server_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgres)
+
+
+
+@pytest.fixture(scope="session")
+def kafka_url() -> Iterator[str]:
+    """EVENTFOLD_TEST_KAFKA_URL's Kafka, else a Tansu broker started for the session (the
+    test fails with how to get one when neither can be had)."""
+    if KAFKA_URL:
+        require_kafka(KAFKA_URL)
+        yield KAFKA_URL
+        return
+    broker = TansuBroker()
+    broker.start()
+    try:
+        yield broker.url
+    finally:
+        broker.stop()
+
+
+def pytest_report_header() -> str:
+    """Which Kafka the Kafka tests use."""
+    return (
+        f"kafka: EVENTFOLD_TEST_KAFKA_URL={KAFKA_URL}" if KAFKA_URL
+        else "kafka: Tansu, started by the tests (set EVENTFOLD_TEST_KAFKA_URL for a real Kafka)"
+    )

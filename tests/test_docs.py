@@ -106,14 +106,23 @@ RUNNABLE = [block for block in BLOCKS if block.run]
 
 
 @pytest.fixture(scope="module")
-def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[Path, Page]]:
-    """One ``Page`` per Markdown file, its event loop closed after the module."""
+def pages(
+    tmp_path_factory: pytest.TempPathFactory, kafka_url: str
+) -> Iterator[dict[Path, Page]]:
+    """One ``Page`` per Markdown file, its event loop closed after the module. The pages
+    find the tests' Kafka (tests/kafka_broker.py) at ``$KAFKA_SERVERS``."""
     opened = {
         page: Page(tmp_path_factory.mktemp(page.stem)) for page in {b.page for b in BLOCKS}
     }
+    before = os.environ.get("KAFKA_SERVERS")
+    os.environ["KAFKA_SERVERS"] = kafka_url
     yield opened
     for page in opened.values():
         page.runner.close()
+    if before is None:
+        del os.environ["KAFKA_SERVERS"]
+    else:
+        os.environ["KAFKA_SERVERS"] = before
 
 
 def test_the_docs_have_code_to_run() -> None:

@@ -36,7 +36,13 @@ from eventfold.projections import (
     retry_parked,
     skip_parked,
 )
-from eventfold.status import DEFAULT_HORIZON_AGE, StatusReport, duration, status_report
+from eventfold.status import (
+    DEFAULT_HORIZON_AGE,
+    ConsumerBacklog,
+    StatusReport,
+    duration,
+    status_report,
+)
 
 app = typer.Typer(
     help="Inspect, rebuild and reset read models; list, retry and skip parked events.",
@@ -115,6 +121,35 @@ def _status_table(entries: list[ProjectionStatus]) -> Table:
     return table
 
 
+def _consumer_dict(backlog: ConsumerBacklog) -> dict[str, Any]:
+    return {
+        "name": backlog.name,
+        "error": backlog.error,
+        "partitions": [
+            {"topic": p.topic, "partition": p.partition, "committed": p.committed,
+             "end": p.end, "lag": p.lag}
+            for p in backlog.partitions
+        ],
+    }
+
+
+def _consumers_table(consumers: list[ConsumerBacklog]) -> Table:
+    table = Table(title="consumers", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False, caption_justify="left",
+                  caption="committed: the group's next offset; lag: messages after it")
+    table.add_column("name", style="bold", overflow="fold", min_width=6)
+    table.add_column("topic", overflow="fold", min_width=6)
+    for column in ("partition", "committed", "end", "lag"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for backlog in consumers:
+        for p in backlog.partitions:
+            table.add_row(
+                escape(backlog.name), escape(p.topic), str(p.partition), str(p.committed),
+                str(p.end), Text(str(p.lag), style="bold yellow" if p.lag else ""),
+            )
+    return table
+
+
 def _print_horizon(console: Console, holders: list[HorizonHolder]) -> None:
     """One line per session: what to look for in pg_stat_activity, and what to end."""
     console.print(
@@ -150,7 +185,7 @@ def status_command(
     as_json: Annotated[
         bool,
         typer.Option("--json", help='Print one JSON object: {"projections": [...], '
-                     '"horizon_holders": [...]}.'),
+                     '"horizon_holders": [...], "consumers": [...]}.'),
     ] = False,
 ) -> None:
     """Each projection's state, holder, checkpoint, lag, recent rate and parked events."""
@@ -166,6 +201,7 @@ def status_command(
         print_json_lines([{
             "projections": [_status_dict(entry) for entry in report.projections],
             "horizon_holders": [_holder_dict(holder) for holder in report.horizon_holders],
+            "consumers": [_consumer_dict(backlog) for backlog in report.consumers],
         }])
         return
     console = stdout_console()
@@ -184,6 +220,11 @@ def status_command(
                     f"[bold yellow]{escape(entry.name)} is retrying[/] after "
                     f"{escape(entry.last_error)}"
                 )
+    if any(backlog.partitions for backlog in report.consumers):
+        console.print(_consumers_table(report.consumers))
+    for backlog in report.consumers:
+        if backlog.error is not None:
+            console.print(f"[bold yellow]{escape(backlog.name)}:[/] {escape(backlog.error)}")
     if report.horizon_holders:
         _print_horizon(console, report.horizon_holders)
 

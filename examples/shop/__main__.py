@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--broker",
-        help="also relay every event to RabbitMQ (amqp://guest:guest@127.0.0.1/) or NATS "
-        "JetStream (nats://127.0.0.1:4222)",
+        help="also relay every event to RabbitMQ (amqp://guest:guest@127.0.0.1/), NATS "
+        "JetStream (nats://127.0.0.1:4222) or Kafka (kafka://127.0.0.1:9092)",
     )
     args = parser.parse_args(argv)
     try:

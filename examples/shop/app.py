@@ -19,9 +19,11 @@ from examples.shop.read_models import CustomerTotals, OrderList
 
 
 def build_app(broker: str | None = None, *, topic: str = "shop") -> App:
-    """The shop's App; with ``broker`` (amqp:// or nats://) it also relays its events there.
+    """The shop's App; with ``broker`` (amqp://, nats:// or kafka://) it also relays its
+    events there.
 
-    ``topic`` names the exchange (RabbitMQ) or the stream and subject prefix (NATS).
+    ``topic`` names the exchange (RabbitMQ), the stream and subject prefix (NATS) or the
+    topic (Kafka).
     """
     return App(
         events=SHOP_EVENTS,

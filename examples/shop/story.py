@@ -92,8 +92,9 @@ async def run_shop(
 ) -> ShopRun:
     """Run one day of the shop on the store at ``url``, telling ``say`` what happens.
 
-    ``broker`` (amqp://... or nats://...) adds a relay publishing every event there, to
-    the exchange or stream ``topic``. The database is migrated first (a no-op when it is).
+    ``broker`` (amqp://..., nats://... or kafka://...) adds a relay publishing every event
+    there, to the exchange, stream or topic ``topic``. The database is migrated first (a
+    no-op when it is).
     """
     if not url.startswith("memory:"):
         await migrate(url)

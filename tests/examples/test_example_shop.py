@@ -1,5 +1,6 @@
 """The shop's day end to end: on memory, SQLite (twice in one file) and PostgreSQL, as
-``python -m examples.shop``, and relaying to the real RabbitMQ and NATS of the machine."""
+``python -m examples.shop``, and relaying to the real RabbitMQ and NATS of the machine and
+to Kafka (tests/kafka_broker.py)."""
 
 from __future__ import annotations
 
@@ -223,6 +224,28 @@ async def test_a_day_relayed_to_nats_jetstream(tmp_path: Path) -> None:
         await consumer.stop()
         await inbox.engine.dispose()
         await _delete_nats(topic.upper())
+
+
+async def test_a_day_relayed_to_kafka(tmp_path: Path, kafka_url: str) -> None:
+    from eventfold.messaging.kafka import KafkaConsumer
+
+    topic = f"shop-test-{uuid.uuid4().hex[:8]}"
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    inbox = await consumer_inbox(tmp_path)
+    received = Received()
+    consumer = KafkaConsumer(inbox, received, group="billing", servers=kafka_url, topic=topic)
+    await consumer.start()
+    try:
+        day, text = await run(url, broker=f"kafka://{kafka_url}", topic=topic)
+        check_day(day, text)
+        assert f"Relay {topic}-to-kafka: every event" in text
+        async with connect(url, build_app().registry) as store:
+            count = len(await store.read_all(limit=10_000))
+        await consumer.wait_until(lambda stats: stats.processed == count, timeout=30)
+        await check_relayed(url, day, received)
+    finally:
+        await consumer.stop()
+        await inbox.engine.dispose()
 
 
 async def _delete_rabbitmq(name: str) -> None:

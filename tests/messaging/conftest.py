@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from kafka_broker import TansuBroker
 from messaging_support import (
     NATS_URL,
     RABBITMQ_URL,
@@ -40,6 +41,17 @@ def nats_url() -> str:
     url = make_url(NATS_URL.replace("nats://", "postgresql://", 1))
     require(url.host or "127.0.0.1", url.port or 4222, "NATS", START_NATS)
     return NATS_URL
+
+
+@pytest.fixture
+def own_tansu() -> Iterator[TansuBroker]:
+    """A Tansu broker of this test's own, on a free port, that the test may kill."""
+    broker = TansuBroker()
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from messaging_support import NATS_URL, RABBITMQ_URL
 
 from eventfold.eventstore.backoff import Backoff
 from eventfold.messaging import BrokerUnavailable, Message
+from eventfold.messaging.kafka import KafkaPublisher
 from eventfold.messaging.nats import JetStreamPublisher
 from eventfold.messaging.rabbitmq import RabbitMQPublisher
 
@@ -31,7 +32,13 @@ def _down(url: str) -> str:
     return url.replace(host_port, "127.0.0.1:1", 1)
 
 
-def _publishers(kind: str) -> tuple[RabbitMQPublisher | JetStreamPublisher, str]:
+Outaged = RabbitMQPublisher | JetStreamPublisher | KafkaPublisher
+
+
+def _publishers(kind: str, request: pytest.FixtureRequest) -> tuple[Outaged, str]:
+    if kind == "kafka":
+        return KafkaPublisher("127.0.0.1:1", topic="eventfold-outage-test", ack_timeout=10,
+                              reconnect=QUICK), request.getfixturevalue("kafka_url")
     if kind == "rabbitmq":
         rabbitmq = RabbitMQPublisher(_down(RABBITMQ_URL), exchange="eventfold-outage-test",
                                      connect_timeout=2, confirm_timeout=10, reconnect=QUICK)
@@ -41,7 +48,7 @@ def _publishers(kind: str) -> tuple[RabbitMQPublisher | JetStreamPublisher, str]
                               reconnect=QUICK), NATS_URL
 
 
-async def _fail_attempts(publisher: RabbitMQPublisher | JetStreamPublisher, attempts: int) -> None:
+async def _fail_attempts(publisher: Outaged, attempts: int) -> None:
     """Publish until ``attempts`` real connection attempts failed (a bounded loop)."""
     deadline = time.monotonic() + 120
     while publisher.health.failures < attempts:
@@ -50,12 +57,12 @@ async def _fail_attempts(publisher: RabbitMQPublisher | JetStreamPublisher, atte
             await publisher.publish([MESSAGE])
 
 
-@pytest.mark.parametrize("kind", ["rabbitmq", "nats"])
+@pytest.mark.parametrize("kind", ["rabbitmq", "nats", "kafka"])
 async def test_an_outage_is_one_line_down_and_one_line_up(
-    kind: str, caplog: pytest.LogCaptureFixture
+    kind: str, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
 ) -> None:
     caplog.set_level(logging.INFO)
-    publisher, live_url = _publishers(kind)
+    publisher, live_url = _publishers(kind, request)
     try:
         await _fail_attempts(publisher, 4)
         down = [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -81,12 +88,12 @@ async def test_an_outage_is_one_line_down_and_one_line_up(
         await publisher.close()
 
 
-@pytest.mark.parametrize("kind", ["rabbitmq", "nats"])
+@pytest.mark.parametrize("kind", ["rabbitmq", "nats", "kafka"])
 async def test_debug_logging_shows_the_traceback_of_the_outage(
-    kind: str, caplog: pytest.LogCaptureFixture
+    kind: str, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    publisher, _ = _publishers(kind)
+    publisher, _ = _publishers(kind, request)
     try:
         await _fail_attempts(publisher, 2)
     finally:
@@ -98,6 +105,7 @@ async def test_debug_logging_shows_the_traceback_of_the_outage(
 @pytest.mark.parametrize(("kind", "url", "module", "extra"), [
     ("rabbitmq", "amqp://guest:guest@127.0.0.1:1/", "aio_pika", "rabbitmq"),
     ("nats", "nats://127.0.0.1:1", "nats", "nats"),
+    ("kafka", "kafka://127.0.0.1:1", "aiokafka", "kafka"),
 ])
 def test_a_missing_client_library_refuses_the_shop_at_start(
     kind: str, url: str, module: str, extra: str, tmp_path: Path
