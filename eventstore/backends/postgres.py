@@ -37,6 +37,14 @@ from typing import Any, Self
 
 import asyncpg
 
+from eventfold.eventstore.backends.postgres_group import (
+    APPEND_GROUP,
+    GroupCommit,
+    Outcome,
+    PendingAppend,
+    group_arguments,
+    rows_by_stream,
+)
 from eventfold.eventstore.backends.postgres_driver import (
     ConnectionCache,
     asyncpg_dsn,
@@ -281,6 +289,7 @@ class PostgresEventStore:
         url: str,
         *,
         poll_interval: float = 0.5,
+        group_commit: bool = True,
     ) -> None:
         self.registry = registry
         self.url = masked(url)
@@ -295,6 +304,11 @@ class PostgresEventStore:
         self._notify_task: asyncio.Task[None] | None = None
         self._notify_pending = False
         self._closed = False
+        self._groups = (
+            GroupCommit(self._send_group, _groups_in_flight(pool.get_max_size()))
+            if group_commit
+            else None
+        )
 
     @classmethod
     async def open(
@@ -307,13 +321,16 @@ class PostgresEventStore:
         idle_in_transaction_timeout: float = 60.0,
         poll_interval: float = 0.5,
         check_schema: bool = True,
+        group_commit: bool = True,
     ) -> Self:
         """Connect a pool and check the database is fit to serve.
 
         ``idle_in_transaction_timeout`` (seconds, 0 = off) ends sessions that sit in an open
         transaction, which would hold every reader of the global log back.
         ``poll_interval`` bounds how long ``wait_for_events`` waits between checks when no
-        notification comes. Raises ``StoreUnavailable`` when the server cannot be reached,
+        notification comes. ``group_commit`` sends appends that wait at the same time
+        together, one statement and one transaction per group (docs/operations.md); turn it
+        off to send each append alone. Raises ``StoreUnavailable`` when the server cannot be reached,
         ``SchemaNotMigrated`` when the schema is not at ``SCHEMA_HEAD`` and
         ``TransactionHorizonError`` when stored transaction ids lie beyond the server's.
         """
@@ -330,7 +347,7 @@ class PostgresEventStore:
             if is_unavailable(exc):
                 raise unavailable(shown, exc) from exc
             raise
-        store = cls(pool, registry, url, poll_interval=poll_interval)
+        store = cls(pool, registry, url, poll_interval=poll_interval, group_commit=group_commit)
         try:
             if check_schema:
                 await store._check_fit()
@@ -377,7 +394,13 @@ class PostgresEventStore:
             # Versions are int4: no stream can be there, and the driver could not send it.
             raise ConcurrencyError(stream_id, expected, await self.stream_version(stream_id))
         query, args = append_statement(stream_id, batch, expected)
-        rows = await self._insert(stream_id, query, args)
+        rows = None
+        if self._groups is not None:
+            low, high = _version_bounds(expected)
+            pending = PendingAppend(stream_id, batch, low, high, query, args)
+            rows = await self._groups.append(pending)
+        if rows is None:
+            rows = await self._insert(stream_id, query, args)
         if not rows:
             return await self._append_contended(stream_id, batch, expected, args)
         self._announce()
@@ -451,6 +474,35 @@ class PostgresEventStore:
             raise await self._failed(conn, exc) from exc
         self._connections.give(conn)
         return rows
+
+    async def _send_group(self, group: list[PendingAppend]) -> list[Outcome]:
+        """Send a group of appends (see ``postgres_group``): each member's rows, its error,
+        or None when it must go again alone."""
+        if len(group) == 1:
+            [item] = group
+            try:
+                return [await self._insert(item.stream_id, item.query, item.args)]
+            except Exception as exc:
+                return [exc]
+        try:
+            conn = await self._connections.take()
+        except Exception as exc:
+            if is_unavailable(exc):
+                return [unavailable(self.url, exc) for _ in group]
+            raise
+        try:
+            rows: list[asyncpg.Record] = await conn.fetch(APPEND_GROUP, *group_arguments(group))
+        except BaseException as exc:
+            await self._failed(conn, exc)
+            if not isinstance(exc, Exception):
+                raise
+            if is_unavailable(exc):
+                return [unavailable(self.url, exc) for _ in group]
+            # A unique index, a refused value, ...: maybe one member's fault, so each
+            # goes alone and meets only its own fate.
+            return [None for _ in group]
+        self._connections.give(conn)
+        return rows_by_stream(group, rows)
 
     async def _settle(
         self, stream_id: str, batch: list[EncodedEvent], expected: ExpectedVersion
@@ -716,6 +768,8 @@ class PostgresEventStore:
         if self._closed:
             return
         self._closed = True
+        if self._groups is not None:
+            await self._groups.close()
         if self._notify_task is not None:
             with contextlib.suppress(Exception):
                 await self._notify_task
@@ -766,6 +820,12 @@ def append_statement(
         [item.data for item in batch],
         [item.metadata for item in batch],
     )
+
+
+def _groups_in_flight(pool_size: int) -> int:
+    """How many groups may be in flight at once: a few, so that a group forms while the
+    others are out, and never the whole pool (readers need connections too)."""
+    return max(1, pool_size // 4)
 
 
 def _version_bounds(expected: ExpectedVersion) -> tuple[int, int]:
