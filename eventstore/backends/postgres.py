@@ -9,6 +9,9 @@ Why it is shaped so (docs/operations.md has the long version):
   that expect the same version both try to insert the same ``(stream_id, stream_version)``:
   the unique index makes the second wait for the first and fail if the first commits. No
   table lock, no row lock that writers of other streams could meet.
+- Appends that wait at the same time share that statement and its transaction, each with
+  its own check and result (group commit, ``postgres_group``); the rules below hold per
+  append, and a member the group could not write goes again alone.
 - When nothing was written (a version mismatch, a lost race, or a replayed batch whose
   event ids are stored), one more query tells them apart: the original result for a
   replay, ``ConcurrencyError`` with the actual version, or, when the stream is where the
@@ -37,14 +40,6 @@ from typing import Any, Self
 
 import asyncpg
 
-from eventfold.eventstore.backends.postgres_group import (
-    APPEND_GROUP,
-    GroupCommit,
-    Outcome,
-    PendingAppend,
-    group_arguments,
-    rows_by_stream,
-)
 from eventfold.eventstore.backends.postgres_driver import (
     ConnectionCache,
     asyncpg_dsn,
@@ -52,6 +47,14 @@ from eventfold.eventstore.backends.postgres_driver import (
     is_unavailable,
     session_settings,
     unavailable,
+)
+from eventfold.eventstore.backends.postgres_group import (
+    APPEND_GROUP,
+    GroupCommit,
+    Outcome,
+    PendingAppend,
+    group_arguments,
+    rows_by_stream,
 )
 from eventfold.eventstore.encoding import (
     EncodedEvent,
@@ -330,8 +333,8 @@ class PostgresEventStore:
         ``poll_interval`` bounds how long ``wait_for_events`` waits between checks when no
         notification comes. ``group_commit`` sends appends that wait at the same time
         together, one statement and one transaction per group (docs/operations.md); turn it
-        off to send each append alone. Raises ``StoreUnavailable`` when the server cannot be reached,
-        ``SchemaNotMigrated`` when the schema is not at ``SCHEMA_HEAD`` and
+        off to send each append alone. Raises ``StoreUnavailable`` when the server cannot be
+        reached, ``SchemaNotMigrated`` when the schema is not at ``SCHEMA_HEAD`` and
         ``TransactionHorizonError`` when stored transaction ids lie beyond the server's.
         """
         shown = masked(url)
