@@ -826,9 +826,10 @@ def append_statement(
 
 
 def _groups_in_flight(pool_size: int) -> int:
-    """How many groups may be in flight at once: a few, so that a group forms while the
-    others are out, and never the whole pool (readers need connections too)."""
-    return max(1, pool_size // 4)
+    """How many groups may be in flight at once: two, so that the next group is sent while
+    the client still handles the last one's result, and more for a large pool (a quarter of
+    it: readers need connections too)."""
+    return min(pool_size, max(2, pool_size // 4))
 
 
 def _version_bounds(expected: ExpectedVersion) -> tuple[int, int]:
