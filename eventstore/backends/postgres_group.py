@@ -2,9 +2,10 @@
 statement and one transaction.
 
 A store keeps a queue of appends. A group is whatever is queued when a sender starts, with
-at most one append per stream (the others wait for the next group, in arrival order); no
-delay is added to gather more. Up to ``in_flight`` groups run at once, each on its own
-connection: a new append starts a group at once while fewer are running, and queues
+at most one append per stream (another append of a stream in the group goes alone, at
+once, racing it as concurrent appends of one stream always do); no delay is added to
+gather more. Up to ``in_flight`` groups run at once, each on its own connection: a new
+append starts a group at once while fewer are running, and queues
 behind them otherwise, so the busier the store the larger its groups.
 
 Each append in a group keeps its own expected-version check and its own result (the group
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,25 +200,29 @@ class GroupCommit:
                 item.done.set_result(outcome)
 
     def _take_group(self) -> list[PendingAppend]:
-        """The appends queued now, oldest first, one per stream, up to ``GROUP_EVENTS``
-        events; the others stay queued in their order."""
+        """The appends queued now, oldest first, up to ``GROUP_EVENTS`` events (the rest
+        stay queued). A group holds one append per stream: another append of a stream in
+        the group goes alone at once, racing it as two appends of one stream always do."""
         sender = asyncio.current_task()
         assert sender is not None
         group: list[PendingAppend] = []
         taken = Group(group, sender)
         streams: set[str] = set()
         events = 0
-        left: collections.deque[PendingAppend] = collections.deque()
         while self._queue:
-            item = self._queue.popleft()
-            if item.stream_id in streams or (group and events + len(item.batch) > GROUP_EVENTS):
-                left.append(item)
+            item = self._queue[0]
+            if group and events + len(item.batch) > GROUP_EVENTS:
+                break
+            self._queue.popleft()
+            if item.stream_id in streams:
+                item.done.set_result(None)
                 continue
             item.group = taken
             group.append(item)
             streams.add(item.stream_id)
             events += len(item.batch)
-        self._queue = left
+        if self._queue and self._starting is None and len(self._senders) < self._limit:
+            self._start_sender()
         return group
 
     async def _abandon(self, item: PendingAppend) -> None:
@@ -224,7 +230,8 @@ class GroupCommit:
         its group's statement once no member waits for it, and wait until it has ended."""
         item.abandoned = True
         if item.group is None:
-            self._queue.remove(item)
+            with contextlib.suppress(ValueError):  # not there when sent alone already
+                self._queue.remove(item)
             return
         if not item.done.done():
             item.done.cancel()

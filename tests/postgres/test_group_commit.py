@@ -63,15 +63,16 @@ async def test_without_group_commit_each_append_is_its_own_transaction(
     assert await transactions(raw_conn) == 8
 
 
-async def test_appends_to_one_stream_go_in_separate_groups_in_order(
+async def test_appends_to_one_stream_race_as_without_groups(
     pg_store: PostgresEventStore, raw_conn: asyncpg.Connection
 ) -> None:
     results = await asyncio.gather(
-        *(pg_store.append("Hot-1", [Deposited(amount=n)], expected_version=n) for n in range(4)),
+        *(pg_store.append("Hot-1", [Deposited(amount=n)]) for n in range(4)),
         pg_store.append("Cold-1", [Deposited(amount=9)]),
     )
-    assert [result.version for result in results] == [1, 2, 3, 4, 1]
-    assert [e.data["amount"] for e in await pg_store.read_stream("Hot-1")] == [0, 1, 2, 3]
+    # One append per stream in a group: the others of Hot-1 went alone, beside it.
+    assert sorted(result.version for result in results[:4]) == [1, 2, 3, 4]
+    assert sorted(e.data["amount"] for e in await pg_store.read_stream("Hot-1")) == [0, 1, 2, 3]
     assert await transactions(raw_conn) == 4
 
 
@@ -164,7 +165,7 @@ async def _blocked_group(
 async def test_a_cancelled_member_leaves_the_others_their_commit(
     pg_store_factory: Any, pg_clean_url: str, raw_conn: asyncpg.Connection
 ) -> None:
-    store: PostgresEventStore = await pg_store_factory(max_size=4)  # one group in flight
+    store: PostgresEventStore = await pg_store_factory(max_size=1)  # one group in flight
     blocker = await asyncpg.connect(pg_clean_url)
     try:
         in_flight = await _blocked_group(store, blocker, raw_conn, ["A-1", "A-2", "A-3"])
