@@ -153,7 +153,7 @@ class GroupCommit:
         if self._starting is None and len(self._senders) < self._limit:
             self._start_sender()
         try:
-            outcome = await asyncio.shield(item.done)
+            outcome = await item.done  # cancelled with the caller: a sender skips it
         except asyncio.CancelledError:
             await self._abandon(item)
             raise
@@ -196,7 +196,7 @@ class GroupCommit:
                     item.done.set_exception(exc)
             raise
         for item, outcome in zip(group, outcomes, strict=True):
-            if not item.abandoned:
+            if not item.done.done():
                 item.done.set_result(outcome)
 
     def _take_group(self) -> list[PendingAppend]:
@@ -214,6 +214,8 @@ class GroupCommit:
             if group and events + len(item.batch) > GROUP_EVENTS:
                 break
             self._queue.popleft()
+            if item.done.done():
+                continue  # its caller was cancelled
             if item.stream_id in streams:
                 item.done.set_result(None)
                 continue
@@ -233,8 +235,6 @@ class GroupCommit:
             with contextlib.suppress(ValueError):  # not there when sent alone already
                 self._queue.remove(item)
             return
-        if not item.done.done():
-            item.done.cancel()
         if all(member.abandoned for member in item.group.members):
             item.group.sender.cancel()
             await asyncio.wait([item.group.sender])
