@@ -185,16 +185,13 @@ class GroupCommit:
         if not group:
             return
         try:
-            outcomes = await self._send(group)
-        except BaseException as exc:
+            outcomes: list[Outcome] = await self._send(group)
+        except asyncio.CancelledError:
             for item in group:
-                if item.done.done():
-                    continue
-                if isinstance(exc, asyncio.CancelledError):
-                    item.done.cancel()
-                else:
-                    item.done.set_exception(exc)
+                item.done.cancel()
             raise
+        except Exception as exc:  # not the server's answer: every member meets it
+            outcomes = [exc] * len(group)
         for item, outcome in zip(group, outcomes, strict=True):
             if not item.done.done():
                 item.done.set_result(outcome)
