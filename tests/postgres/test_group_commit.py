@@ -73,7 +73,9 @@ async def test_appends_to_one_stream_race_as_without_groups(
     # One append per stream in a group: the others of Hot-1 went alone, beside it.
     assert sorted(result.version for result in results[:4]) == [1, 2, 3, 4]
     assert sorted(e.data["amount"] for e in await pg_store.read_stream("Hot-1")) == [0, 1, 2, 3]
-    assert await transactions(raw_conn) == 4
+    # Cold-1 shares the first Hot-1 append's transaction, unless an append that went alone
+    # took Hot-1's version 1 first: then the group failed as a whole and both went alone.
+    assert await transactions(raw_conn) in (4, 5)
 
 
 async def test_a_bad_append_in_a_group_fails_alone(
@@ -246,12 +248,13 @@ async def _reset(url: str) -> None:
 )
 @given(seed=st.integers(0, 2**32 - 1), writers=st.integers(2, 12), streams=st.integers(1, 4))
 async def test_racing_writers_get_exactly_what_the_store_holds(
-    pg_store: PostgresEventStore, pg_store_factory: Any, pg_clean_url: str,
+    pg_store: PostgresEventStore, pg_clean_url: str,
     seed: int, writers: int, streams: int,
 ) -> None:
     await _reset(pg_clean_url)
-    other: PostgresEventStore = await pg_store_factory(max_size=4)
-    stores = [pg_store, other]  # two queues racing each other on the same streams
+    # A second store: two queues racing each other on the same streams.
+    other = await PostgresEventStore.open(pg_clean_url, pg_store.registry, max_size=4)
+    stores = [pg_store, other]
     reported: dict[uuid.UUID, tuple[str, int]] = {}
     appended = [0]
     done = asyncio.Event()
@@ -279,9 +282,13 @@ async def test_racing_writers_get_exactly_what_the_store_holds(
             appended[0] += len(batch)
 
     reading = asyncio.create_task(tail(pg_store, done, appended))
-    await asyncio.gather(*(writer(n) for n in range(writers)))
-    done.set()
-    seen = await reading
+    try:
+        await asyncio.gather(*(writer(n) for n in range(writers)))
+        done.set()
+        seen = await reading
+    finally:
+        reading.cancel()
+        await other.close()
 
     stored: dict[uuid.UUID, tuple[str, int]] = {}
     for number in range(streams):
