@@ -308,7 +308,7 @@ class PostgresEventStore:
         self._notify_pending = False
         self._closed = False
         self._groups = (
-            GroupCommit(self._send_group, _groups_in_flight(pool.get_max_size()))
+            GroupCommit(self._send_group, pool.get_max_size())
             if group_commit
             else None
         )
@@ -823,13 +823,6 @@ def append_statement(
         [item.data for item in batch],
         [item.metadata for item in batch],
     )
-
-
-def _groups_in_flight(pool_size: int) -> int:
-    """How many groups may be in flight at once: two, so that the next group is sent while
-    the client still handles the last one's result, and more for a large pool (a quarter of
-    it: readers need connections too)."""
-    return min(pool_size, max(2, pool_size // 4))
 
 
 def _version_bounds(expected: ExpectedVersion) -> tuple[int, int]:

@@ -1,12 +1,13 @@
 """Group commit for the PostgreSQL store: appends that wait at the same time share one
 statement and one transaction.
 
-A store keeps a queue of appends. A group is whatever is queued when a sender starts, with
-at most one append per stream (another append of a stream in the group goes alone, at
-once, racing it as concurrent appends of one stream always do); no delay is added to
-gather more. Up to ``in_flight`` groups run at once, each on its own connection: a new
-append starts a group at once while fewer are running, and queues
-behind them otherwise, so the busier the store the larger its groups.
+A store keeps a queue of appends. A group is whatever is queued when a sender starts, up
+to ``GROUP_EVENTS`` events, with at most one append per stream (another append of a
+stream in the group goes alone, at once, racing it as concurrent appends of one stream
+always do); no delay is added to gather more. Up to ``in_flight`` groups (the pool's size)
+run at once, each on its own connection: a new append starts a group at once while fewer
+are running, and queues behind them otherwise, so the busier the store the larger its
+groups.
 
 Each append in a group keeps its own expected-version check and its own result (the group
 statement numbers each stream after its own head and writes nothing for an append whose
@@ -34,8 +35,11 @@ import asyncpg
 
 from eventfold.eventstore.encoding import EncodedEvent
 
-GROUP_EVENTS = 1000
-"""At most this many events go into one group statement (one append may exceed it alone)."""
+GROUP_EVENTS = 16
+"""At most this many events go into one group (one append may exceed it alone). Grouping
+pays for small appends, whose cost is mostly their commit and round trip; a larger batch
+spreads those over its own events already, and groups on several connections at once keep
+the server's cores busy where one large group would keep one."""
 
 Rows = list[asyncpg.Record]
 Outcome = Rows | BaseException | None

@@ -25,6 +25,7 @@ from eventfold.eventstore import (
     StoreUnavailable,
 )
 from eventfold.eventstore.backends.postgres import PostgresEventStore
+from eventfold.eventstore.backends.postgres_group import GROUP_EVENTS
 from eventfold.eventstore.encoding import MAX_STREAM_ID_LENGTH
 from eventfold.eventstore.records import ExpectedVersion
 
@@ -45,14 +46,25 @@ async def test_appends_waiting_together_commit_in_one_transaction(
 ) -> None:
     results = await asyncio.gather(
         *(pg_store.append(f"S-{n}", [Deposited(amount=n)], expected_version=NO_STREAM)
-          for n in range(32))
+          for n in range(GROUP_EVENTS))
     )
-    assert [result.version for result in results] == [1] * 32
-    assert len({result.first_position for result in results}) == 32
+    assert [result.version for result in results] == [1] * GROUP_EVENTS
+    assert len({result.first_position for result in results}) == GROUP_EVENTS
     assert await transactions(raw_conn) == 1
     for n, result in enumerate(results):
         [event] = await pg_store.read_stream(f"S-{n}")
         assert (event.data["amount"], event.global_position) == (n, result.global_position)
+
+
+async def test_more_appends_than_a_group_holds_go_in_groups_side_by_side(
+    pg_store: PostgresEventStore, raw_conn: asyncpg.Connection
+) -> None:
+    results = await asyncio.gather(
+        *(pg_store.append(f"S-{n}", [Deposited(amount=n)]) for n in range(2 * GROUP_EVENTS)),
+        pg_store.append("Big-1", [Deposited(amount=n) for n in range(GROUP_EVENTS + 1)]),
+    )
+    assert results[-1].version == GROUP_EVENTS + 1
+    assert await transactions(raw_conn) == 3  # the big batch alone
 
 
 async def test_without_group_commit_each_append_is_its_own_transaction(
