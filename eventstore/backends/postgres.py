@@ -9,6 +9,9 @@ Why it is shaped so (docs/operations.md has the long version):
   that expect the same version both try to insert the same ``(stream_id, stream_version)``:
   the unique index makes the second wait for the first and fail if the first commits. No
   table lock, no row lock that writers of other streams could meet.
+- Appends that wait at the same time share that statement and its transaction, each with
+  its own check and result (group commit, ``postgres_group``); the rules below hold per
+  append, and a member the group could not write goes again alone.
 - When nothing was written (a version mismatch, a lost race, or a replayed batch whose
   event ids are stored), one more query tells them apart: the original result for a
   replay, ``ConcurrencyError`` with the actual version, or, when the stream is where the
@@ -45,6 +48,14 @@ from eventfold.eventstore.backends.postgres_driver import (
     session_settings,
     unavailable,
 )
+from eventfold.eventstore.backends.postgres_group import (
+    APPEND_GROUP,
+    GroupCommit,
+    Outcome,
+    PendingAppend,
+    group_arguments,
+    rows_by_stream,
+)
 from eventfold.eventstore.backends.postgres_keys import PostgresKeyStore
 from eventfold.eventstore.encoding import (
     EncodedEvent,
@@ -59,6 +70,7 @@ from eventfold.eventstore.errors import (
     ImportRefused,
     InvalidAppend,
     SchemaNotMigrated,
+    StoreUnavailable,
 )
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.horizon import VISIBLE_BELOW, check_horizon, horizon_holders
@@ -303,9 +315,11 @@ FROM unnest($1::text[]) AS s(stream_id)
 # The columns an import writes with COPY; position (the identity) and transaction_id
 # (pg_current_xact_id()) take their defaults, row by row in the order sent, so the batch
 # lies after everything committed before it, in the order of its source.
-_ANALYZE_AFTER = 10_000
-"""Imported rows after which the store analyzes the events table (when they grew it at
-least tenfold): see ``_analyze``."""
+_ANALYZE_AFTER = 1_000
+"""Rows written (appended or imported) after which the store analyzes the events table,
+when they grew it at least tenfold since its last statistics: see ``_analyze``."""
+_TABLE_ROWS = "SELECT reltuples FROM pg_class WHERE oid = 'eventfold_events'::regclass"
+"""The planner's idea of the events table's size (-1: never analyzed)."""
 _IMPORT_COLUMNS = (
     "event_id", "stream_id", "stream_version", "event_type", "schema_version", "data",
     "metadata", "recorded_at",
@@ -328,6 +342,7 @@ class PostgresEventStore:
         url: str,
         *,
         poll_interval: float = 0.5,
+        group_commit: bool = True,
     ) -> None:
         self.registry = registry
         self.url = masked(url)
@@ -344,8 +359,14 @@ class PostgresEventStore:
         self._closed = False
         keys = PostgresKeyStore(self._fetch)
         self._shredder = Shredder(registry, keys, keys.sealed_streams)
-        self._imported_unanalyzed = 0
+        self._unanalyzed = 0
         self._analyzed_rows = 0.0
+        self._analysis: asyncio.Task[None] | None = None
+        self._groups = (
+            GroupCommit(self._send_group, pool.get_max_size())
+            if group_commit
+            else None
+        )
 
     @classmethod
     async def open(
@@ -358,14 +379,17 @@ class PostgresEventStore:
         idle_in_transaction_timeout: float = 60.0,
         poll_interval: float = 0.5,
         check_schema: bool = True,
+        group_commit: bool = True,
     ) -> Self:
         """Connect a pool and check the database is fit to serve.
 
         ``idle_in_transaction_timeout`` (seconds, 0 = off) ends sessions that sit in an open
         transaction, which would hold every reader of the global log back.
         ``poll_interval`` bounds how long ``wait_for_events`` waits between checks when no
-        notification comes. Raises ``StoreUnavailable`` when the server cannot be reached,
-        ``SchemaNotMigrated`` when the schema is not at ``SCHEMA_HEAD`` and
+        notification comes. ``group_commit`` sends appends that wait at the same time
+        together, one statement and one transaction per group (docs/operations.md); turn it
+        off to send each append alone. Raises ``StoreUnavailable`` when the server cannot be
+        reached, ``SchemaNotMigrated`` when the schema is not at ``SCHEMA_HEAD`` and
         ``TransactionHorizonError`` when stored transaction ids lie beyond the server's.
         """
         shown = masked(url)
@@ -381,7 +405,7 @@ class PostgresEventStore:
             if is_unavailable(exc):
                 raise unavailable(shown, exc) from exc
             raise
-        store = cls(pool, registry, url, poll_interval=poll_interval)
+        store = cls(pool, registry, url, poll_interval=poll_interval, group_commit=group_commit)
         try:
             if check_schema:
                 await store._check_fit()
@@ -406,6 +430,7 @@ class PostgresEventStore:
                 if current != SCHEMA_HEAD:
                     raise SchemaNotMigrated(self.url, current, SCHEMA_HEAD)
                 await check_horizon(conn, self.url)
+                self._analyzed_rows = max(0.0, float(await conn.fetchval(_TABLE_ROWS)))
         except Exception as exc:
             if is_unavailable(exc):
                 raise unavailable(self.url, exc) from exc
@@ -429,10 +454,18 @@ class PostgresEventStore:
             raise ConcurrencyError(stream_id, expected, await self.stream_version(stream_id))
         batch = await self._shredder.seal(batch)
         query, args = append_statement(stream_id, batch, expected)
-        rows = await self._insert(stream_id, query, args)
+        rows = None
+        if self._groups is not None:
+            low, high = _version_bounds(expected)
+            pending = PendingAppend(stream_id, batch, low, high, query, args)
+            rows = await self._groups.append(pending)
+        if rows is None:
+            rows = await self._insert(stream_id, query, args)
         if not rows:
             return await self._append_contended(stream_id, batch, expected, args)
         self._announce()
+        if self._grew(len(rows)) and self._analysis is None:
+            self._analysis = asyncio.create_task(self._analyze_aside())
         return _result(stream_id, rows)
 
     async def _append_contended(
@@ -504,6 +537,35 @@ class PostgresEventStore:
         self._connections.give(conn)
         return rows
 
+    async def _send_group(self, group: list[PendingAppend]) -> list[Outcome]:
+        """Send a group of appends (see ``postgres_group``): each member's rows, its error,
+        or None when it must go again alone."""
+        if len(group) == 1:
+            [item] = group
+            try:
+                return [await self._insert(item.stream_id, item.query, item.args)]
+            except Exception as exc:
+                return [exc]
+        try:
+            conn = await self._connections.take()
+        except Exception as exc:
+            if is_unavailable(exc):
+                return [unavailable(self.url, exc) for _ in group]
+            raise
+        try:
+            rows: list[asyncpg.Record] = await conn.fetch(APPEND_GROUP, *group_arguments(group))
+        except BaseException as exc:
+            await self._failed(conn, exc)
+            if not isinstance(exc, Exception):
+                raise
+            if is_unavailable(exc):
+                return [unavailable(self.url, exc) for _ in group]
+            # A unique index, a refused value, ...: maybe one member's fault, so each
+            # goes alone and meets only its own fate.
+            return [None for _ in group]
+        self._connections.give(conn)
+        return rows_by_stream(group, rows)
+
     async def _settle(
         self, stream_id: str, batch: list[EncodedEvent], expected: ExpectedVersion
     ) -> tuple[AppendResult | None, int]:
@@ -557,32 +619,46 @@ class PostgresEventStore:
             raise failure from exc
         self._connections.give(conn)
         self._announce()
-        self._imported_unanalyzed += len(rows)
-        if self._imported_unanalyzed >= max(_ANALYZE_AFTER, 9 * self._analyzed_rows):
+        if self._grew(len(rows)):
             await self._analyze()
 
-    async def _analyze(self) -> None:
-        """Refresh the planner's statistics of the events table once imports grew it
-        tenfold.
+    def _grew(self, written: int) -> bool:
+        """Count rows this store wrote; True once they grew the table tenfold since its
+        last statistics (and by at least ``_ANALYZE_AFTER`` rows)."""
+        self._unanalyzed += written
+        return self._unanalyzed >= max(_ANALYZE_AFTER, 9 * self._analyzed_rows)
 
-        A bulk import outruns autovacuum's analyze (it looks once a minute): until then the
-        planner takes the table for as small as it last saw it, and reads the log by
-        sorting all of it for every page. Analyzing takes no lock that appends or reads
-        wait for."""
+    async def _analyze_aside(self) -> None:
+        """``_analyze`` beside the appends that grew the table: none of them waits for it,
+        and a failure only leaves the statistics to autovacuum."""
+        try:
+            await self._analyze()
+        except (StoreUnavailable, asyncpg.PostgresError):
+            pass
+        finally:
+            self._analysis = None
+
+    async def _analyze(self) -> None:
+        """Refresh the planner's statistics of the events table once this store's writes
+        grew it tenfold.
+
+        Writes outrun autovacuum's analyze (it looks once a minute): until then the planner
+        takes the table for as small as it last saw it. Prepared statements' cached generic
+        plans, made while the table was empty or small, scan the whole table on every
+        append, and reads of the log sort all of it for every page. New statistics make
+        every session plan again. Analyzing takes no lock that appends or reads wait for."""
         conn = await self._take()
         try:
             await conn.execute("ANALYZE eventfold_events")
-            rows = await conn.fetchval(
-                "SELECT reltuples FROM pg_class WHERE oid = 'eventfold_events'::regclass"
-            )
+            rows = await conn.fetchval(_TABLE_ROWS)
         except BaseException as exc:
             failure = await self._failed(conn, exc)
             if failure is exc:
                 raise
             raise failure from exc
         self._connections.give(conn)
-        self._imported_unanalyzed = 0
-        self._analyzed_rows = float(rows)
+        self._unanalyzed = 0
+        self._analyzed_rows = max(0.0, float(rows))
 
     async def _import_refused(
         self, records: Sequence[RecordedEvent], exc: asyncpg.UniqueViolationError
@@ -875,6 +951,11 @@ class PostgresEventStore:
         if self._closed:
             return
         self._closed = True
+        if self._groups is not None:
+            await self._groups.close()
+        if self._analysis is not None:
+            with contextlib.suppress(Exception):
+                await self._analysis
         if self._notify_task is not None:
             with contextlib.suppress(Exception):
                 await self._notify_task
