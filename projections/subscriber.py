@@ -72,7 +72,7 @@ class Delivery:
         decode: Callable[[RecordedEvent], Event] | None = None,
     ) -> None:
         if (event is None) == (decode is None):
-            raise TypeError("Delivery takes the decoded event or a decode function, not both")
+            raise TypeError("Delivery takes the decoded event or a decode function: one of them")
         self.record = record
         self._event = event
         self._decode = decode

@@ -39,11 +39,11 @@ subscriber that reads only envelopes skips the validation (about a sixth of a re
 client time per event). An event whose data does not decode (``registry.decode`` raises)
 fails the batch that reads it and is then parked, without retries, like any poison event.
 A row the store cannot even return (``read_all`` raises ``EventDecodeError``) is narrowed
-down: the batch is read again shorter until it stops
-before that row, and what precedes it goes through. The row itself cannot be parked - the
-error names its stream and position, not its place in the log - so the subscriber halts
-there with that reason (nothing is skipped silently); once the row is repaired,
-``eventfold projections retry NAME`` lets it go on.
+down: the batch is read again shorter until it stops before that row, and what precedes it
+goes through. The row itself cannot be parked - the error names its stream and position,
+not its place in the log - so the subscriber halts there with that reason (nothing is
+skipped silently); once the row is repaired, ``eventfold projections retry NAME`` lets it
+go on.
 """
 
 from __future__ import annotations
