@@ -6,6 +6,8 @@ of 1,000): per stream, how many events it has and the type of its last one. The 
 commits every batch's writes together with the checkpoint. The projection writes a batch
 with one upsert through the documented ``apply_batch`` hook; its per-event handler does the
 same for one event (the runner uses it when it redoes a failing batch event by event).
+``apply_batch`` reads only the envelopes (stream id, event type), so no event is decoded
+and validated (``Delivery.event`` decodes on first use).
 
 L5 does the same with asyncpg alone, the fastest honest way: the log read in keyset pages
 of 1,000 rows (each page its own short prepared statement, ``WHERE global_position > $1
