@@ -13,10 +13,11 @@ checkpoint row, checks it is where this holder left it (a mismatch means another
 rebuild's swap or a reset moved it: roll back, reload) and advances it by compare-and-set
 in the same commit as the writes - so effects are exactly once whatever fails:
 
-1. *run*: the whole batch in one savepoint (the fast path: bulk writers keep their speed);
-   if that fails, or the batch has events of a stream with parked events (which park behind
-   it), one event per savepoint until the first event whose handler fails. The good events
-   before it commit, the checkpoint moves to just before it.
+1. *run*: the whole batch at once (the fast path: bulk writers keep their speed); if that
+   fails, its transaction rolls back and a new one takes the batch one event per savepoint
+   (as does the first, when the batch has events of a stream with parked events, which park
+   behind it), until the first event whose handler fails. The good events before it
+   commit, the checkpoint moves to just before it.
 2. *retry*: with no transaction open the engine waits the failure policy's backoff, then
    tries that event alone in a fresh transaction, as often as the policy allows.
 3. *park*: an event that still fails is parked in a transaction of its own, which moves the
@@ -103,6 +104,10 @@ class _Run:
     parked: int
     failure: Failure | None
     halted_reason: str | None
+
+
+class _BatchFailed(Exception):
+    """A whole batch failed in a transaction of its own, which must roll back."""
 
 
 BATCH_SECONDS = 0.2
@@ -305,9 +310,15 @@ class Subscription:
     async def _run(self, records: list[RecordedEvent]) -> _Run:
         async with self._around(records):
             began = time.monotonic()
-            async with self.db.transaction() as conn:
-                await self._check(conn)
-                run = await self._apply(conn, records, retry=True)
+            try:
+                async with self.db.transaction() as conn:
+                    await self._check(conn)
+                    run = await self._apply(conn, records, retry=True, own_transaction=True)
+            except _BatchFailed:
+                # The whole batch failed and its transaction rolled back: one at a time.
+                async with self.db.transaction() as conn:
+                    await self._check(conn)
+                    run = await self._apply(conn, records, retry=True, whole=False)
             self._paced(run.consumed, time.monotonic() - began)
         if run.consumed:
             self.checkpoint = records[run.consumed - 1].global_position
@@ -379,23 +390,36 @@ class Subscription:
             raise ProjectionHalted(self.name, stored.halted_reason)
 
     async def _apply(
-        self, conn: AsyncConnection, records: list[RecordedEvent], *, retry: bool
+        self,
+        conn: AsyncConnection,
+        records: list[RecordedEvent],
+        *,
+        retry: bool,
+        whole: bool = True,
+        own_transaction: bool = False,
     ) -> _Run:
         """Apply events in the caller's transaction and advance the checkpoint past those
         dealt with. ``retry``: stop at the first event whose handler fails (the caller
         retries it after a wait); otherwise park it at once.
 
-        The whole batch goes first, its events decoded only where the subscriber reads
-        them; if that fails, one event at a time, each decoded first (one that does not
-        decode is parked at once: retrying cannot help)."""
+        The whole batch goes first (unless ``whole`` is false), its events decoded only
+        where the subscriber reads them; if that fails, one event at a time, each decoded
+        first (one that does not decode is parked at once: retrying cannot help). The whole
+        batch runs in a savepoint, except in a transaction of its own
+        (``own_transaction``): there a failure raises ``_BatchFailed`` instead, the caller
+        rolls back and comes again with ``whole=False``, and no batch pays the savepoint's
+        two round trips."""
         blocked = await parking.blocked_streams(conn, self.name)
         context = self._context(conn)
-        if not blocked:
+        if whole and not blocked:
             decode = self.store.registry.decode
             batch = [Delivery(record, decode=decode) for record in records]
             try:
-                async with conn.begin_nested():
+                if own_transaction:
                     await self.subscriber.handle_batch(batch, context)
+                else:
+                    async with conn.begin_nested():
+                        await self.subscriber.handle_batch(batch, context)
             except Exception as exc:
                 if conn.invalidated or isinstance(exc, SubscriberUnavailable):
                     raise
@@ -403,6 +427,8 @@ class Subscription:
                     "%s: a batch of %d failed (%s); redoing it one event at a time",
                     self.name, len(batch), describe(exc),
                 )
+                if own_transaction:
+                    raise _BatchFailed from exc
             else:
                 await self._advance(conn, records[-1].global_position, len(records), None)
                 return _Run(len(records), 0, None, None)
