@@ -2,7 +2,7 @@
 
     python -m benchmarks [--dsn postgresql://postgres@127.0.0.1:5432/eventfold_bench]
                          [--only W1,W2] [--repeat 3] [--sqlite | --sqlite-only]
-                         [--baselines-only] [--size W1=2000]
+                         [--baselines-only] [--size W1=2000] [--chart docs/benchmarks.png]
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 from benchmarks.catalog import select
+from benchmarks.chart import draw
 from benchmarks.database import DEFAULT_DSN, database_name, server_version
 from benchmarks.report import render
 from benchmarks.runner import run
@@ -47,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="run the raw asyncpg baselines alone")
     parser.add_argument("--size", action="append", default=[], metavar="ID=COUNT",
                         help="override a workload's size (events, appends or rows)")
+    parser.add_argument("--chart", type=Path, metavar="PNG",
+                        help="also draw eventfold against its baselines into this PNG "
+                             "(needs matplotlib: pip install 'eventfold[bench]')")
     return parser
 
 
@@ -67,6 +72,8 @@ async def _main(args: argparse.Namespace) -> str:
         sizes=_sizes(args.size),
     )
     version = await server_version(args.dsn) if postgres else None
+    if args.chart is not None:
+        draw(outcomes, args.chart)
     return render(outcomes, version, args.repeat)
 
 

@@ -64,45 +64,38 @@ def _target_cell(outcome: Outcome) -> str:
     return f"≥ {target}: {'met' if middle >= target else 'MISSED'}"
 
 
-def postgres_table(outcomes: Sequence[Outcome]) -> str:
-    """The PostgreSQL figures: eventfold, baseline, ratio and target per workload."""
+def _rate_cell(figures: Sequence[Figure]) -> str:
+    return _spread(_rates(figures), ",.0f")
+
+
+def table(outcomes: Sequence[Outcome]) -> str:
+    """The one table of the figures: per workload, eventfold on PostgreSQL, its raw
+    baseline, their ratio against the target, and eventfold on SQLite (median (min-max)
+    of the repetitions; counters such as W3's conflicts or W4's load times in the notes)."""
     lines = [
-        "| workload | unit | eventfold median (min-max) | baseline | baseline median (min-max) "
-        "| ratio | target | notes |",
+        "| workload | unit | eventfold (PostgreSQL) | baseline | ratio | target "
+        "| eventfold (SQLite) | notes |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for outcome in outcomes:
-        if not outcome.eventfold and not outcome.baseline:
+        if not (outcome.eventfold or outcome.baseline or outcome.sqlite):
             continue
         w = outcome.workload
-        lines.append(
-            f"| {w.id} {w.title} | {w.unit} | {_spread(_rates(outcome.eventfold), ',.0f')} "
-            f"| {w.baseline_id or '—'} | {_spread(_rates(outcome.baseline), ',.0f')} "
-            f"| {_ratio_cell(outcome)} | {_target_cell(outcome)} "
-            f"| {_counters(outcome.eventfold) or ''} |"
+        baseline = (
+            f"{w.baseline_id} {_rate_cell(outcome.baseline)}" if outcome.baseline
+            else w.baseline_id or "—"
         )
-    return "\n".join(lines)
-
-
-def sqlite_table(outcomes: Sequence[Outcome]) -> str:
-    """The SQLite figures (eventfold only, no baseline)."""
-    lines = [
-        "| workload | unit | eventfold on SQLite median (min-max) | notes |",
-        "| --- | --- | --- | --- |",
-    ]
-    for outcome in outcomes:
-        if not outcome.sqlite:
-            continue
-        w = outcome.workload
+        notes = _counters(outcome.eventfold) or _counters(outcome.sqlite)
         lines.append(
-            f"| {w.id} {w.title} | {w.unit} | {_spread(_rates(outcome.sqlite), ',.0f')} "
-            f"| {_counters(outcome.sqlite)} |"
+            f"| {w.id} {w.title} | {w.unit} | {_rate_cell(outcome.eventfold)} | {baseline} "
+            f"| {_ratio_cell(outcome)} | {_target_cell(outcome)} "
+            f"| {_rate_cell(outcome.sqlite)} | {notes} |"
         )
     return "\n".join(lines)
 
 
 def render(outcomes: Sequence[Outcome], pg_version: str | None, repeat: int) -> str:
-    """The whole report: machine facts, then the PostgreSQL and SQLite tables."""
+    """The whole report: machine facts, then the table of the figures."""
     parts = [
         "## Machine",
         "",
@@ -112,8 +105,4 @@ def render(outcomes: Sequence[Outcome], pg_version: str | None, repeat: int) -> 
         f"- {pg_version or 'PostgreSQL not used'}",
         f"- repetitions per workload: {repeat}",
     ]
-    if any(o.eventfold or o.baseline for o in outcomes):
-        parts += ["", "## PostgreSQL", "", postgres_table(outcomes)]
-    if any(o.sqlite for o in outcomes):
-        parts += ["", "## SQLite (temp file)", "", sqlite_table(outcomes)]
-    return "\n".join(parts)
+    return "\n".join([*parts, "", table(outcomes)])

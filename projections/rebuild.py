@@ -227,7 +227,6 @@ async def rebuild(
         await subscription.setup()
         parked = 0
         while True:
-            head = await store.head()
             try:
                 read = await subscription.step()
             except ProjectionHalted as exc:
@@ -236,10 +235,11 @@ async def rebuild(
                     "model is untouched. Fix the handler (or use the 'park' policy) and rebuild"
                 ) from exc
             meter.done += read
-            parked = await _parked(db, shadow.name)
+            # The shadow's parked events are all this subscription's (cleared above).
+            parked = subscription.parked
             if not subscription.more:
                 break
-            meter.report("replaying", subscription.checkpoint, head, parked)
+            meter.report("replaying", subscription.checkpoint, subscription.head, parked)
         if parked and not allow_parked:
             keep_shadow = True
             raise RebuildParked(projection.name, parked, in_place=False)
@@ -398,13 +398,12 @@ async def _rebuild_in_place(
             subscription = Subscription(store, db, projection, batch_size=batch_size)
             await subscription.setup()
             while True:
-                head = await store.head()
                 meter.done += await subscription.step()
                 if not subscription.more:
                     break
+                # The reset cleared the parked events: those now are the subscription's.
                 meter.report(
-                    "replaying", subscription.checkpoint, head,
-                    await _parked(db, projection.name),
+                    "replaying", subscription.checkpoint, subscription.head, subscription.parked
                 )
             return meter.report(
                 "done", subscription.checkpoint, await store.head(),

@@ -12,7 +12,7 @@ commands there on SQLite, where the transaction holds the database's write lock)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
@@ -53,15 +53,41 @@ class FailurePolicy:
         return Backoff(initial=self.backoff, cap=self.max_backoff).delay(attempt)
 
 
-@dataclass(frozen=True, slots=True)
 class Delivery:
     """One event handed to a subscriber: the stored envelope and the decoded event.
 
-    Use ``record.event_id`` to make effects outside the database idempotent.
+    Use ``record.event_id`` to make effects outside the database idempotent. The runner
+    hands over events undecoded: ``event`` decodes (and validates) on first use, so a
+    subscriber that needs only the envelope (stream, type, position) pays nothing for it.
+    An event that does not decode raises there; the runner then parks it, never skips it.
     """
 
-    record: RecordedEvent
-    event: Event
+    __slots__ = ("_decode", "_event", "record")
+
+    def __init__(
+        self,
+        record: RecordedEvent,
+        event: Event | None = None,
+        *,
+        decode: Callable[[RecordedEvent], Event] | None = None,
+    ) -> None:
+        if (event is None) == (decode is None):
+            raise TypeError("Delivery takes the decoded event or a decode function: one of them")
+        self.record = record
+        self._event = event
+        self._decode = decode
+
+    @property
+    def event(self) -> Event:
+        """The typed event (``registry.decode`` of the record, done once)."""
+        if self._event is None:
+            assert self._decode is not None
+            self._event = self._decode(self.record)
+        return self._event
+
+    def __repr__(self) -> str:
+        record = self.record
+        return f"Delivery({record.event_type} of {record.stream_id!r} at {record.position})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from benchmarks import w4_aggregate_load
 from benchmarks.catalog import WORKLOADS, select
+from benchmarks.chart import draw
 from benchmarks.database import drop_database
 from benchmarks.report import render
 from benchmarks.runner import run
@@ -54,7 +56,7 @@ def test_every_workload_has_a_tiny_size() -> None:
     assert {w.id for w in WORKLOADS} == set(TINY)
 
 
-async def test_every_workload_runs_on_both_sides(bench_dsn: str) -> None:
+async def test_every_workload_runs_on_both_sides(bench_dsn: str, tmp_path: Path) -> None:
     outcomes = await run(
         bench_dsn, WORKLOADS, repeat=1, sqlite=True, sizes=TINY, progress=lambda line: None
     )
@@ -81,6 +83,14 @@ async def test_every_workload_runs_on_both_sides(bench_dsn: str) -> None:
     report = render(outcomes, "PostgreSQL (smoke)", 1)
     for w in WORKLOADS:
         assert f"| {w.id} " in report
+    chart = tmp_path / "benchmarks.png"
+    draw(outcomes, chart)
+    assert chart.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_chart_needs_a_workload_run_with_its_baseline(tmp_path: Path) -> None:
+    with pytest.raises(BenchmarkError, match="nothing to chart"):
+        draw([], tmp_path / "none.png")
 
 
 def test_the_test_database_is_refused() -> None:
