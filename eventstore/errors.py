@@ -295,6 +295,19 @@ class CopyRefused(EventfoldError):
         )
 
 
+class ExportRefused(EventfoldError):
+    """An export of a store holding personal data: a file cannot carry the keys that open
+    it (``eventfold.eventstore.transfer.export_events``)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__(
+            f"will not export {source}: it holds keys of data subjects, and its personal "
+            "data would be written sealed, without them (unreadable, as if forgotten); copy "
+            "the store with `eventfold copy`, which carries the keys"
+        )
+
+
 class CopyMismatch(EventfoldError):
     """A finished copy or import does not match its source (counts or checksums differ)."""
 

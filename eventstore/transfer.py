@@ -7,6 +7,12 @@ target gives them its own positions and transaction ids in the source's order, t
 ``EventStore.import_events``, one transaction per batch, so a restored PostgreSQL store keeps
 the global log's horizon guarantee and takes appends at once.
 
+Personal data moves sealed, as stored, so a copy carries the keys of data subjects too
+(``EventStore.keys``): all of them, forgotten ones as forgotten, before the events (an
+interrupted copy's events can always be read) and again after them (a subject forgotten in
+the source meanwhile is forgotten in the target too), then compared. A file of CloudEvents
+cannot carry keys: ``export_events`` refuses a store holding any (``ExportRefused``).
+
 Resuming: each batch commits on its own, in the source's order, so the target of an
 interrupted run is a prefix of the source. A new run checks that (the target's first event
 is the source's first, its last event is in the source) and goes on after the target's last
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -28,7 +35,12 @@ from typing import IO, Any
 import pydantic_core
 
 from eventfold.eventstore.cloudevents import from_cloudevent, to_cloudevent_json
-from eventfold.eventstore.errors import CloudEventError, CopyMismatch, CopyRefused
+from eventfold.eventstore.errors import (
+    CloudEventError,
+    CopyMismatch,
+    CopyRefused,
+    ExportRefused,
+)
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import START, GlobalPosition, RecordedEvent
 
@@ -60,6 +72,8 @@ class TransferResult:
     written: int
     events: int
     checksum: str
+    keys: int = 0
+    """Keys of data subjects in the target, forgotten ones too (all verified)."""
 
 
 OnProgress = Callable[[TransferProgress], None]
@@ -80,11 +94,14 @@ async def copy_store(
     same source, which the copy continues), then verify counts and checksums.
 
     The next batch is read from the source while the target writes the last one.
-    Raises ``CopyRefused`` for a target holding other events and ``CopyMismatch`` when the
-    finished copy differs from its source (something wrote to either during the copy).
+    The keys of data subjects are copied before the events and again after them, then
+    compared. Raises ``CopyRefused`` for a target holding other events and ``CopyMismatch``
+    when the finished copy differs from its source (something wrote to either during the
+    copy, or the target holds another key for a subject).
     """
     _check_raw(source)
     after = await _resume_after(source, target)
+    await _copy_keys(source, target, batch_size)
     # Every event committed before the copy starts is copied, even one that an older open
     # transaction still hides from readers (PostgreSQL's horizon): the copy waits for it.
     await _visible(source, await source.committed_head())
@@ -118,7 +135,10 @@ async def copy_store(
             _digest_of(source, batch_size, canonical=True),
             _digest_of(target, batch_size, canonical=True),
         )
-    return _verified(source_digest, target_digest, source.url, target.url, written)
+    result = _verified(source_digest, target_digest, source.url, target.url, written)
+    await _copy_keys(source, target, batch_size)
+    keys = await _verified_keys(source, target, batch_size)
+    return dataclasses.replace(result, keys=keys)
 
 
 async def export_events(
@@ -129,8 +149,14 @@ async def export_events(
     on_progress: OnProgress = _ignore,
 ) -> TransferResult:
     """Write every event of ``source`` to ``output`` as CloudEvents 1.0 JSON, one per line
-    (``cloudevents.to_cloudevent``), in log order."""
+    (``cloudevents.to_cloudevent``), in log order.
+
+    Raises ``ExportRefused`` when the store holds keys of data subjects: its personal data
+    is sealed with them, and a file would carry the sealed values without their keys
+    (``copy_store`` carries both)."""
     _check_raw(source)
+    if await source.keys.page(limit=1):
+        raise ExportRefused(source.url)
     await _visible(source, await source.committed_head())
     total = (await source.committed_head()).position
     digest = LogDigest(canonical=True)  # the file's checksum, as ``import_file`` takes it
@@ -348,6 +374,51 @@ async def _digest_of(
             on_progress(TransferProgress("verifying", digest.count, digest.count, total))
         page = await following
     return digest
+
+
+async def _copy_keys(source: EventStore, target: EventStore, batch_size: int) -> None:
+    """Store every key of data subjects of ``source`` in ``target`` as it is (idempotent:
+    keys stored already stay, forgotten ones get forgotten)."""
+    after: str | None = None
+    while page := await source.keys.page(after=after, limit=batch_size):
+        await target.keys.import_keys(page)
+        after = page[-1].subject
+
+
+async def _keys_digest(store: EventStore, batch_size: int) -> tuple[int, str]:
+    """How many keys of data subjects a store holds and a SHA-256 of them in subject order
+    (subjects, key ids, secrets, forgotten or not)."""
+    digest = hashlib.sha256()
+    count = 0
+    after: str | None = None
+    while page := await store.keys.page(after=after, limit=batch_size):
+        for key in page:
+            digest.update(pydantic_core.to_json(
+                (key.subject, key.key_id, None if key.secret is None else key.secret.hex())
+            ))
+        count += len(page)
+        after = page[-1].subject
+    return count, digest.hexdigest()
+
+
+async def _verified_keys(source: EventStore, target: EventStore, batch_size: int) -> int:
+    """The number of keys of data subjects both stores hold; ``CopyMismatch`` unless they
+    hold the same ones."""
+    (source_count, source_digest), (target_count, target_digest) = await asyncio.gather(
+        _keys_digest(source, batch_size), _keys_digest(target, batch_size)
+    )
+    if source_count != target_count:
+        raise CopyMismatch(
+            source.url, target.url,
+            f"the source has {source_count} keys of data subjects, the target {target_count}",
+        )
+    if source_digest != target_digest:
+        raise CopyMismatch(
+            source.url, target.url,
+            f"both have {source_count} keys of data subjects but they differ (a subject "
+            "forgotten in one only, or holding another key)",
+        )
+    return target_count
 
 
 def _verified(

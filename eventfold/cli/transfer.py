@@ -95,17 +95,18 @@ def _report(
     if as_json:
         print_json_lines([{
             "source": source, "target": target, "written": result.written,
-            "events": result.events, "checksum": result.checksum,
+            "events": result.events, "keys": result.keys, "checksum": result.checksum,
             "seconds": round(elapsed, 3),
         }])
         return
     resumed = "" if result.written == result.events else (
         f" ({result.events - result.written} were there from an earlier run)"
     )
+    keys = f" and {result.keys:,} keys of data subjects" if result.keys else ""
     stdout_console().print(
         f"{verb} {result.written:,} events from {escape(source)} to {escape(target)} in "
         f"{duration(elapsed)} ({result.written / max(elapsed, 1e-6):,.0f} events/s){resumed}; "
-        f"verified {result.events:,} events (counts and checksums match)"
+        f"verified {result.events:,} events{keys} (counts and checksums match)"
     )
 
 
@@ -126,7 +127,8 @@ def copy_command(
     Events keep their ids, streams, versions, types, schema versions, data, metadata and
     times; the target numbers them its own way, in the same order. Run it again after an
     interruption: it goes on where it stopped. At the end counts and checksums of both
-    logs are compared."""
+    logs are compared. The keys of data subjects (personal data) are copied with the
+    events; forgotten subjects stay forgotten."""
     started = time.monotonic()
 
     async def work(settings: Settings) -> TransferResult:
@@ -153,7 +155,8 @@ def export_command(
 ) -> None:
     """Write every event of the store as CloudEvents 1.0 JSON, one per line, in log order.
 
-    `eventfold import` reads it back into another store."""
+    `eventfold import` reads it back into another store. A store holding personal data is
+    refused (a file cannot carry its keys): use `eventfold copy`."""
     started = time.monotonic()
     source_url = ""
 

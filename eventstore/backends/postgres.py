@@ -69,6 +69,7 @@ from eventfold.eventstore.import_batch import (
     stored_json,
 )
 from eventfold.eventstore.instrumentation import traced_append
+from eventfold.eventstore.keys import KeyStore
 from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE
 from eventfold.eventstore.read_arguments import (
     check_list_limit,
@@ -343,9 +344,13 @@ class PostgresEventStore:
         self._notify_pending = False
         self._closed = False
         keys = PostgresKeyStore(self._fetch)
-        self._shredder = Shredder(registry, keys, keys.sealed_streams)
+        self._shredder = Shredder(registry, keys, keys.sealed_streams, database=url)
         self._imported_unanalyzed = 0
         self._analyzed_rows = 0.0
+
+    @property
+    def keys(self) -> KeyStore:
+        return self._shredder.keys
 
     @classmethod
     async def open(
