@@ -296,16 +296,13 @@ class CopyRefused(EventfoldError):
 
 
 class ExportRefused(EventfoldError):
-    """An export of a store holding personal data: a file cannot carry the keys that open
-    it (``eventfold.eventstore.transfer.export_events``)."""
+    """An export that would lose data: personal data sealed with keys a file cannot carry
+    (``eventfold.eventstore.transfer.export_events``)."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, reason: str) -> None:
         self.source = source
-        super().__init__(
-            f"will not export {source}: it holds keys of data subjects, and its personal "
-            "data would be written sealed, without them (unreadable, as if forgotten); copy "
-            "the store with `eventfold copy`, which carries the keys"
-        )
+        self.reason = reason
+        super().__init__(f"will not export {source}: {reason}")
 
 
 class CopyMismatch(EventfoldError):

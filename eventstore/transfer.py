@@ -11,7 +11,9 @@ Personal data moves sealed, as stored, so a copy carries the keys of data subjec
 (``EventStore.keys``): all of them, forgotten ones as forgotten, before the events (an
 interrupted copy's events can always be read) and again after them (a subject forgotten in
 the source meanwhile is forgotten in the target too), then compared. A file of CloudEvents
-cannot carry keys: ``export_events`` refuses a store holding any (``ExportRefused``).
+cannot carry keys: ``export_events`` refuses a store holding any (``ExportRefused``) unless
+told to write its personal data revealed (``eventfold.eventstore.revealed``), which
+``import_file`` seals again with the target's keys.
 
 Resuming: each batch commits on its own, in the source's order, so the target of an
 interrupted run is a prefix of the source. A new run checks that (the target's first event
@@ -34,6 +36,7 @@ from typing import IO, Any
 
 import pydantic_core
 
+from eventfold.eventstore import revealed
 from eventfold.eventstore.cloudevents import from_cloudevent, to_cloudevent_json
 from eventfold.eventstore.errors import (
     CloudEventError,
@@ -41,6 +44,7 @@ from eventfold.eventstore.errors import (
     CopyRefused,
     ExportRefused,
 )
+from eventfold.eventstore.personal import personal_fields
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import START, GlobalPosition, RecordedEvent
 
@@ -145,23 +149,36 @@ async def export_events(
     source: EventStore,
     output: IO[bytes],
     *,
+    reveal_personal_data: bool = False,
     batch_size: int = BATCH_SIZE,
     on_progress: OnProgress = _ignore,
 ) -> TransferResult:
     """Write every event of ``source`` to ``output`` as CloudEvents 1.0 JSON, one per line
     (``cloudevents.to_cloudevent``), in log order.
 
-    Raises ``ExportRefused`` when the store holds keys of data subjects: its personal data
-    is sealed with them, and a file would carry the sealed values without their keys
-    (``copy_store`` carries both)."""
+    A store holding keys of data subjects has its personal data sealed with them, and a
+    file cannot carry keys: ``reveal_personal_data`` writes those values revealed, with
+    their subjects (``revealed.reveal``; forgotten ones without their value), for
+    ``import_file`` to seal again; without it such a store raises ``ExportRefused``
+    (``copy_store`` carries the keys instead)."""
     _check_raw(source)
-    if await source.keys.page(limit=1):
-        raise ExportRefused(source.url)
+    keys = await revealed.keys_by_id(source.keys) if reveal_personal_data else {}
+    if not reveal_personal_data and await source.keys.page(limit=1):
+        raise ExportRefused(
+            source.url, "it holds personal data, sealed with keys a file cannot carry: "
+            "pass --reveal-personal-data to write it in the clear (the import seals it "
+            "again), or move the store with `eventfold copy`, which carries the keys",
+        )
     await _visible(source, await source.committed_head())
     total = (await source.committed_head()).position
     digest = LogDigest(canonical=True)  # the file's checksum, as ``import_file`` takes it
     after = START
     while page := await source.read_all(after=after, limit=batch_size):
+        if keys:
+            try:
+                page = revealed.reveal(page, keys)
+            except ValueError as exc:
+                raise ExportRefused(source.url, str(exc)) from exc
         output.write(b"".join(to_cloudevent_json(record) + b"\n" for record in page))
         digest.add(page)
         after = page[-1].global_position
@@ -208,18 +225,22 @@ async def import_file(
             continue
         batch.append(record)
         if len(batch) >= batch_size:
-            await target.import_events(batch)
+            await target.import_events(await revealed.reseal(batch, target.keys))
             written += len(batch)
             batch = []
             on_progress(TransferProgress("copying", written, read, size))
     if skipping and target_last is not None:
         raise CopyRefused(target.url, f"its last event {target_last.event_id} is not in {name}")
     if batch:
-        await target.import_events(batch)
+        await target.import_events(await revealed.reseal(batch, target.keys))
         written += len(batch)
         on_progress(TransferProgress("copying", written, read, size))
     await _visible(target, await target.committed_head())
-    target_digest = await _digest_of(target, batch_size, canonical=True)
+    keys = await revealed.keys_by_id(target.keys)
+    target_digest = await _digest_of(
+        target, batch_size, canonical=True,
+        transform=lambda page: revealed.reveal(page, keys) if keys else page,
+    )
     return _verified(file_digest, target_digest, name, target.url, written)
 
 
@@ -305,6 +326,12 @@ def _check_raw(source: EventStore) -> None:
             "the source store's registry has upcasters: open it with an empty "
             "EventRegistry(), a copy moves events as they are stored"
         )
+    if any(personal_fields(cls) for cls in source.registry):
+        raise ValueError(
+            "the source store's registry has events with personal data, which its reads "
+            "open: open it with an empty EventRegistry(), a copy moves events as they are "
+            "stored"
+        )
 
 
 async def _visible(store: EventStore, position: GlobalPosition) -> None:
@@ -355,14 +382,18 @@ async def _digest_of(
     on_progress: OnProgress | None = None,
     total: int | None = None,
     canonical: bool = False,
+    transform: Callable[[list[RecordedEvent]], list[RecordedEvent]] | None = None,
 ) -> LogDigest:
     """The digest of a store's log, read in pages, up to ``until`` inclusive (the whole
-    log when None); the next page is read while the last one is hashed."""
+    log when None), each page through ``transform`` first when given; the next page is
+    read while the last one is hashed."""
     digest = LogDigest(canonical=canonical)
     if until == START:
         return digest
     page = await store.read_all(limit=batch_size)
     while page:
+        if transform is not None:
+            page = transform(page)
         if until is not None and page[-1].global_position >= until:
             digest.add([record for record in page if record.global_position <= until])
             break
@@ -448,6 +479,7 @@ def _records(lines: Iterable[bytes], name: str) -> Iterator[tuple[RecordedEvent,
         except ValueError as exc:
             problem = exc.problem if isinstance(exc, CloudEventError) else str(exc)
             raise CloudEventError(f"{name}, line {number}: {problem}") from exc
+        revealed.check_not_sealed(record, f"{name}, line {number}")
         yield record, len(line)
 
 

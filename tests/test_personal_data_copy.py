@@ -1,6 +1,7 @@
 """Moving a store holding personal data: a copy carries the keys of data subjects (a live
 one's values read in the copy, a forgotten one stays forgotten), resumes with them, and is
-verified; an export refuses rather than write values whose keys it cannot carry; a key one
+verified; an export refuses to write values whose keys it cannot carry, or writes them
+revealed for the import to seal again; a key one
 store lacks or destroyed does not make another store's data read as forgotten."""
 
 from __future__ import annotations
@@ -22,9 +23,16 @@ from eventfold.eventstore import (
     SubjectForgotten,
     connect,
 )
-from eventfold.eventstore.errors import CopyMismatch, ExportRefused
+from eventfold.eventstore.cloudevents import to_cloudevent_json
+from eventfold.eventstore.errors import CloudEventError, CopyMismatch, ExportRefused
 from eventfold.eventstore.migrate import migrate
-from eventfold.eventstore.transfer import TransferProgress, copy_store, export_events
+from eventfold.eventstore.personal import is_sealed
+from eventfold.eventstore.transfer import (
+    TransferProgress,
+    copy_store,
+    export_events,
+    import_file,
+)
 
 ADA = ("Ada Lovelace", "ada@example.org")
 ALAN = ("Alan Turing", "alan@example.org")
@@ -123,14 +131,47 @@ async def test_a_target_holding_another_key_of_a_subject_fails_the_verification(
         await copy_store(source, target)
 
 
-async def test_a_store_holding_keys_is_not_exported(
+async def test_a_store_holding_keys_is_exported_only_revealed(
     raw: tuple[EventStore, EventStore],
 ) -> None:
     file = io.BytesIO()
-    with pytest.raises(ExportRefused, match="eventfold copy"):
+    with pytest.raises(ExportRefused, match="--reveal-personal-data"):
         await export_events(raw[0], file)
     assert file.getvalue() == b""
     assert (await export_events(raw[1], file)).events == 0  # no personal data: exported
+
+
+async def test_a_revealed_export_imports_sealed_again_and_forgotten_stays_forgotten(
+    urls: tuple[str, str], raw: tuple[EventStore, EventStore]
+) -> None:
+    source, target = raw
+    file = io.BytesIO()
+    exported = await export_events(source, file, reveal_personal_data=True)
+    lines = file.getvalue().splitlines()
+    assert ADA[0].encode() in lines[0] and b"ciphertext" not in file.getvalue()
+    assert ALAN[0].encode() not in lines[1]
+    imported = await import_file(lines, target, batch_size=1)
+    assert (imported.events, imported.checksum) == (2, exported.checksum)
+    stored = await target.read_all()
+    assert all(is_sealed(stored[0].data[field]) for field in ("name", "email"))
+    assert await _read(urls[1]) == {"ada": ADA, "alan": (FORGOTTEN, FORGOTTEN)}
+    async with connect(urls[1], REGISTRY) as reader:
+        with pytest.raises(SubjectForgotten):
+            await reader.append("Customer-alan", [
+                CustomerRegistered(customer_id="alan", name=ALAN[0], email=ALAN[1])
+            ])
+    again = await import_file(lines, target)
+    assert (again.written, again.events, again.checksum) == (0, 2, exported.checksum)
+
+
+async def test_an_import_refuses_sealed_values_whose_keys_are_not_in_the_file(
+    raw: tuple[EventStore, EventStore],
+) -> None:
+    source, target = raw
+    lines = [to_cloudevent_json(record) for record in await source.read_all()]
+    with pytest.raises(CloudEventError, match="line 1: field 'name' is a sealed personal"):
+        await import_file(lines, target)
+    assert await target.read_all() == []
 
 
 async def test_a_key_one_store_lacks_does_not_make_anothers_data_read_as_forgotten(

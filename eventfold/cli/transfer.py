@@ -151,12 +151,21 @@ def export_command(
         str,
         typer.Option("--output", "-o", help="The file to write; - for stdout."),
     ] = "-",
+    reveal_personal_data: Annotated[
+        bool,
+        typer.Option(
+            "--reveal-personal-data",
+            help="Write personal data in the clear (a file cannot carry its keys); "
+            "`eventfold import` seals it again.",
+        ),
+    ] = False,
     database: DatabaseOption = None,
 ) -> None:
     """Write every event of the store as CloudEvents 1.0 JSON, one per line, in log order.
 
     `eventfold import` reads it back into another store. A store holding personal data is
-    refused (a file cannot carry its keys): use `eventfold copy`."""
+    refused unless --reveal-personal-data (a file cannot carry its keys; `eventfold copy`
+    does)."""
     started = time.monotonic()
     source_url = ""
 
@@ -165,7 +174,9 @@ def export_command(
         source_url = masked(settings.database_url)
         async with connect(settings.database_url, EventRegistry()) as store:
             with _output(output) as sink, _Bar("exporting").shown() as bar:
-                return await export_events(store, sink, on_progress=bar)
+                return await export_events(
+                    store, sink, reveal_personal_data=reveal_personal_data, on_progress=bar
+                )
 
     result = run(ctx, work, database=database)
     elapsed = time.monotonic() - started
