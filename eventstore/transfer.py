@@ -11,9 +11,9 @@ Personal data moves sealed, as stored, so a copy carries the keys of data subjec
 (``EventStore.keys``): all of them, forgotten ones as forgotten, before the events (an
 interrupted copy's events can always be read) and again after them (a subject forgotten in
 the source meanwhile is forgotten in the target too), then compared. A file of CloudEvents
-cannot carry keys: ``export_events`` refuses a store holding any (``ExportRefused``) unless
-told to write its personal data revealed (``eventfold.eventstore.revealed``), which
-``import_file`` seals again with the target's keys.
+cannot carry keys: ``export_events`` refuses a store holding personal data
+(``ExportRefused``) unless told to write it revealed (``eventfold.eventstore.revealed``),
+which ``import_file`` seals again with the target's keys.
 
 Resuming: each batch commits on its own, in the source's order, so the target of an
 interrupted run is a prefix of the source. A new run checks that (the target's first event
@@ -157,13 +157,13 @@ async def export_events(
     (``cloudevents.to_cloudevent``), in log order.
 
     A store holding keys of data subjects has its personal data sealed with them, and a
-    file cannot carry keys: ``reveal_personal_data`` writes those values revealed, with
-    their subjects (``revealed.reveal``; forgotten ones without their value), for
-    ``import_file`` to seal again; without it such a store raises ``ExportRefused``
-    (``copy_store`` carries the keys instead)."""
+    file cannot carry keys: sealed values are written revealed, with their subjects
+    (``revealed.reveal``; forgotten ones without their value), for ``import_file`` to seal
+    again. Unless ``reveal_personal_data``, a store holding a key that is not forgotten
+    raises ``ExportRefused`` (``copy_store`` carries the keys instead)."""
     _check_raw(source)
-    keys = await revealed.keys_by_id(source.keys) if reveal_personal_data else {}
-    if not reveal_personal_data and await source.keys.page(limit=1):
+    keys = await revealed.keys_by_id(source.keys)
+    if not reveal_personal_data and any(key.secret is not None for key in keys.values()):
         raise ExportRefused(
             source.url, "it holds personal data, sealed with keys a file cannot carry: "
             "pass --reveal-personal-data to write it in the clear (the import seals it "

@@ -139,6 +139,9 @@ async def test_a_store_holding_keys_is_exported_only_revealed(
         await export_events(raw[0], file)
     assert file.getvalue() == b""
     assert (await export_events(raw[1], file)).events == 0  # no personal data: exported
+    await raw[0].forget("ada")  # now only forgotten data, which needs no key: exported
+    assert (await export_events(raw[0], file)).events == 2
+    assert b"Ada" not in file.getvalue() and b"ciphertext" not in file.getvalue()
 
 
 async def test_a_revealed_export_imports_sealed_again_and_forgotten_stays_forgotten(
