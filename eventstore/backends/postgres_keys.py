@@ -27,9 +27,13 @@ VALUES ($1, $2, NULL, now())
 ON CONFLICT (subject) DO UPDATE
 SET secret = NULL, forgotten_at = coalesce(eventfold_personal_keys.forgotten_at, now())
 """
+# Two statements, so that each walks the primary key from where it starts.
+_FIRST_PAGE = """
+SELECT subject, key_id, secret FROM eventfold_personal_keys ORDER BY subject LIMIT $1
+"""
 _PAGE = """
 SELECT subject, key_id, secret FROM eventfold_personal_keys
-WHERE $1::text IS NULL OR subject > $1 ORDER BY subject LIMIT $2
+WHERE subject > $1 ORDER BY subject LIMIT $2
 """
 # A subject holding another key keeps it (the copy's verification names the difference);
 # one holding the same key loses its secret when the given key is forgotten, never gains one.
@@ -74,7 +78,9 @@ class PostgresKeyStore:
         await self._fetch(_DESTROY, subject, new_key_id())
 
     async def page(self, *, after: str | None = None, limit: int = 1000) -> list[SubjectKey]:
-        rows = await self._fetch(_PAGE, after, limit)
+        rows = await (
+            self._fetch(_FIRST_PAGE, limit) if after is None else self._fetch(_PAGE, after, limit)
+        )
         return [
             SubjectKey(row[0], row[1], None if row[2] is None else bytes(row[2])) for row in rows
         ]

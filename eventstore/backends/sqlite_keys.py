@@ -68,10 +68,11 @@ class SqliteKeyStore:
         await self._write(destroy)
 
     async def page(self, *, after: str | None = None, limit: int = 1000) -> list[SubjectKey]:
-        rows = await self._fetch(
-            "SELECT subject, key_id, secret FROM eventfold_personal_keys "
-            "WHERE ? IS NULL OR subject > ? ORDER BY subject LIMIT ?",
-            (after, after, limit),
+        # Two statements, so that each walks the primary key from where it starts.
+        select = "SELECT subject, key_id, secret FROM eventfold_personal_keys"
+        rows = await (
+            self._fetch(f"{select} ORDER BY subject LIMIT ?", (limit,)) if after is None
+            else self._fetch(f"{select} WHERE subject > ? ORDER BY subject LIMIT ?", (after, limit))
         )
         return [
             SubjectKey(row[0], row[1], None if row[2] is None else bytes(row[2])) for row in rows
