@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Annotated
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from eventfold.eventstore import (
     FORGOTTEN,
@@ -25,6 +27,7 @@ from eventfold.eventstore import (
 )
 from eventfold.eventstore.cloudevents import to_cloudevent_json
 from eventfold.eventstore.errors import CloudEventError, CopyMismatch, ExportRefused
+from eventfold.eventstore.keys import SubjectKey, new_key_id, new_secret
 from eventfold.eventstore.migrate import migrate
 from eventfold.eventstore.personal import is_sealed
 from eventfold.eventstore.transfer import (
@@ -198,3 +201,49 @@ async def test_a_forget_in_one_copy_leaves_the_other_copy_readable_in_the_same_p
         await asyncio.sleep(0)
         assert (await source.read_all())[0].data["name"] == FORGOTTEN
         assert (await target.read_all())[0].data["name"] == ADA[0]
+
+
+SUBJECTS = st.sampled_from(["a", "b", "c", "d", "e"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    given_keys=st.dictionaries(SUBJECTS, st.booleans()),
+    held=st.dictionaries(SUBJECTS, st.sampled_from(["same", "same-forgotten", "other"])),
+    url=st.sampled_from(["memory://", "sqlite://"]),
+)
+def test_importing_keys_twice_is_once_and_forgetting_is_final(
+    given_keys: dict[str, bool], held: dict[str, str], url: str
+) -> None:
+    """``given_keys``: subject -> forgotten in the source; ``held``: what the target holds
+    for a subject before the import (the same key, the same key forgotten, another key)."""
+    keys = {
+        subject: SubjectKey(subject, new_key_id(), None if forgotten else new_secret())
+        for subject, forgotten in given_keys.items()
+    }
+
+    async def story() -> None:
+        async with connect(url, EventRegistry()) as store:
+            before: dict[str, SubjectKey] = {}
+            for subject, what in held.items():
+                key = keys.get(subject)
+                if what == "other" or key is None:
+                    await store.keys.create(subject)
+                else:
+                    await store.keys.import_keys([key])
+                    if what == "same-forgotten":
+                        await store.keys.destroy(subject)
+                found = await store.keys.find(subject)
+                assert found is not None
+                before[subject] = found
+            await store.keys.import_keys(list(keys.values()))
+            await store.keys.import_keys(list(keys.values()))
+            after = await store.keys.page()
+            expected = {**keys, **before}
+            for subject, key in before.items():
+                given = keys.get(subject)
+                if given is not None and given.key_id == key.key_id and given.secret is None:
+                    expected[subject] = SubjectKey(subject, key.key_id, None)
+            assert after == [expected[subject] for subject in sorted(expected)]
+
+    asyncio.run(story())
