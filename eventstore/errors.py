@@ -295,6 +295,16 @@ class CopyRefused(EventfoldError):
         )
 
 
+class ExportRefused(EventfoldError):
+    """An export that would lose data: personal data sealed with keys a file cannot carry
+    (``eventfold.eventstore.transfer.export_events``)."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"will not export {source}: {reason}")
+
+
 class CopyMismatch(EventfoldError):
     """A finished copy or import does not match its source (counts or checksums differ)."""
 

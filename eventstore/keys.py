@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,6 +56,18 @@ class KeyStore(Protocol):
         (also one that never had a key: it gets none later)."""
         ...
 
+    async def page(self, *, after: str | None = None, limit: int = 1000) -> list[SubjectKey]:
+        """Up to ``limit`` keys, forgotten ones too, ordered by subject, after the subject
+        ``after`` (from the first when None): to list them all, e.g. for a copy."""
+        ...
+
+    async def import_keys(self, keys: Sequence[SubjectKey]) -> None:
+        """Store keys of another store as they are (subject, key id, secret, forgotten or
+        not), for copies. A subject new here gets the given key; one holding the same key
+        keeps it and loses its secret if the given key is forgotten (forgetting is final,
+        so a forgotten key here stays forgotten); one holding another key keeps its own."""
+        ...
+
 
 class MemoryKeyStore:
     """Keys in process memory, for the memory event store."""
@@ -79,6 +91,16 @@ class MemoryKeyStore:
             for key in self._keys.values()
             if key.key_id in wanted and key.secret is not None
         }
+
+    async def page(self, *, after: str | None = None, limit: int = 1000) -> list[SubjectKey]:
+        subjects = sorted(s for s in self._keys if after is None or s > after)
+        return [self._keys[subject] for subject in subjects[:limit]]
+
+    async def import_keys(self, keys: Sequence[SubjectKey]) -> None:
+        for key in keys:
+            held = self._keys.get(key.subject)
+            if held is None or (held.key_id == key.key_id and key.secret is None):
+                self._keys[key.subject] = key
 
     async def destroy(self, subject: str) -> None:
         key = self._keys.get(subject)

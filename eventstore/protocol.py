@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from eventfold.eventstore.event import Event
+from eventfold.eventstore.keys import KeyStore
 from eventfold.eventstore.records import (
     ANY,
     START,
@@ -35,6 +36,12 @@ class EventStore(Protocol):
     registry: EventRegistry
     url: str
     """The store's URL with any password masked."""
+
+    @property
+    def keys(self) -> KeyStore:
+        """The keys of data subjects whose personal data the store seals (for copies; see
+        docs/personal-data.md)."""
+        ...
 
     async def append(
         self,

@@ -44,31 +44,33 @@ class Forgetting:
 
 
 class _KeyCache:
-    """Secrets by key id, for every store of this process (key ids are random, so stores
-    never share one). Destroyed keys stay known as such: forgetting is final."""
+    """Secrets by database and key id, for every store of this process. A key is known as
+    destroyed only in the database that destroyed it or lacks it: a copy of a store holds
+    the same key ids, and its keys live on when the original forgets (or never had) them.
+    Destroyed keys stay known as such: forgetting is final."""
 
     def __init__(self) -> None:
-        self._secrets: dict[str, tuple[bytes, float]] = {}
-        self._destroyed: set[str] = set()
+        self._secrets: dict[tuple[str, str], tuple[bytes, float]] = {}
+        self._destroyed: set[tuple[str, str]] = set()
 
-    def get(self, key_id: str) -> bytes | None:
-        entry = self._secrets.get(key_id)
+    def get(self, database: str, key_id: str) -> bytes | None:
+        entry = self._secrets.get((database, key_id))
         if entry is None or entry[1] < time.monotonic():
             return None
         return entry[0]
 
-    def destroyed(self, key_id: str) -> bool:
-        return key_id in self._destroyed
+    def destroyed(self, database: str, key_id: str) -> bool:
+        return (database, key_id) in self._destroyed
 
-    def put(self, key_id: str, secret: bytes) -> None:
+    def put(self, database: str, key_id: str, secret: bytes) -> None:
         if len(self._secrets) >= _MAX_CACHED_KEYS:
             del self._secrets[next(iter(self._secrets))]
-        self._secrets[key_id] = (secret, time.monotonic() + KEY_CACHE_SECONDS)
+        self._secrets[database, key_id] = (secret, time.monotonic() + KEY_CACHE_SECONDS)
 
-    def destroy(self, key_id: str) -> None:
-        self._secrets.pop(key_id, None)
+    def destroy(self, database: str, key_id: str) -> None:
+        self._secrets.pop((database, key_id), None)
         if len(self._destroyed) < _MAX_CACHED_KEYS:
-            self._destroyed.add(key_id)
+            self._destroyed.add((database, key_id))
 
 
 _CACHE = _KeyCache()
@@ -83,8 +85,13 @@ class Shredder:
         registry: EventRegistry,
         keys: KeyStore,
         sealed_streams: Callable[[str], Awaitable[dict[str, int]]],
+        *,
+        database: str,
     ) -> None:
+        """``database`` names where the keys live (the same for every store of one
+        database, so a forget through one takes effect at once in the others)."""
         self.registry = registry
+        self._database = database
         self.keys = keys
         self._sealed_streams = sealed_streams
         self._key_ids: dict[str, str] = {}
@@ -133,17 +140,17 @@ class Shredder:
         """The subject's key id and secret (made now if new), None if it is forgotten."""
         key_id = self._key_ids.get(subject)
         if key_id is not None:
-            secret = _CACHE.get(key_id)
+            secret = _CACHE.get(self._database, key_id)
             if secret is not None:
                 return key_id, secret
         key = await self.keys.create(subject)
         if key.secret is None:
-            _CACHE.destroy(key.key_id)
+            _CACHE.destroy(self._database, key.key_id)
             return None
         if len(self._key_ids) >= _MAX_CACHED_KEYS:
             del self._key_ids[next(iter(self._key_ids))]
         self._key_ids[subject] = key.key_id
-        _CACHE.put(key.key_id, key.secret)
+        _CACHE.put(self._database, key.key_id, key.secret)
         return key.key_id, key.secret
 
     async def reveal(self, records: Sequence[RecordedEvent]) -> Sequence[RecordedEvent]:
@@ -163,17 +170,21 @@ class Shredder:
             value[SEALED]["key"]
             for index in found for value in records[index].data.values() if is_sealed(value)
         }
+        database = self._database
         secrets = {
-            key_id: secret for key_id in wanted if (secret := _CACHE.get(key_id)) is not None
+            key_id: secret
+            for key_id in wanted if (secret := _CACHE.get(database, key_id)) is not None
         }
-        missing = {key_id for key_id in wanted - secrets.keys() if not _CACHE.destroyed(key_id)}
+        missing = {
+            key_id for key_id in wanted - secrets.keys() if not _CACHE.destroyed(database, key_id)
+        }
         if missing:
             fetched = await self.keys.secrets(missing)
             for key_id in missing:
                 if key_id in fetched:
-                    _CACHE.put(key_id, fetched[key_id])
+                    _CACHE.put(self._database, key_id, fetched[key_id])
                 else:
-                    _CACHE.destroy(key_id)
+                    _CACHE.destroy(self._database, key_id)
             secrets.update(fetched)
         opened = list(records)
         for index in found:
@@ -198,7 +209,7 @@ class Shredder:
             await self.keys.destroy(subject)
             self._key_ids.pop(subject, None)
             if key is not None:
-                _CACHE.destroy(key.key_id)
+                _CACHE.destroy(self._database, key.key_id)
         return Forgetting(
             subject, streams, already_forgotten=key is not None and key.secret is None
         )

@@ -37,7 +37,7 @@ from eventfold.eventstore.errors import (
     UnregisteredEvent,
 )
 from eventfold.eventstore.event import Event
-from eventfold.eventstore.keys import KeyStore, SubjectKey
+from eventfold.eventstore.keys import KeyStore, SubjectKey, new_key_id, new_secret
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import (
     ANY,
@@ -904,6 +904,52 @@ class KeyStoreConformance:
         found = await keys.find("s1")
         assert found is not None and found.secret is None
         assert (await keys.create("s1")).secret is None
+
+    async def test_keys_are_listed_in_pages_by_subject_forgotten_ones_too(
+        self, keys: KeyStore
+    ) -> None:
+        made = {subject: await keys.create(subject) for subject in ("c", "a", "", "b")}
+        await keys.destroy("b")
+        await keys.destroy("d")
+        listed = [*await keys.page(limit=2), *await keys.page(after="a", limit=2)]
+        assert listed == [
+            made[""], made["a"], SubjectKey("b", made["b"].key_id, None), made["c"],
+        ]
+        rest = await keys.page(after="c")
+        assert len(rest) == 1 and rest[0].subject == "d" and rest[0].secret is None
+        assert await keys.page(after="d") == []
+
+    async def test_imported_keys_keep_their_ids_and_secrets(self, keys: KeyStore) -> None:
+        live = SubjectKey("s1", new_key_id(), new_secret())
+        forgotten = SubjectKey("s2", new_key_id(), None)
+        await keys.import_keys([live, forgotten])
+        await keys.import_keys([live, forgotten])  # again: no change
+        await keys.import_keys([])
+        assert await keys.page() == [live, forgotten]
+        assert await keys.create("s1") == live
+        assert (await keys.create("s2")).secret is None
+        assert await keys.secrets([live.key_id, forgotten.key_id]) == {live.key_id: live.secret}
+
+    async def test_an_imported_forgotten_key_forgets_and_a_forgotten_one_stays_so(
+        self, keys: KeyStore
+    ) -> None:
+        one, two = await keys.create("s1"), await keys.create("s2")
+        await keys.destroy("s2")
+        await keys.import_keys([SubjectKey("s1", one.key_id, None), two])
+        assert await keys.page() == [
+            SubjectKey("s1", one.key_id, None), SubjectKey("s2", two.key_id, None),
+        ]
+
+    async def test_an_imported_key_never_replaces_another_key_of_its_subject(
+        self, keys: KeyStore
+    ) -> None:
+        held = await keys.create("s1")
+        await keys.import_keys([SubjectKey("s1", new_key_id(), new_secret())])
+        await keys.import_keys([SubjectKey("s1", new_key_id(), None)])
+        assert await keys.page() == [held]
+
+
+
 def _recorded(
     stream_id: str,
     version: int,

@@ -7,6 +7,14 @@ target gives them its own positions and transaction ids in the source's order, t
 ``EventStore.import_events``, one transaction per batch, so a restored PostgreSQL store keeps
 the global log's horizon guarantee and takes appends at once.
 
+Personal data moves sealed, as stored, so a copy carries the keys of data subjects too
+(``EventStore.keys``): all of them, forgotten ones as forgotten, before the events (an
+interrupted copy's events can always be read) and again after them (a subject forgotten in
+the source meanwhile is forgotten in the target too), then compared. A file of CloudEvents
+cannot carry keys: ``export_events`` refuses a store holding personal data
+(``ExportRefused``) unless told to write it revealed (``eventfold.eventstore.revealed``),
+which ``import_file`` seals again with the target's keys.
+
 Resuming: each batch commits on its own, in the source's order, so the target of an
 interrupted run is a prefix of the source. A new run checks that (the target's first event
 is the source's first, its last event is in the source) and goes on after the target's last
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -27,8 +36,15 @@ from typing import IO, Any
 
 import pydantic_core
 
+from eventfold.eventstore import revealed
 from eventfold.eventstore.cloudevents import from_cloudevent, to_cloudevent_json
-from eventfold.eventstore.errors import CloudEventError, CopyMismatch, CopyRefused
+from eventfold.eventstore.errors import (
+    CloudEventError,
+    CopyMismatch,
+    CopyRefused,
+    ExportRefused,
+)
+from eventfold.eventstore.personal import personal_fields
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import START, GlobalPosition, RecordedEvent
 
@@ -60,6 +76,8 @@ class TransferResult:
     written: int
     events: int
     checksum: str
+    keys: int = 0
+    """Keys of data subjects in the target, forgotten ones too (all verified)."""
 
 
 OnProgress = Callable[[TransferProgress], None]
@@ -80,11 +98,14 @@ async def copy_store(
     same source, which the copy continues), then verify counts and checksums.
 
     The next batch is read from the source while the target writes the last one.
-    Raises ``CopyRefused`` for a target holding other events and ``CopyMismatch`` when the
-    finished copy differs from its source (something wrote to either during the copy).
+    The keys of data subjects are copied before the events and again after them, then
+    compared. Raises ``CopyRefused`` for a target holding other events and ``CopyMismatch``
+    when the finished copy differs from its source (something wrote to either during the
+    copy, or the target holds another key for a subject).
     """
     _check_raw(source)
     after = await _resume_after(source, target)
+    await _copy_keys(source, target, batch_size)
     # Every event committed before the copy starts is copied, even one that an older open
     # transaction still hides from readers (PostgreSQL's horizon): the copy waits for it.
     await _visible(source, await source.committed_head())
@@ -118,24 +139,46 @@ async def copy_store(
             _digest_of(source, batch_size, canonical=True),
             _digest_of(target, batch_size, canonical=True),
         )
-    return _verified(source_digest, target_digest, source.url, target.url, written)
+    result = _verified(source_digest, target_digest, source.url, target.url, written)
+    await _copy_keys(source, target, batch_size)
+    keys = await _verified_keys(source, target, batch_size)
+    return dataclasses.replace(result, keys=keys)
 
 
 async def export_events(
     source: EventStore,
     output: IO[bytes],
     *,
+    reveal_personal_data: bool = False,
     batch_size: int = BATCH_SIZE,
     on_progress: OnProgress = _ignore,
 ) -> TransferResult:
     """Write every event of ``source`` to ``output`` as CloudEvents 1.0 JSON, one per line
-    (``cloudevents.to_cloudevent``), in log order."""
+    (``cloudevents.to_cloudevent``), in log order.
+
+    A store holding keys of data subjects has its personal data sealed with them, and a
+    file cannot carry keys: sealed values are written revealed, with their subjects
+    (``revealed.reveal``; forgotten ones without their value), for ``import_file`` to seal
+    again. Unless ``reveal_personal_data``, a store holding a key that is not forgotten
+    raises ``ExportRefused`` (``copy_store`` carries the keys instead)."""
     _check_raw(source)
+    keys = await revealed.keys_by_id(source.keys)
+    if not reveal_personal_data and any(key.secret is not None for key in keys.values()):
+        raise ExportRefused(
+            source.url, "it holds personal data, sealed with keys a file cannot carry: "
+            "pass --reveal-personal-data to write it in the clear (the import seals it "
+            "again), or move the store with `eventfold copy`, which carries the keys",
+        )
     await _visible(source, await source.committed_head())
     total = (await source.committed_head()).position
     digest = LogDigest(canonical=True)  # the file's checksum, as ``import_file`` takes it
     after = START
     while page := await source.read_all(after=after, limit=batch_size):
+        if keys:
+            try:
+                page = revealed.reveal(page, keys)
+            except ValueError as exc:
+                raise ExportRefused(source.url, str(exc)) from exc
         output.write(b"".join(to_cloudevent_json(record) + b"\n" for record in page))
         digest.add(page)
         after = page[-1].global_position
@@ -182,18 +225,22 @@ async def import_file(
             continue
         batch.append(record)
         if len(batch) >= batch_size:
-            await target.import_events(batch)
+            await target.import_events(await revealed.reseal(batch, target.keys))
             written += len(batch)
             batch = []
             on_progress(TransferProgress("copying", written, read, size))
     if skipping and target_last is not None:
         raise CopyRefused(target.url, f"its last event {target_last.event_id} is not in {name}")
     if batch:
-        await target.import_events(batch)
+        await target.import_events(await revealed.reseal(batch, target.keys))
         written += len(batch)
         on_progress(TransferProgress("copying", written, read, size))
     await _visible(target, await target.committed_head())
-    target_digest = await _digest_of(target, batch_size, canonical=True)
+    keys = await revealed.keys_by_id(target.keys)
+    target_digest = await _digest_of(
+        target, batch_size, canonical=True,
+        transform=lambda page: revealed.reveal(page, keys) if keys else page,
+    )
     return _verified(file_digest, target_digest, name, target.url, written)
 
 
@@ -279,6 +326,12 @@ def _check_raw(source: EventStore) -> None:
             "the source store's registry has upcasters: open it with an empty "
             "EventRegistry(), a copy moves events as they are stored"
         )
+    if any(personal_fields(cls) for cls in source.registry):
+        raise ValueError(
+            "the source store's registry has events with personal data, which its reads "
+            "open: open it with an empty EventRegistry(), a copy moves events as they are "
+            "stored"
+        )
 
 
 async def _visible(store: EventStore, position: GlobalPosition) -> None:
@@ -329,14 +382,18 @@ async def _digest_of(
     on_progress: OnProgress | None = None,
     total: int | None = None,
     canonical: bool = False,
+    transform: Callable[[list[RecordedEvent]], list[RecordedEvent]] | None = None,
 ) -> LogDigest:
     """The digest of a store's log, read in pages, up to ``until`` inclusive (the whole
-    log when None); the next page is read while the last one is hashed."""
+    log when None), each page through ``transform`` first when given; the next page is
+    read while the last one is hashed."""
     digest = LogDigest(canonical=canonical)
     if until == START:
         return digest
     page = await store.read_all(limit=batch_size)
     while page:
+        if transform is not None:
+            page = transform(page)
         if until is not None and page[-1].global_position >= until:
             digest.add([record for record in page if record.global_position <= until])
             break
@@ -348,6 +405,51 @@ async def _digest_of(
             on_progress(TransferProgress("verifying", digest.count, digest.count, total))
         page = await following
     return digest
+
+
+async def _copy_keys(source: EventStore, target: EventStore, batch_size: int) -> None:
+    """Store every key of data subjects of ``source`` in ``target`` as it is (idempotent:
+    keys stored already stay, forgotten ones get forgotten)."""
+    after: str | None = None
+    while page := await source.keys.page(after=after, limit=batch_size):
+        await target.keys.import_keys(page)
+        after = page[-1].subject
+
+
+async def _keys_digest(store: EventStore, batch_size: int) -> tuple[int, str]:
+    """How many keys of data subjects a store holds and a SHA-256 of them in subject order
+    (subjects, key ids, secrets, forgotten or not)."""
+    digest = hashlib.sha256()
+    count = 0
+    after: str | None = None
+    while page := await store.keys.page(after=after, limit=batch_size):
+        for key in page:
+            digest.update(pydantic_core.to_json(
+                (key.subject, key.key_id, None if key.secret is None else key.secret.hex())
+            ))
+        count += len(page)
+        after = page[-1].subject
+    return count, digest.hexdigest()
+
+
+async def _verified_keys(source: EventStore, target: EventStore, batch_size: int) -> int:
+    """The number of keys of data subjects both stores hold; ``CopyMismatch`` unless they
+    hold the same ones."""
+    (source_count, source_digest), (target_count, target_digest) = await asyncio.gather(
+        _keys_digest(source, batch_size), _keys_digest(target, batch_size)
+    )
+    if source_count != target_count:
+        raise CopyMismatch(
+            source.url, target.url,
+            f"the source has {source_count} keys of data subjects, the target {target_count}",
+        )
+    if source_digest != target_digest:
+        raise CopyMismatch(
+            source.url, target.url,
+            f"both have {source_count} keys of data subjects but they differ (a subject "
+            "forgotten in one only, or holding another key)",
+        )
+    return target_count
 
 
 def _verified(
@@ -377,6 +479,7 @@ def _records(lines: Iterable[bytes], name: str) -> Iterator[tuple[RecordedEvent,
         except ValueError as exc:
             problem = exc.problem if isinstance(exc, CloudEventError) else str(exc)
             raise CloudEventError(f"{name}, line {number}: {problem}") from exc
+        revealed.check_not_sealed(record, f"{name}, line {number}")
         yield record, len(line)
 
 

@@ -95,17 +95,18 @@ def _report(
     if as_json:
         print_json_lines([{
             "source": source, "target": target, "written": result.written,
-            "events": result.events, "checksum": result.checksum,
+            "events": result.events, "keys": result.keys, "checksum": result.checksum,
             "seconds": round(elapsed, 3),
         }])
         return
     resumed = "" if result.written == result.events else (
         f" ({result.events - result.written} were there from an earlier run)"
     )
+    keys = f" and {result.keys:,} keys of data subjects" if result.keys else ""
     stdout_console().print(
         f"{verb} {result.written:,} events from {escape(source)} to {escape(target)} in "
         f"{duration(elapsed)} ({result.written / max(elapsed, 1e-6):,.0f} events/s){resumed}; "
-        f"verified {result.events:,} events (counts and checksums match)"
+        f"verified {result.events:,} events{keys} (counts and checksums match)"
     )
 
 
@@ -126,7 +127,8 @@ def copy_command(
     Events keep their ids, streams, versions, types, schema versions, data, metadata and
     times; the target numbers them its own way, in the same order. Run it again after an
     interruption: it goes on where it stopped. At the end counts and checksums of both
-    logs are compared."""
+    logs are compared. The keys of data subjects (personal data) are copied with the
+    events; forgotten subjects stay forgotten."""
     started = time.monotonic()
 
     async def work(settings: Settings) -> TransferResult:
@@ -149,11 +151,21 @@ def export_command(
         str,
         typer.Option("--output", "-o", help="The file to write; - for stdout."),
     ] = "-",
+    reveal_personal_data: Annotated[
+        bool,
+        typer.Option(
+            "--reveal-personal-data",
+            help="Write personal data in the clear (a file cannot carry its keys); "
+            "`eventfold import` seals it again.",
+        ),
+    ] = False,
     database: DatabaseOption = None,
 ) -> None:
     """Write every event of the store as CloudEvents 1.0 JSON, one per line, in log order.
 
-    `eventfold import` reads it back into another store."""
+    `eventfold import` reads it back into another store. A store holding personal data is
+    refused unless --reveal-personal-data (a file cannot carry its keys; `eventfold copy`
+    does)."""
     started = time.monotonic()
     source_url = ""
 
@@ -162,7 +174,9 @@ def export_command(
         source_url = masked(settings.database_url)
         async with connect(settings.database_url, EventRegistry()) as store:
             with _output(output) as sink, _Bar("exporting").shown() as bar:
-                return await export_events(store, sink, on_progress=bar)
+                return await export_events(
+                    store, sink, reveal_personal_data=reveal_personal_data, on_progress=bar
+                )
 
     result = run(ctx, work, database=database)
     elapsed = time.monotonic() - started

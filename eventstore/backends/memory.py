@@ -23,7 +23,7 @@ from eventfold.eventstore.errors import ConcurrencyError
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.import_batch import check_follows_on, check_import, duplicate_id
 from eventfold.eventstore.instrumentation import traced_append
-from eventfold.eventstore.keys import MemoryKeyStore
+from eventfold.eventstore.keys import KeyStore, MemoryKeyStore
 from eventfold.eventstore.read_arguments import (
     check_list_limit,
     check_log_read,
@@ -58,7 +58,14 @@ class MemoryEventStore:
         self._streams: dict[str, list[RecordedEvent]] = {}
         self._by_id: dict[object, RecordedEvent] = {}
         self._changed = asyncio.Condition()
-        self._shredder = Shredder(registry, MemoryKeyStore(), self._sealed_streams)
+        # Each instance is a store of its own: its keys are cached apart from any other's.
+        self._shredder = Shredder(
+            registry, MemoryKeyStore(), self._sealed_streams, database=str(uuid.uuid4())
+        )
+
+    @property
+    def keys(self) -> KeyStore:
+        return self._shredder.keys
 
     @traced_append
     async def append(

@@ -81,6 +81,7 @@ from eventfold.eventstore.import_batch import (
     stored_json,
 )
 from eventfold.eventstore.instrumentation import traced_append
+from eventfold.eventstore.keys import KeyStore
 from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE
 from eventfold.eventstore.read_arguments import (
     check_list_limit,
@@ -358,7 +359,7 @@ class PostgresEventStore:
         self._notify_pending = False
         self._closed = False
         keys = PostgresKeyStore(self._fetch)
-        self._shredder = Shredder(registry, keys, keys.sealed_streams)
+        self._shredder = Shredder(registry, keys, keys.sealed_streams, database=url)
         self._unanalyzed = 0
         self._analyzed_rows = 0.0
         self._analysis: asyncio.Task[None] | None = None
@@ -367,6 +368,10 @@ class PostgresEventStore:
             if group_commit
             else None
         )
+
+    @property
+    def keys(self) -> KeyStore:
+        return self._shredder.keys
 
     @classmethod
     async def open(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 from eventfold.eventstore.keys import SubjectKey, new_key_id, new_secret
@@ -26,6 +26,24 @@ INSERT INTO eventfold_personal_keys (subject, key_id, secret, forgotten_at)
 VALUES ($1, $2, NULL, now())
 ON CONFLICT (subject) DO UPDATE
 SET secret = NULL, forgotten_at = coalesce(eventfold_personal_keys.forgotten_at, now())
+"""
+# Two statements, so that each walks the primary key from where it starts.
+_FIRST_PAGE = """
+SELECT subject, key_id, secret FROM eventfold_personal_keys ORDER BY subject LIMIT $1
+"""
+_PAGE = """
+SELECT subject, key_id, secret FROM eventfold_personal_keys
+WHERE subject > $1 ORDER BY subject LIMIT $2
+"""
+# A subject holding another key keeps it (the copy's verification names the difference);
+# one holding the same key loses its secret when the given key is forgotten, never gains one.
+_IMPORT = """
+INSERT INTO eventfold_personal_keys (subject, key_id, secret, forgotten_at)
+SELECT subject, key_id, secret, CASE WHEN secret IS NULL THEN now() END
+FROM unnest($1::text[], $2::text[], $3::bytea[]) AS given (subject, key_id, secret)
+ON CONFLICT (subject) DO UPDATE
+SET secret = NULL, forgotten_at = coalesce(eventfold_personal_keys.forgotten_at, now())
+WHERE eventfold_personal_keys.key_id = excluded.key_id AND excluded.secret IS NULL
 """
 # Forgetting is rare and must find every event: a scan of the log's JSON text for the
 # key's id (a random UUID, so it matches nothing else).
@@ -58,6 +76,21 @@ class PostgresKeyStore:
 
     async def destroy(self, subject: str) -> None:
         await self._fetch(_DESTROY, subject, new_key_id())
+
+    async def page(self, *, after: str | None = None, limit: int = 1000) -> list[SubjectKey]:
+        rows = await (
+            self._fetch(_FIRST_PAGE, limit) if after is None else self._fetch(_PAGE, after, limit)
+        )
+        return [
+            SubjectKey(row[0], row[1], None if row[2] is None else bytes(row[2])) for row in rows
+        ]
+
+    async def import_keys(self, keys: Sequence[SubjectKey]) -> None:
+        if keys:
+            await self._fetch(
+                _IMPORT, [key.subject for key in keys], [key.key_id for key in keys],
+                [key.secret for key in keys],
+            )
 
     async def sealed_streams(self, key_id: str) -> dict[str, int]:
         """Events sealed with the key, per stream."""

@@ -61,6 +61,7 @@ from eventfold.eventstore.import_batch import (
     stored_json,
 )
 from eventfold.eventstore.instrumentation import traced_append
+from eventfold.eventstore.keys import KeyStore
 from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE, alembic_config
 from eventfold.eventstore.read_arguments import (
     check_list_limit,
@@ -190,7 +191,13 @@ class SqliteEventStore:
         self._committer: asyncio.Task[None] | None = None
         self._closed = False
         keys = SqliteKeyStore(self._fetch, self._write_keys)
-        self._shredder = Shredder(registry, keys, keys.sealed_streams)
+        # An in-memory database is private to its store: its keys are cached apart.
+        database = url if readers is not None else f"{url}#{uuid.uuid4()}"
+        self._shredder = Shredder(registry, keys, keys.sealed_streams, database=database)
+
+    @property
+    def keys(self) -> KeyStore:
+        return self._shredder.keys
 
     @classmethod
     async def open(

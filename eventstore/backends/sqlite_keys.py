@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 
 from eventfold.eventstore.keys import SubjectKey, new_key_id, new_secret
@@ -66,6 +66,36 @@ class SqliteKeyStore:
                 )
 
         await self._write(destroy)
+
+    async def page(self, *, after: str | None = None, limit: int = 1000) -> list[SubjectKey]:
+        # Two statements, so that each walks the primary key from where it starts.
+        select = "SELECT subject, key_id, secret FROM eventfold_personal_keys"
+        rows = await (
+            self._fetch(f"{select} ORDER BY subject LIMIT ?", (limit,)) if after is None
+            else self._fetch(f"{select} WHERE subject > ? ORDER BY subject LIMIT ?", (after, limit))
+        )
+        return [
+            SubjectKey(row[0], row[1], None if row[2] is None else bytes(row[2])) for row in rows
+        ]
+
+    async def import_keys(self, keys: Sequence[SubjectKey]) -> None:
+        rows = [(key.subject, key.key_id, key.secret) for key in keys]
+
+        def store(db: sqlite3.Connection) -> None:
+            # As PostgreSQL's: a subject holding another key keeps it; one holding the same
+            # key loses its secret when the given key is forgotten, never gains one.
+            with _transaction(db):
+                db.executemany(
+                    "INSERT INTO eventfold_personal_keys (subject, key_id, secret, "
+                    "forgotten_at) VALUES (?1, ?2, ?3, CASE WHEN ?3 IS NULL THEN "
+                    "CURRENT_TIMESTAMP END) ON CONFLICT (subject) DO UPDATE SET secret = NULL, "
+                    "forgotten_at = coalesce(forgotten_at, CURRENT_TIMESTAMP) "
+                    "WHERE key_id = excluded.key_id AND excluded.secret IS NULL",
+                    rows,
+                )
+
+        if rows:
+            await self._write(store)
 
     async def sealed_streams(self, key_id: str) -> dict[str, int]:
         """Events sealed with the key, per stream (a scan of the log's JSON text for the

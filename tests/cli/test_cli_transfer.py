@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 from cli_support import (
@@ -23,7 +24,14 @@ from cli_support import (
 
 from benchmarks.global_log import load_postgres_store
 from eventfold import migrate
-from eventfold.eventstore import START, EventRegistry, RecordedEvent, connect
+from eventfold.eventstore import (
+    START,
+    Event,
+    EventRegistry,
+    PersonalData,
+    RecordedEvent,
+    connect,
+)
 from eventfold.eventstore.engine import create_engine
 from eventfold.snapshots import Snapshot, SqlSnapshotStore
 
@@ -168,3 +176,45 @@ def test_copy_with_snapshots_brings_them_along(
     assert asyncio.run(latest(target)) is None
     assert invoke("copy", "--snapshots", seeded_url, target).exit_code == 0
     assert asyncio.run(latest(target)) == Snapshot("Cart-1", 3, 1, {"items": 2})
+
+
+class CustomerRegistered(Event):
+    customer_id: str
+    name: Annotated[str, PersonalData(subject="customer_id")]
+
+
+def _personal_store(url: str) -> None:
+    async def fill() -> None:
+        await migrate(url)
+        async with connect(url, EventRegistry([CustomerRegistered])) as store:
+            await store.append("Customer-ada", [
+                CustomerRegistered(customer_id="ada", name="Ada Lovelace")
+            ])
+
+    asyncio.run(fill())
+
+
+def test_export_of_personal_data_is_refused_in_one_line_unless_revealed(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    source, target = (f"sqlite:///{tmp_path / name}" for name in ("people.db", "moved.db"))
+    _personal_store(source)
+    asyncio.run(migrate(target))
+    dump = tmp_path / "people.jsonl"
+    refused = invoke("--database", source, "export", "--output", str(dump))
+    assert refused.exit_code == 1
+    assert "--reveal-personal-data" in one_error_line(refused)
+    exported = invoke(
+        "--database", source, "export", "--reveal-personal-data", "--output", str(dump)
+    )
+    assert exported.exit_code == 0, exported.stderr
+    assert "Ada Lovelace" in dump.read_text()
+    imported = invoke("--database", target, "import", str(dump), "--json")
+    assert imported.exit_code == 0, imported.stderr
+
+    async def read() -> str:
+        async with connect(target, EventRegistry([CustomerRegistered])) as store:
+            return str((await store.read_all())[0].data["name"])
+
+    assert asyncio.run(read()) == "Ada Lovelace"
+    assert "Ada Lovelace" not in str(_log(target)[0].data)  # sealed again in the store
