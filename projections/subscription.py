@@ -65,6 +65,7 @@ from eventfold.eventstore.records import START, GlobalPosition, RecordedEvent
 from eventfold.projections import checkpoints, parking
 from eventfold.projections.database import Database
 from eventfold.projections.errors import CheckpointMoved, ProjectionHalted, SubscriberUnavailable
+from eventfold.projections.partitions import Partition
 from eventfold.projections.subscriber import BatchContext, Delivery, Subscriber
 
 logger = logging.getLogger("eventfold.projections")
@@ -121,7 +122,8 @@ class Subscription:
     """Processes one subscriber's batches; the runner and rebuilds drive it.
 
     ``sleep`` is how retry backoff waits (never with a transaction open); the runner
-    passes one that gives up when it stops.
+    passes one that gives up when it stops. ``partition``: feed only that partition's
+    events (the checkpoint still moves past the others' it read).
     """
 
     def __init__(
@@ -134,6 +136,7 @@ class Subscription:
         replaying: bool = False,
         batch_size: int = 500,
         sleep: Sleep = asyncio.sleep,
+        partition: Partition | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -144,6 +147,7 @@ class Subscription:
         self.replaying = replaying
         self.batch_size = batch_size
         self.sleep = sleep
+        self.partition = partition
         self.checkpoint: GlobalPosition = START
         self.caught_up_to: GlobalPosition = START
         self.halted_reason: str | None = None
@@ -155,6 +159,8 @@ class Subscription:
         full batch): step again at once rather than wait for new events."""
         self._started: float | None = None
         self._seconds_per_event: float | None = None
+        self._through: GlobalPosition | None = None
+        """The last event read (a partition's batch may end with another's events)."""
         event_types = subscriber.event_types
         self._types = None if event_types is None else sorted(event_types)
 
@@ -167,7 +173,7 @@ class Subscription:
         """Let the subscriber prepare its tables and load (or create) the checkpoint."""
         async with self.db.transaction() as conn:
             await self.subscriber.prepare(conn)
-            await checkpoints.ensure(self.db, conn, self.name)
+            await checkpoints.ensure(self.db, conn, self.name, self._partition_row())
         await self.reload()
         self.ready = True
 
@@ -192,9 +198,20 @@ class Subscription:
         limit = self._limit()
         records, whole = await self._read(limit)
         self.more = not whole or len(records) == limit
-        if records:
-            with instrumentation.batch(self.name, records, head):
-                await self._process(records)
+        self._through = records[-1].global_position if records else None
+        ours = self._ours(records)
+        try:
+            if ours:
+                with instrumentation.batch(self.name, ours, head):
+                    await self._process(ours)
+            if self._through is not None and self._through > self.checkpoint:
+                # Only other partitions' events after ours: move past them.
+                async with self.db.transaction() as conn:
+                    await self._check(conn)
+                    await self._advance(conn, self._through, 0, None)
+                self.checkpoint = self._through
+        finally:
+            self._through = None
         if not self.more:
             # Everything of our types up to ``head`` was in this read: we are caught up to
             # it even if the last event of ours lies earlier.
@@ -211,8 +228,20 @@ class Subscription:
         rebuild's swap uses this while it holds the live checkpoint's lock).
         """
         await self._check(conn)
-        run = await self._apply(conn, [(r, self._decode(r)) for r in records], retry=False)
-        new = records[run.consumed - 1].global_position if run.consumed else self.checkpoint
+        ours = self._ours(records)
+        self._through = records[-1].global_position if records else None
+        try:
+            if ours:
+                items: list[_Item] = [(r, self._decode(r)) for r in ours]
+                run = await self._apply(conn, items, retry=False)
+                new = self._end(items, run.consumed) if run.consumed else self.checkpoint
+            else:
+                run = _Run(0, 0, None, None)
+                new = self._through or self.checkpoint
+                if new > self.checkpoint:
+                    await self._advance(conn, new, 0, None)
+        finally:
+            self._through = None
         return BatchOutcome(run.consumed, run.parked, new, run.halted_reason)
 
     async def attempt_once(self, conn: AsyncConnection, delivery: Delivery) -> Failure | None:
@@ -289,7 +318,7 @@ class Subscription:
                 run = await self._apply(conn, items, retry=True)
             self._paced(run.consumed, time.monotonic() - began)
         if run.consumed:
-            self.checkpoint = items[run.consumed - 1][0].global_position
+            self.checkpoint = self._end(items, run.consumed)
         return run
 
     async def _retry_or_park(self, delivery: Delivery, failure: Failure) -> None:
@@ -374,7 +403,7 @@ class Subscription:
                     self.name, len(batch), describe(exc),
                 )
             else:
-                await self._advance(conn, items[-1][0].global_position, len(items), None)
+                await self._advance(conn, self._end(items, len(items)), len(items), None)
                 return _Run(len(items), 0, None, None)
 
         consumed = parked = 0
@@ -416,9 +445,7 @@ class Subscription:
                 )
                 break
         if consumed:
-            await self._advance(
-                conn, items[consumed - 1][0].global_position, consumed, halted_reason
-            )
+            await self._advance(conn, self._end(items, consumed), consumed, halted_reason)
         return _Run(consumed, parked, stopped, halted_reason)
 
     async def _try(
@@ -451,6 +478,24 @@ class Subscription:
         )
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _ours(self, records: list[RecordedEvent]) -> list[RecordedEvent]:
+        if self.partition is None:
+            return records
+        accepts = self.partition.accepts
+        return [record for record in records if accepts(record)]
+
+    def _partition_row(self) -> tuple[int, int]:
+        return (0, 1) if self.partition is None else (self.partition.index, self.partition.count)
+
+    def _end(self, items: Sequence[_Item], consumed: int) -> GlobalPosition:
+        """Where the checkpoint goes once ``consumed`` of ``items`` are dealt with: past
+        the other partitions' events read after them when all are."""
+        last = items[consumed - 1][0].global_position
+        through = self._through
+        if consumed == len(items) and through is not None and through > last:
+            return through
+        return last
 
     def _around(self, records: Sequence[RecordedEvent]) -> AbstractAsyncContextManager[None]:
         if self.replaying:
