@@ -95,24 +95,29 @@ def unit_names(subscriber: object, name: str) -> list[str]:
     return [partition_name(name, p.index) for p in parts] if parts else [name]
 
 
-async def check_count(db: Database, conn: AsyncConnection, name: str, declared: int) -> None:
-    """Raise ``PartitionsChanged`` if the subscriber's checkpoints were stored with another
-    partition count than ``declared`` (a rebuild is how the count changes)."""
-    prefix = name + "/"
+async def stored_units(conn: AsyncConnection, name: str) -> dict[str, int]:
+    """The checkpoints stored for subscriber ``name`` (its own, its partitions' whatever
+    their count), with the partition count each was stored with."""
     rows = (await conn.execute(
-        sa.select(checkpoints.c.partitions).where(
+        sa.select(checkpoints.c.name, checkpoints.c.partitions).where(
             sa.or_(
                 checkpoints.c.name == name,
                 sa.and_(
-                    checkpoints.c.name.startswith(prefix, autoescape=True),
+                    checkpoints.c.name.startswith(name + "/", autoescape=True),
                     checkpoints.c.partitions > 1,
                 ),
-            ),
-            checkpoints.c.partitions != declared,
-        ).limit(1)
-    )).scalars().all()
-    if rows:
-        raise PartitionsChanged(name, int(rows[0]), declared)
+            )
+        )
+    )).all()
+    return {str(row[0]): int(row[1]) for row in rows}
+
+
+async def check_count(conn: AsyncConnection, name: str, declared: int) -> None:
+    """Raise ``PartitionsChanged`` if the subscriber's checkpoints were stored with another
+    partition count than ``declared`` (a rebuild is how the count changes)."""
+    for stored in (await stored_units(conn, name)).values():
+        if stored != declared:
+            raise PartitionsChanged(name, stored, declared)
 
 
 class Share:

@@ -214,7 +214,7 @@ class Runner:
             async with self.db.reading() as conn:
                 for subscriber in self.subscribers:
                     declared = len(partitions_of(subscriber)) or 1
-                    await check_count(self.db, conn, subscriber.name, declared)
+                    await check_count(conn, subscriber.name, declared)
         except (StoreUnavailable, sa.exc.DBAPIError, OSError) as exc:
             # An outage: the subscribers report it as they start; checked again by the
             # next start.

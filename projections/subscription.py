@@ -186,7 +186,8 @@ class Subscription:
         self.halted_reason = None if stored is None else stored.halted_reason
 
     async def step(self) -> int:
-        """Process the next batch; return how many events were read (0: caught up).
+        """Process the next batch; return how many of its events were read (a partition's:
+        the others' are passed over).
 
         Raises ``CheckpointMoved`` (nothing more committed; ``reload`` and go on) and
         ``ProjectionHalted`` (the subscriber is halted, now or since earlier).
@@ -216,7 +217,7 @@ class Subscription:
             # Everything of our types up to ``head`` was in this read: we are caught up to
             # it even if the last event of ours lies earlier.
             self.caught_up_to = max(self.caught_up_to, head)
-        return len(records)
+        return len(ours)
 
     async def apply(
         self, conn: AsyncConnection, records: list[RecordedEvent]
