@@ -141,6 +141,9 @@ class Share:
         self.target = count
         """How many partitions this runner should hold (all, until it has seen the others)."""
         self.lock = asyncio.Lock()
+        """Taken to count and take leases, so the share is never overshot."""
+        self.preparing = asyncio.Lock()
+        """Taken by the partitions' setups, which create the same tables."""
 
     def held(self) -> list[int]:
         """The partitions this runner holds."""

@@ -288,12 +288,13 @@ async def _replay(
     while True:
         head = await store.head()
         try:
-            meter.done += await subscription.step()
+            read = await subscription.step()  # awaited first: other partitions add too
         except ProjectionHalted as exc:
             raise RebuildError(
                 f"the rebuild of {name!r} halted: {exc.reason}; the live read "
                 "model is untouched. Fix the handler (or use the 'park' policy) and rebuild"
             ) from exc
+        meter.done += read
         if not subscription.more:
             return
         meter.report("replaying", _slowest(everyone), head, 0)
@@ -490,7 +491,8 @@ async def _replay_in_place(
             await subscription.setup()
             while True:
                 head = await store.head()
-                meter.done += await subscription.step()
+                read = await subscription.step()  # awaited first: other partitions add too
+                meter.done += read
                 if not subscription.more:
                     return subscription.checkpoint
                 meter.report("replaying", subscription.checkpoint, head, await _parked(db, [name]))
@@ -511,7 +513,8 @@ async def _replay_in_place(
             raise ProjectionHalted(name, stored.halted_reason)
         head = await store.head()
         if position > counted_through:
-            meter.done += await _count_between(store, counted_through, position, types, part)
+            counted = await _count_between(store, counted_through, position, types, part)
+            meter.done += counted
             counted_through = position
         ahead = await store.read_all(after=position, limit=1000, event_types=types)
         if not [r for r in ahead if part is None or part.accepts(r)] and len(ahead) < 1000:

@@ -364,7 +364,13 @@ class Runner:
         while not self._stopping.is_set() and worker.lease.held:
             try:
                 if not subscription.ready:
-                    await subscription.setup()
+                    if worker.share is None:
+                        await subscription.setup()
+                    else:
+                        # One partition at a time: concurrent CREATE TABLE IF NOT EXISTS
+                        # of the same tables collide on PostgreSQL.
+                        async with worker.share.preparing:
+                            await subscription.setup()
                 if subscription.halted_reason is not None:
                     await self._set_state(worker, "halted")
                     worker.halt_seen += 1
