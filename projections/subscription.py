@@ -252,11 +252,13 @@ class Subscription:
     # -- reading -------------------------------------------------------------------------
 
     def _limit(self) -> int:
-        """How many events the next batch may hold (see ``BATCH_SECONDS``)."""
+        """How many events the next read may return (see ``BATCH_SECONDS``): a batch's
+        worth of ours, so a partition of N reads N times that (it keeps about 1 in N)."""
+        share = 1 if self.partition is None else self.partition.count
         if self._seconds_per_event is None:  # the first batch: the pace is not known yet
-            return self.batch_size
+            return self.batch_size * share
         fit = int(BATCH_SECONDS / max(self._seconds_per_event, 1e-9))
-        return max(1, min(self.batch_size, fit))
+        return max(1, min(self.batch_size, fit)) * share
 
     def _paced(self, events: int, seconds: float) -> None:
         """Learn the handlers' pace from a transaction that applied ``events``."""
