@@ -20,8 +20,10 @@ from eventfold.projections import (
     PartitionsChanged,
     ProjectionDefinitionError,
     Runner,
+    list_parked,
     rebuild,
     reset,
+    retry_parked,
     status,
 )
 from eventfold.projections.database import Database
@@ -230,3 +232,24 @@ async def test_a_partitioned_rebuild_in_place_and_reset(env: Env) -> None:
     await reset(env.engine, Split())
     assert await env.rows(Split.stock) == []
     assert set((await _stored(env)).values()) >= {(i, 4) for i in range(4)}
+
+
+async def test_a_partition_parks_its_own_event_and_the_retry_finds_it(env: Env) -> None:
+    await _fill(env, 12)
+    poisoned = await env.store.append("Shelf-1", [ItemAdded(sku="poison", quantity=1)])
+    behind = await env.store.append("Shelf-1", [ItemAdded(sku="after", quantity=1)])
+    last = await _fill(env, 12)
+    bad = Split(poisoned={"poison"})
+    async with Runner(env.store, [bad], engine=env.engine, **Env.runner_options) as r:
+        await r.wait_until(last)
+    home = f"split_inventory/{partition_of('Shelf-1', 4)}"
+    parked = await list_parked(env.engine, "split_inventory")
+    # Parked in its partition, with the later event of its stream behind it.
+    assert [(p.subscriber, p.position) for p in parked] == [
+        (home, poisoned.global_position), (home, behind.global_position)
+    ]
+    # The other streams of that partition and the other partitions went on.
+    assert len(await env.rows(Split.log)) == 24
+    result = await retry_parked(env.store, env.engine, Split())
+    assert len(result.applied) == 2 and result.still_parked == []
+    assert len(await env.rows(Split.log)) == 26
