@@ -5,6 +5,7 @@ applied exactly once, each stream in order, and the partitions end up spread fai
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from partition_child import PARTITIONS_ENV, Counted, Split, app
+from partition_child import PARTITIONS_ENV, Counted, app
 from test_multiprocess import REPO, Runners, eventually
 
 from eventfold.eventstore import EventStore, connect
@@ -131,8 +132,8 @@ async def test_runners_killed_restarted_and_added_apply_every_event_once_in_orde
     await eventually(fair, within=30, what="one partition per runner", runners=runners)
 
 
-async def test_a_runner_with_another_partition_count_refuses_to_start(
-    runners: Runners, store: EventStore, url: str, tmp_path: Path,
+async def test_another_partition_count_is_refused_then_rebuilt_and_status_shows_partitions(
+    runners: Runners, store: EventStore, url: str,
 ) -> None:
     await runners.start("a", cli=True)
     await _write(store, 1, 20)
@@ -147,23 +148,46 @@ async def test_a_runner_with_another_partition_count_refuses_to_start(
             await conn.close()
 
     await eventually(stored, within=30, what="the partitions' checkpoints", runners=runners)
+    code, out, err = await _eventfold(url, "2", "run", "--holder", "z")
+    lines = err.strip().splitlines()
+    assert code == 1
+    assert len(lines) == 1, lines
+    assert "'mp_split' declares 2 partition(s) but its checkpoints are stored with 4" in lines[0]
+    assert "eventfold projections rebuild mp_split" in lines[0]
+
+    code, out, err = await _eventfold(url, "4", "projections", "status", "--json")
+    assert code == 0, err
+    [entry] = json.loads(out)["projections"]
+    assert [p["name"] for p in entry["partitions"]] == [f"mp_split/{i}" for i in range(4)]
+    assert {p["holder"] for p in entry["partitions"]} == {"a"}
+    assert entry["events_behind"] == 0 and entry["holder"] == "a"
+
+    await runners.terminate(runners.by_holder("a"))
+    assert await runners.exited(runners.by_holder("a")) == 0
+    code, out, err = await _eventfold(url, "2", "projections", "rebuild", "mp_split")
+    assert code == 0, err
+    assert out.startswith("rebuilt mp_split (blue/green, swapped in): 20 events in ")
+    code, out, err = await _eventfold(url, "2", "projections", "status", "--json")
+    [entry] = json.loads(out)["projections"]
+    assert [p["name"] for p in entry["partitions"]] == ["mp_split/0", "mp_split/1"]
+    assert entry["state"] == "stopped" and entry["events_behind"] == 0
+
+
+async def _eventfold(url: str, partitions: str, *arguments: str) -> tuple[int, str, str]:
+    """Run ``eventfold`` on ``partition_child:app`` declaring that many partitions."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", "from eventfold.cli import main; main()", "--database", url,
-        "run", "--app", "partition_child:app", "--holder", "z",
+        "--app", "partition_child:app", *arguments,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO,
         env={
-            **os.environ, PARTITIONS_ENV: "2",
+            **os.environ, PARTITIONS_ENV: partitions,
             "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(REPO)]),
         },
     )
     try:
-        _, err = await asyncio.wait_for(process.communicate(), 60)
+        out, err = await asyncio.wait_for(process.communicate(), 60)
     finally:
         if process.returncode is None:
             os.kill(process.pid, signal.SIGKILL)
-    lines = err.decode().strip().splitlines()
-    assert process.returncode == 1
-    assert len(lines) == 1, lines
-    assert "'mp_split' declares 2 partition(s) but its checkpoints are stored with 4" in lines[0]
-    assert "eventfold projections rebuild mp_split" in lines[0]
-    assert Split.partitions == 4
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
