@@ -7,6 +7,11 @@ checkpoint, process it (``Subscription.step``), and when caught up wait for new 
 another runner is retried every ``lease_retry`` seconds, so a dead holder is replaced
 within its lease's TTL plus that interval.
 
+A partitioned subscriber (``partitions = N``, see ``eventfold.projections.partitions``) gets
+one such task per partition, each with its own lease and checkpoint; a ``Share`` decides
+how many of them this runner holds (its fair share of the live runners) and which it
+releases when it holds more.
+
 Every wait here - for new events, for a lease, after an error - happens with no database
 transaction open (see ``eventfold.projections.subscription``): a transaction that waits
 holds SQLite's write lock or PostgreSQL's snapshot horizon from everyone else.
