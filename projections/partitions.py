@@ -7,8 +7,11 @@ events, all stored under ``"<name>/<i>"``. Per-key order and exactly-once hold p
 partition exactly as for an unpartitioned subscriber. An unpartitioned one is partition 0
 of 1 and keeps its plain name.
 
-The hash is CRC-32 of the key's UTF-8 bytes modulo N: stable across processes, machines
-and Python versions (Python's own ``hash`` of a str is salted per process).
+The hash is the first four bytes of the key's MD5 modulo N (``records.partition_of``):
+stable across processes, machines and Python versions (Python's own ``hash`` of a str is
+salted per process), and computed by PostgreSQL too, so when the key is the stream id the
+store returns only the partition's events. A key of the subscriber's own (read from the
+event) is filtered here instead, after each partition has read the whole log.
 
 Runners share partitions fairly (``Share``): each runner keeps a membership row
 (``"<name>@<holder>"``) in the lease table while it serves the subscriber; the live members,
@@ -21,7 +24,6 @@ dead one's partitions are taken over once their leases expire.
 from __future__ import annotations
 
 import asyncio
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -29,7 +31,7 @@ from typing import Protocol, runtime_checkable
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from eventfold.eventstore.records import RecordedEvent
+from eventfold.eventstore.records import RecordedEvent, partition_of
 from eventfold.eventstore.schema import checkpoints, leases
 from eventfold.projections.database import Database
 from eventfold.projections.errors import PartitionsChanged
@@ -58,9 +60,9 @@ class Partitioned(Protocol):
         ...
 
 
-def partition_of(key: str, count: int) -> int:
-    """The partition (0 to ``count - 1``) of a partition key: stable in every process."""
-    return zlib.crc32(key.encode()) % count
+def stream_key(subscriber: object, record: RecordedEvent) -> str:
+    """The default partition key, the stream id (the store filters partitions by it)."""
+    return record.stream_id
 
 
 def partition_name(name: str, index: int) -> str:
@@ -74,11 +76,18 @@ class Partition:
 
     index: int
     count: int
-    key: Callable[[RecordedEvent], str]
+    key: Callable[[RecordedEvent], str] | None = None
+    """The subscriber's own partition key; None: the stream id."""
 
     def accepts(self, record: RecordedEvent) -> bool:
         """Whether the event belongs to this partition."""
-        return partition_of(self.key(record), self.count) == self.index
+        key = record.stream_id if self.key is None else self.key(record)
+        return partition_of(key, self.count) == self.index
+
+    @property
+    def in_store(self) -> tuple[int, int] | None:
+        """What ``read_all(partition=...)`` takes, when the store can filter by the key."""
+        return (self.index, self.count) if self.key is None else None
 
 
 def partitions_of(subscriber: object) -> list[Partition]:
@@ -86,7 +95,9 @@ def partitions_of(subscriber: object) -> list[Partition]:
     if not isinstance(subscriber, Partitioned) or subscriber.partitions == 1:
         return []
     count = subscriber.partitions
-    return [Partition(index, count, subscriber.partition_key) for index in range(count)]
+    by_stream = getattr(type(subscriber), "partition_key", None) is stream_key
+    key = None if by_stream else subscriber.partition_key
+    return [Partition(index, count, key) for index in range(count)]
 
 
 def unit_names(subscriber: object, name: str) -> list[str]:

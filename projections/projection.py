@@ -38,6 +38,7 @@ from eventfold.projections.errors import (
     ProjectionDefinitionError,
     UnknownProjection,
 )
+from eventfold.projections.partitions import stream_key
 from eventfold.projections.subscriber import BatchContext, Delivery, FailurePolicy
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,99}$")
@@ -188,11 +189,12 @@ class Projection:
 
     # -- what subclasses may override ------------------------------------------------------
 
-    def partition_key(self, record: RecordedEvent) -> str:
-        """What decides an event's partition: its stream id. Override to key by something
-        the read model's rows are keyed by (a customer id in ``record.data``); events of
-        one key keep their order, so give all events of a stream the same key."""
-        return record.stream_id
+    partition_key = stream_key
+    """What decides an event's partition: its stream id (the store then filters for each
+    partition). Override with a method ``partition_key(self, record) -> str`` to key by
+    something the read model's rows are keyed by (a customer id in ``record.data``); each
+    partition then reads the whole log. Events of one key keep their order, so give all
+    events of a stream the same key."""
 
     async def apply_batch(self, batch: Sequence[Delivery], model: ReadModel) -> None:
         """Apply events in order through their handlers.

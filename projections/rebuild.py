@@ -351,9 +351,11 @@ async def _catch_up(
     """Apply the events that arrived since the replay caught up, in the swap's transaction."""
     position = subscription.checkpoint
     while True:
+        part = subscription.partition
         records = await store.read_all(
             after=position, limit=subscription.batch_size,
             event_types=sorted(shadow.event_types or ()) or None,
+            partition=None if part is None else part.in_store,
         )
         if records:
             outcome = await subscription.apply(conn, records)

@@ -205,7 +205,10 @@ async def _behind(
     oldest = None
     while read < limit:
         page = min(1000, limit - read)
-        records = await store.read_all(after=after, limit=page, event_types=types)
+        records = await store.read_all(
+            after=after, limit=page, event_types=types,
+            partition=None if partition is None else partition.in_store,
+        )
         read += len(records)
         ours = records if partition is None else [r for r in records if partition.accepts(r)]
         if ours and oldest is None:
@@ -214,7 +217,10 @@ async def _behind(
         if len(records) < page:
             return counted, True, oldest
         after = records[-1].global_position
-    more = await store.read_all(after=after, limit=1, event_types=types)
+    more = await store.read_all(
+        after=after, limit=1, event_types=types,
+        partition=None if partition is None else partition.in_store,
+    )
     if partition is not None:
         more = [r for r in more if partition.accepts(r)]
     return counted, not more, oldest

@@ -254,7 +254,8 @@ class Subscription:
     def _limit(self) -> int:
         """How many events the next read may return (see ``BATCH_SECONDS``): a batch's
         worth of ours, so a partition of N reads N times that (it keeps about 1 in N)."""
-        share = 1 if self.partition is None else self.partition.count
+        filtered_here = self.partition is not None and self.partition.in_store is None
+        share = self.partition.count if self.partition is not None and filtered_here else 1
         if self._seconds_per_event is None:  # the first batch: the pace is not known yet
             return self.batch_size * share
         fit = int(BATCH_SECONDS / max(self._seconds_per_event, 1e-9))
@@ -276,7 +277,8 @@ class Subscription:
         while True:
             try:
                 records = await self.store.read_all(
-                    after=self.checkpoint, limit=limit, event_types=self._types
+                    after=self.checkpoint, limit=limit, event_types=self._types,
+                    partition=None if self.partition is None else self.partition.in_store,
                 )
             except EventDecodeError as exc:
                 if limit == 1:
@@ -483,8 +485,8 @@ class Subscription:
     # -- helpers ------------------------------------------------------------------------------
 
     def _ours(self, records: list[RecordedEvent]) -> list[RecordedEvent]:
-        if self.partition is None:
-            return records
+        if self.partition is None or self.partition.in_store is not None:
+            return records  # the store returned only ours
         accepts = self.partition.accepts
         return [record for record in records if accepts(record)]
 
