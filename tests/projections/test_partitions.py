@@ -27,7 +27,7 @@ from eventfold.projections import (
     status,
 )
 from eventfold.projections.database import Database
-from eventfold.projections.partitions import Partition, partition_of
+from eventfold.projections.partitions import Partition, partition_of, partitions_of
 
 
 class Split(Inventory):
@@ -253,3 +253,24 @@ async def test_a_partition_parks_its_own_event_and_the_retry_finds_it(env: Env) 
     result = await retry_parked(env.store, env.engine, Split())
     assert len(result.applied) == 2 and result.still_parked == []
     assert len(await env.rows(Split.log)) == 26
+
+
+class ByNumber(Split):
+    """Partitioned by a key of its own (the number in the stream id): filtered here."""
+
+    name = "numbered_inventory"
+
+    def partition_key(self, record: RecordedEvent) -> str:
+        return record.stream_id.split("-")[1]
+
+
+async def test_a_key_of_its_own_is_filtered_by_the_subscriber(env: Env) -> None:
+    assert [p.in_store for p in partitions_of(Split())] == [(i, 4) for i in range(4)]
+    assert [p.in_store for p in partitions_of(ByNumber())] == [None] * 4
+    last = await _fill(env, 50)
+    async with Runner(env.store, [ByNumber()], engine=env.engine, **Env.runner_options) as r:
+        await r.wait_until(last)
+        entry, = await status(env.store, env.engine, [ByNumber()])
+        assert entry.events_behind == 0 and len(entry.partitions) == 4
+    assert len(await env.rows(Split.log)) == 50
+    assert sum(row[2] for row in await env.rows(Split.stock)) == 50
