@@ -12,7 +12,12 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from eventfold.eventstore.backends.postgres import _HEAD, _READ_ALL, _READ_ALL_OF_TYPES
+from eventfold.eventstore.backends.postgres import (
+    _HEAD,
+    _READ_ALL,
+    _READ_ALL_OF_PARTITION,
+    _READ_ALL_OF_TYPES,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -28,9 +33,12 @@ async def _plan(conn: asyncpg.Connection, query: str, *args: object) -> str:
     [
         (_READ_ALL, ("0", 0, 1000)),
         (_READ_ALL_OF_TYPES, ("0", 0, 1000, ["Deposited"])),
+        (_READ_ALL_OF_PARTITION, ("0", 0, 1000, None, 4, 1)),
+        (_READ_ALL_OF_PARTITION, ("0", 0, 1000, ["Deposited"], 4, 1)),
         (_HEAD, ()),
     ],
-    ids=["read_all", "read_all_of_types", "head"],
+    ids=["read_all", "read_all_of_types", "read_all_of_partition", "of_partition_and_types",
+         "head"],
 )
 async def test_log_reads_follow_the_log_order_index(
     raw_conn: asyncpg.Connection, query: str, args: tuple[object, ...]
