@@ -1,9 +1,8 @@
 """W8 runners keeping up: 4 runner processes share W6's projection in 4 partitions while
 W1's writers (8, one event per append, as fast as they go) append for ``size`` seconds.
 
-Every second the lag is sampled: in events, how far the slowest partition's checkpoint is
-behind the head of the log (an upper bound: it counts the other partitions' events in that
-stretch too); in seconds, the age of the oldest event after that checkpoint. The samples go
+Every second the lag is sampled as ``status`` reports it: in events, the sum of the
+partitions' unprocessed events; in seconds, the age of the oldest of them. The samples go
 to stderr as they are taken; the figure is the append rate, with the lag's maximum and its
 value at the end (once the writers stop, and after the runners drain) as counters.
 PostgreSQL only.
@@ -17,16 +16,13 @@ import signal
 import sys
 import time
 
-import asyncpg
-
-from benchmarks.database import asyncpg_dsn
 from benchmarks.payload import SAMPLE, bench_registry
 from benchmarks.w1_append_single import EVENTS_PER_STREAM, WRITERS
 from benchmarks.w7_partitioned_rebuild import REPO, partitioned
 from benchmarks.workload import BenchmarkError, Figure, Workload, open_store
 from eventfold.eventstore import EventRegistry
 from eventfold.eventstore.engine import create_engine
-from eventfold.projections import Runner, reset
+from eventfold.projections import Runner, reset, status
 
 RUNNERS = 4
 PARTITIONS = 4
@@ -37,18 +33,6 @@ from benchmarks.w8_runners_keeping_up import serve
 asyncio.run(serve(sys.argv[1]))
 """
 
-_LAG = """
-WITH slowest AS (
-    SELECT transaction_id, position FROM eventfold_checkpoints
-    WHERE name LIKE 'bench_stream_counts/%'
-    ORDER BY transaction_id, position LIMIT 1
-)
-SELECT (SELECT coalesce(max(position), 0) FROM eventfold_events) - slowest.position,
-       coalesce(extract(epoch from clock_timestamp() - (
-           SELECT min(recorded_at) FROM eventfold_events e WHERE e.position > slowest.position
-       )), 0)
-FROM slowest
-"""
 
 
 async def serve(url: str) -> None:
@@ -92,8 +76,14 @@ async def run_eventfold(url: str, registry: EventRegistry, size: int) -> Figure:
         )
         for _ in range(RUNNERS)
     ]
-    store = await open_store(url, registry, WRITERS)
-    probe = await asyncpg.connect(asyncpg_dsn(url))
+    store = await open_store(url, registry, WRITERS + 2)
+    probe = create_engine(url)
+    projection = partitioned(PARTITIONS)()
+
+    async def lag() -> tuple[int, float]:
+        [total] = await status(store, probe, [projection], count_limit=100_000)
+        return total.events_behind, total.seconds_behind
+
     appended = 0
     lags: list[tuple[float, int, float]] = []
     try:
@@ -114,10 +104,9 @@ async def run_eventfold(url: str, registry: EventRegistry, size: int) -> Figure:
         async def sample(until: float) -> None:
             started = time.monotonic()
             while time.monotonic() < until:
-                row = await probe.fetchrow(_LAG)
-                lag = (time.monotonic() - started, int(row[0]), float(row[1]))
-                lags.append(lag)
-                print(f"W8 t={lag[0]:5.1f}s lag {lag[1]} events, {lag[2]:.2f} s",
+                behind, seconds = await lag()
+                lags.append((time.monotonic() - started, behind, seconds))
+                print(f"W8 t={lags[-1][0]:5.1f}s lag {behind} events, {seconds:.2f} s",
                       file=sys.stderr, flush=True)
                 await asyncio.sleep(1.0)
 
@@ -128,8 +117,7 @@ async def run_eventfold(url: str, registry: EventRegistry, size: int) -> Figure:
         end = lags[-1] if lags else (0.0, 0, 0.0)
         drained = time.monotonic()
         while True:  # after the writers stop: how long until the runners are level
-            row = await probe.fetchrow(_LAG)
-            if int(row[0]) == 0 or time.monotonic() - drained > 60:
+            if (await lag())[0] == 0 or time.monotonic() - drained > 60:
                 break
             await asyncio.sleep(0.1)
         drain_ms = int((time.monotonic() - drained) * 1000)
@@ -138,7 +126,7 @@ async def run_eventfold(url: str, registry: EventRegistry, size: int) -> Figure:
             if child.returncode is None:
                 child.terminate()
         await asyncio.gather(*(child.wait() for child in children))
-        await probe.close()
+        await probe.dispose()
         await store.close()
     return Figure(appended, seconds, {
         "max_lag_events": max((lag[1] for lag in writing), default=0),
