@@ -15,6 +15,8 @@ from benchmarks import (
     w4_aggregate_load,
     w5_log_read,
     w6_projection_rebuild,
+    w7_partitioned_rebuild,
+    w8_runners_keeping_up,
     w9_bulk_copy,
 )
 from benchmarks.workload import BenchmarkError, Workload
@@ -28,6 +30,8 @@ WORKLOADS: tuple[Workload, ...] = (
     w5_log_read.WORKLOAD,
     w6_projection_rebuild.WORKLOAD,
     w9_bulk_copy.WORKLOAD,
+    *w7_partitioned_rebuild.WORKLOADS,
+    w8_runners_keeping_up.WORKLOAD,
 )
 """The workloads in run order."""
 

@@ -94,6 +94,7 @@ class EventStore(Protocol):
         after: GlobalPosition = START,
         limit: int = 1000,
         event_types: Collection[str] | None = None,
+        partition: tuple[int, int] | None = None,
     ) -> list[RecordedEvent]:
         """The next batch of the global log after ``after``, in log order.
 
@@ -101,7 +102,8 @@ class EventStore(Protocol):
         from the last returned event's ``global_position``. ``event_types`` narrows the
         read to those types, including events stored under names that upcasters rename or
         split into them (``registry.stored_types``); a split may then also yield records
-        of other types.
+        of other types. ``partition=(index, count)`` narrows it to the events of the
+        streams whose id falls in that partition (``records.partition_of``).
         """
         ...
 

@@ -39,6 +39,7 @@ class LogRead(NamedTuple):
     after: GlobalPosition
     limit: int
     event_types: Collection[str] | None
+    partition: tuple[int, int] | None = None
 
 
 def check_stream_read(
@@ -80,7 +81,9 @@ def check_stream_read(
     )
 
 
-def check_log_read(after: object, limit: object, event_types: object) -> LogRead:
+def check_log_read(
+    after: object, limit: object, event_types: object, partition: object = None
+) -> LogRead:
     """The arguments of a ``read_all``, or ``InvalidRead`` saying which one is wrong."""
     if not (
         isinstance(after, tuple) and len(after) == 2
@@ -99,7 +102,16 @@ def check_log_read(after: object, limit: object, event_types: object) -> LogRead
             f"event_types={event_types!r} must be a collection of type names, e.g. "
             "{'OrderPlaced'}, or None for every type"
         )
-    return LogRead(GlobalPosition(*after), checked_limit, event_types)
+    if partition is not None and not (
+        isinstance(partition, tuple) and len(partition) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in partition)
+        and 0 <= partition[0] < partition[1]
+    ):
+        raise InvalidRead(
+            f"partition={partition!r} must be (index, count) with 0 <= index < count, "
+            "e.g. (0, 4), or None for every stream"
+        )
+    return LogRead(GlobalPosition(*after), checked_limit, event_types, partition)
 
 
 def check_list_limit(limit: object) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -187,3 +188,12 @@ class HorizonHolder:
     state: str
     transaction_age: timedelta
     query: str
+
+
+def partition_of(key: str, count: int) -> int:
+    """The partition (0 to ``count - 1``) of a key, the same in every process and machine:
+    the first four bytes of its MD5, big-endian, modulo ``count``. PostgreSQL computes the
+    same in SQL, so a store can return one partition's events (``read_all(partition=...)``).
+    """
+    digest = hashlib.md5(key.encode(), usedforsecurity=False).digest()
+    return int.from_bytes(digest[:4], "big") % count

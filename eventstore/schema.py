@@ -118,6 +118,11 @@ checkpoints = sa.Table(
     # nothing more until its parked events are retried or skipped.
     sa.Column("halted_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("halted_reason", sa.Text(), nullable=True),
+    # A partitioned subscriber has one checkpoint per partition ("<name>/<partition>"):
+    # which one this is, and of how many (a runner refuses to start when the declared
+    # count differs: the count changes only through a rebuild).
+    sa.Column("partition", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    sa.Column("partitions", sa.Integer(), nullable=False, server_default=sa.text("1")),
 )
 
 parked_events = sa.Table(
@@ -170,6 +175,10 @@ leases = sa.Table(
     sa.Column("state", sa.Text(), nullable=True),
     sa.Column("state_since", sa.Float(), nullable=True),
     sa.Column("last_error", sa.Text(), nullable=True),
+    # The partition held, of how many ("<name>/<partition>"); a runner's membership row
+    # for a partitioned subscriber ("<name>@<holder>") has partition -1.
+    sa.Column("partition", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    sa.Column("partitions", sa.Integer(), nullable=False, server_default=sa.text("1")),
 )
 
 snapshots = sa.Table(

@@ -48,6 +48,7 @@ from eventfold.eventstore.records import (
     HorizonHolder,
     NewEvent,
     RecordedEvent,
+    partition_of,
 )
 from eventfold.eventstore.registry import EventRegistry, StoredShape
 
@@ -656,6 +657,23 @@ class EventStoreConformance:
         assert [(e.stream_id, e.event_type) for e in removed] == [
             ("Cart-1", "ItemRemoved"), ("Cart-2", "ItemRemoved"),
         ]
+
+    async def test_read_all_of_one_partition(self, store: EventStore) -> None:
+        for n in range(12):
+            await store.append(f"Cart-{n}", [ItemAdded(sku="a"), ItemRemoved(sku="a")])
+        whole = await _read_whole_log(store)
+        for index in range(3):
+            ours = [r for r in whole if partition_of(r.stream_id, 3) == index]
+            assert await store.read_all(partition=(index, 3), limit=1000) == ours
+            # In batches: a batch is full of the partition's events, wherever they lie.
+            first = await store.read_all(partition=(index, 3), limit=3)
+            assert first == ours[:3]
+            rest = await store.read_all(after=first[-1].global_position, partition=(index, 3))
+            assert rest == ours[3:]
+            removed = await store.read_all(partition=(index, 3), event_types={"ItemRemoved"})
+            assert removed == [r for r in ours if r.event_type == "ItemRemoved"]
+        with pytest.raises(InvalidRead, match="partition"):
+            await store.read_all(partition=(3, 3))
 
     async def test_head(self, store: EventStore) -> None:
         assert await store.head() == START

@@ -30,11 +30,17 @@ class Checkpoint:
         return self.halted_reason is not None
 
 
-async def ensure(db: Database, conn: AsyncConnection, name: str) -> None:
-    """Create the subscriber's checkpoint at the start of the log if it has none."""
+async def ensure(
+    db: Database, conn: AsyncConnection, name: str, partition: tuple[int, int] = (0, 1)
+) -> None:
+    """Create the subscriber's checkpoint at the start of the log if it has none
+    (``partition``: which partition of how many it is)."""
     await conn.execute(
         db.insert(checkpoints)
-        .values(name=name, transaction_id=START.transaction_id, position=START.position)
+        .values(
+            name=name, transaction_id=START.transaction_id, position=START.position,
+            partition=partition[0], partitions=partition[1],
+        )
         .on_conflict_do_nothing(index_elements=["name"])
     )
 
@@ -102,17 +108,22 @@ async def advance(
 
 
 async def put(
-    db: Database, conn: AsyncConnection, name: str, position: GlobalPosition
+    db: Database,
+    conn: AsyncConnection,
+    name: str,
+    position: GlobalPosition,
+    partition: tuple[int, int] = (0, 1),
 ) -> None:
     """Set the checkpoint unconditionally and clear any halt (rebuild swap, reset); the
     caller holds the row lock, and the holder's next batch sees that it moved."""
-    await ensure(db, conn, name)
+    await ensure(db, conn, name, partition)
     await conn.execute(
         checkpoints.update()
         .where(checkpoints.c.name == name)
         .values(
             transaction_id=position.transaction_id, position=position.position,
             updated_at=sa.func.now(), halted_at=None, halted_reason=None, rate=0.0,
+            partition=partition[0], partitions=partition[1],
         )
     )
 

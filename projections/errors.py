@@ -125,3 +125,16 @@ class SubscriberUnavailable(ProjectionError):
     batch again after its error backoff (growing, with jitter, while the outage lasts),
     so an outage never skips or parks an event.
     """
+
+
+class PartitionsChanged(ProjectionError):
+    """A subscriber declares another partition count than its checkpoints were stored with."""
+
+    def __init__(self, name: str, stored: int, declared: int) -> None:
+        self.name = name
+        self.stored = stored
+        self.declared = declared
+        super().__init__(
+            f"{name!r} declares {declared} partition(s) but its checkpoints are stored with "
+            f"{stored}: run `eventfold projections rebuild {name}` to change the count"
+        )

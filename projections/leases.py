@@ -57,13 +57,23 @@ class LeaseInfo:
 class Lease:
     """One holder's claim on one name."""
 
-    def __init__(self, db: Database, name: str, holder: str, ttl: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        name: str,
+        holder: str,
+        ttl: float,
+        *,
+        partition: tuple[int, int] = (0, 1),
+    ) -> None:
         if ttl <= 0:
             raise ValueError("a lease's ttl must be positive")
         self.db = db
         self.name = name
         self.holder = holder
         self.ttl = ttl
+        self.partition = partition
+        """Which partition of how many the lease is for (recorded on its row)."""
         self.token: int | None = None
 
     @property
@@ -76,7 +86,8 @@ class Lease:
         now = self.db.now()
         statement = self.db.insert(leases).values(
             name=self.name, holder=self.holder, token=1, acquired_at=now,
-            expires_at=now + self.ttl,
+            expires_at=now + self.ttl, partition=self.partition[0],
+            partitions=self.partition[1],
         )
         statement = statement.on_conflict_do_update(
             index_elements=["name"],
@@ -88,6 +99,8 @@ class Lease:
                 "state": None,
                 "state_since": None,
                 "last_error": None,
+                "partition": self.partition[0],
+                "partitions": self.partition[1],
             },
             where=sa.or_(leases.c.expires_at < now, leases.c.holder == self.holder),
         ).returning(leases.c.token)

@@ -31,6 +31,12 @@ from eventfold.projections import checkpoints, parking
 from eventfold.projections.database import Database
 from eventfold.projections.errors import ParkedEventNotFound, ProjectionError
 from eventfold.projections.parking import ParkedEvent
+from eventfold.projections.partitions import (
+    Partition,
+    partition_name,
+    partitions_of,
+    stored_units,
+)
 from eventfold.projections.subscriber import Delivery, Subscriber
 from eventfold.projections.subscription import Failure, Subscription, describe
 
@@ -51,7 +57,14 @@ async def list_parked(
     """Parked events, of every subscriber or of one (and optionally one stream)."""
     db = Database(engine)
     async with db.reading() as conn:
-        return await parking.select(conn, name, stream_id=stream_id)
+        if name is None:
+            return await parking.select(conn, None, stream_id=stream_id)
+        # A partitioned subscriber's events are parked under its partitions' names.
+        names = sorted(await stored_units(conn, name)) or [name]
+        return [
+            parked for unit in names
+            for parked in await parking.select(conn, unit, stream_id=stream_id)
+        ]
 
 
 async def retry_parked(
@@ -61,19 +74,41 @@ async def retry_parked(
     *,
     stream_id: str | None = None,
 ) -> RetryResult:
-    """Apply the subscriber's parked events again, in order (one stream, or all)."""
+    """Apply the subscriber's parked events again, in order (one stream, or all; of
+    each of its partitions in turn when it has partitions)."""
+    parts = partitions_of(subscriber)
+    if not parts:
+        return await _retry_unit(store, engine, subscriber, subscriber.name, None, stream_id)
+    applied: list[ParkedEvent] = []
+    remaining: list[ParkedEvent] = []
+    for part in parts:
+        name = partition_name(subscriber.name, part.index)
+        result = await _retry_unit(store, engine, subscriber, name, part, stream_id)
+        applied += result.applied
+        remaining += result.still_parked
+    return RetryResult(applied, remaining)
+
+
+async def _retry_unit(
+    store: EventStore,
+    engine: AsyncEngine,
+    subscriber: Subscriber,
+    name: str,
+    partition: Partition | None,
+    stream_id: str | None,
+) -> RetryResult:
     db = Database(engine)
-    subscription = Subscription(store, db, subscriber)
+    subscription = Subscription(store, db, subscriber, name=name, partition=partition)
     async with db.reading() as conn:
-        ahead = await parking.select(conn, subscriber.name, stream_id=stream_id)
+        ahead = await parking.select(conn, name, stream_id=stream_id)
     records = {parked.event_id: await _fetch(store, parked) for parked in ahead}
     applied: list[ParkedEvent] = []
     async with (
         subscriber.around_batch(list(records.values()), store, engine),
         db.transaction() as conn,
     ):
-        await checkpoints.read(db, conn, subscriber.name, lock=True)
-        rows = await parking.select(conn, subscriber.name, stream_id=stream_id)
+        await checkpoints.read(db, conn, name, lock=True)
+        rows = await parking.select(conn, name, stream_id=stream_id)
         failed_streams: set[str] = set()
         for parked in rows:
             record = records.get(parked.event_id)
@@ -87,15 +122,15 @@ async def retry_parked(
             await parking.mark_failed(
                 conn, parked, error=failure.error, traceback=failure.traceback
             )
-            await parking.block_behind(conn, subscriber.name, parked.stream_id, parked.position)
+            await parking.block_behind(conn, name, parked.stream_id, parked.position)
             failed_streams.add(parked.stream_id)
-        if not await parking.select(conn, subscriber.name):
-            await checkpoints.clear_halt(conn, subscriber.name)
-        remaining = await parking.select(conn, subscriber.name, stream_id=stream_id)
+        if not await parking.select(conn, name):
+            await checkpoints.clear_halt(conn, name)
+        remaining = await parking.select(conn, name, stream_id=stream_id)
     for parked in applied:
         logger.info(
             "%s: parked event %s (%s, stream %r) applied on retry",
-            subscriber.name, parked.event_id, parked.event_type, parked.stream_id,
+            name, parked.event_id, parked.event_type, parked.stream_id,
         )
     return RetryResult(applied, remaining)
 
@@ -107,9 +142,15 @@ async def skip_parked(engine: AsyncEngine, name: str, event_ids: Sequence[uuid.U
     """
     db = Database(engine)
     async with db.transaction() as conn:
-        await checkpoints.read(db, conn, name, lock=True)
+        # A partitioned subscriber's events are parked under its partitions' names.
+        units = sorted(await stored_units(conn, name)) or [name]
+        for unit in units:
+            await checkpoints.read(db, conn, unit, lock=True)
         for event_id in event_ids:
-            found = await parking.select(conn, name, event_id=event_id)
+            found = [
+                parked for unit in units
+                for parked in await parking.select(conn, unit, event_id=event_id)
+            ]
             if not found:
                 raise ParkedEventNotFound(name, event_id)
             for parked in found:
@@ -120,8 +161,9 @@ async def skip_parked(engine: AsyncEngine, name: str, event_ids: Sequence[uuid.U
                     name, parked.event_id, parked.event_type, parked.stream_id,
                     tuple(parked.position), parked.error,
                 )
-        if not await parking.select(conn, name):
-            await checkpoints.clear_halt(conn, name)
+        for unit in units:
+            if not await parking.select(conn, unit):
+                await checkpoints.clear_halt(conn, unit)
 
 
 async def _retry_one(

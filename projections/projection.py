@@ -38,6 +38,7 @@ from eventfold.projections.errors import (
     ProjectionDefinitionError,
     UnknownProjection,
 )
+from eventfold.projections.partitions import stream_key
 from eventfold.projections.subscriber import BatchContext, Delivery, FailurePolicy
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,99}$")
@@ -104,12 +105,15 @@ class Projection:
 
     Class attributes: ``name`` (stable: checkpoints are stored under it), ``metadata`` (a
     ``sa.MetaData`` holding the tables it owns, and nothing else), ``failure`` (a
-    ``FailurePolicy``). Register instances with a ``ProjectionRegistry``.
+    ``FailurePolicy``), ``partitions`` (how many partitions runners share it as; events
+    go to one by ``partition_key``, the stream id unless overridden). Register instances
+    with a ``ProjectionRegistry``.
     """
 
     name: ClassVar[str]
     metadata: ClassVar[sa.MetaData]
     failure: ClassVar[FailurePolicy] = FailurePolicy()
+    partitions: ClassVar[int] = 1
 
     _handlers: ClassVar[dict[str, tuple[type[Event], str]]]
 
@@ -145,6 +149,12 @@ class Projection:
                 f"{cls.__qualname__}.metadata must be the sa.MetaData of its read-model "
                 "tables (use a MetaData of its own: rebuilds drop and recreate them)"
             )
+        partitions = cls.partitions
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+            raise ProjectionDefinitionError(
+                f"{cls.__qualname__}.partitions must be a whole number of at least 1 "
+                f"(got {partitions!r})"
+            )
         if not cls._handlers and type(self).apply_batch is Projection.apply_batch:
             raise ProjectionDefinitionError(
                 f"{cls.__qualname__} handles no event: mark handlers with @handles(EventClass)"
@@ -178,6 +188,13 @@ class Projection:
         await self.apply_batch(batch, model)
 
     # -- what subclasses may override ------------------------------------------------------
+
+    partition_key = stream_key
+    """What decides an event's partition: its stream id (the store then filters for each
+    partition). Override with a method ``partition_key(self, record) -> str`` to key by
+    something the read model's rows are keyed by (a customer id in ``record.data``); each
+    partition then reads the whole log. Events of one key keep their order, so give all
+    events of a stream the same key."""
 
     async def apply_batch(self, batch: Sequence[Delivery], model: ReadModel) -> None:
         """Apply events in order through their handlers.

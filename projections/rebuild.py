@@ -55,6 +55,13 @@ from eventfold.projections.errors import (
     RebuildParked,
 )
 from eventfold.projections.leases import Lease, default_holder, lease_info
+from eventfold.projections.partitions import (
+    Partition,
+    partition_name,
+    partitions_of,
+    stored_units,
+    unit_names,
+)
 from eventfold.projections.projection import Projection, ReadModel
 from eventfold.projections.subscriber import BatchContext, Delivery, FailurePolicy
 from eventfold.projections.subscription import Subscription
@@ -193,6 +200,9 @@ async def rebuild(
     """Rebuild a projection's read model from the whole log; returns the final progress.
 
     Blue/green by default (no downtime); ``in_place=True`` empties the tables first.
+    A partitioned projection's partitions replay side by side (one task each) and are
+    swapped in together once all have caught up; this is also how its partition count
+    changes (the swap replaces the checkpoints stored with the old count).
     Raises ``ProjectionHeld`` if another rebuild of it runs, ``RebuildError`` if the
     replay halts on a failing event (the live model is then untouched), and
     ``RebuildParked`` if it parked events, unless ``allow_parked`` (blue/green: not
@@ -216,43 +226,41 @@ async def rebuild(
     meter.start_position = START
     heartbeat = asyncio.create_task(_keep(lease))
     keep_shadow = False
+    parts: list[Partition | None] = [*partitions_of(projection)] or [None]
+    subscriptions = [
+        Subscription(
+            store, db, shadow, replaying=True, batch_size=batch_size, partition=part,
+            name=None if part is None else partition_name(shadow.name, part.index),
+        )
+        for part in parts
+    ]
+    shadow_names = [subscription.name for subscription in subscriptions]
     try:
         async with db.transaction() as conn:
             await shadow.drop(conn)
-            await checkpoints.delete(conn, shadow.name)
-            await parking.clear(conn, shadow.name)
-        subscription = Subscription(
-            store, db, shadow, replaying=True, batch_size=batch_size
-        )
-        await subscription.setup()
-        parked = 0
-        while True:
-            try:
-                read = await subscription.step()
-            except ProjectionHalted as exc:
-                raise RebuildError(
-                    f"the rebuild of {projection.name!r} halted: {exc.reason}; the live read "
-                    "model is untouched. Fix the handler (or use the 'park' policy) and rebuild"
-                ) from exc
-            meter.done += read
-            # The shadow's parked events are all this subscription's (cleared above).
-            parked = subscription.parked
-            if not subscription.more:
-                break
-            meter.report("replaying", subscription.checkpoint, subscription.head, parked)
+            for name in await stored_units(conn, shadow.name):
+                await checkpoints.delete(conn, name)
+                await parking.clear(conn, name)
+        for subscription in subscriptions:
+            await subscription.setup()
+        await asyncio.gather(*(
+            _replay(store, subscription, subscriptions, meter, projection.name)
+            for subscription in subscriptions
+        ))
+        parked = await _parked(db, shadow_names)
         if parked and not allow_parked:
             keep_shadow = True
             raise RebuildParked(projection.name, parked, in_place=False)
-        meter.report("swapping", subscription.checkpoint, await store.head(), parked)
+        meter.report("swapping", _slowest(subscriptions), await store.head(), parked)
         try:
-            await _swap(store, db, projection, shadow, subscription, meter, allow_parked)
+            await _swap(store, db, projection, shadow, subscriptions, meter, allow_parked)
         except RebuildParked:
             keep_shadow = True
             raise
         keep_shadow = True  # swapped in: the shadow tables are the live ones now
         return meter.report(
-            "done", subscription.checkpoint, await store.head(),
-            await _parked(db, projection.name),
+            "done", _slowest(subscriptions), await store.head(),
+            await _parked(db, unit_names(projection, projection.name)),
         )
     finally:
         heartbeat.cancel()
@@ -262,10 +270,39 @@ async def rebuild(
             with contextlib.suppress(Exception):
                 async with db.transaction() as conn:
                     await shadow.drop(conn)
-                    await checkpoints.delete(conn, shadow.name)
-                    await parking.clear(conn, shadow.name)
+                    for name in shadow_names:
+                        await checkpoints.delete(conn, name)
+                        await parking.clear(conn, name)
         with contextlib.suppress(Exception):
             await lease.release()
+
+
+async def _replay(
+    store: EventStore,
+    subscription: Subscription,
+    everyone: list[Subscription],
+    meter: _Meter,
+    name: str,
+) -> None:
+    """Replay one (partition's) subscription until it has caught up with the log."""
+    while True:
+        try:
+            read = await subscription.step()  # awaited first: other partitions add too
+        except ProjectionHalted as exc:
+            raise RebuildError(
+                f"the rebuild of {name!r} halted: {exc.reason}; the live read "
+                "model is untouched. Fix the handler (or use the 'park' policy) and rebuild"
+            ) from exc
+        meter.done += read
+        if not subscription.more:
+            return
+        # The shadow's parked events are all its subscriptions' (cleared before the replay).
+        parked = sum(each.parked for each in everyone)
+        meter.report("replaying", _slowest(everyone), subscription.head, parked)
+
+
+def _slowest(subscriptions: list[Subscription]) -> GlobalPosition:
+    return min(subscription.checkpoint for subscription in subscriptions)
 
 
 async def _swap(
@@ -273,39 +310,69 @@ async def _swap(
     db: Database,
     projection: Projection,
     shadow: _Shadow,
-    subscription: Subscription,
+    subscriptions: list[Subscription],
     meter: _Meter,
     allow_parked: bool,
 ) -> None:
+    parts: list[Partition | None] = [*partitions_of(projection)] or [None]
+    live = unit_names(projection, projection.name)
     async with db.transaction() as conn:
-        await checkpoints.ensure(db, conn, projection.name)
-        # The live holder's batches lock this row first: from here on it waits for us.
-        await checkpoints.read(db, conn, projection.name, lock=True)
-        position = subscription.checkpoint
-        while True:
-            records = await store.read_all(
-                after=position, limit=subscription.batch_size,
-                event_types=sorted(shadow.event_types or ()) or None,
-            )
-            if records:
-                outcome = await subscription.apply(conn, records)
-                if outcome.halted_reason is not None:
-                    raise RebuildError(
-                        f"the rebuild of {projection.name!r} halted while swapping: "
-                        f"{outcome.halted_reason}; the live read model is untouched"
-                    )
-                position = subscription.checkpoint = outcome.checkpoint
-                meter.done += len(records)
-            if len(records) < subscription.batch_size:
-                break
-        parked = (await parking.count(conn, [shadow.name])).get(shadow.name, 0)
+        for name, part in zip(live, parts, strict=True):
+            await checkpoints.ensure(db, conn, name, _row(part))
+        stale = sorted(set(await stored_units(conn, projection.name)) - set(live))
+        # The live holders' batches lock these rows first: from here on they wait for us.
+        for name in sorted([*live, *stale]):
+            await checkpoints.read(db, conn, name, lock=True)
+        for subscription in subscriptions:
+            await _catch_up(store, conn, projection, shadow, subscription, meter)
+        shadow_names = [subscription.name for subscription in subscriptions]
+        parked = sum((await parking.count(conn, shadow_names)).values())
         if parked and not allow_parked:
             # Raised inside: the transaction rolls back, the shadow stays as it was.
             raise RebuildParked(projection.name, parked, in_place=False)
         await _rename(db, conn, projection, shadow)
-        await checkpoints.put(db, conn, projection.name, position)
-        await parking.move(conn, shadow.name, projection.name)
-        await checkpoints.delete(conn, shadow.name)
+        for name in stale:
+            # Stored with another partition count: the rebuild replaces them.
+            await checkpoints.delete(conn, name)
+            await parking.clear(conn, name)
+        for name, part, subscription in zip(live, parts, subscriptions, strict=True):
+            await checkpoints.put(db, conn, name, subscription.checkpoint, _row(part))
+            await parking.move(conn, subscription.name, name)
+            await checkpoints.delete(conn, subscription.name)
+
+
+async def _catch_up(
+    store: EventStore,
+    conn: AsyncConnection,
+    projection: Projection,
+    shadow: _Shadow,
+    subscription: Subscription,
+    meter: _Meter,
+) -> None:
+    """Apply the events that arrived since the replay caught up, in the swap's transaction."""
+    position = subscription.checkpoint
+    while True:
+        part = subscription.partition
+        records = await store.read_all(
+            after=position, limit=subscription.batch_size,
+            event_types=sorted(shadow.event_types or ()) or None,
+            partition=None if part is None else part.in_store,
+        )
+        if records:
+            outcome = await subscription.apply(conn, records)
+            if outcome.halted_reason is not None:
+                raise RebuildError(
+                    f"the rebuild of {projection.name!r} halted while swapping: "
+                    f"{outcome.halted_reason}; the live read model is untouched"
+                )
+            position = subscription.checkpoint = outcome.checkpoint
+            meter.done += outcome.events
+        if len(records) < subscription.batch_size:
+            return
+
+
+def _row(part: Partition | None) -> tuple[int, int]:
+    return (0, 1) if part is None else (part.index, part.count)
 
 
 async def _rename(
@@ -369,14 +436,18 @@ async def reset(engine: AsyncEngine, projection: Projection) -> None:
     in one transaction; its holder (or the next runner) replays the log into them. Its
     parked events are forgotten: the replay meets those events again."""
     db = Database(engine)
+    parts: list[Partition | None] = [*partitions_of(projection)] or [None]
+    live = unit_names(projection, projection.name)
     async with db.transaction() as conn:
-        await checkpoints.ensure(db, conn, projection.name)
-        await checkpoints.read(db, conn, projection.name, lock=True)
+        for name, part in zip(live, parts, strict=True):
+            await checkpoints.ensure(db, conn, name, _row(part))
+            await checkpoints.read(db, conn, name, lock=True)
         await projection.prepare(conn)
         for table in reversed(projection.metadata.sorted_tables):
             await conn.execute(table.delete())
-        await checkpoints.put(db, conn, projection.name, START)
-        await parking.clear(conn, projection.name)
+        for name, part in zip(live, parts, strict=True):
+            await checkpoints.put(db, conn, name, START, _row(part))
+            await parking.clear(conn, name)
 
 
 async def _rebuild_in_place(
@@ -391,68 +462,94 @@ async def _rebuild_in_place(
     await reset(db.engine, projection)
     meter = _Meter(projection.name, on_progress)
     meter.start_position = START
-    lease = Lease(db, projection.name, holder, lease_ttl)
+    parts: list[Partition | None] = [*partitions_of(projection)] or [None]
+    names = unit_names(projection, projection.name)
+    reached = await asyncio.gather(*(
+        _replay_in_place(store, db, projection, name, part, meter, batch_size, holder, lease_ttl)
+        for name, part in zip(names, parts, strict=True)
+    ))
+    return meter.report("done", min(reached), await store.head(), await _parked(db, names))
+
+
+async def _replay_in_place(
+    store: EventStore,
+    db: Database,
+    projection: Projection,
+    name: str,
+    part: Partition | None,
+    meter: _Meter,
+    batch_size: int,
+    holder: str,
+    lease_ttl: float,
+) -> GlobalPosition:
+    """Replay one (partition's) subscription into the emptied tables here, or follow the
+    runner that holds it; return the position it reached."""
+    lease = Lease(db, name, holder, lease_ttl, partition=_row(part))
     if await lease.acquire():
         heartbeat = asyncio.create_task(_keep(lease))
         try:
-            subscription = Subscription(store, db, projection, batch_size=batch_size)
+            subscription = Subscription(
+                store, db, projection, name=name, batch_size=batch_size, partition=part
+            )
             await subscription.setup()
             while True:
-                meter.done += await subscription.step()
+                read = await subscription.step()  # awaited first: other partitions add too
+                meter.done += read
                 if not subscription.more:
-                    break
+                    return subscription.checkpoint
                 # The reset cleared the parked events: those now are the subscription's.
                 meter.report(
                     "replaying", subscription.checkpoint, subscription.head, subscription.parked
                 )
-            return meter.report(
-                "done", subscription.checkpoint, await store.head(),
-                await _parked(db, projection.name),
-            )
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             with contextlib.suppress(Exception):
                 await lease.release()
-    # Another runner holds the projection: it replays; follow its checkpoint.
+    # Another runner holds it: it replays; follow its checkpoint.
     types = sorted(projection.event_types or ()) or None
     counted_through = START
     while True:
         async with db.reading() as conn:
-            stored = await checkpoints.read(db, conn, projection.name)
+            stored = await checkpoints.read(db, conn, name)
         position = START if stored is None else stored.position
         if stored is not None and stored.halted_reason is not None:
-            raise ProjectionHalted(projection.name, stored.halted_reason)
+            raise ProjectionHalted(name, stored.halted_reason)
         head = await store.head()
         if position > counted_through:
-            meter.done += await _count_between(store, counted_through, position, types)
+            counted = await _count_between(store, counted_through, position, types, part)
+            meter.done += counted
             counted_through = position
-        ahead = await store.read_all(after=position, limit=1, event_types=types)
-        parked = await _parked(db, projection.name)
-        if not ahead:
-            return meter.report("done", position, head, parked)
-        meter.report("replaying", position, head, parked)
+        ahead = await store.read_all(after=position, limit=1000, event_types=types)
+        if not [r for r in ahead if part is None or part.accepts(r)] and len(ahead) < 1000:
+            return position
+        meter.report("replaying", position, head, await _parked(db, [name]))
         await asyncio.sleep(0.5)
 
 
 async def _count_between(
-    store: EventStore, after: GlobalPosition, upto: GlobalPosition, types: list[str] | None
+    store: EventStore,
+    after: GlobalPosition,
+    upto: GlobalPosition,
+    types: list[str] | None,
+    part: Partition | None,
 ) -> int:
-    """How many subscribed events lie in (after, upto]: what another holder did meanwhile."""
+    """How many subscribed events (of the partition) lie in (after, upto]: what another
+    holder did meanwhile."""
     counted = 0
     while True:
         records = await store.read_all(after=after, limit=5000, event_types=types)
         inside = [r for r in records if r.global_position <= upto]
-        counted += len(inside)
+        counted += sum(1 for r in inside if part is None or part.accepts(r))
         if len(inside) < len(records) or len(records) < 5000:
             return counted
         after = records[-1].global_position
 
 
-async def _parked(db: Database, name: str) -> int:
+async def _parked(db: Database, names: list[str]) -> int:
     async with db.reading() as conn:
-        return (await parking.count(conn, [name])).get(name, 0)
+        return sum((await parking.count(conn, names)).values())
 
 
 async def _keep(lease: Lease) -> None:

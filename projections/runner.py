@@ -7,6 +7,11 @@ checkpoint, process it (``Subscription.step``), and when caught up wait for new 
 another runner is retried every ``lease_retry`` seconds, so a dead holder is replaced
 within its lease's TTL plus that interval.
 
+A partitioned subscriber (``partitions = N``, see ``eventfold.projections.partitions``) gets
+one such task per partition, each with its own lease and checkpoint; a ``Share`` decides
+how many of them this runner holds (its fair share of the live runners) and which it
+releases when it holds more.
+
 Every wait here - for new events, for a lease, after an error - happens with no database
 transaction open (see ``eventfold.projections.subscription``): a transaction that waits
 holds SQLite's write lock or PostgreSQL's snapshot horizon from everyone else.
@@ -49,6 +54,7 @@ from eventfold.projections.errors import (
     SubscriberUnavailable,
 )
 from eventfold.projections.leases import Lease, default_holder
+from eventfold.projections.partitions import Share, check_count, partition_name, partitions_of
 from eventfold.projections.subscriber import Subscriber
 from eventfold.projections.subscription import Subscription, describe
 
@@ -82,9 +88,13 @@ class _Stopping(Exception):
 
 
 class _Worker:
-    def __init__(self, subscription: Subscription, lease: Lease) -> None:
+    def __init__(
+        self, subscription: Subscription, lease: Lease, share: Share | None = None
+    ) -> None:
         self.subscription = subscription
         self.lease = lease
+        self.share = share
+        """The fair share this worker's partition is part of (None: unpartitioned)."""
         self.state: RunState = "starting"
         self.last_error: str | None = None
         self.trouble_since: float | None = None
@@ -142,14 +152,37 @@ class Runner:
         self.metrics: RunnerMetrics | None = None
         self.subscribers = list(subscribers)
         self._workers: dict[str, _Worker] = {}
+        """By the name checkpoints and leases are stored under ("<name>/<i>": partitions)."""
+        self._units: dict[str, list[str]] = {}
+        self._shares: list[Share] = []
+        self._share_tasks: list[asyncio.Task[None]] = []
         for subscriber in self.subscribers:
-            if subscriber.name in self._workers:
+            if subscriber.name in self._units:
                 raise ValueError(f"subscriber {subscriber.name!r} is given twice")
-            subscription = Subscription(
-                store, self.db, subscriber, batch_size=batch_size, sleep=self._retry_sleep
-            )
-            lease = Lease(self.db, subscriber.name, self.holder, lease_ttl)
-            self._workers[subscriber.name] = _Worker(subscription, lease)
+            parts = partitions_of(subscriber)
+            if not parts:
+                subscription = Subscription(
+                    store, self.db, subscriber, batch_size=batch_size, sleep=self._retry_sleep
+                )
+                lease = Lease(self.db, subscriber.name, self.holder, lease_ttl)
+                self._workers[subscriber.name] = _Worker(subscription, lease)
+                self._units[subscriber.name] = [subscriber.name]
+                continue
+            share = Share(self.db, subscriber.name, len(parts), self.holder, lease_ttl)
+            self._shares.append(share)
+            self._units[subscriber.name] = []
+            for part in parts:
+                unit = partition_name(subscriber.name, part.index)
+                subscription = Subscription(
+                    store, self.db, subscriber, name=unit, batch_size=batch_size,
+                    sleep=self._retry_sleep, partition=part,
+                )
+                lease = Lease(
+                    self.db, unit, self.holder, lease_ttl, partition=(part.index, part.count)
+                )
+                share.leases.append(lease)
+                self._workers[unit] = _Worker(subscription, lease, share)
+                self._units[subscriber.name].append(unit)
         self._stopping = asyncio.Event()
         self._progress = asyncio.Condition()
         self._started = False
@@ -157,9 +190,14 @@ class Runner:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start serving every subscriber in the background."""
+        """Start serving every subscriber in the background.
+
+        Raises ``PartitionsChanged`` if a subscriber declares another partition count than
+        its checkpoints were stored with (rebuild it to change the count).
+        """
         if self._started:
             return
+        await self._check_partition_counts()
         self._started = True
         self._stopping.clear()
         if self.metrics_port is not None and self.metrics is None:
@@ -168,10 +206,25 @@ class Runner:
 
             self.metrics = RunnerMetrics(self, port=self.metrics_port)
             await self.metrics.start()
+        for share in self._shares:
+            self._share_tasks.append(asyncio.create_task(
+                self._keep_share(share), name=f"eventfold-runner-share:{share.name}"
+            ))
         for worker in self._workers.values():
             worker.task = asyncio.create_task(
                 self._serve(worker), name=f"eventfold-runner:{worker.subscription.name}"
             )
+
+    async def _check_partition_counts(self) -> None:
+        try:
+            async with self.db.reading() as conn:
+                for subscriber in self.subscribers:
+                    declared = len(partitions_of(subscriber)) or 1
+                    await check_count(conn, subscriber.name, declared)
+        except (StoreUnavailable, sa.exc.DBAPIError, OSError) as exc:
+            # An outage: the subscribers report it as they start; checked again by the
+            # next start.
+            logger.warning("could not check partition counts: %s", describe(exc))
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop: batches in progress commit (or, after ``timeout`` seconds, roll back),
@@ -183,6 +236,13 @@ class Runner:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        for task in self._share_tasks:
+            task.cancel()
+        await asyncio.gather(*self._share_tasks, return_exceptions=True)
+        self._share_tasks = []
+        for share in self._shares:
+            with contextlib.suppress(Exception):
+                await share.leave()
         for worker in self._workers.values():
             worker.task = None
             worker.state = "stopped"
@@ -234,11 +294,11 @@ class Runner:
         Raises ``ProjectionHalted`` if one halts, and ``TimeoutError`` naming the ones that
         lag (and why: held elsewhere, failing) when the timeout passes.
         """
-        wanted = list(self._workers) if names is None else list(names)
-        unknown = [name for name in wanted if name not in self._workers]
+        wanted = list(self._units) if names is None else list(names)
+        unknown = [name for name in wanted if name not in self._units]
         if unknown:
             raise ValueError(f"this runner does not run {', '.join(unknown)}")
-        workers = [self._workers[name] for name in wanted]
+        workers = [self._workers[unit] for name in wanted for unit in self._units[name]]
         seen_at_start = {id(worker): worker.halt_seen for worker in workers}
 
         def done() -> bool:
@@ -279,7 +339,10 @@ class Runner:
     async def _serve(self, worker: _Worker) -> None:
         while not self._stopping.is_set():
             try:
-                acquired = await worker.lease.acquire()
+                if worker.share is None:
+                    acquired = await worker.lease.acquire()
+                else:
+                    acquired = await worker.share.may_take(worker.lease.partition[0])
             except Exception as exc:
                 await self._trouble(worker, exc)
                 continue
@@ -307,7 +370,13 @@ class Runner:
         while not self._stopping.is_set() and worker.lease.held:
             try:
                 if not subscription.ready:
-                    await subscription.setup()
+                    if worker.share is None:
+                        await subscription.setup()
+                    else:
+                        # One partition at a time: concurrent CREATE TABLE IF NOT EXISTS
+                        # of the same tables collide on PostgreSQL.
+                        async with worker.share.preparing:
+                            await subscription.setup()
                 if subscription.halted_reason is not None:
                     await self._set_state(worker, "halted")
                     worker.halt_seen += 1
@@ -331,6 +400,12 @@ class Runner:
             await self._recovered(worker)
             await self._set_state(worker, "running")
             await self._notify()
+            if worker.share is not None and worker.share.must_release(worker.lease.partition[0]):
+                logger.info(
+                    "%s: released to another runner (fair share: %d of %d)",
+                    worker.lease.name, worker.share.target, worker.share.count,
+                )
+                return
             if not subscription.more:
                 await self._wait_for_events(worker)
 
@@ -421,6 +496,16 @@ class Runner:
                 await self._notify()
                 return
             await self._report(worker)
+
+    async def _keep_share(self, share: Share) -> None:
+        """Keep this runner's membership of a partitioned subscriber and its fair share
+        up to date (errors are the workers' to report: they meet the same database)."""
+        while True:
+            try:
+                await share.refresh()
+            except Exception:
+                logger.debug("%s: could not refresh its share", share.name, exc_info=True)
+            await asyncio.sleep(self.lease_ttl / 3)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -69,6 +69,7 @@ from eventfold.eventstore.records import START, GlobalPosition, RecordedEvent
 from eventfold.projections import checkpoints, parking
 from eventfold.projections.database import Database
 from eventfold.projections.errors import CheckpointMoved, ProjectionHalted, SubscriberUnavailable
+from eventfold.projections.partitions import Partition
 from eventfold.projections.subscriber import BatchContext, Delivery, Subscriber
 
 logger = logging.getLogger("eventfold.projections")
@@ -132,7 +133,8 @@ class Subscription:
     """Processes one subscriber's batches; the runner and rebuilds drive it.
 
     ``sleep`` is how retry backoff waits (never with a transaction open); the runner
-    passes one that gives up when it stops.
+    passes one that gives up when it stops. ``partition``: feed only that partition's
+    events (the checkpoint still moves past the others' it read).
     """
 
     def __init__(
@@ -145,6 +147,7 @@ class Subscription:
         replaying: bool = False,
         batch_size: int = 500,
         sleep: Sleep = asyncio.sleep,
+        partition: Partition | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -155,6 +158,7 @@ class Subscription:
         self.replaying = replaying
         self.batch_size = batch_size
         self.sleep = sleep
+        self.partition = partition
         self.checkpoint: GlobalPosition = START
         self.caught_up_to: GlobalPosition = START
         self.halted_reason: str | None = None
@@ -171,6 +175,8 @@ class Subscription:
         self._started: float | None = None
         self._head_read = -math.inf
         self._seconds_per_event: float | None = None
+        self._through: GlobalPosition | None = None
+        """The last event read (a partition's batch may end with another's events)."""
         event_types = subscriber.event_types
         self._types = None if event_types is None else sorted(event_types)
 
@@ -183,7 +189,7 @@ class Subscription:
         """Let the subscriber prepare its tables and load (or create) the checkpoint."""
         async with self.db.transaction() as conn:
             await self.subscriber.prepare(conn)
-            await checkpoints.ensure(self.db, conn, self.name)
+            await checkpoints.ensure(self.db, conn, self.name, self._partition_row())
         await self.reload()
         self.ready = True
 
@@ -196,7 +202,8 @@ class Subscription:
         self.halted_reason = None if stored is None else stored.halted_reason
 
     async def step(self) -> int:
-        """Process the next batch; return how many events were read (0: caught up).
+        """Process the next batch; return how many of its events were read (a partition's:
+        the others' are passed over).
 
         Raises ``CheckpointMoved`` (nothing more committed; ``reload`` and go on) and
         ``ProjectionHalted`` (the subscriber is halted, now or since earlier).
@@ -218,14 +225,25 @@ class Subscription:
         self.more = full or not fresh
         if not full:
             self._head_read = -math.inf  # the next step reads the head
-        if records:
-            with instrumentation.batch(self.name, records, head):
-                await self._process(records)
+        self._through = records[-1].global_position if records else None
+        ours = self._ours(records)
+        try:
+            if ours:
+                with instrumentation.batch(self.name, ours, head):
+                    await self._process(ours)
+            if self._through is not None and self._through > self.checkpoint:
+                # Only other partitions' events after ours: move past them.
+                async with self.db.transaction() as conn:
+                    await self._check(conn)
+                    await self._advance(conn, self._through, 0, None)
+                self.checkpoint = self._through
+        finally:
+            self._through = None
         if not self.more:
             # Everything of our types up to ``head`` was in this read: we are caught up to
             # it even if the last event of ours lies earlier.
             self.caught_up_to = max(self.caught_up_to, head)
-        return len(records)
+        return len(ours)
 
     async def apply(
         self, conn: AsyncConnection, records: list[RecordedEvent]
@@ -237,9 +255,20 @@ class Subscription:
         rebuild's swap uses this while it holds the live checkpoint's lock).
         """
         await self._check(conn)
-        run = await self._apply(conn, records, retry=False)
-        self.parked += run.parked
-        new = records[run.consumed - 1].global_position if run.consumed else self.checkpoint
+        ours = self._ours(records)
+        self._through = records[-1].global_position if records else None
+        try:
+            if ours:
+                run = await self._apply(conn, ours, retry=False)
+                self.parked += run.parked
+                new = self._end(ours, run.consumed) if run.consumed else self.checkpoint
+            else:
+                run = _Run(0, 0, None, None)
+                new = self._through or self.checkpoint
+                if new > self.checkpoint:
+                    await self._advance(conn, new, 0, None)
+        finally:
+            self._through = None
         return BatchOutcome(run.consumed, run.parked, new, run.halted_reason)
 
     async def attempt_once(self, conn: AsyncConnection, delivery: Delivery) -> Failure | None:
@@ -249,11 +278,14 @@ class Subscription:
     # -- reading -------------------------------------------------------------------------
 
     def _limit(self) -> int:
-        """How many events the next batch may hold (see ``BATCH_SECONDS``)."""
+        """How many events the next read may return (see ``BATCH_SECONDS``): a batch's
+        worth of ours, so a partition of N reads N times that (it keeps about 1 in N)."""
+        filtered_here = self.partition is not None and self.partition.in_store is None
+        share = self.partition.count if self.partition is not None and filtered_here else 1
         if self._seconds_per_event is None:  # the first batch: the pace is not known yet
-            return self.batch_size
+            return self.batch_size * share
         fit = int(BATCH_SECONDS / max(self._seconds_per_event, 1e-9))
-        return max(1, min(self.batch_size, fit))
+        return max(1, min(self.batch_size, fit)) * share
 
     def _paced(self, events: int, seconds: float) -> None:
         """Learn the handlers' pace from a transaction that applied ``events``."""
@@ -271,7 +303,8 @@ class Subscription:
         while True:
             try:
                 records = await self.store.read_all(
-                    after=self.checkpoint, limit=limit, event_types=self._types
+                    after=self.checkpoint, limit=limit, event_types=self._types,
+                    partition=None if self.partition is None else self.partition.in_store,
                 )
             except EventDecodeError as exc:
                 if limit == 1:
@@ -321,7 +354,7 @@ class Subscription:
                     run = await self._apply(conn, records, retry=True, whole=False)
             self._paced(run.consumed, time.monotonic() - began)
         if run.consumed:
-            self.checkpoint = records[run.consumed - 1].global_position
+            self.checkpoint = self._end(records, run.consumed)
         self.parked += run.parked
         return run
 
@@ -430,7 +463,7 @@ class Subscription:
                 if own_transaction:
                     raise _BatchFailed from exc
             else:
-                await self._advance(conn, records[-1].global_position, len(records), None)
+                await self._advance(conn, self._end(records, len(records)), len(records), None)
                 return _Run(len(records), 0, None, None)
 
         consumed = parked = 0
@@ -473,9 +506,7 @@ class Subscription:
                 )
                 break
         if consumed:
-            await self._advance(
-                conn, records[consumed - 1].global_position, consumed, halted_reason
-            )
+            await self._advance(conn, self._end(records, consumed), consumed, halted_reason)
         return _Run(consumed, parked, stopped, halted_reason)
 
     async def _try(
@@ -508,6 +539,24 @@ class Subscription:
         )
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _ours(self, records: list[RecordedEvent]) -> list[RecordedEvent]:
+        if self.partition is None or self.partition.in_store is not None:
+            return records  # the store returned only ours
+        accepts = self.partition.accepts
+        return [record for record in records if accepts(record)]
+
+    def _partition_row(self) -> tuple[int, int]:
+        return (0, 1) if self.partition is None else (self.partition.index, self.partition.count)
+
+    def _end(self, records: Sequence[RecordedEvent], consumed: int) -> GlobalPosition:
+        """Where the checkpoint goes once ``consumed`` of ``records`` are dealt with: past
+        the other partitions' events read after them when all are."""
+        last = records[consumed - 1].global_position
+        through = self._through
+        if consumed == len(records) and through is not None and through > last:
+            return through
+        return last
 
     def _around(self, records: Sequence[RecordedEvent]) -> AbstractAsyncContextManager[None]:
         if self.replaying:

@@ -77,6 +77,7 @@ def _status_dict(entry: ProjectionStatus) -> dict[str, Any]:
         "updated_at": None if entry.updated_at is None else entry.updated_at.isoformat(),
         "last_error": entry.last_error,
         "state_since": None if entry.state_since is None else entry.state_since.isoformat(),
+        "partitions": [_status_dict(part) for part in entry.partitions],
     }
 
 
@@ -108,16 +109,20 @@ def _status_table(entries: list[ProjectionStatus]) -> Table:
     table.add_column("ev/s", justify="right", no_wrap=True)
     table.add_column("parked", justify="right", no_wrap=True)
     for entry in entries:
-        state = Text(entry.state, style=_STATE_STYLE.get(entry.state, ""))
-        holder = entry.holder or "-"
-        if entry.rebuild_holder is not None:
-            holder += f" (rebuild: {entry.rebuild_holder})"
-        table.add_row(
-            escape(entry.name), state, escape(holder), str(entry.checkpoint.position),
-            f"{entry.events_behind}{'' if entry.events_behind_exact else '+'}",
-            duration(entry.seconds_behind), f"{entry.rate:.1f}",
-            Text(str(entry.parked), style="bold red" if entry.parked else ""),
-        )
+        # A partitioned subscriber: its total, then one row per partition.
+        for row, label in [(entry, entry.name)] + [
+            (part, "  " + part.name) for part in entry.partitions
+        ]:
+            state = Text(row.state, style=_STATE_STYLE.get(row.state, ""))
+            holder = row.holder or "-"
+            if row.rebuild_holder is not None and row is entry:
+                holder += f" (rebuild: {row.rebuild_holder})"
+            table.add_row(
+                escape(label), state, escape(holder), str(row.checkpoint.position),
+                f"{row.events_behind}{'' if row.events_behind_exact else '+'}",
+                duration(row.seconds_behind), f"{row.rate:.1f}",
+                Text(str(row.parked), style="bold red" if row.parked else ""),
+            )
     return table
 
 

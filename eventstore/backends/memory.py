@@ -43,6 +43,7 @@ from eventfold.eventstore.records import (
     RecordedEvent,
     StreamInfo,
     category_of,
+    partition_of,
 )
 from eventfold.eventstore.registry import EventRegistry
 from eventfold.eventstore.shredder import Forgetting, Shredder
@@ -173,8 +174,9 @@ class MemoryEventStore:
         after: GlobalPosition = START,
         limit: int = 1000,
         event_types: Collection[str] | None = None,
+        partition: tuple[int, int] | None = None,
     ) -> list[RecordedEvent]:
-        read = check_log_read(after, limit, event_types)
+        read = check_log_read(after, limit, event_types, partition)
         start = bisect.bisect_right(self._log, read.after, key=lambda r: r.global_position)
         types = None if read.event_types is None else set(
             self.registry.stored_types(read.event_types)
@@ -183,7 +185,10 @@ class MemoryEventStore:
         if read.limit == 0:
             return out
         for record in self._log[start:]:
-            if types is None or record.event_type in types:
+            if (types is None or record.event_type in types) and (
+                read.partition is None
+                or partition_of(record.stream_id, read.partition[1]) == read.partition[0]
+            ):
                 out.append(record)
                 if len(out) >= read.limit:
                     break

@@ -82,6 +82,7 @@ from eventfold.eventstore.records import (
     RecordedEvent,
     StreamInfo,
     category_of,
+    partition_of,
 )
 from eventfold.eventstore.registry import EventRegistry
 from eventfold.eventstore.schema import events, streams
@@ -414,9 +415,10 @@ class SqliteEventStore:
         after: GlobalPosition = START,
         limit: int = 1000,
         event_types: Collection[str] | None = None,
+        partition: tuple[int, int] | None = None,
     ) -> list[RecordedEvent]:
         """The next batch of the global log after ``after`` (see ``EventStore.read_all``)."""
-        read = check_log_read(after, limit, event_types)
+        read = check_log_read(after, limit, event_types, partition)
         params: list[Any] = [read.after[1], read.after[0], read.after[1]]
         types = ""
         if read.event_types is not None:
@@ -426,8 +428,22 @@ class SqliteEventStore:
             types = f" AND event_type IN ({', '.join('?' * len(wanted))})"
             params.extend(wanted)
         params.append(read.limit)
-        rows = await self._fetch(_READ_ALL.format(types=types), params)
-        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
+        if read.partition is None:
+            rows = await self._fetch(_READ_ALL.format(types=types), params)
+            return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
+        # SQLite has no MD5: the partition is kept here, reading on until the batch is full.
+        index, count = read.partition
+        kept: list[Any] = []
+        while len(kept) < read.limit:
+            rows = await self._fetch(_READ_ALL.format(types=types), params)
+            kept += [row for row in rows if partition_of(row[1], count) == index]
+            if len(rows) < read.limit:
+                break
+            last = rows[-1]
+            params[0:3] = [last[4], last[3], last[4]]
+        return self.registry.upcast_all(
+            await self._shredder.reveal(_records(kept[: read.limit]))
+        )
 
     async def head(self) -> GlobalPosition:
         """The position of the last event (``START`` when the log is empty)."""

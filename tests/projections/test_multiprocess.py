@@ -99,11 +99,13 @@ class Child:
 
 
 class Runners:
-    """Starts runner processes of ``runner_child.app`` and kills the ones left at the end."""
+    """Starts runner processes of ``runner_child.app`` (or ``app``, for ``eventfold run``)
+    and kills the ones left at the end."""
 
-    def __init__(self, url: str, directory: Path) -> None:
+    def __init__(self, url: str, directory: Path, app: str = "runner_child:app") -> None:
         self.url = url
         self.directory = directory
+        self.app = app
         self.children: list[Child] = []
 
     async def start(
@@ -127,7 +129,7 @@ class Runners:
         if cli:
             command = [
                 "-c", "from eventfold.cli import main; main()", "--database", self.url,
-                "run", "--app", "runner_child:app", *options,
+                "run", "--app", self.app, *options,
             ]
         else:
             command = ["-m", "runner_child", self.url, *options]
