@@ -28,6 +28,7 @@ from cli_support import (
 from eventfold import EventRegistry, connect
 from eventfold.cli.execution import EXIT_NOT_MIGRATED, EXIT_UNAVAILABLE
 from eventfold.eventstore.engine import create_engine
+from eventfold.eventstore.migrate import SCHEMA_HEAD
 
 
 def tables(url: str) -> set[str]:
@@ -75,8 +76,8 @@ def test_postgres_store_with_read_models_in_a_sqlite_file(
     migrated = invoke(*both, "migrate")
     assert migrated.exit_code == 0, migrated.stderr
     assert migrated.stdout.splitlines() == [
-        f"migrated {empty_pg_url} from revision (empty) to 0005 (head)",
-        f"migrated {models} from revision (empty) to 0005 (head)",
+        f"migrated {empty_pg_url} from revision (empty) to {SCHEMA_HEAD} (head)",
+        f"migrated {models} from revision (empty) to {SCHEMA_HEAD} (head)",
     ]
     append_cart_events(empty_pg_url)
 
