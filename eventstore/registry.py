@@ -91,6 +91,15 @@ class EventRegistry:
         version = self._current.get(event_type)
         return None if version is None else self._classes[(event_type, version)]
 
+    def class_of(self, event_type: str, schema_version: int) -> type[Event] | None:
+        """The class registered for a stored type name and version, or None."""
+        return self._classes.get((event_type, schema_version))
+
+    def upcasts(self, event_type: str, schema_version: int) -> bool:
+        """Whether reading a stored event of this type and version goes through the
+        upcaster (it is not the type's current version)."""
+        return self.upcaster is not None and self._current.get(event_type) != schema_version
+
     def check_registered(self, event: Event) -> None:
         """Raise ``UnregisteredEvent`` unless the event's class is registered."""
         cls = type(event)

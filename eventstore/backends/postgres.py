@@ -103,6 +103,7 @@ from eventfold.eventstore.records import (
 )
 from eventfold.eventstore.registry import EventRegistry
 from eventfold.eventstore.shredder import Forgetting, Shredder
+from eventfold.eventstore.typed_stream import TypedStream, typed_stream
 from eventfold.eventstore.urls import masked
 
 NOTIFY_CHANNEL = "eventfold_events"
@@ -699,6 +700,22 @@ class PostgresEventStore:
                 _READ_FORWARDS, read.stream_id, read.low, read.high, read.as_of, read.limit
             )
         return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
+
+    async def read_typed_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
+        skip_unknown: bool = False,
+    ) -> TypedStream:
+        """The typed events of one stream (see ``EventStore.read_typed_stream``)."""
+        read = check_stream_read(stream_id, from_version, to_version, False, None, as_of)
+        rows = await self._read(
+            _READ_FORWARDS, read.stream_id, read.low, read.high, read.as_of, read.limit
+        )
+        return await typed_stream(self.registry, self._shredder, rows, _records, skip_unknown)
 
     async def read_all(
         self,

@@ -63,6 +63,7 @@ from eventfold.eventstore.import_batch import (
 from eventfold.eventstore.instrumentation import traced_append
 from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE, alembic_config
 from eventfold.eventstore.read_arguments import (
+    StreamRead,
     check_list_limit,
     check_log_read,
     check_stream_id_read,
@@ -85,6 +86,7 @@ from eventfold.eventstore.records import (
 from eventfold.eventstore.registry import EventRegistry
 from eventfold.eventstore.schema import events, streams
 from eventfold.eventstore.shredder import Forgetting, Shredder
+from eventfold.eventstore.typed_stream import TypedStream, typed_stream
 from eventfold.eventstore.urls import masked
 
 _EVENTS = events.name
@@ -386,6 +388,24 @@ class SqliteEventStore:
     ) -> list[RecordedEvent]:
         """Events of one stream (see ``EventStore.read_stream``)."""
         read = check_stream_read(stream_id, from_version, to_version, backwards, limit, as_of)
+        rows = await self._stream_rows(read, backwards)
+        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
+
+    async def read_typed_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
+        skip_unknown: bool = False,
+    ) -> TypedStream:
+        """The typed events of one stream (see ``EventStore.read_typed_stream``)."""
+        read = check_stream_read(stream_id, from_version, to_version, False, None, as_of)
+        rows = await self._stream_rows(read, False)
+        return await typed_stream(self.registry, self._shredder, rows, _records, skip_unknown)
+
+    async def _stream_rows(self, read: StreamRead, backwards: bool) -> list[Any]:
         sql = [
             f"SELECT {_COLUMNS} FROM {_EVENTS} "
             "WHERE stream_id = ? AND stream_version BETWEEN ? AND ?"
@@ -398,8 +418,7 @@ class SqliteEventStore:
         if read.limit is not None:
             sql.append("LIMIT ?")
             params.append(read.limit)
-        rows = await self._fetch(" ".join(sql), params)
-        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
+        return await self._fetch(" ".join(sql), params)
 
     async def read_all(
         self,
