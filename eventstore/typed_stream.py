@@ -1,11 +1,11 @@
 """A stream read for a fold: typed events decoded one by one, most straight from JSON text.
 
-An aggregate load needs each event's type, version and data, nothing of the envelope. A
-row stored at its type's current version, of a type without personal data, is validated
-from its JSON text by pydantic (``validate_json``: no ``RecordedEvent``, no intermediate
-dict). Rows an upcaster carries forward or whose sealed values must be opened go through
-the store's ordinary read (``RecordedEvent``, ``registry.upcast``, ``registry.decode``),
-and so does a fast row that does not validate, so every error is the one ``decode`` raises.
+An aggregate load needs each event's type, version and data, nothing of the envelope, so
+no ``RecordedEvent`` is built. A row stored at its type's current version is validated
+from its JSON text by pydantic (``validate_json``: no intermediate dict); a row of an
+older version is parsed and carried forward by the upcaster. Rows of types with personal
+data go through the store's ordinary read (sealed values must be opened first), and so
+does any row that fails, so every error is the one ``registry.decode`` raises.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pydantic
+import pydantic_core
 
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.records import RecordedEvent
@@ -59,14 +60,19 @@ class TypedStream:
     def __iter__(self) -> Iterator[Event]:
         registry = self._registry
         decode = registry.decode
-        skip_unknown = self._skip_unknown
+        upcasts = registry.upcasts
         class_of = registry.class_of
+        skip_unknown = self._skip_unknown
         for item in self._items:
             if isinstance(item, RecordedEvent):
                 if not skip_unknown or registry.is_known(item):
                     yield decode(item)
                 continue
-            cls = class_of(item[_TYPE], item[_SCHEMA])
+            event_type, schema_version = item[_TYPE], item[_SCHEMA]
+            if upcasts(event_type, schema_version):
+                yield from self._upcast(item)
+                continue
+            cls = class_of(event_type, schema_version)
             if cls is None:
                 if not skip_unknown:
                     yield decode(self._to_record(item))  # raises UnknownEventType
@@ -79,6 +85,40 @@ class TypedStream:
             else:
                 yield event
 
+    def _upcast(self, row: Row) -> list[Event]:
+        """The events of a row of an older version: its parsed data carried forward by the
+        upcaster, each shape validated (all of a split's before any is folded)."""
+        registry = self._registry
+        upcaster = registry.upcaster
+        assert upcaster is not None
+        try:
+            data = pydantic_core.from_json(row[_DATA])
+        except ValueError:
+            data = None
+        if type(data) is dict:
+            events: list[Event] = []
+            for event_type, schema_version, shape in upcaster.upcast(
+                row[_TYPE], row[_SCHEMA], data
+            ):
+                cls = registry.class_of(event_type, schema_version)
+                if cls is None and self._skip_unknown:
+                    continue
+                if cls is None:
+                    break
+                try:
+                    events.append(cls.__pydantic_validator__.validate_python(shape))
+                except pydantic.ValidationError:
+                    break
+            else:
+                return events
+        # Damaged JSON, an unknown shape or data that does not validate: the ordinary
+        # path (record, upcast, decode) raises the error it always did.
+        skip_unknown = self._skip_unknown
+        return [
+            registry.decode(record) for record in registry.upcast(self._to_record(row))
+            if not skip_unknown or registry.is_known(record)
+        ]
+
 
 async def typed_stream(
     registry: EventRegistry,
@@ -87,22 +127,17 @@ async def typed_stream(
     to_records: Callable[[list[Row]], list[RecordedEvent]],
     skip_unknown: bool,
 ) -> TypedStream:
-    """The rows of a stream read as a ``TypedStream``: rows that need an upcaster or whose
-    type may hold personal data become records here, in their place (``to_records``, then
-    opened by the shredder and upcast, as ``read_stream`` does); the others stay rows."""
-    upcasts = registry.upcasts
+    """The rows of a stream read as a ``TypedStream``: rows of types that may hold personal
+    data become records here, in their place (``to_records``, then opened by the shredder
+    and upcast, as ``read_stream`` does); the others stay rows."""
     personal_types = shredder.personal_types()
-
-    def slow(row: Row) -> bool:
-        return upcasts(row[_TYPE], row[_SCHEMA]) or row[_TYPE] in personal_types
-
     items: list[RecordedEvent | Row] = list(rows)
-    slow_rows = [row for row in rows if slow(row)]
-    if slow_rows:
-        opened = iter(await shredder.reveal(to_records(slow_rows)))
+    sealed = [row for row in rows if row[_TYPE] in personal_types]
+    if sealed:
+        opened = iter(await shredder.reveal(to_records(sealed)))
         items = []
         for row in rows:
-            if slow(row):
+            if row[_TYPE] in personal_types:
                 items.extend(registry.upcast(next(opened)))
             else:
                 items.append(row)
