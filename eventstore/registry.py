@@ -156,25 +156,33 @@ class EventRegistry:
         ``EventDecodeError`` (naming the fields) when the data does not validate, or when
         the stored row could not be read at all (``record.corrupt``).
         """
-        if record.corrupt is not None:
+        return self.decode_stored(
+            record.stream_id, record.stream_version, record.position, record.event_type,
+            record.schema_version, record.data, record.corrupt,
+        )
+
+    def decode_stored(
+        self, stream_id: str, stream_version: int, position: int, event_type: str,
+        schema_version: int, data: dict[str, Any], corrupt: str | None = None,
+    ) -> Event:
+        """``decode`` of a stored event given by its parts rather than a record."""
+        if corrupt is not None:
             raise EventDecodeError(
-                record.event_type, record.schema_version, record.stream_id, record.position,
-                record.corrupt, stream_version=record.stream_version, corrupt=True,
+                event_type, schema_version, stream_id, position, corrupt,
+                stream_version=stream_version, corrupt=True,
             )
-        cls = self._classes.get((record.event_type, record.schema_version))
+        cls = self._classes.get((event_type, schema_version))
         if cls is None:
-            raise UnknownEventType(
-                record.event_type, record.schema_version, record.stream_id, record.position
-            )
+            raise UnknownEventType(event_type, schema_version, stream_id, position)
         try:
             # The validator itself: model_validate only forwards to it, but passing its
             # seven keyword arguments on costs about as much as validating a small event.
-            event: Event = cls.__pydantic_validator__.validate_python(record.data)
+            event: Event = cls.__pydantic_validator__.validate_python(data)
             return event
         except pydantic.ValidationError as exc:
             raise EventDecodeError(
-                record.event_type, record.schema_version, record.stream_id, record.position,
-                _describe(exc), stream_version=record.stream_version,
+                event_type, schema_version, stream_id, position, _describe(exc),
+                stream_version=stream_version,
             ) from exc
 
     def is_known(self, record: RecordedEvent) -> bool:

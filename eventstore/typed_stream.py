@@ -1,31 +1,33 @@
 """A stream read for a fold: typed events decoded one by one, most straight from JSON text.
 
-An aggregate load needs each event's type, version and data, nothing of the envelope, so
-no ``RecordedEvent`` is built. A row stored at its type's current version is validated
-from its JSON text by pydantic (``validate_json``: no intermediate dict); a row of an
-older version is parsed and carried forward by the upcaster. Rows of types with personal
-data go through the store's ordinary read (sealed values must be opened first), and so
-does any row that fails, so every error is the one ``registry.decode`` raises.
+An aggregate load needs each event's type, version and data, nothing of the envelope: the
+backends read just those columns (``FoldRow``) and build no ``RecordedEvent``. A row
+stored at its type's current version is validated from its JSON text by pydantic
+(``validate_json``: no intermediate dict); a row of an older version is parsed and carried
+forward by the upcaster. A row that fails either way is decoded again as ``read_stream``
+and ``registry.decode`` would, so every error is the one they raise. Metadata is not read:
+a damaged metadata cell does not fail a load. A stream holding types with personal data
+is read as ``read_stream`` reads it (its sealed values must be opened first).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import pydantic
 import pydantic_core
 
+from eventfold.eventstore.encoding import decode_rows
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.records import RecordedEvent
 from eventfold.eventstore.registry import EventRegistry
 from eventfold.eventstore.shredder import Shredder
 
-Row = Sequence[Any]
-"""A stored row in the read columns' order: event_id, stream_id, stream_version,
-transaction_id, position, event_type, schema_version, data (JSON text), metadata (JSON
-text), recorded_at."""
-_VERSION, _TYPE, _SCHEMA, _DATA = 2, 5, 6, 7
+FoldRow = Sequence[Any]
+"""A stored row as a fold reads it: stream_version, position, event_type, schema_version,
+data (JSON text)."""
+_VERSION, _POSITION, _TYPE, _SCHEMA, _DATA = range(5)
 
 
 class TypedStream:
@@ -38,24 +40,16 @@ class TypedStream:
     def __init__(
         self,
         registry: EventRegistry,
-        items: list[RecordedEvent | Row],
+        stream_id: str,
+        items: Sequence[RecordedEvent | FoldRow],
         version: int,
-        to_record: Callable[[Row], RecordedEvent],
         skip_unknown: bool,
     ) -> None:
         self._registry = registry
+        self._stream_id = stream_id
         self._items = items
         self.version = version
-        self._to_record = to_record
         self._skip_unknown = skip_unknown
-
-    @classmethod
-    def of_records(
-        cls, registry: EventRegistry, records: list[RecordedEvent], version: int,
-        skip_unknown: bool,
-    ) -> TypedStream:
-        """A ``TypedStream`` of records already opened and upcast (the memory store)."""
-        return cls(registry, list(records), version, _no_rows, skip_unknown)
 
     def __iter__(self) -> Iterator[Event]:
         registry = self._registry
@@ -75,17 +69,16 @@ class TypedStream:
             cls = class_of(event_type, schema_version)
             if cls is None:
                 if not skip_unknown:
-                    yield decode(self._to_record(item))  # raises UnknownEventType
+                    yield from self._decoded(item)  # raises UnknownEventType
                 continue
             try:
                 event: Event = cls.__pydantic_validator__.validate_json(item[_DATA])
             except pydantic.ValidationError:
-                # Bad JSON or data: the ordinary decode raises the error it always did.
-                yield decode(self._to_record(item))
+                yield from self._decoded(item)  # raises the error decode always did
             else:
                 yield event
 
-    def _upcast(self, row: Row) -> list[Event]:
+    def _upcast(self, row: FoldRow) -> list[Event]:
         """The events of a row of an older version: its parsed data carried forward by the
         upcaster, each shape validated (all of a split's before any is folded)."""
         registry = self._registry
@@ -111,41 +104,45 @@ class TypedStream:
                     break
             else:
                 return events
-        # Damaged JSON, an unknown shape or data that does not validate: the ordinary
-        # path (record, upcast, decode) raises the error it always did.
-        skip_unknown = self._skip_unknown
+        return self._decoded(row)
+
+    def _decoded(self, row: FoldRow) -> list[Event]:
+        """The row decoded the ordinary way (parse, upcast unless damaged, decode): for rows
+        the fast ways could not read, so that the error is the ordinary one."""
+        registry = self._registry
+        [data], _, [corrupt] = decode_rows([(row[_DATA], "{}")], 0)
+        shapes = [(row[_TYPE], row[_SCHEMA], data)]
+        if corrupt is None and registry.upcaster is not None and registry.upcasts(
+            row[_TYPE], row[_SCHEMA]
+        ):
+            shapes = registry.upcaster.upcast(row[_TYPE], row[_SCHEMA], data)
         return [
-            registry.decode(record) for record in registry.upcast(self._to_record(row))
-            if not skip_unknown or registry.is_known(record)
+            registry.decode_stored(
+                self._stream_id, row[_VERSION], row[_POSITION], event_type, schema_version,
+                shape, corrupt,
+            )
+            for event_type, schema_version, shape in shapes
+            if not self._skip_unknown or registry.class_of(event_type, schema_version)
         ]
 
 
 async def typed_stream(
     registry: EventRegistry,
     shredder: Shredder,
-    rows: list[Row],
-    to_records: Callable[[list[Row]], list[RecordedEvent]],
+    stream_id: str,
+    rows: list[FoldRow],
+    read_records: Callable[[int, int], Awaitable[list[RecordedEvent]]],
     skip_unknown: bool,
 ) -> TypedStream:
-    """The rows of a stream read as a ``TypedStream``: rows of types that may hold personal
-    data become records here, in their place (``to_records``, then opened by the shredder
-    and upcast, as ``read_stream`` does); the others stay rows."""
+    """The rows of a stream read as a ``TypedStream``. When a row's type may hold personal
+    data, the stream's rows are read again as records (``read_records(first, last)``
+    versions, which ``read_stream`` opens and upcasts) instead."""
+    if not rows:
+        return TypedStream(registry, stream_id, (), 0, skip_unknown)
+    first, last = rows[0][_VERSION], rows[-1][_VERSION]
     personal_types = shredder.personal_types()
-    items: list[RecordedEvent | Row] = list(rows)
-    sealed = [row for row in rows if row[_TYPE] in personal_types]
-    if sealed:
-        opened = iter(await shredder.reveal(to_records(sealed)))
-        items = []
-        for row in rows:
-            if row[_TYPE] in personal_types:
-                items.extend(registry.upcast(next(opened)))
-            else:
-                items.append(row)
-    return TypedStream(
-        registry, items, rows[-1][_VERSION] if rows else 0,
-        lambda row: to_records([row])[0], skip_unknown,
-    )
-
-
-def _no_rows(row: Row) -> RecordedEvent:
-    raise AssertionError("a TypedStream of records holds no rows")
+    if personal_types and any(row[_TYPE] in personal_types for row in rows):
+        return TypedStream(
+            registry, stream_id, await read_records(first, last), last, skip_unknown
+        )
+    return TypedStream(registry, stream_id, rows, last, skip_unknown)

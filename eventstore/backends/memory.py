@@ -175,7 +175,7 @@ class MemoryEventStore:
         )
         # The version of the last stored event read, which a split's records share.
         version = records[-1].stream_version if records else 0
-        return TypedStream.of_records(self.registry, records, version, skip_unknown)
+        return TypedStream(self.registry, stream_id, records, version, skip_unknown)
 
     async def read_all(
         self,

@@ -227,6 +227,14 @@ WHERE stream_id = $1 AND stream_version <= $2 AND stream_version >= $3
 ORDER BY stream_version DESC LIMIT $5
 """
 
+# What a fold reads of each event (see ``TypedStream``): no envelope, no metadata.
+_READ_FOR_FOLD = """
+SELECT stream_version, position, event_type, schema_version, data::text FROM eventfold_events
+WHERE stream_id = $1 AND stream_version >= $2 AND stream_version <= $3
+  AND ($4::timestamptz IS NULL OR recorded_at <= $4)
+ORDER BY stream_version
+"""
+
 # The global log: strictly after the reader's position, and only below the oldest running
 # transaction that could write events (VISIBLE_BELOW, evaluated once per statement), so
 # that an event committing later with a lower position is not passed over. Both conditions
@@ -712,10 +720,16 @@ class PostgresEventStore:
     ) -> TypedStream:
         """The typed events of one stream (see ``EventStore.read_typed_stream``)."""
         read = check_stream_read(stream_id, from_version, to_version, False, None, as_of)
-        rows = await self._read(
-            _READ_FORWARDS, read.stream_id, read.low, read.high, read.as_of, read.limit
+        rows = await self._read(_READ_FOR_FOLD, read.stream_id, read.low, read.high, read.as_of)
+
+        async def records(first: int, last: int) -> list[RecordedEvent]:
+            return await self.read_stream(
+                stream_id, from_version=first, to_version=last, as_of=as_of
+            )
+
+        return await typed_stream(
+            self.registry, self._shredder, read.stream_id, rows, records, skip_unknown
         )
-        return await typed_stream(self.registry, self._shredder, rows, _records, skip_unknown)
 
     async def read_all(
         self,
