@@ -28,6 +28,8 @@ FoldRow = Sequence[Any]
 """A stored row as a fold reads it: stream_version, position, event_type, schema_version,
 data (JSON text)."""
 _VERSION, _POSITION, _TYPE, _SCHEMA, _DATA = range(5)
+_UPCAST = "upcast"
+_UNSEEN = "unseen"
 
 
 class TypedStream:
@@ -41,42 +43,49 @@ class TypedStream:
         self,
         registry: EventRegistry,
         stream_id: str,
-        items: Sequence[RecordedEvent | FoldRow],
         version: int,
         skip_unknown: bool,
+        *,
+        rows: Sequence[FoldRow] = (),
+        records: Sequence[RecordedEvent] = (),
     ) -> None:
         self._registry = registry
         self._stream_id = stream_id
-        self._items = items
         self.version = version
         self._skip_unknown = skip_unknown
+        self._rows = rows
+        self._records = records
 
     def __iter__(self) -> Iterator[Event]:
         registry = self._registry
-        decode = registry.decode
-        upcasts = registry.upcasts
-        class_of = registry.class_of
-        skip_unknown = self._skip_unknown
-        for item in self._items:
-            if isinstance(item, RecordedEvent):
-                if not skip_unknown or registry.is_known(item):
-                    yield decode(item)
-                continue
-            event_type, schema_version = item[_TYPE], item[_SCHEMA]
-            if upcasts(event_type, schema_version):
-                yield from self._upcast(item)
-                continue
-            cls = class_of(event_type, schema_version)
-            if cls is None:
-                if not skip_unknown:
-                    yield from self._decoded(item)  # raises UnknownEventType
-                continue
-            try:
-                event: Event = cls.__pydantic_validator__.validate_json(item[_DATA])
-            except pydantic.ValidationError:
-                yield from self._decoded(item)  # raises the error decode always did
+        for record in self._records:
+            if not self._skip_unknown or registry.is_known(record):
+                yield registry.decode(record)
+        # How each stored (type, version) reads, found once per iteration: its class,
+        # _UPCAST, or None (unknown).
+        ways: dict[tuple[str, int], type[Event] | str | None] = {}
+        for row in self._rows:
+            key = (row[_TYPE], row[_SCHEMA])
+            way = ways.get(key, _UNSEEN)
+            if way is _UNSEEN:
+                way = ways[key] = self._way(key)
+            if way is None:
+                if not self._skip_unknown:
+                    yield from self._decoded(row)  # raises UnknownEventType
+            elif isinstance(way, str):
+                yield from self._upcast(row)
             else:
-                yield event
+                try:
+                    event: Event = way.__pydantic_validator__.validate_json(row[_DATA])
+                except pydantic.ValidationError:
+                    yield from self._decoded(row)  # raises the error decode always did
+                else:
+                    yield event
+
+    def _way(self, key: tuple[str, int]) -> type[Event] | str | None:
+        if self._registry.upcasts(*key):
+            return _UPCAST
+        return self._registry.class_of(*key)
 
     def _upcast(self, row: FoldRow) -> list[Event]:
         """The events of a row of an older version: its parsed data carried forward by the
@@ -138,11 +147,10 @@ async def typed_stream(
     data, the stream's rows are read again as records (``read_records(first, last)``
     versions, which ``read_stream`` opens and upcasts) instead."""
     if not rows:
-        return TypedStream(registry, stream_id, (), 0, skip_unknown)
+        return TypedStream(registry, stream_id, 0, skip_unknown)
     first, last = rows[0][_VERSION], rows[-1][_VERSION]
     personal_types = shredder.personal_types()
     if personal_types and any(row[_TYPE] in personal_types for row in rows):
-        return TypedStream(
-            registry, stream_id, await read_records(first, last), last, skip_unknown
-        )
-    return TypedStream(registry, stream_id, rows, last, skip_unknown)
+        records = await read_records(first, last)
+        return TypedStream(registry, stream_id, last, skip_unknown, records=records)
+    return TypedStream(registry, stream_id, last, skip_unknown, rows=rows)

@@ -175,7 +175,7 @@ class MemoryEventStore:
         )
         # The version of the last stored event read, which a split's records share.
         version = records[-1].stream_version if records else 0
-        return TypedStream(self.registry, stream_id, records, version, skip_unknown)
+        return TypedStream(self.registry, stream_id, version, skip_unknown, records=records)
 
     async def read_all(
         self,
