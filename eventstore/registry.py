@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import pydantic
 
@@ -34,6 +34,17 @@ class Upcaster(Protocol):
 
     def stored_types_of(self, event_types: Iterable[str]) -> set[str]:
         """The stored type names that may read as one of ``event_types`` (themselves too)."""
+        ...
+
+
+@runtime_checkable
+class FreshUpcaster(Upcaster, Protocol):
+    """An upcaster that can skip copying data its caller owns alone (``Upcasters``)."""
+
+    def upcast_fresh(
+        self, event_type: str, schema_version: int, data: dict[str, Any]
+    ) -> list[StoredShape]:
+        """``upcast`` of data no one else holds (just parsed): steps may take it as is."""
         ...
 
 

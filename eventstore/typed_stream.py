@@ -21,7 +21,7 @@ import pydantic_core
 from eventfold.eventstore.encoding import decode_rows
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.records import RecordedEvent
-from eventfold.eventstore.registry import EventRegistry
+from eventfold.eventstore.registry import EventRegistry, FreshUpcaster, StoredShape
 from eventfold.eventstore.shredder import Shredder
 
 FoldRow = Sequence[Any]
@@ -55,6 +55,7 @@ class TypedStream:
         self._skip_unknown = skip_unknown
         self._rows = rows
         self._records = records
+        self._upcast_fresh: Callable[[str, int, dict[str, Any]], list[StoredShape]] | None = None
 
     def __iter__(self) -> Iterator[Event]:
         registry = self._registry
@@ -91,17 +92,21 @@ class TypedStream:
         """The events of a row of an older version: its parsed data carried forward by the
         upcaster, each shape validated (all of a split's before any is folded)."""
         registry = self._registry
-        upcaster = registry.upcaster
-        assert upcaster is not None
+        upcast = self._upcast_fresh
+        if upcast is None:
+            # Parsed data belongs to the load alone: an upcaster that can skip its copy does.
+            upcaster = registry.upcaster
+            assert upcaster is not None
+            upcast = self._upcast_fresh = (
+                upcaster.upcast_fresh if isinstance(upcaster, FreshUpcaster) else upcaster.upcast
+            )
         try:
             data = pydantic_core.from_json(row[_DATA])
         except ValueError:
             data = None
         if type(data) is dict:
             events: list[Event] = []
-            for event_type, schema_version, shape in upcaster.upcast(
-                row[_TYPE], row[_SCHEMA], data
-            ):
+            for event_type, schema_version, shape in upcast(row[_TYPE], row[_SCHEMA], data):
                 cls = registry.class_of(event_type, schema_version)
                 if cls is None and self._skip_unknown:
                     continue
@@ -154,3 +159,4 @@ async def typed_stream(
         records = await read_records(first, last)
         return TypedStream(registry, stream_id, last, skip_unknown, records=records)
     return TypedStream(registry, stream_id, last, skip_unknown, rows=rows)
+
