@@ -26,7 +26,6 @@ from eventfold.aggregates.errors import (
 )
 from eventfold.eventstore.backoff import Backoff
 from eventfold.eventstore.errors import ConcurrencyError
-from eventfold.eventstore.event import Event
 from eventfold.eventstore.ids import keyed_event_ids, new_event_id
 from eventfold.eventstore.instrumentation import traced
 from eventfold.eventstore.protocol import EventStore
@@ -34,10 +33,8 @@ from eventfold.eventstore.records import (
     NO_STREAM,
     AppendResult,
     NewEvent,
-    RecordedEvent,
     category_of,
 )
-from eventfold.eventstore.registry import EventRegistry
 from eventfold.snapshots.protocol import Snapshot, SnapshotFold, SnapshotStore
 
 A = TypeVar("A", bound=Aggregate)
@@ -115,14 +112,23 @@ class Repository:
             # of a time always fold from the start.
             aggregate = await self._from_snapshot(cls, id, stream_id, version)
         from_version = aggregate.version + 1 if aggregate is not None else None
-        records = await self.store.read_stream(
-            stream_id, from_version=from_version, to_version=version, as_of=as_of
+        events = await self.store.read_typed_stream(
+            stream_id, from_version=from_version, to_version=version, as_of=as_of,
+            skip_unknown=self.skip_unknown if skip_unknown is None else skip_unknown,
         )
         if aggregate is None:
-            if not records:
+            if not events.version:
                 raise AggregateNotFound(cls, id, stream_id, version=version, as_of=as_of)
             aggregate = cls(id)
-        self._apply(aggregate, records, skip_unknown)
+        if events.version:
+            # Folded as they are decoded: each event is garbage once applied, so a long
+            # stream never holds all its typed events at once (fewer objects for the cyclic
+            # garbage collector to walk). An event that does not decode raises midway; the
+            # half-folded aggregate is dropped with the error.
+            aggregate._fold(events)
+            # Skipped and split events still advance the version: it is the stream's, and
+            # the next save must expect it.
+            aggregate.version = events.version
         return aggregate
 
     async def _from_snapshot(
@@ -154,27 +160,6 @@ class Repository:
         except SnapshotStateError as exc:
             logger.warning("ignoring snapshot, folding all events instead: %s", exc)
             return None
-
-    def _apply(self, aggregate: Aggregate, records: list[RecordedEvent], skip: bool | None) -> None:
-        if not records:
-            return
-        skip_unknown = self.skip_unknown if skip is None else skip
-        registry = self.store.registry
-        decode = registry.decode
-        if skip_unknown:
-            events: Iterable[Event] = (
-                decode(record) for record in records if _known(registry, record)
-            )
-        else:
-            events = map(decode, records)
-        # Folded as they are decoded: each event is garbage once applied, so a long stream
-        # never holds all its typed events at once (fewer objects for the cyclic garbage
-        # collector to walk, which cost a third of a 10,000-event load). A record that does
-        # not decode raises midway; the half-folded aggregate is dropped with the error.
-        aggregate._fold(events)
-        # Skipped and split events still advance the version: it is the stream's, and the
-        # next save must expect it.
-        aggregate.version = records[-1].stream_version
 
     async def save(
         self,
@@ -402,16 +387,6 @@ class Repository:
             return await self.capture_snapshot(cls, stream_id[len(category) + 1:])
 
         return fold
-
-
-def _known(registry: EventRegistry, record: RecordedEvent) -> bool:
-    if registry.is_known(record):
-        return True
-    logger.debug(
-        "skipping unknown event type %r v%s (stream %r, position %s)",
-        record.event_type, record.schema_version, record.stream_id, record.position,
-    )
-    return False
 
 
 async def _run(command: Callable[[A], object], aggregate: A) -> None:

@@ -23,6 +23,7 @@ from eventfold.eventstore.records import (
 )
 from eventfold.eventstore.registry import EventRegistry
 from eventfold.eventstore.shredder import Forgetting
+from eventfold.eventstore.typed_stream import TypedStream
 
 
 @runtime_checkable
@@ -86,6 +87,20 @@ class EventStore(Protocol):
         """Events of one stream, forwards from ``from_version`` (default: the first) or
         backwards from it (default: the last), up to ``to_version`` inclusive, and only
         those recorded at or before ``as_of`` when given."""
+        ...
+
+    async def read_typed_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
+        skip_unknown: bool = False,
+    ) -> TypedStream:
+        """The typed events of one stream, forwards, for a fold: ``read_stream``'s events
+        decoded by the registry as they are iterated (see ``TypedStream``), most straight
+        from their stored JSON. ``skip_unknown`` passes over types the registry lacks."""
         ...
 
     async def read_all(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import pydantic
 
@@ -34,6 +34,17 @@ class Upcaster(Protocol):
 
     def stored_types_of(self, event_types: Iterable[str]) -> set[str]:
         """The stored type names that may read as one of ``event_types`` (themselves too)."""
+        ...
+
+
+@runtime_checkable
+class FreshUpcaster(Upcaster, Protocol):
+    """An upcaster that can skip copying data its caller owns alone (``Upcasters``)."""
+
+    def upcast_fresh(
+        self, event_type: str, schema_version: int, data: dict[str, Any]
+    ) -> list[StoredShape]:
+        """``upcast`` of data no one else holds (just parsed): steps may take it as is."""
         ...
 
 
@@ -91,6 +102,15 @@ class EventRegistry:
         version = self._current.get(event_type)
         return None if version is None else self._classes[(event_type, version)]
 
+    def class_of(self, event_type: str, schema_version: int) -> type[Event] | None:
+        """The class registered for a stored type name and version, or None."""
+        return self._classes.get((event_type, schema_version))
+
+    def upcasts(self, event_type: str, schema_version: int) -> bool:
+        """Whether reading a stored event of this type and version goes through the
+        upcaster (it is not the type's current version)."""
+        return self.upcaster is not None and self._current.get(event_type) != schema_version
+
     def check_registered(self, event: Event) -> None:
         """Raise ``UnregisteredEvent`` unless the event's class is registered."""
         cls = type(event)
@@ -147,25 +167,33 @@ class EventRegistry:
         ``EventDecodeError`` (naming the fields) when the data does not validate, or when
         the stored row could not be read at all (``record.corrupt``).
         """
-        if record.corrupt is not None:
+        return self.decode_stored(
+            record.stream_id, record.stream_version, record.position, record.event_type,
+            record.schema_version, record.data, record.corrupt,
+        )
+
+    def decode_stored(
+        self, stream_id: str, stream_version: int, position: int, event_type: str,
+        schema_version: int, data: dict[str, Any], corrupt: str | None = None,
+    ) -> Event:
+        """``decode`` of a stored event given by its parts rather than a record."""
+        if corrupt is not None:
             raise EventDecodeError(
-                record.event_type, record.schema_version, record.stream_id, record.position,
-                record.corrupt, stream_version=record.stream_version, corrupt=True,
+                event_type, schema_version, stream_id, position, corrupt,
+                stream_version=stream_version, corrupt=True,
             )
-        cls = self._classes.get((record.event_type, record.schema_version))
+        cls = self._classes.get((event_type, schema_version))
         if cls is None:
-            raise UnknownEventType(
-                record.event_type, record.schema_version, record.stream_id, record.position
-            )
+            raise UnknownEventType(event_type, schema_version, stream_id, position)
         try:
             # The validator itself: model_validate only forwards to it, but passing its
             # seven keyword arguments on costs about as much as validating a small event.
-            event: Event = cls.__pydantic_validator__.validate_python(record.data)
+            event: Event = cls.__pydantic_validator__.validate_python(data)
             return event
         except pydantic.ValidationError as exc:
             raise EventDecodeError(
-                record.event_type, record.schema_version, record.stream_id, record.position,
-                _describe(exc), stream_version=record.stream_version,
+                event_type, schema_version, stream_id, position, _describe(exc),
+                stream_version=stream_version,
             ) from exc
 
     def is_known(self, record: RecordedEvent) -> bool:

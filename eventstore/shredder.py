@@ -156,7 +156,7 @@ class Shredder:
     async def reveal(self, records: Sequence[RecordedEvent]) -> Sequence[RecordedEvent]:
         """The records with personal values opened, or their placeholders where the key is
         destroyed. Records of types without personal data pass untouched."""
-        types = self._personal_types()
+        types = self.personal_types()
         if not types:
             return records
         found = [
@@ -191,7 +191,7 @@ class Shredder:
             opened[index] = _opened(records[index], secrets)
         return opened
 
-    def _personal_types(self) -> frozenset[str]:
+    def personal_types(self) -> frozenset[str]:
         """Stored type names that may hold sealed values: types with personal fields and
         the names upcasters carry into them."""
         size, types = self._types

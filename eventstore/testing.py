@@ -748,6 +748,29 @@ class EventStoreConformance:
         finally:
             store.registry = original
 
+    async def test_the_typed_stream_reads_as_read_stream_and_decode(
+        self, store: EventStore
+    ) -> None:
+        await store.append("Cart-1", [ItemAdded(sku="a", quantity=2), ItemRemoved(sku="a")])
+        await store.append("Cart-1", [ItemAdded(sku="b", quantity=3)])
+        original = store.registry
+        store.registry = EventRegistry([ItemAddedV2, ItemDropped], upcaster=_AddSource())
+        try:
+            for first, last in ((None, None), (2, None), (None, 2), (3, 3)):
+                records = await store.read_stream("Cart-1", from_version=first, to_version=last)
+                typed = await store.read_typed_stream(
+                    "Cart-1", from_version=first, to_version=last
+                )
+                assert typed.version == records[-1].stream_version
+                assert list(typed) == [store.registry.decode(record) for record in records]
+            empty = await store.read_typed_stream("Cart-9")
+            assert (empty.version, list(empty)) == (0, [])
+            store.registry = EventRegistry([ItemDropped], upcaster=_AddSource())
+            skipping = await store.read_typed_stream("Cart-1", skip_unknown=True)
+            assert (skipping.version, list(skipping)) == (3, [ItemDropped(sku="a")])
+        finally:
+            store.registry = original
+
     # --- looking events up: by id, by correlation; the horizon -------------------------------
 
     async def test_read_event_finds_an_event_wherever_it_lies(self, store: EventStore) -> None:

@@ -66,12 +66,13 @@ class UpcasterStep:
         """The stored ``(type, version)`` this step reads."""
         return (self.event_type, self.version)
 
-    def apply(self, data: JSONObject) -> list[StoredShape]:
-        """The shapes this one step makes of ``data``; ``data`` itself is never changed."""
+    def apply(self, data: JSONObject, *, copy: bool = True) -> list[StoredShape]:
+        """The shapes this one step makes of ``data``; ``data`` itself is never changed
+        (``copy=False``: the caller owns ``data`` alone and hands it over)."""
         # User functions get their own deep copy: the stored record (and the memory
         # backend's log) must never change because an upcaster edited its argument.
         try:
-            return self._run(_copy_json(data))
+            return self._run(_copy_json(data) if copy else data)
         except UpcasterError:
             raise
         except Exception as exc:  # a user's function: say which step and which event failed
@@ -280,12 +281,25 @@ class Upcasters:
         class, ``EventRegistry.decode`` raises ``UnknownEventType`` naming the stored type,
         version, stream and position (and a tolerant reader can skip it).
         """
+        return self._upcast(event_type, schema_version, data, copy=True)
+
+    def upcast_fresh(
+        self, event_type: str, schema_version: int, data: JSONObject
+    ) -> list[StoredShape]:
+        """``upcast`` of data the caller owns alone (just parsed from the stored JSON): the
+        first step takes it without the copy that protects data held elsewhere."""
+        return self._upcast(event_type, schema_version, data, copy=False)
+
+    def _upcast(
+        self, event_type: str, schema_version: int, data: JSONObject, *, copy: bool
+    ) -> list[StoredShape]:
         if (event_type, schema_version) not in self._steps:
             return [(event_type, schema_version, data)]
         out: list[StoredShape] = []
         # Depth-first with an explicit stack, so that a split's events come out in the
         # order the split returned them, each followed through its own chain. Registration
-        # refuses cycles, so this always ends.
+        # refuses cycles, so this always ends. Only the first step may skip the copy: what
+        # a step returns may share objects with whatever the user's function holds.
         pending: list[StoredShape] = [(event_type, schema_version, data)]
         while pending:
             shape = pending.pop()
@@ -293,7 +307,8 @@ class Upcasters:
             if found is None:
                 out.append(shape)
             else:
-                pending.extend(reversed(found.apply(shape[2])))
+                pending.extend(reversed(found.apply(shape[2], copy=copy)))
+                copy = True
         return out
 
     # -- introspection --------------------------------------------------------------------

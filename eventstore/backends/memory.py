@@ -47,6 +47,7 @@ from eventfold.eventstore.records import (
 )
 from eventfold.eventstore.registry import EventRegistry
 from eventfold.eventstore.shredder import Forgetting, Shredder
+from eventfold.eventstore.typed_stream import TypedStream
 
 
 class MemoryEventStore:
@@ -167,6 +168,22 @@ class MemoryEventStore:
         if read.limit is not None:
             selected = selected[:read.limit]
         return self.registry.upcast_all(await self._shredder.reveal(selected))
+
+    async def read_typed_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
+        skip_unknown: bool = False,
+    ) -> TypedStream:
+        records = await self.read_stream(
+            stream_id, from_version=from_version, to_version=to_version, as_of=as_of
+        )
+        # The version of the last stored event read, which a split's records share.
+        version = records[-1].stream_version if records else 0
+        return TypedStream(self.registry, stream_id, version, skip_unknown, records=records)
 
     async def read_all(
         self,

@@ -104,6 +104,7 @@ from eventfold.eventstore.records import (
 )
 from eventfold.eventstore.registry import EventRegistry
 from eventfold.eventstore.shredder import Forgetting, Shredder
+from eventfold.eventstore.typed_stream import TypedStream, typed_stream
 from eventfold.eventstore.urls import masked
 
 NOTIFY_CHANNEL = "eventfold_events"
@@ -194,18 +195,11 @@ ORDER BY b.ord
 
 _STREAM_VERSION = _STREAM_LAST
 
-# Every read statement runs in a short read-only transaction of its own that turns
-# sequential scans off for that transaction alone (SET LOCAL; the sessions keep the server's
-# settings, so nobody else who uses the pool gets them). Why not by query shape: asyncpg
-# prepares each statement, and after five runs PostgreSQL caches a generic plan. Planned
-# while the events table is empty or small (and analyzed), the cheapest plan is rightly a
-# sequential scan, and no ORDER BY/LIMIT or keyset shape changes that (an empty table costs
-# nothing to scan); the cached plan then scans the whole table on every read while the
-# table grows, until autoanalyze re-plans it. Plans cached under the setting stay on the
-# indexes (tests/postgres/test_read_plans.py: empty, small and large tables). The cost is
-# two short round trips per read, no parsing and no planning: custom plans for each read
-# (unnamed statements) would cost one round trip and a parse and plan each.
-_ON_INDEXES = "BEGIN READ ONLY; SET LOCAL enable_seqscan = off"
+# Read statements are prepared, one round trip each, and after five runs PostgreSQL caches
+# a generic plan. Planned on an empty or small table it is a sequential scan (the cheapest
+# plan there, and harmless); the store's ANALYZE once its writes grew the table tenfold
+# (``_analyze``), or autovacuum's, makes every session plan again, on the indexes
+# (tests/postgres/test_read_plans.py).
 
 # JSON leaves as text and is parsed once in Python; xid8 leaves as bigint (no asyncpg codec).
 _COLUMNS = (
@@ -225,6 +219,14 @@ SELECT {_COLUMNS} FROM eventfold_events
 WHERE stream_id = $1 AND stream_version <= $2 AND stream_version >= $3
   AND ($4::timestamptz IS NULL OR recorded_at <= $4)
 ORDER BY stream_version DESC LIMIT $5
+"""
+
+# What a fold reads of each event (see ``TypedStream``): no envelope, no metadata.
+_READ_FOR_FOLD = """
+SELECT stream_version, position, event_type, schema_version, data::text FROM eventfold_events
+WHERE stream_id = $1 AND stream_version >= $2 AND stream_version <= $3
+  AND ($4::timestamptz IS NULL OR recorded_at <= $4)
+ORDER BY stream_version
 """
 
 # The global log: strictly after the reader's position, and only below the oldest running
@@ -709,14 +711,36 @@ class PostgresEventStore:
         """Events of one stream (see ``EventStore.read_stream``)."""
         read = check_stream_read(stream_id, from_version, to_version, backwards, limit, as_of)
         if backwards:
-            rows = await self._read(
+            rows = await self._fetch(
                 _READ_BACKWARDS, read.stream_id, read.high, read.low, read.as_of, read.limit
             )
         else:
-            rows = await self._read(
+            rows = await self._fetch(
                 _READ_FORWARDS, read.stream_id, read.low, read.high, read.as_of, read.limit
             )
         return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
+
+    async def read_typed_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
+        skip_unknown: bool = False,
+    ) -> TypedStream:
+        """The typed events of one stream (see ``EventStore.read_typed_stream``)."""
+        read = check_stream_read(stream_id, from_version, to_version, False, None, as_of)
+        rows = await self._fetch(_READ_FOR_FOLD, read.stream_id, read.low, read.high, read.as_of)
+
+        async def records(first: int, last: int) -> list[RecordedEvent]:
+            return await self.read_stream(
+                stream_id, from_version=first, to_version=last, as_of=as_of
+            )
+
+        return await typed_stream(
+            self.registry, self._shredder, read.stream_id, rows, records, skip_unknown
+        )
 
     async def read_all(
         self,
@@ -733,14 +757,14 @@ class PostgresEventStore:
             self.registry.stored_types(read.event_types)
         )
         if read.partition is not None:
-            rows = await self._read(
+            rows = await self._fetch(
                 _READ_ALL_OF_PARTITION, str(transaction_id), position, read.limit, types,
                 read.partition[1], read.partition[0],
             )
         elif types is None:
-            rows = await self._read(_READ_ALL, str(transaction_id), position, read.limit)
+            rows = await self._fetch(_READ_ALL, str(transaction_id), position, read.limit)
         else:
-            rows = await self._read(
+            rows = await self._fetch(
                 _READ_ALL_OF_TYPES, str(transaction_id), position, read.limit, types,
             )
         return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
@@ -773,7 +797,7 @@ class PostgresEventStore:
         low = "" if after is None else after + "\x01"
         found: list[StreamInfo] = []
         if category is None:
-            rows = await self._read(_LIST_ALL_STREAMS, low, limit)
+            rows = await self._fetch(_LIST_ALL_STREAMS, low, limit)
         elif "-" in category or limit == 0:
             return []  # a category is the part of an id before its first "-"
         else:
@@ -784,7 +808,7 @@ class PostgresEventStore:
                 if head is not None:
                     found.append(StreamInfo(category, head[0], head[1]))
             prefix = category + "-"
-            rows = await self._read(
+            rows = await self._fetch(
                 _LIST_STREAMS_BELOW, max(low, prefix), limit - len(found), category + "."
             )
         found.extend(StreamInfo(row[0], row[1], row[2]) for row in rows)
@@ -792,7 +816,7 @@ class PostgresEventStore:
 
     async def read_event(self, event_id: uuid.UUID) -> list[RecordedEvent]:
         """The event with this id (see ``EventStore.read_event``)."""
-        rows = await self._read(_READ_EVENT, event_id)
+        rows = await self._fetch(_READ_EVENT, event_id)
         return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
 
     async def read_correlation(self, correlation_id: str) -> list[RecordedEvent]:
@@ -801,7 +825,7 @@ class PostgresEventStore:
             event_id: uuid.UUID | None = uuid.UUID(correlation_id)
         except ValueError:
             event_id = None
-        rows = await self._read(_READ_CORRELATION, correlation_id, event_id)
+        rows = await self._fetch(_READ_CORRELATION, correlation_id, event_id)
         return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
 
     async def horizon_holders(self) -> list[HorizonHolder]:
@@ -852,38 +876,9 @@ class PostgresEventStore:
         self._connections.give(conn)
         return rows
 
-    async def _read(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        """A read statement's rows, planned with sequential scans off (``_ON_INDEXES``)."""
-        conn = await self._take()
-        try:
-            await conn.execute(_ON_INDEXES)
-            rows: list[asyncpg.Record] = await conn.fetch(query, *args)
-            await conn.execute("COMMIT")
-        except BaseException as exc:
-            failure = await self._failed_reading(conn, exc)
-            if failure is exc:
-                raise
-            raise failure from exc
-        self._connections.give(conn)
-        return rows
-
     async def _read_row(self, query: str, *args: Any) -> asyncpg.Record | None:
-        rows = await self._read(query, *args)
+        rows = await self._fetch(query, *args)
         return rows[0] if rows else None
-
-    async def _failed_reading(self, conn: asyncpg.Connection, exc: BaseException) -> BaseException:
-        """``_failed`` for a statement of ``_read``: its transaction ends first. A statement
-        the server refused is rolled back; after anything else (a cancellation, a lost
-        connection) the connection is closed, so the pool never hands out a session
-        left inside the read's transaction (its reset sends nothing: ``_keep_session``)."""
-        if isinstance(exc, asyncpg.PostgresError) and not is_unavailable(exc):
-            try:
-                await conn.execute("ROLLBACK")
-            except BaseException:
-                conn.terminate()
-        else:
-            conn.terminate()
-        return await self._failed(conn, exc)
 
     # -- waiting for events --------------------------------------------------------------
 

@@ -56,7 +56,7 @@ def session_settings(idle_in_transaction_timeout: float) -> dict[str, str]:
     reads, so a forgotten one would stall all projections (docs/operations.md).
 
     No planner setting: the pool is shared with whoever the store lends it to, and the
-    store keeps its own statements on their indexes itself (``postgres._ON_INDEXES``).
+    store's statements move to the indexes by the ANALYZE it runs (``postgres._analyze``).
     """
     milliseconds = max(0, round(idle_in_transaction_timeout * 1000))
     return {

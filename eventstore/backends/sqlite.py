@@ -64,6 +64,7 @@ from eventfold.eventstore.instrumentation import traced_append
 from eventfold.eventstore.keys import KeyStore
 from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE, alembic_config
 from eventfold.eventstore.read_arguments import (
+    StreamRead,
     check_list_limit,
     check_log_read,
     check_stream_id_read,
@@ -87,6 +88,7 @@ from eventfold.eventstore.records import (
 from eventfold.eventstore.registry import EventRegistry
 from eventfold.eventstore.schema import events, streams
 from eventfold.eventstore.shredder import Forgetting, Shredder
+from eventfold.eventstore.typed_stream import TypedStream, typed_stream
 from eventfold.eventstore.urls import masked
 
 _EVENTS = events.name
@@ -97,6 +99,8 @@ _COLUMNS = (
     "event_id, stream_id, stream_version, transaction_id, position, event_type, "
     "schema_version, data, metadata, recorded_at"
 )
+_FOLD_COLUMNS = "stream_version, position, event_type, schema_version, data"
+"""What a fold reads of each event (see ``TypedStream``): no envelope, no metadata."""
 
 # One statement both bumps the stream's version and tells the writer where the log ends:
 # the new version minus the batch size is the version the expected-version check needs,
@@ -394,20 +398,45 @@ class SqliteEventStore:
     ) -> list[RecordedEvent]:
         """Events of one stream (see ``EventStore.read_stream``)."""
         read = check_stream_read(stream_id, from_version, to_version, backwards, limit, as_of)
+        rows = await self._stream_rows(read, _COLUMNS)
+        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
+
+    async def read_typed_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
+        skip_unknown: bool = False,
+    ) -> TypedStream:
+        """The typed events of one stream (see ``EventStore.read_typed_stream``)."""
+        read = check_stream_read(stream_id, from_version, to_version, False, None, as_of)
+        rows = await self._stream_rows(read, _FOLD_COLUMNS)
+
+        async def records(first: int, last: int) -> list[RecordedEvent]:
+            return await self.read_stream(
+                stream_id, from_version=first, to_version=last, as_of=as_of
+            )
+
+        return await typed_stream(
+            self.registry, self._shredder, read.stream_id, rows, records, skip_unknown
+        )
+
+    async def _stream_rows(self, read: StreamRead, columns: str) -> list[Any]:
         sql = [
-            f"SELECT {_COLUMNS} FROM {_EVENTS} "
+            f"SELECT {columns} FROM {_EVENTS} "
             "WHERE stream_id = ? AND stream_version BETWEEN ? AND ?"
         ]
         params: list[Any] = [read.stream_id, read.low, read.high]
         if read.as_of is not None:
             sql.append("AND recorded_at <= ?")
             params.append(read.as_of.astimezone(UTC).strftime(_TIME_FORMAT))
-        sql.append("ORDER BY stream_version DESC" if backwards else "ORDER BY stream_version")
+        sql.append("ORDER BY stream_version DESC" if read.backwards else "ORDER BY stream_version")
         if read.limit is not None:
             sql.append("LIMIT ?")
             params.append(read.limit)
-        rows = await self._fetch(" ".join(sql), params)
-        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
+        return await self._fetch(" ".join(sql), params)
 
     async def read_all(
         self,

@@ -16,6 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
+import asyncpg
 import pytest
 from aggregate_backends import migrated_sqlite
 from hypothesis import HealthCheck, given, settings
@@ -252,3 +254,46 @@ def test_the_plans_reach_every_kind_of_stored_event() -> None:
         14, ["celsius", "pair", "pair", "kelvin"], ["a", "v1"], 3
     )
     assert _expected("m", plan, 4) == 4
+
+
+async def _damage(url: str, stream_id: str, version: int, data: str) -> None:
+    """Overwrite one stored row's data with ``data`` (JSON a reader cannot use)."""
+    if url.startswith("sqlite"):
+        async with aiosqlite.connect(url.removeprefix("sqlite:///")) as db:
+            await db.execute(
+                "UPDATE eventfold_events SET data = ? WHERE stream_id = ? AND stream_version = ?",
+                (data, stream_id, version),
+            )
+            await db.commit()
+        return
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "UPDATE eventfold_events SET data = $1::jsonb "
+            "WHERE stream_id = $2 AND stream_version = $3",
+            data, stream_id, version,
+        )
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("data", ["[1, 2]", '"text"', '{"step": 1}'])
+async def test_a_current_row_that_cannot_be_read_fails_the_load_as_decode_does(
+    url: str, data: str
+) -> None:
+    # Current rows are validated straight from their JSON text; one that does not validate
+    # (not an object, or missing fields) raises the ordinary decode's error, word for word.
+    meter_id = uuid.uuid4().hex
+    stream_id = Meter.stream_id_for(meter_id)
+    await _write(url, stream_id, [("v2", 1, []), ("v2", 2, ["a"]), ("v2", 3, [])])
+    await _damage(url, stream_id, 2, data)
+    async with connect(url, _reader_registry()) as reader:
+        with pytest.raises(EventDecodeError) as by_hand:
+            for record in await reader.read_stream(stream_id):
+                reader.registry.decode(record)
+        with pytest.raises(EventDecodeError) as loaded:
+            await Repository(reader).get(Meter, meter_id)
+    assert str(loaded.value) == str(by_hand.value)
+    assert (loaded.value.stream_version, loaded.value.corrupt) == (
+        2, by_hand.value.corrupt
+    )

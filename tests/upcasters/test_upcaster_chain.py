@@ -14,6 +14,7 @@ from upcaster_samples import (
 )
 
 from eventfold.eventstore import EventfoldError, EventRegistry, EventTypeError, StoredShape
+from eventfold.eventstore.registry import FreshUpcaster
 from eventfold.upcasters import (
     DuplicateUpcaster,
     InvalidUpcasterChain,
@@ -58,6 +59,15 @@ class TestSteps:
         upcasters.step("OrderPlaced", 1, nested)
         assert stored == V1
         assert nested == nested_before
+
+    def test_fresh_data_is_handed_to_the_first_step_without_a_copy(self) -> None:
+        # A load owns the data it just parsed: the first step may take it as is; the
+        # result is the one upcast gives.
+        upcasters = build_upcasters()
+        fresh = copy.deepcopy(V1)
+        assert upcasters.upcast_fresh("OrderPlaced", 1, fresh) == [("OrderPlaced", 3, V3)]
+        assert fresh == {**V1, "currency": "EUR"}  # add_currency assigned into it
+        assert isinstance(upcasters, FreshUpcaster)
 
     def test_one_step_at_a_time(self) -> None:
         upcasters = build_upcasters()
