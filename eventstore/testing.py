@@ -397,7 +397,7 @@ class EventStoreConformance:
         self, store: EventStore
     ) -> None:
         shared = NewEvent(ItemAdded(sku="a"))
-        with pytest.raises(InvalidAppend, match="Cart-1.*Cart-2"):
+        with pytest.raises(InvalidAppend, match=r"Cart-1.*Cart-2"):
             await store.append_streams([
                 StreamAppend("Cart-1", [shared]), StreamAppend("Cart-2", [shared]),
             ])
