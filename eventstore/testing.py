@@ -346,6 +346,19 @@ class EventStoreConformance:
         ]
         assert await store.stream_version("Cart-2") == 0
 
+    async def test_append_streams_expecting_a_version_beyond_any_stream_is_a_conflict(
+        self, store: EventStore
+    ) -> None:
+        with pytest.raises(StreamsConflict) as caught:
+            await store.append_streams([
+                StreamAppend("Cart-1", _added(1), expected_version=2**31),
+                StreamAppend("Cart-2", _added(1)),
+            ])
+        assert [(c.stream_id, c.expected, c.actual) for c in caught.value.conflicts] == [
+            ("Cart-1", 2**31, 0),
+        ]
+        assert await store.committed_head() == START
+
     async def test_append_streams_again_returns_the_original_results(
         self, store: EventStore
     ) -> None:
