@@ -683,12 +683,24 @@ class PostgresEventStore:
         its part expects it; ``StreamsConflict`` naming every stream that is not."""
         stored: list[list[StoredFacts | None]] = []
         actual: dict[str, int] = {}
-        for part in parts:
-            rows = await self._fetch(
-                _SETTLE, part.stream_id, [item.event_id for item in part.batch]
-            )
-            actual[part.stream_id] = int(rows[0][1])
-            stored.append([None if row[0] is None else StoredFacts(*row[0]) for row in rows])
+        conn = await self._take()
+        try:
+            # One snapshot for every part: a concurrent call is seen whole or not at all.
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                for part in parts:
+                    rows = await conn.fetch(
+                        _SETTLE, part.stream_id, [item.event_id for item in part.batch]
+                    )
+                    actual[part.stream_id] = int(rows[0][1])
+                    stored.append(
+                        [None if row[0] is None else StoredFacts(*row[0]) for row in rows]
+                    )
+        except BaseException as exc:
+            failure = await self._failed(conn, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        self._connections.give(conn)
         replay = replayed_call(parts, stored)
         if replay is None and (conflict := conflicts(parts, actual)) is not None:
             raise conflict

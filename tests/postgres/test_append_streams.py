@@ -179,3 +179,23 @@ async def test_a_call_waiting_behind_a_stream_lock_writes_whole_after_it(
             StreamAppend("C-1", [Deposited(amount=5)]),
         ])
     assert await pg_store.stream_version("C-1") == 0
+
+
+async def test_the_same_call_sent_at_once_from_two_stores_is_stored_once(
+    pg_store: PostgresEventStore, pg_clean_url: str
+) -> None:
+    other = await PostgresEventStore.open(pg_clean_url, pg_store.registry, max_size=4)
+    try:
+        for round_ in range(20):
+            call = [
+                StreamAppend(f"{name}-{round_}", [NewEvent(Deposited(amount=round_))])
+                for name in ("B", "A", "C")
+            ]
+            first, second = await asyncio.gather(
+                pg_store.append_streams(call), other.append_streams(call)
+            )
+            assert first == second
+            for part in call:
+                assert await pg_store.stream_version(part.stream_id) == 1
+    finally:
+        await other.close()
