@@ -15,7 +15,7 @@ import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from eventfold.aggregates.aggregate import Aggregate, check_aggregate
 from eventfold.aggregates.errors import (
@@ -33,6 +33,7 @@ from eventfold.eventstore.records import (
     NO_STREAM,
     AppendResult,
     NewEvent,
+    StreamAppend,
     category_of,
 )
 from eventfold.snapshots.protocol import Snapshot, SnapshotFold, SnapshotStore
@@ -161,13 +162,33 @@ class Repository:
             logger.warning("ignoring snapshot, folding all events instead: %s", exc)
             return None
 
+    @overload
     async def save(
         self,
         aggregate: Aggregate,
+        /,
         *,
         metadata: Mapping[str, Any] | None = None,
         idempotency_key: uuid.UUID | None = None,
-    ) -> AppendResult | None:
+    ) -> AppendResult | None: ...
+
+    @overload
+    async def save(
+        self,
+        aggregate: Aggregate,
+        other: Aggregate,
+        /,
+        *more: Aggregate,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: uuid.UUID | None = None,
+    ) -> list[AppendResult | None]: ...
+
+    async def save(
+        self,
+        *aggregates: Aggregate,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: uuid.UUID | None = None,
+    ) -> AppendResult | list[AppendResult | None] | None:
         """Append the aggregate's pending events, expecting the version it was loaded at.
 
         Returns the append's result, or None when nothing was pending. Raises
@@ -175,8 +196,14 @@ class Repository:
         or use ``update``). Event ids are assigned once per pending event, so calling
         ``save`` again after a lost reply does not store the events twice.
 
+        Several aggregates (``save(order, stock)``) are saved as one unit of work with
+        ``EventStore.append_streams``: every aggregate's events or none, each expecting
+        its own loaded version; ``StreamsConflict`` (a ``ConcurrencyError``) names every
+        stream that moved on. The results line up with the aggregates.
+
         ``idempotency_key`` (a client's request id) gives the events ids derived from it
-        (``keyed_event_ids``), so the same command saved again under the same key, even
+        (``keyed_event_ids``, over all the aggregates' events in the order given), so the
+        same command saved again under the same key, even
         from a fresh load or another process, stores nothing new and returns the original
         result. When the key already holds other events the store raises
         ``DuplicateEventId`` and nothing is written. When they were stored before this
@@ -184,27 +211,54 @@ class Repository:
         loaded version) the aggregate in hand has them applied twice: reload it, as
         ``update`` does.
         """
-        self._check(type(aggregate))
-        pending = aggregate._pending
-        if not pending:
-            return None
-        if idempotency_key is None:
-            ids = aggregate._event_ids(new_event_id)
-        else:
-            ids = keyed_event_ids(idempotency_key, len(pending))
+        if not aggregates:
+            raise TypeError("save() takes at least one aggregate")
+        for aggregate in aggregates:
+            self._check(type(aggregate))
         meta: Mapping[str, Any] = dict(metadata) if metadata else {}
-        batch = [
-            NewEvent(event, event_id, meta) for event, event_id in zip(pending, ids, strict=True)
+        keyed = None if idempotency_key is None else iter(keyed_event_ids(
+            idempotency_key, sum(len(aggregate._pending) for aggregate in aggregates)
+        ))
+        batches: list[list[NewEvent]] = []
+        for aggregate in aggregates:
+            ids = (
+                aggregate._event_ids(new_event_id) if keyed is None
+                else [next(keyed) for _ in aggregate._pending]
+            )
+            batches.append([
+                NewEvent(event, event_id, meta)
+                for event, event_id in zip(aggregate._pending, ids, strict=True)
+            ])
+        if len(aggregates) == 1:
+            [aggregate], [batch] = aggregates, batches
+            if not batch:
+                return None
+            result = await self.store.append(
+                aggregate.stream_id, batch, expected_version=aggregate.version or NO_STREAM
+            )
+            await self._saved(aggregate, result)
+            return result
+        parts = [
+            StreamAppend(aggregate.stream_id, batch, aggregate.version or NO_STREAM)
+            for aggregate, batch in zip(aggregates, batches, strict=True) if batch
         ]
+        results = iter(await self.store.append_streams(parts) if parts else [])
+        saved: list[AppendResult | None] = []
+        for aggregate, batch in zip(aggregates, batches, strict=True):
+            if not batch:
+                saved.append(None)
+                continue
+            written = next(results)
+            await self._saved(aggregate, written)
+            saved.append(written)
+        return saved
+
+    async def _saved(self, aggregate: Aggregate, result: AppendResult) -> None:
         previous = aggregate.version
-        result = await self.store.append(
-            aggregate.stream_id, batch, expected_version=previous or NO_STREAM
-        )
         aggregate._mark_saved(result.version)
         # A replayed batch (result.version <= previous) was snapshotted when first saved.
         if self.snapshots is not None and result.version > previous:
             await self._after_save(aggregate, previous, result.version)
-        return result
 
     async def _after_save(self, aggregate: Aggregate, previous: int, version: int) -> None:
         assert self.snapshots is not None

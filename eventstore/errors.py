@@ -22,6 +22,32 @@ class ConcurrencyError(EventfoldError):
         )
 
 
+class StreamsConflict(ConcurrencyError):
+    """Streams of one ``append_streams`` call were not at the versions it expected;
+    nothing of the call was written.
+
+    ``conflicts`` holds one ``ConcurrencyError`` per such stream, in stream id order; the
+    error's own ``stream_id``, ``expected`` and ``actual`` are the first one's, so code
+    that catches ``ConcurrencyError`` keeps working.
+    """
+
+    def __init__(self, conflicts: list[ConcurrencyError]) -> None:
+        self.conflicts = tuple(sorted(conflicts, key=lambda conflict: conflict.stream_id))
+        first = self.conflicts[0]
+        self.stream_id = first.stream_id
+        self.expected = first.expected
+        self.actual = first.actual
+        named = "; ".join(
+            f"{conflict.stream_id!r} is at version {conflict.actual}, expected "
+            f"{conflict.expected!r}"
+            for conflict in self.conflicts
+        )
+        EventfoldError.__init__(
+            self,
+            f"nothing was written: {named}. Reload the streams and retry the command",
+        )
+
+
 class DuplicateEventId(EventfoldError):
     """An event id of the batch is already stored with another event.
 

@@ -19,6 +19,7 @@ from eventfold.eventstore.records import (
     HorizonHolder,
     NewEvent,
     RecordedEvent,
+    StreamAppend,
     StreamInfo,
 )
 from eventfold.eventstore.registry import EventRegistry
@@ -57,6 +58,21 @@ class EventStore(Protocol):
         not at ``expected_version``; nothing of the batch is written then. Re-appending
         events whose ids are already stored, in the same stream and order, is a no-op that
         returns the original result.
+        """
+        ...
+
+    async def append_streams(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append to several streams as one unit: every stream's batch, or none.
+
+        Each ``StreamAppend`` keeps its own expected version; when any stream is not
+        where its part expects it, ``StreamsConflict`` (a ``ConcurrencyError``) names
+        every such stream with its expected and actual version, and nothing is written.
+        The results line up with ``appends``. The call's events are one transaction in
+        the global log, contiguous, stream by stream in stream id order. A stream may
+        appear once per call, and arguments are checked as ``append`` checks them,
+        before anything is written. Sending the same call again after a lost reply
+        stores nothing and returns the original results; a call of which only some parts
+        are stored raises ``DuplicateEventId``.
         """
         ...
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -157,6 +157,16 @@ class AppendResult:
     def global_position(self) -> GlobalPosition:
         """The position of the batch's last event."""
         return GlobalPosition(self.transaction_id, self.last_position)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAppend:
+    """One stream's part of ``EventStore.append_streams``: its events and the version
+    it must be at (as ``append``'s ``expected_version``)."""
+
+    stream_id: str
+    events: Sequence[NewEvent | Event]
+    expected_version: ExpectedVersion = ANY
 
 
 @dataclass(frozen=True, slots=True)

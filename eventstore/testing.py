@@ -34,6 +34,7 @@ from eventfold.eventstore.errors import (
     ImportRefused,
     InvalidAppend,
     InvalidRead,
+    StreamsConflict,
     UnregisteredEvent,
 )
 from eventfold.eventstore.event import Event
@@ -48,6 +49,7 @@ from eventfold.eventstore.records import (
     HorizonHolder,
     NewEvent,
     RecordedEvent,
+    StreamAppend,
     partition_of,
 )
 from eventfold.eventstore.registry import EventRegistry, StoredShape
@@ -287,6 +289,136 @@ class EventStoreConformance:
             isinstance(o, ConcurrencyError) for o in outcomes if isinstance(o, BaseException)
         )
         assert [e.stream_version for e in await store.read_stream("Cart-1")] == [1, 2]
+
+    # --- appending to several streams at once -------------------------------------------
+
+    async def test_append_streams_writes_every_stream_in_one_transaction(
+        self, store: EventStore
+    ) -> None:
+        await store.append("Cart-2", _added(1))
+        results = await store.append_streams([
+            StreamAppend("Cart-2", _added(2), expected_version=1),
+            StreamAppend("Cart-1", _added(1), expected_version=NO_STREAM),
+            StreamAppend("Order-1", _added(3), expected_version=ANY),
+        ])
+        assert [(r.stream_id, r.version) for r in results] == [
+            ("Cart-2", 3), ("Cart-1", 1), ("Order-1", 3),
+        ]
+        assert len({r.transaction_id for r in results}) == 1
+        await _until_visible(store)
+        log = await _read_whole_log(store)
+        # After the first append, the call's events follow on one another, stream by
+        # stream in stream id order, each where its result says.
+        assert [(r.stream_id, r.stream_version) for r in log[1:]] == [
+            ("Cart-1", 1), ("Cart-2", 2), ("Cart-2", 3),
+            ("Order-1", 1), ("Order-1", 2), ("Order-1", 3),
+        ]
+        assert [r.position for r in log[1:]] == sorted(r.position for r in log[1:])
+        for result in results:
+            stored = [r for r in log if r.stream_id == result.stream_id]
+            assert stored[-1].global_position == result.global_position
+            assert stored[-1].stream_version == result.version
+        assert [store.registry.decode(r) for r in await store.read_stream("Order-1")] == (
+            _added(3)
+        )
+
+    async def test_append_streams_writes_nothing_on_a_conflict_and_names_every_stream(
+        self, store: EventStore
+    ) -> None:
+        await store.append("Cart-1", _added(2))
+        await store.append("Cart-3", _added(1))
+        with pytest.raises(StreamsConflict) as caught:
+            await store.append_streams([
+                StreamAppend("Cart-3", _added(1), expected_version=NO_STREAM),
+                StreamAppend("Cart-2", _added(1), expected_version=NO_STREAM),
+                StreamAppend("Cart-1", _added(1), expected_version=1),
+                StreamAppend("Cart-4", _added(1), expected_version=STREAM_EXISTS),
+            ])
+        assert [(c.stream_id, c.expected, c.actual) for c in caught.value.conflicts] == [
+            ("Cart-1", 1, 2), ("Cart-3", NO_STREAM, 1), ("Cart-4", STREAM_EXISTS, 0),
+        ]
+        assert isinstance(caught.value, ConcurrencyError)
+        assert caught.value.stream_id == "Cart-1"
+        assert "'Cart-3' is at version 1" in str(caught.value)
+        await _until_visible(store)
+        assert [r.stream_id for r in await _read_whole_log(store)] == [
+            "Cart-1", "Cart-1", "Cart-3",
+        ]
+        assert await store.stream_version("Cart-2") == 0
+
+    async def test_append_streams_expecting_a_version_beyond_any_stream_is_a_conflict(
+        self, store: EventStore
+    ) -> None:
+        with pytest.raises(StreamsConflict) as caught:
+            await store.append_streams([
+                StreamAppend("Cart-1", _added(1), expected_version=2**31),
+                StreamAppend("Cart-2", _added(1)),
+            ])
+        assert [(c.stream_id, c.expected, c.actual) for c in caught.value.conflicts] == [
+            ("Cart-1", 2**31, 0),
+        ]
+        assert await store.committed_head() == START
+
+    async def test_append_streams_again_returns_the_original_results(
+        self, store: EventStore
+    ) -> None:
+        call = [
+            StreamAppend("Cart-1", [NewEvent(e) for e in _added(2)], expected_version=NO_STREAM),
+            StreamAppend("Cart-2", [NewEvent(e) for e in _added(1)], expected_version=NO_STREAM),
+        ]
+        first = await store.append_streams(call)
+        await store.append("Cart-1", _added(1))
+        assert await store.append_streams(call) == first
+        assert await store.stream_version("Cart-1") == 3
+        assert await store.stream_version("Cart-2") == 1
+
+    async def test_append_streams_partly_stored_is_a_clash(self, store: EventStore) -> None:
+        stored = NewEvent(ItemAdded(sku="a"))
+        await store.append("Cart-1", [stored])
+        with pytest.raises(DuplicateEventId) as caught:
+            await store.append_streams([
+                StreamAppend("Cart-1", [stored], expected_version=NO_STREAM),
+                StreamAppend("Cart-2", _added(1)),
+            ])
+        assert caught.value.event_id == stored.event_id
+        assert await store.stream_version("Cart-2") == 0
+
+    @pytest.mark.parametrize(
+        "appends",
+        [
+            [],
+            [StreamAppend("Cart-1", _added(1)), StreamAppend("Cart-1", _added(1))],
+            [StreamAppend("Cart-1", _added(1)), StreamAppend("", _added(1))],
+            [StreamAppend("Cart-1", _added(1)), StreamAppend("Cart-2", [])],
+            [StreamAppend("Cart-1", _added(1)), StreamAppend("Cart-2", _added(1), -1)],
+            [StreamAppend("Cart-1", _added(1)), ("Cart-2", _added(1))],
+            StreamAppend("Cart-1", _added(1)),
+        ],
+        ids=[
+            "no-streams", "stream-twice", "empty-stream-id", "empty-batch",
+            "negative-version", "not-a-stream-append", "not-a-list",
+        ],
+    )
+    async def test_append_streams_refuses_bad_input_before_writing(
+        self, store: EventStore, appends: Any
+    ) -> None:
+        with pytest.raises(InvalidAppend):
+            await store.append_streams(appends)
+        assert await store.committed_head() == START
+
+    async def test_append_streams_refuses_one_event_id_in_two_streams(
+        self, store: EventStore
+    ) -> None:
+        shared = NewEvent(ItemAdded(sku="a"))
+        with pytest.raises(InvalidAppend, match=r"Cart-1.*Cart-2"):
+            await store.append_streams([
+                StreamAppend("Cart-1", [shared]), StreamAppend("Cart-2", [shared]),
+            ])
+        with pytest.raises(UnregisteredEvent):
+            await store.append_streams([
+                StreamAppend("Cart-1", _added(1)), StreamAppend("Cart-2", [Unregistered()]),
+            ])
+        assert await store.committed_head() == START
 
     # --- idempotency ------------------------------------------------------------------------
 

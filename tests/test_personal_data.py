@@ -37,6 +37,7 @@ from eventfold.eventstore import (
     FORGOTTEN,
     EventRegistry,
     PersonalDataDefinitionError,
+    StreamAppend,
     SubjectForgotten,
     connect,
 )
@@ -253,6 +254,32 @@ async def test_a_retried_append_with_personal_data_is_still_a_no_op(url: str) ->
         first = await store.append("Customer-ada", batch)
         assert await store.append("Customer-ada", batch) == first
         assert len(await store.read_stream("Customer-ada")) == 1
+
+
+async def test_append_streams_seals_personal_data_as_append_does(url: str) -> None:
+    async with connect(url, EventRegistry([CustomerRegistered])) as store:
+        call = [
+            StreamAppend(f"Customer-{who}", [NewEvent(CustomerRegistered(
+                customer_id=who, name=name, email=email
+            ))])
+            for who, (name, email) in (("ada", ADA), ("alan", ALAN))
+        ]
+        first = await store.append_streams(call)
+        assert await store.append_streams(call) == first  # a retry is still a no-op
+        await store.forget("alan")
+        with pytest.raises(SubjectForgotten, match="'alan' was forgotten"):
+            await store.append_streams([
+                StreamAppend("Customer-ada", [CustomerRegistered(
+                    customer_id="ada", name=ADA[0], email=ADA[1]
+                )]),
+                StreamAppend("Customer-alan", [CustomerRegistered(
+                    customer_id="alan", name=ALAN[0], email=ALAN[1]
+                )]),
+            ])
+        assert await store.stream_version("Customer-ada") == 1
+        [ada] = await store.read_stream("Customer-ada")
+        assert ada.data["name"] == ADA[0]
+    assert await tables_holding(url, ADA[1].encode()) == []
 
 
 @pytest.mark.postgres

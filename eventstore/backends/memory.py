@@ -41,12 +41,19 @@ from eventfold.eventstore.records import (
     HorizonHolder,
     NewEvent,
     RecordedEvent,
+    StreamAppend,
     StreamInfo,
     category_of,
     partition_of,
 )
 from eventfold.eventstore.registry import EventRegistry
 from eventfold.eventstore.shredder import Forgetting, Shredder
+from eventfold.eventstore.stream_appends import (
+    check_appends,
+    conflicts,
+    in_call_order,
+    replayed_call,
+)
 from eventfold.eventstore.typed_stream import TypedStream
 
 
@@ -80,14 +87,7 @@ class MemoryEventStore:
         expected = check_expected_version(expected_version)
         batch = await self._shredder.seal(encode_batch(self.registry, stream_id, events))
         stream = self._streams.get(stream_id, [])
-        replay = replayed(stream_id, batch, [
-            None if (record := self._by_id.get(item.event_id)) is None else StoredFacts(
-                record.stream_id, record.stream_version, record.event_type, record.position,
-                record.transaction_id, record.schema_version, json.dumps(record.data),
-                json.dumps(record.metadata),
-            )
-            for item in batch
-        ])
+        replay = replayed(stream_id, batch, [self._stored_facts(item.event_id) for item in batch])
         if replay is not None:
             return replay
         actual = len(stream)
@@ -118,6 +118,64 @@ class MemoryEventStore:
         return AppendResult(
             stream_id, records[-1].stream_version, records[0].position, records[-1].position,
             transaction_id,
+        )
+
+    async def append_streams(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append to several streams as one unit (see ``EventStore.append_streams``)."""
+        parts = check_appends(self.registry, appends)
+        sealed = [
+            dataclasses.replace(part, batch=await self._shredder.seal(part.batch))
+            for part in parts
+        ]
+        replay = replayed_call(sealed, [
+            [self._stored_facts(item.event_id) for item in part.batch] for part in sealed
+        ])
+        if replay is not None:
+            return in_call_order(appends, replay)
+        conflict = conflicts(sealed, {
+            part.stream_id: len(self._streams.get(part.stream_id, [])) for part in sealed
+        })
+        if conflict is not None:
+            raise conflict
+        now = datetime.now(UTC)
+        transaction_id = len(self._log) + 1
+        results: dict[str, AppendResult] = {}
+        for part in sealed:
+            actual = len(self._streams.get(part.stream_id, []))
+            records = [
+                RecordedEvent(
+                    event_id=item.event_id,
+                    stream_id=part.stream_id,
+                    stream_version=actual + offset,
+                    transaction_id=transaction_id,
+                    position=len(self._log) + offset,
+                    event_type=item.event_type,
+                    schema_version=item.schema_version,
+                    data=json.loads(item.data),
+                    metadata=json.loads(item.metadata),
+                    recorded_at=now,
+                )
+                for offset, item in enumerate(part.batch, start=1)
+            ]
+            self._log.extend(records)
+            self._streams.setdefault(part.stream_id, []).extend(records)
+            self._by_id.update((record.event_id, record) for record in records)
+            results[part.stream_id] = AppendResult(
+                part.stream_id, records[-1].stream_version, records[0].position,
+                records[-1].position, transaction_id,
+            )
+        async with self._changed:
+            self._changed.notify_all()
+        return in_call_order(appends, results)
+
+    def _stored_facts(self, event_id: uuid.UUID) -> StoredFacts | None:
+        record = self._by_id.get(event_id)
+        if record is None:
+            return None
+        return StoredFacts(
+            record.stream_id, record.stream_version, record.event_type, record.position,
+            record.transaction_id, record.schema_version, json.dumps(record.data),
+            json.dumps(record.metadata),
         )
 
     async def import_events(self, records: Sequence[RecordedEvent]) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
@@ -57,6 +58,11 @@ from eventfold.eventstore.backends.postgres_group import (
     rows_by_stream,
 )
 from eventfold.eventstore.backends.postgres_keys import PostgresKeyStore
+from eventfold.eventstore.backends.postgres_streams import (
+    APPEND_STREAMS,
+    APPEND_STREAMS_LOCKED,
+    streams_arguments,
+)
 from eventfold.eventstore.encoding import (
     EncodedEvent,
     StoredFacts,
@@ -100,10 +106,18 @@ from eventfold.eventstore.records import (
     HorizonHolder,
     NewEvent,
     RecordedEvent,
+    StreamAppend,
     StreamInfo,
 )
 from eventfold.eventstore.registry import EventRegistry
 from eventfold.eventstore.shredder import Forgetting, Shredder
+from eventfold.eventstore.stream_appends import (
+    CheckedAppend,
+    check_appends,
+    conflicts,
+    in_call_order,
+    replayed_call,
+)
 from eventfold.eventstore.typed_stream import TypedStream, typed_stream
 from eventfold.eventstore.urls import masked
 
@@ -585,6 +599,114 @@ class PostgresEventStore:
             return [None for _ in group]
         self._connections.give(conn)
         return rows_by_stream(group, rows)
+
+    async def append_streams(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append to several streams as one unit in one statement (see
+        ``EventStore.append_streams`` and ``postgres_streams``)."""
+        parts = check_appends(self.registry, appends)
+        sealed = [
+            dataclasses.replace(part, batch=await self._shredder.seal(part.batch))
+            for part in parts
+        ]
+        # Versions are int4: a larger expected version matches no stream (-1 never does).
+        bounds = [
+            (-1, -1) if isinstance(part.expected, int) and part.expected > _INT4_MAX
+            else _version_bounds(part.expected)
+            for part in sealed
+        ]
+        args = streams_arguments(sealed, bounds)
+        rows = await self._insert_streams(sealed, APPEND_STREAMS, args)
+        if not rows:
+            # Nothing written: a conflict, a lost race, a stream's lock taken, or a replay.
+            # As for ``append``'s slow path: when every stream is where its part expects
+            # it, the call goes again behind every stream's exclusive lock.
+            replay = await self._settle_streams(sealed)
+            if replay is not None:
+                return in_call_order(appends, replay)
+            rows = await self._insert_streams(sealed, APPEND_STREAMS_LOCKED, args, locked=True)
+        if not rows:
+            replay = await self._settle_streams(sealed)
+            if replay is not None:
+                return in_call_order(appends, replay)
+            raise InvalidAppend(
+                f"the database wrote nothing for the append to streams "
+                f"{[part.stream_id for part in sealed]} (each as expected) and no other "
+                "append explains it: check triggers and rules on eventfold_events; nothing "
+                "was written"
+            )
+        self._announce()
+        if self._grew(len(rows)) and self._analysis is None:
+            self._analysis = asyncio.create_task(self._analyze_aside())
+        written: dict[str, list[asyncpg.Record]] = {part.stream_id: [] for part in sealed}
+        for row in rows:
+            written[row[3]].append(row)
+        return in_call_order(appends, {
+            stream_id: _result(stream_id, stream_rows) for stream_id, stream_rows in written.items()
+        })
+
+    async def _insert_streams(
+        self, parts: Sequence[CheckedAppend], query: str, args: tuple[Any, ...],
+        *, locked: bool = False,
+    ) -> list[asyncpg.Record]:
+        """Run an ``append_streams`` statement (``locked``: in a transaction that first
+        takes every stream's exclusive lock, in stream id order, so that two calls that
+        share streams queue in the same order and cannot deadlock): the inserted rows, or
+        none when it wrote nothing or a unique index refused it."""
+        conn = await self._take()
+        try:
+            if locked:
+                async with conn.transaction():
+                    for part in parts:
+                        await conn.execute(_LOCK_STREAM, part.stream_id)
+                    rows: list[asyncpg.Record] = await conn.fetch(query, *args)
+            else:
+                rows = await conn.fetch(query, *args)
+        except asyncpg.UniqueViolationError as exc:
+            self._connections.give(conn)
+            if exc.constraint_name not in (_EVENT_ID_CONSTRAINT, _STREAM_VERSION_CONSTRAINT):
+                raise
+            return []
+        except asyncpg.DataError as exc:
+            self._connections.give(conn)
+            raise InvalidAppend(
+                f"the database rejected the append to streams "
+                f"{[part.stream_id for part in parts]}: {exc}; nothing was written"
+            ) from exc
+        except BaseException as exc:
+            raise await self._failed(conn, exc) from exc
+        self._connections.give(conn)
+        return rows
+
+    async def _settle_streams(
+        self, parts: Sequence[CheckedAppend]
+    ) -> dict[str, AppendResult] | None:
+        """After an ``append_streams`` wrote nothing: the original results when the whole
+        call is stored as it was sent, None when none of it is and every stream is where
+        its part expects it; ``StreamsConflict`` naming every stream that is not."""
+        stored: list[list[StoredFacts | None]] = []
+        actual: dict[str, int] = {}
+        conn = await self._take()
+        try:
+            # One snapshot for every part: a concurrent call is seen whole or not at all.
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                for part in parts:
+                    rows = await conn.fetch(
+                        _SETTLE, part.stream_id, [item.event_id for item in part.batch]
+                    )
+                    actual[part.stream_id] = int(rows[0][1])
+                    stored.append(
+                        [None if row[0] is None else StoredFacts(*row[0]) for row in rows]
+                    )
+        except BaseException as exc:
+            failure = await self._failed(conn, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        self._connections.give(conn)
+        replay = replayed_call(parts, stored)
+        if replay is None and (conflict := conflicts(parts, actual)) is not None:
+            raise conflict
+        return replay
 
     async def _settle(
         self, stream_id: str, batch: list[EncodedEvent], expected: ExpectedVersion

@@ -20,6 +20,7 @@ is ordering it by position.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
@@ -81,6 +82,7 @@ from eventfold.eventstore.records import (
     HorizonHolder,
     NewEvent,
     RecordedEvent,
+    StreamAppend,
     StreamInfo,
     category_of,
     partition_of,
@@ -88,6 +90,13 @@ from eventfold.eventstore.records import (
 from eventfold.eventstore.registry import EventRegistry
 from eventfold.eventstore.schema import events, streams
 from eventfold.eventstore.shredder import Forgetting, Shredder
+from eventfold.eventstore.stream_appends import (
+    CheckedAppend,
+    check_appends,
+    conflicts,
+    in_call_order,
+    replayed_call,
+)
 from eventfold.eventstore.typed_stream import TypedStream, typed_stream
 from eventfold.eventstore.urls import masked
 
@@ -316,6 +325,42 @@ class SqliteEventStore:
             f"the database refused the append to {stream_id!r} ({refusal}); nothing was "
             f"written. Check triggers on the events table and that {_STREAMS}.version "
             "matches the stream's last event",
+        )
+
+    async def append_streams(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append to several streams as one unit (see ``EventStore.append_streams``): one
+        ``BEGIN IMMEDIATE`` transaction on the writer's thread, in turn with appends."""
+        parts = check_appends(self.registry, appends)
+        self._check_open()
+        sealed = [
+            dataclasses.replace(part, batch=await self._shredder.seal(part.batch))
+            for part in parts
+        ]
+        try:
+            outcome = await _on_thread(
+                self._writer, _append_streams, _sqlite(self._writer), self._upsert_stream,
+                sealed,
+            )
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: "no active connection"
+            raise self._unavailable(exc) from exc
+        if isinstance(outcome, dict):
+            self._appended.set()
+            self._appended = asyncio.Event()
+            return in_call_order(appends, outcome)
+        actual, stored, refusal = outcome
+        replay = replayed_call(sealed, [
+            _stored_facts(part.batch, rows) for part, rows in zip(sealed, stored, strict=True)
+        ])
+        if replay is not None:
+            return in_call_order(appends, replay)
+        conflict = conflicts(sealed, actual)
+        if conflict is not None:
+            raise conflict
+        raise StoreUnavailable(
+            self.url,
+            f"the database refused the append to streams {sorted(actual)} ({refusal}); "
+            f"nothing was written. Check triggers on the events table and that "
+            f"{_STREAMS}.version matches each stream's last event",
         )
 
     async def import_events(self, records: Sequence[RecordedEvent]) -> None:
@@ -666,6 +711,57 @@ def _append_group(
     return outcomes
 
 
+_StreamsRefused = tuple[dict[str, int], list[list[Any]], str | None]
+"""What an ``append_streams`` that did not happen reports: each stream's actual version,
+the stored rows of each part's event ids, and the refusing constraint, if any."""
+
+
+def _append_streams(
+    db: sqlite3.Connection, upsert_stream: str, parts: list[CheckedAppend]
+) -> dict[str, AppendResult] | _StreamsRefused:
+    """Every part in one transaction, run on the writer's thread, under one transaction
+    id (the call's first position). One part refused rolls them all back; what the caller
+    needs to say why is read under the same write lock first."""
+    stamp = datetime.now(UTC).strftime(_TIME_FORMAT)
+    written: dict[str, AppendResult] = {}
+    refused = False
+    refusal: str | None = None
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("SAVEPOINT eventfold_streams")
+        for part in parts:
+            transaction_id = next(iter(written.values())).transaction_id if written else None
+            try:
+                outcome = _append_one(
+                    db, upsert_stream, part.stream_id, part.batch, part.expected, stamp,
+                    transaction_id,
+                )
+            except sqlite3.IntegrityError as exc:
+                refused, refusal = True, str(exc)
+                break
+            if isinstance(outcome, AppendResult):
+                written[part.stream_id] = outcome
+            else:
+                refused = True  # the other parts still run, to name every conflict
+        if not refused:
+            db.commit()
+            return written
+        db.execute("ROLLBACK TO eventfold_streams")
+        marks = ", ".join("?" * len(parts))
+        actual = {part.stream_id: 0 for part in parts}
+        actual.update(db.execute(
+            f"SELECT stream_id, version FROM {_STREAMS} WHERE stream_id IN ({marks})",
+            [part.stream_id for part in parts],
+        ).fetchall())
+        stored = [_stored_rows(db, part.batch) for part in parts]
+        db.rollback()
+        return actual, stored, refusal
+    except BaseException:
+        if db.in_transaction:
+            db.rollback()
+        raise
+
+
 def _append_one(
     db: sqlite3.Connection,
     upsert_stream: str,
@@ -673,8 +769,10 @@ def _append_one(
     batch: list[EncodedEvent],
     expected: ExpectedVersion,
     stamp: str,
+    transaction_id: int | None = None,
 ) -> AppendResult | _Refused:
-    """One append inside the open transaction; a refusal is for the caller to roll back."""
+    """One append inside the open transaction; a refusal is for the caller to roll back.
+    Its transaction id is its first position unless it joins a call's (``transaction_id``)."""
     size = len(batch)
     ((version, head),) = db.execute(
         upsert_stream, (stream_id, category_of(stream_id), size, stamp)
@@ -683,15 +781,16 @@ def _append_one(
     if not _matches(expected, actual):
         return actual, [], None
     first = int(head) + 1
+    transaction = first if transaction_id is None else transaction_id
     db.executemany(
         _INSERT_EVENT,
         [
-            (first + offset, first, item.event_id.hex, stream_id, actual + offset + 1,
+            (first + offset, transaction, item.event_id.hex, stream_id, actual + offset + 1,
              item.event_type, item.schema_version, item.data, item.metadata, stamp)
             for offset, item in enumerate(batch)
         ],
     )
-    return AppendResult(stream_id, actual + size, first, first + size - 1, first)
+    return AppendResult(stream_id, actual + size, first, first + size - 1, transaction)
 
 
 # An import sets each stream's version to its last imported event's (the versions were
@@ -765,8 +864,13 @@ def _stored_rows(db: sqlite3.Connection, batch: list[EncodedEvent]) -> list[Any]
 
 def _replayed(stream_id: str, batch: list[EncodedEvent], rows: list[Any]) -> AppendResult | None:
     """``replayed`` over the rows of ``_stored_rows``."""
+    return replayed(stream_id, batch, _stored_facts(batch, rows))
+
+
+def _stored_facts(batch: list[EncodedEvent], rows: list[Any]) -> list[StoredFacts | None]:
+    """The rows of ``_stored_rows`` lined up with the batch (None: that id is not stored)."""
     by_id = {row[0]: StoredFacts(*row[1:]) for row in rows}
-    return replayed(stream_id, batch, [by_id.get(item.event_id.hex) for item in batch])
+    return [by_id.get(item.event_id.hex) for item in batch]
 
 
 _Pending = tuple[

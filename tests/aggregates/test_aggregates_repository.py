@@ -43,8 +43,10 @@ from eventfold.eventstore import (
     EventRegistry,
     EventStore,
     ExpectedVersion,
+    InvalidAppend,
     NewEvent,
     StoreUnavailable,
+    StreamsConflict,
     UnknownEventType,
     keyed_event_ids,
 )
@@ -153,6 +155,68 @@ async def test_a_save_retried_after_a_lost_reply_stores_the_events_once(
     assert result is not None and result.version == 2
     records = await store.read_stream("Order-7")
     assert [r.event_type for r in records] == ["OrderPlaced", "LineAdded"]
+
+
+async def test_saving_several_aggregates_writes_them_as_one_unit(repo: Repository) -> None:
+    await repo.create(Account, "1", lambda a: a.deposit(10))
+    source, target, idle = await repo.get(Account, "1"), Account("2"), Account("3")
+    source.withdraw(4)
+    target.deposit(4)
+    results = await repo.save(source, target, idle)
+    assert [(r.stream_id, r.version) if r else None for r in results] == [
+        ("Acct-1", 2), ("Acct-2", 1), None,
+    ]
+    assert results[0] is not None and results[1] is not None
+    assert results[0].transaction_id == results[1].transaction_id
+    assert (source.version, source.pending_events) == (2, ())
+    assert (await repo.get(Account, "2")).balance == 4
+
+
+async def test_saving_several_aggregates_writes_none_when_one_moved_on(
+    repo: Repository,
+) -> None:
+    await repo.create(Account, "1", lambda a: a.deposit(10))
+    source, target = await repo.get(Account, "1"), Account("2")
+    await repo.update(Account, "1", lambda a: a.deposit(1))
+    source.withdraw(4)
+    target.deposit(4)
+    with pytest.raises(ConcurrencyError) as caught:
+        await repo.save(source, target)
+    assert isinstance(caught.value, StreamsConflict)
+    assert [(c.stream_id, c.expected, c.actual) for c in caught.value.conflicts] == [
+        ("Acct-1", 1, 2),
+    ]
+    assert await repo.store.stream_version("Acct-2") == 0
+    assert target.pending_events == (Deposited(amount=4),), "a failed save keeps the events"
+
+
+async def test_saving_several_aggregates_under_a_key_stores_them_once(
+    repo: Repository,
+) -> None:
+    key = uuid.uuid4()
+
+    async def transfer() -> list[AppendResult | None]:
+        source, target = await repo.get(Account, "1"), Account("2")
+        source.withdraw(4)
+        target.deposit(4)
+        return await repo.save(source, target, idempotency_key=key)
+
+    await repo.create(Account, "1", lambda a: a.deposit(10))
+    first = await transfer()
+    assert [r.version for r in first if r] == [2, 1]
+    # Loaded afresh, the streams moved on; the call is stored already: nothing new.
+    assert await transfer() == first
+    stored = [r.event_id for r in await repo.store.read_stream("Acct-1")][1:]
+    stored += [r.event_id for r in await repo.store.read_stream("Acct-2")]
+    assert stored == keyed_event_ids(key, 2)
+
+
+async def test_saving_one_aggregate_twice_in_one_call_is_refused(repo: Repository) -> None:
+    account = Account("1")
+    account.deposit(1)
+    with pytest.raises(InvalidAppend, match="appears twice"):
+        await repo.save(account, account)
+    assert account.pending_events == (Deposited(amount=1),)
 
 
 async def test_create_refuses_an_existing_stream(repo: Repository) -> None:
