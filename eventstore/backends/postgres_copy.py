@@ -1,0 +1,151 @@
+"""The fast path of ``copy_store`` between two PostgreSQL stores: rows move and get
+checked on the servers, never decoded in Python.
+
+Each page of the source's log (``batch_size`` events in log order) streams as a binary
+``COPY ... TO STDOUT`` of the import columns straight into a ``COPY ... FROM STDIN`` on the
+target, one transaction per page (``PostgresEventStore.import_copied``), so the target
+gives the events its own positions and transaction ids in the source's order.
+``log_digest`` checks a whole log in pages of equal row counts, each page an MD5 the server
+computes over the same columns in log order (jsonb's text is canonical), so two logs
+holding the same events have the same digest whatever their positions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from eventfold.eventstore.backends.postgres import _IMPORT_COLUMNS, PostgresEventStore
+from eventfold.eventstore.horizon import VISIBLE_BELOW
+from eventfold.eventstore.records import START, GlobalPosition
+
+_COLUMNS = ", ".join(_IMPORT_COLUMNS)
+
+# The last event of the next page: ``$3`` events after ``$1, $2`` in log order, those
+# readers can see (below the horizon, where no transaction can add any more).
+_PAGE_END = f"""
+SELECT transaction_id::text::bigint, position FROM (
+    SELECT transaction_id, position FROM eventfold_events
+    WHERE (transaction_id, position) > ($1::text::xid8, $2)
+      AND transaction_id < {VISIBLE_BELOW}
+    ORDER BY transaction_id, position LIMIT $3
+) AS page
+ORDER BY transaction_id DESC, position DESC LIMIT 1
+"""
+
+# A page's count, last event and MD5 over what a copy keeps (not positions or
+# transaction ids); times as epoch seconds, which no session setting changes.
+_PAGE_DIGEST = f"""
+SELECT count(*), (array_agg(transaction_id::text::bigint ORDER BY transaction_id DESC,
+                            position DESC))[1],
+       (array_agg(position ORDER BY transaction_id DESC, position DESC))[1],
+       md5(string_agg(ROW(event_id, stream_id, stream_version, event_type, schema_version,
+                          data, metadata, extract(epoch FROM recorded_at))::text,
+                      E'\\n' ORDER BY transaction_id, position))
+FROM (
+    SELECT * FROM eventfold_events
+    WHERE (transaction_id, position) > ($1::text::xid8, $2)
+      AND transaction_id < {VISIBLE_BELOW}
+    ORDER BY transaction_id, position LIMIT $3
+) AS page
+"""
+
+
+def _page_query(after: GlobalPosition, last: GlobalPosition) -> str:
+    """The query whose ``COPY`` sends the events after ``after`` up to ``last`` (both
+    visible: nothing can join them) in log order; COPY takes no parameters, the bounds
+    are integers."""
+    return (
+        f"SELECT {_COLUMNS} FROM eventfold_events "
+        f"WHERE (transaction_id, position) > ('{int(after.transaction_id)}'::xid8, "
+        f"{int(after.position)}) "
+        f"AND (transaction_id, position) <= ('{int(last.transaction_id)}'::xid8, "
+        f"{int(last.position)}) "
+        "ORDER BY transaction_id, position"
+    )
+
+
+async def _streamed(conn: asyncpg.Connection, query: str) -> AsyncIterator[bytes]:
+    """The binary ``COPY`` of a query's rows as it comes; the COPY's error, if any, is
+    raised at its end."""
+    chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    async def put(chunk: bytes) -> None:
+        chunks.put_nowait(chunk)
+
+    async def produce() -> None:
+        try:
+            await conn.copy_from_query(query, output=put, format="binary")
+        finally:
+            chunks.put_nowait(None)
+
+    producer = asyncio.create_task(produce())
+    try:
+        while (chunk := await chunks.get()) is not None:
+            yield chunk
+        await producer
+    finally:
+        if not producer.done():
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
+
+
+async def copy_log(
+    source: PostgresEventStore,
+    target: PostgresEventStore,
+    *,
+    after: GlobalPosition,
+    batch_size: int,
+    on_page: Callable[[int, GlobalPosition], None],
+) -> int:
+    """Copy the source's events after ``after`` into the target, page by page, each page
+    in a transaction of its own; ``on_page(events written, last source position)`` after
+    each. Returns the events written."""
+    written = 0
+    async with source.pool.acquire() as conn:
+        while True:
+            row = await conn.fetchrow(
+                _PAGE_END, str(after.transaction_id), after.position, batch_size
+            )
+            if row is None:
+                return written
+            last = GlobalPosition(row[0], row[1])
+            written += await target.import_copied(_streamed(conn, _page_query(after, last)))
+            after = last
+            on_page(written, last)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerDigest:
+    """A log's count and checksum, as ``log_digest`` computes them."""
+
+    count: int
+    checksum: str
+
+
+async def log_digest(
+    store: PostgresEventStore, batch_size: int, on_page: Callable[[int], None]
+) -> ServerDigest:
+    """The count and checksum of a store's whole visible log, from an MD5 per page of
+    ``batch_size`` events the server computes; ``on_page(events so far)`` after each."""
+    digest = hashlib.sha256()
+    count = 0
+    after = START
+    async with store.pool.acquire() as conn:
+        while True:
+            row = await conn.fetchrow(
+                _PAGE_DIGEST, str(after.transaction_id), after.position, batch_size
+            )
+            assert row is not None
+            if not row[0]:
+                return ServerDigest(count, digest.hexdigest())
+            count += row[0]
+            digest.update(bytes.fromhex(row[3]))
+            after = GlobalPosition(row[1], row[2])
+            on_page(count)
