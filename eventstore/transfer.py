@@ -138,20 +138,28 @@ async def _copy_between_postgres(
     from eventfold.eventstore.backends.postgres import PostgresEventStore
 
     assert isinstance(source, PostgresEventStore) and isinstance(target, PostgresEventStore)
-    written = await postgres_copy.copy_log(
-        source, target, after=after, batch_size=batch_size,
-        on_page=lambda events, last: on_progress(
-            TransferProgress("copying", events, last.position, total)
-        ),
+    # The source's digest is computed while the target writes (another core's work).
+    source_digesting = asyncio.ensure_future(
+        postgres_copy.log_digest(source, batch_size, on_page=lambda _: None)
     )
-    await _visible(target, await target.committed_head())
-    source_digest, target_digest = await asyncio.gather(
-        postgres_copy.log_digest(source, batch_size, on_page=lambda _: None),
-        postgres_copy.log_digest(
-            target, batch_size,
-            on_page=lambda events: on_progress(
-                TransferProgress("verifying", events, events, None)
+    try:
+        written = await postgres_copy.copy_log(
+            source, target, after=after, batch_size=batch_size,
+            on_page=lambda events, last: on_progress(
+                TransferProgress("copying", events, last.position, total)
             ),
+        )
+    except BaseException:
+        source_digesting.cancel()
+        with contextlib.suppress(BaseException):
+            await source_digesting
+        raise
+    source_digest = await source_digesting
+    await _visible(target, await target.committed_head())
+    target_digest = await postgres_copy.log_digest(
+        target, batch_size,
+        on_page=lambda events: on_progress(
+            TransferProgress("verifying", events, events, source_digest.count)
         ),
     )
     return _compared(

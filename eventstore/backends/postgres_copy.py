@@ -38,20 +38,19 @@ SELECT transaction_id::text::bigint, position FROM (
 ORDER BY transaction_id DESC, position DESC LIMIT 1
 """
 
-# A page's count, last event and MD5 over what a copy keeps (not positions or
-# transaction ids); times as epoch seconds, which no session setting changes.
-_PAGE_DIGEST = f"""
-SELECT count(*), (array_agg(transaction_id::text::bigint ORDER BY transaction_id DESC,
-                            position DESC))[1],
-       (array_agg(position ORDER BY transaction_id DESC, position DESC))[1],
-       md5(string_agg(ROW(event_id, stream_id, stream_version, event_type, schema_version,
-                          data, metadata, extract(epoch FROM recorded_at))::text,
-                      E'\\n' ORDER BY transaction_id, position))
+# The count and MD5 of the events after ``$1, $2`` up to ``$3, $4`` in log order, over what
+# a copy keeps (not positions or transaction ids), times as epoch seconds, which no session
+# setting changes; tabs part the columns (jsonb's text holds none, escaping them). The
+# sorted subquery feeds the aggregate in its order (cheaper than an ORDER BY in it).
+_PAGE_DIGEST = """
+SELECT count(*), md5(string_agg(concat_ws(E'\t', event_id, stream_id, stream_version,
+                                          event_type, schema_version, data, metadata,
+                                          extract(epoch FROM recorded_at)), E'\n'))
 FROM (
     SELECT * FROM eventfold_events
     WHERE (transaction_id, position) > ($1::text::xid8, $2)
-      AND transaction_id < {VISIBLE_BELOW}
-    ORDER BY transaction_id, position LIMIT $3
+      AND (transaction_id, position) <= ($3::text::xid8, $4)
+    ORDER BY transaction_id, position
 ) AS page
 """
 
@@ -109,16 +108,19 @@ async def copy_log(
     each. Returns the events written."""
     written = 0
     async with source.pool.acquire() as conn:
-        while True:
-            row = await conn.fetchrow(
-                _PAGE_END, str(after.transaction_id), after.position, batch_size
-            )
-            if row is None:
-                return written
-            last = GlobalPosition(row[0], row[1])
+        while last := await _page_end(conn, after, batch_size):
             written += await target.import_copied(_streamed(conn, _page_query(after, last)))
             after = last
             on_page(written, last)
+    return written
+
+
+async def _page_end(
+    conn: asyncpg.Connection, after: GlobalPosition, batch_size: int
+) -> GlobalPosition | None:
+    """The last event of the page after ``after`` (None when no event follows it)."""
+    row = await conn.fetchrow(_PAGE_END, str(after.transaction_id), after.position, batch_size)
+    return None if row is None else GlobalPosition(row[0], row[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,14 +140,14 @@ async def log_digest(
     count = 0
     after = START
     async with store.pool.acquire() as conn:
-        while True:
+        while last := await _page_end(conn, after, batch_size):
             row = await conn.fetchrow(
-                _PAGE_DIGEST, str(after.transaction_id), after.position, batch_size
+                _PAGE_DIGEST, str(after.transaction_id), after.position,
+                str(last.transaction_id), last.position,
             )
             assert row is not None
-            if not row[0]:
-                return ServerDigest(count, digest.hexdigest())
             count += row[0]
-            digest.update(bytes.fromhex(row[3]))
-            after = GlobalPosition(row[1], row[2])
+            digest.update(bytes.fromhex(row[1]))
+            after = last
             on_page(count)
+    return ServerDigest(count, digest.hexdigest())
