@@ -138,30 +138,34 @@ async def _copy_between_postgres(
     from eventfold.eventstore.backends.postgres import PostgresEventStore
 
     assert isinstance(source, PostgresEventStore) and isinstance(target, PostgresEventStore)
-    # The source's digest is computed while the target writes (another core's work).
-    source_digesting = asyncio.ensure_future(
-        postgres_copy.log_digest(source, batch_size, on_page=lambda _: None)
+    # Both digests are computed while the target writes (other cores' work), the
+    # target's following the copy page by page.
+    growing = postgres_copy.Growing()
+
+    def copied(events: int, last: GlobalPosition) -> None:
+        on_progress(TransferProgress("copying", events, last.position, total))
+        growing.grew()
+
+    def verified(events: int) -> None:
+        if growing.ended:
+            on_progress(TransferProgress("verifying", events, events, None))
+
+    digests = asyncio.gather(
+        postgres_copy.log_digest(source, batch_size, on_page=lambda _: None),
+        postgres_copy.log_digest(target, batch_size, on_page=verified, growing=growing),
     )
     try:
         written = await postgres_copy.copy_log(
-            source, target, after=after, batch_size=batch_size,
-            on_page=lambda events, last: on_progress(
-                TransferProgress("copying", events, last.position, total)
-            ),
+            source, target, after=after, batch_size=batch_size, on_page=copied
         )
+        await _visible(target, await target.committed_head())
+        growing.end()
+        source_digest, target_digest = await digests
     except BaseException:
-        source_digesting.cancel()
+        digests.cancel()
         with contextlib.suppress(BaseException):
-            await source_digesting
+            await digests
         raise
-    source_digest = await source_digesting
-    await _visible(target, await target.committed_head())
-    target_digest = await postgres_copy.log_digest(
-        target, batch_size,
-        on_page=lambda events: on_progress(
-            TransferProgress("verifying", events, events, source_digest.count)
-        ),
-    )
     return _compared(
         (source_digest.count, source_digest.checksum),
         (target_digest.count, target_digest.checksum),

@@ -26,10 +26,11 @@ from eventfold.eventstore.records import START, GlobalPosition
 
 _COLUMNS = ", ".join(_IMPORT_COLUMNS)
 
-# The last event of the next page: ``$3`` events after ``$1, $2`` in log order, those
-# readers can see (below the horizon, where no transaction can add any more).
+# The last event of the next page, and the page's size: up to ``$3`` events after
+# ``$1, $2`` in log order, those readers can see (below the horizon, where no transaction
+# can add any more).
 _PAGE_END = f"""
-SELECT transaction_id::text::bigint, position FROM (
+SELECT transaction_id::text::bigint, position, count(*) OVER () FROM (
     SELECT transaction_id, position FROM eventfold_events
     WHERE (transaction_id, position) > ($1::text::xid8, $2)
       AND transaction_id < {VISIBLE_BELOW}
@@ -108,7 +109,8 @@ async def copy_log(
     each. Returns the events written."""
     written = 0
     async with source.pool.acquire() as conn:
-        while last := await _page_end(conn, after, batch_size):
+        while page := await _page_end(conn, after, batch_size):
+            last, _ = page
             written += await target.import_copied(_streamed(conn, _page_query(after, last)))
             after = last
             on_page(written, last)
@@ -117,10 +119,11 @@ async def copy_log(
 
 async def _page_end(
     conn: asyncpg.Connection, after: GlobalPosition, batch_size: int
-) -> GlobalPosition | None:
-    """The last event of the page after ``after`` (None when no event follows it)."""
+) -> tuple[GlobalPosition, int] | None:
+    """The last event of the page after ``after`` and the page's size (None when no
+    event follows ``after``)."""
     row = await conn.fetchrow(_PAGE_END, str(after.transaction_id), after.position, batch_size)
-    return None if row is None else GlobalPosition(row[0], row[1])
+    return None if row is None else (GlobalPosition(row[0], row[1]), row[2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,16 +134,51 @@ class ServerDigest:
     checksum: str
 
 
+class Growing:
+    """Tells ``log_digest`` following a log that a copy still writes when it grew and
+    when the copy ended."""
+
+    def __init__(self) -> None:
+        self.ended = False
+        self.grown = asyncio.Event()
+
+    def grew(self) -> None:
+        self.grown.set()
+
+    def end(self) -> None:
+        self.ended = True
+        self.grown.set()
+
+
 async def log_digest(
-    store: PostgresEventStore, batch_size: int, on_page: Callable[[int], None]
+    store: PostgresEventStore,
+    batch_size: int,
+    on_page: Callable[[int], None],
+    *,
+    growing: Growing | None = None,
 ) -> ServerDigest:
     """The count and checksum of a store's whole visible log, from an MD5 per page of
-    ``batch_size`` events the server computes; ``on_page(events so far)`` after each."""
+    ``batch_size`` events the server computes; ``on_page(events so far)`` after each.
+
+    With ``growing``, the log is followed as a copy writes it: a page shorter than
+    ``batch_size`` waits for more until the copy ended (pages then match those of the
+    source's digest)."""
     digest = hashlib.sha256()
     count = 0
     after = START
     async with store.pool.acquire() as conn:
-        while last := await _page_end(conn, after, batch_size):
+        while True:
+            ended = growing is None or growing.ended
+            if growing is not None:
+                growing.grown.clear()
+            page = await _page_end(conn, after, batch_size)
+            if not ended and (page is None or page[1] < batch_size):
+                assert growing is not None
+                await growing.grown.wait()
+                continue
+            if page is None:
+                return ServerDigest(count, digest.hexdigest())
+            last, _ = page
             row = await conn.fetchrow(
                 _PAGE_DIGEST, str(after.transaction_id), after.position,
                 str(last.transaction_id), last.position,
@@ -150,4 +188,3 @@ async def log_digest(
             digest.update(bytes.fromhex(row[1]))
             after = last
             on_page(count)
-    return ServerDigest(count, digest.hexdigest())
