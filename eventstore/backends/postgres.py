@@ -660,8 +660,8 @@ class PostgresEventStore:
         self._connections.give(conn)
         written = int(status.split()[-1])
         self._announce()
-        if self._grew(written):
-            await self._analyze()
+        if self._grew(written) and self._analysis is None:
+            self._analysis = asyncio.create_task(self._analyze_aside())
         return written
 
     def _grew(self, written: int) -> bool:

@@ -108,12 +108,24 @@ async def copy_log(
     in a transaction of its own; ``on_page(events written, last source position)`` after
     each. Returns the events written."""
     written = 0
-    async with source.pool.acquire() as conn:
-        while page := await _page_end(conn, after, batch_size):
+    # The next page's end is looked up on a second connection while a page streams.
+    async with source.pool.acquire() as conn, source.pool.acquire() as ends:
+        page = await _page_end(ends, after, batch_size)
+        while page:
             last, _ = page
-            written += await target.import_copied(_streamed(conn, _page_query(after, last)))
+            following = asyncio.ensure_future(_page_end(ends, last, batch_size))
+            try:
+                written += await target.import_copied(
+                    _streamed(conn, _page_query(after, last))
+                )
+                on_page(written, last)
+            except BaseException:
+                following.cancel()
+                with contextlib.suppress(BaseException):
+                    await following
+                raise
             after = last
-            on_page(written, last)
+            page = await following
     return written
 
 
