@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -70,7 +70,7 @@ def _page_query(after: GlobalPosition, last: GlobalPosition) -> str:
     )
 
 
-async def _streamed(conn: asyncpg.Connection, query: str) -> AsyncIterator[bytes]:
+async def _streamed(conn: asyncpg.Connection, query: str) -> AsyncGenerator[bytes, None]:
     """The binary ``COPY`` of a query's rows as it comes; the COPY's error, if any, is
     raised at its end."""
     chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -115,9 +115,11 @@ async def copy_log(
             last, _ = page
             following = asyncio.ensure_future(_page_end(ends, last, batch_size))
             try:
-                written += await target.import_copied(
-                    _streamed(conn, _page_query(after, last))
-                )
+                copied = _streamed(conn, _page_query(after, last))
+                try:
+                    written += await target.import_copied(copied)
+                finally:
+                    await copied.aclose()  # a failed page's COPY ends before ``conn`` goes
                 on_page(written, last)
             except BaseException:
                 following.cancel()

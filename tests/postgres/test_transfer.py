@@ -228,6 +228,32 @@ async def test_between_postgres_stores_events_stream_from_server_to_server(
         assert _facts(await _whole_log(target)) == _facts(expected)
 
 
+async def test_a_postgres_copy_the_target_refuses_midway_resumes_once_it_takes_them(
+    source: EventStore, target_url: str
+) -> None:
+    expected = await _whole_log(source)
+    conn = await asyncpg.connect(target_url)
+    try:
+        await conn.execute(
+            "ALTER TABLE eventfold_events ADD CONSTRAINT low CHECK (stream_version < 5)"
+        )
+        async with await PostgresEventStore.open(target_url, EventRegistry()) as target:
+            with pytest.raises(asyncpg.CheckViolationError):
+                await copy_store(source, target, batch_size=16)
+            copied = await _whole_log(target)
+            assert _facts(copied) == _facts(expected[: len(copied)])  # whole pages only
+            assert 0 < len(copied) < len(expected) and len(copied) % 16 == 0
+            await conn.execute("ALTER TABLE eventfold_events DROP CONSTRAINT low")
+            result = await copy_store(source, target, batch_size=16)
+            assert (result.written, result.events) == (
+                len(expected) - len(copied), len(expected),
+            )
+            assert _facts(await _whole_log(target)) == _facts(expected)
+        assert _facts(await _whole_log(source)) == _facts(expected)  # the source reads on
+    finally:
+        await conn.close()
+
+
 @pytest.mark.parametrize(
     "damage",
     [
