@@ -43,7 +43,7 @@ ORDER BY transaction_id DESC, position DESC LIMIT 1
 # a copy keeps (not positions or transaction ids), times as epoch seconds, which no session
 # setting changes; tabs part the columns (jsonb's text holds none, escaping them). The
 # sorted subquery feeds the aggregate in its order (cheaper than an ORDER BY in it).
-_PAGE_DIGEST = """
+_PAGE_DIGEST = r"""
 SELECT count(*), md5(string_agg(concat_ws(E'\t', event_id, stream_id, stream_version,
                                           event_type, schema_version, data, metadata,
                                           extract(epoch FROM recorded_at)), E'\n'))
