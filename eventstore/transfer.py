@@ -97,8 +97,9 @@ async def copy_store(
     """Copy every event of ``source`` into ``target`` (empty, or an interrupted copy of the
     same source, which the copy continues), then verify counts and checksums.
 
-    The next batch is read from the source while the target writes the last one.
-    The keys of data subjects are copied before the events and again after them, then
+    Between two PostgreSQL stores the events stream from server to server and the servers
+    compute the checksums (``backends.postgres_copy``); between others they move as
+    records. The keys of data subjects are copied before the events and again after them, then
     compared. Raises ``CopyRefused`` for a target holding other events and ``CopyMismatch``
     when the finished copy differs from its source (something wrote to either during the
     copy, or the target holds another key for a subject).
@@ -110,6 +111,79 @@ async def copy_store(
     # transaction still hides from readers (PostgreSQL's horizon): the copy waits for it.
     await _visible(source, await source.committed_head())
     total = (await source.committed_head()).position
+    copy = _copy_between_postgres if _both_postgres(source, target) else _copy_records
+    result = await copy(source, target, after, total, batch_size, on_progress)
+    await _copy_keys(source, target, batch_size)
+    keys = await _verified_keys(source, target, batch_size)
+    return dataclasses.replace(result, keys=keys)
+
+
+def _both_postgres(source: EventStore, target: EventStore) -> bool:
+    from eventfold.eventstore.backends.postgres import PostgresEventStore
+
+    return isinstance(source, PostgresEventStore) and isinstance(target, PostgresEventStore)
+
+
+async def _copy_between_postgres(
+    source: EventStore,
+    target: EventStore,
+    after: GlobalPosition,
+    total: int,
+    batch_size: int,
+    on_progress: OnProgress,
+) -> TransferResult:
+    """``copy_store``'s events between two PostgreSQL stores: streamed from server to
+    server and checked by the servers (``postgres_copy``)."""
+    from eventfold.eventstore.backends import postgres_copy
+    from eventfold.eventstore.backends.postgres import PostgresEventStore
+
+    assert isinstance(source, PostgresEventStore) and isinstance(target, PostgresEventStore)
+    # Both digests are computed while the target writes (other cores' work), the
+    # target's following the copy page by page.
+    growing = postgres_copy.Growing()
+
+    def copied(events: int, last: GlobalPosition) -> None:
+        on_progress(TransferProgress("copying", events, last.position, total))
+        growing.grew()
+
+    def verified(events: int) -> None:
+        if growing.ended:
+            on_progress(TransferProgress("verifying", events, events, None))
+
+    digests = asyncio.gather(
+        postgres_copy.log_digest(source, batch_size, on_page=lambda _: None),
+        postgres_copy.log_digest(target, batch_size, on_page=verified, growing=growing),
+    )
+    try:
+        written = await postgres_copy.copy_log(
+            source, target, after=after, batch_size=batch_size, on_page=copied
+        )
+        await _visible(target, await target.committed_head())
+        growing.end()
+        source_digest, target_digest = await digests
+    except BaseException:
+        digests.cancel()
+        with contextlib.suppress(BaseException):
+            await digests
+        raise
+    return _compared(
+        (source_digest.count, source_digest.checksum),
+        (target_digest.count, target_digest.checksum),
+        source.url, target.url, written,
+    )
+
+
+async def _copy_records(
+    source: EventStore,
+    target: EventStore,
+    after: GlobalPosition,
+    total: int,
+    batch_size: int,
+    on_progress: OnProgress,
+) -> TransferResult:
+    """``copy_store``'s events between any two stores: read as records, imported with
+    ``import_events``, then both logs read again and their ``LogDigest`` compared.
+    The next batch is read from the source while the target writes the last one."""
     # The source's digest: what an earlier run copied, then every page as it is copied.
     source_digest = await _digest_of(source, batch_size, until=after)
     written = 0
@@ -139,10 +213,7 @@ async def copy_store(
             _digest_of(source, batch_size, canonical=True),
             _digest_of(target, batch_size, canonical=True),
         )
-    result = _verified(source_digest, target_digest, source.url, target.url, written)
-    await _copy_keys(source, target, batch_size)
-    keys = await _verified_keys(source, target, batch_size)
-    return dataclasses.replace(result, keys=keys)
+    return _verified(source_digest, target_digest, source.url, target.url, written)
 
 
 async def export_events(
@@ -455,18 +526,34 @@ async def _verified_keys(source: EventStore, target: EventStore, batch_size: int
 def _verified(
     source: LogDigest, target: LogDigest, source_name: str, target_name: str, written: int
 ) -> TransferResult:
-    if source.count != target.count:
+    return _compared(
+        (source.count, source.hexdigest()), (target.count, target.hexdigest()),
+        source_name, target_name, written,
+    )
+
+
+def _compared(
+    source: tuple[int, str],
+    target: tuple[int, str],
+    source_name: str,
+    target_name: str,
+    written: int,
+) -> TransferResult:
+    """The result of a run whose source and target have these counts and checksums;
+    ``CopyMismatch`` unless they are the same."""
+    (source_count, source_checksum), (target_count, target_checksum) = source, target
+    if source_count != target_count:
         raise CopyMismatch(
             source_name, target_name,
-            f"the source has {source.count} events, the target {target.count}",
+            f"the source has {source_count} events, the target {target_count}",
         )
-    if source.hexdigest() != target.hexdigest():
+    if source_checksum != target_checksum:
         raise CopyMismatch(
             source_name, target_name,
-            f"both have {source.count} events but their checksums differ "
-            f"({source.hexdigest()[:12]} and {target.hexdigest()[:12]})",
+            f"both have {source_count} events but their checksums differ "
+            f"({source_checksum[:12]} and {target_checksum[:12]})",
         )
-    return TransferResult(written, target.count, target.hexdigest())
+    return TransferResult(written, target_count, target_checksum)
 
 
 def _records(lines: Iterable[bytes], name: str) -> Iterator[tuple[RecordedEvent, int]]:

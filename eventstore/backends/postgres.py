@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterable, Collection, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -769,6 +769,30 @@ class PostgresEventStore:
         self._announce()
         if self._grew(len(rows)):
             await self._analyze()
+
+    async def import_copied(self, copied: AsyncIterable[bytes]) -> int:
+        """Store events sent as a binary ``COPY`` of another PostgreSQL store's import
+        columns (``postgres_copy`` streams them), as ``import_events`` stores records: one
+        transaction, this database's positions and transaction id. Returns the rows
+        written; an event already stored raises the server's ``UniqueViolationError``."""
+        conn = await self._take()
+        try:
+            async with conn.transaction():
+                status = await conn.copy_to_table(
+                    "eventfold_events", source=copied, columns=_IMPORT_COLUMNS,
+                    format="binary",
+                )
+        except BaseException as exc:
+            failure = await self._failed(conn, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        self._connections.give(conn)
+        written = int(status.split()[-1])
+        self._announce()
+        if self._grew(written) and self._analysis is None:
+            self._analysis = asyncio.create_task(self._analyze_aside())
+        return written
 
     def _grew(self, written: int) -> bool:
         """Count rows this store wrote; True once they grew the table tenfold since its

@@ -213,6 +213,92 @@ async def test_a_changed_copy_fails_the_checksum(source: EventStore, target_url:
             await copy_store(source, target)
 
 
+async def test_between_postgres_stores_events_stream_from_server_to_server(
+    source: EventStore, target_url: str
+) -> None:
+    expected = await _whole_log(source)
+    async with await PostgresEventStore.open(target_url, EventRegistry()) as target:
+
+        async def no_records(records: object) -> None:
+            raise AssertionError("the copy decoded records instead of streaming COPY")
+
+        target.import_events = no_records  # type: ignore[method-assign,assignment]
+        result = await copy_store(source, target, batch_size=16)
+        assert (result.written, result.events) == (len(expected), len(expected))
+        assert _facts(await _whole_log(target)) == _facts(expected)
+
+
+async def test_a_postgres_copy_the_target_refuses_midway_resumes_once_it_takes_them(
+    source: EventStore, target_url: str
+) -> None:
+    expected = await _whole_log(source)
+    conn = await asyncpg.connect(target_url)
+    try:
+        await conn.execute(
+            "ALTER TABLE eventfold_events ADD CONSTRAINT low CHECK (stream_version < 5)"
+        )
+        async with await PostgresEventStore.open(target_url, EventRegistry()) as target:
+            with pytest.raises(asyncpg.CheckViolationError):
+                await copy_store(source, target, batch_size=16)
+            copied = await _whole_log(target)
+            assert _facts(copied) == _facts(expected[: len(copied)])  # whole pages only
+            assert 0 < len(copied) < len(expected) and len(copied) % 16 == 0
+            await conn.execute("ALTER TABLE eventfold_events DROP CONSTRAINT low")
+            result = await copy_store(source, target, batch_size=16)
+            assert (result.written, result.events) == (
+                len(expected) - len(copied), len(expected),
+            )
+            assert _facts(await _whole_log(target)) == _facts(expected)
+        assert _facts(await _whole_log(source)) == _facts(expected)  # the source reads on
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "UPDATE eventfold_events SET recorded_at = recorded_at + interval '1 microsecond' "
+        "WHERE position = (SELECT max(position) FROM eventfold_events)",
+        "UPDATE eventfold_events SET metadata = metadata || '{\"i\": -1}' "
+        "WHERE position = (SELECT min(position) + 7 FROM eventfold_events)",
+        "UPDATE eventfold_events SET event_type = 'Withdrawn' "
+        "WHERE position = (SELECT min(position) + 3 FROM eventfold_events)",
+    ],
+)
+async def test_a_damaged_postgres_copy_fails_the_checksum(
+    source: EventStore, target_url: str, damage: str
+) -> None:
+    async with await PostgresEventStore.open(target_url, EventRegistry()) as target:
+        first = await copy_store(source, target, batch_size=16)
+        conn = await asyncpg.connect(target_url)
+        try:
+            await conn.execute(damage)
+        finally:
+            await conn.close()
+        with pytest.raises(CopyMismatch, match="checksums differ"):
+            await copy_store(source, target, batch_size=16)
+        assert len(await _whole_log(target)) == first.events
+
+
+async def test_a_postgres_copy_missing_an_event_fails_the_count(
+    source: EventStore, target_url: str
+) -> None:
+    async with await PostgresEventStore.open(target_url, EventRegistry()) as target:
+        first = await copy_store(source, target, batch_size=16)
+        conn = await asyncpg.connect(target_url)
+        try:
+            await conn.execute(
+                "DELETE FROM eventfold_events "
+                "WHERE position = (SELECT min(position) + 20 FROM eventfold_events)"
+            )
+        finally:
+            await conn.close()
+        with pytest.raises(
+            CopyMismatch, match=f"source has {first.events} events, the target {first.events - 1}"
+        ):
+            await copy_store(source, target, batch_size=16)
+
+
 async def test_a_target_with_other_events_is_refused(
     source: EventStore, target_url: str
 ) -> None:
