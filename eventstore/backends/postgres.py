@@ -51,6 +51,7 @@ from eventfold.eventstore.backends.postgres_driver import (
 )
 from eventfold.eventstore.backends.postgres_group import (
     APPEND_GROUP,
+    GROUP_EVENTS,
     GroupCommit,
     Outcome,
     PendingAppend,
@@ -495,7 +496,9 @@ class PostgresEventStore:
         batch = await self._shredder.seal(batch)
         query, args = append_statement(stream_id, batch, expected)
         rows = None
-        if self._groups is not None:
+        # A batch of more than half a group could not share its group with another as
+        # large: it already spreads its transaction over its events, and goes alone at once.
+        if self._groups is not None and len(batch) <= GROUP_EVENTS // 2:
             low, high = _version_bounds(expected)
             pending = PendingAppend(stream_id, batch, low, high, query, args)
             rows = await self._groups.append(pending)
