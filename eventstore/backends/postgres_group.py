@@ -107,17 +107,25 @@ class Group:
 def group_arguments(group: Sequence[PendingAppend]) -> tuple[Any, ...]:
     """The arguments of ``APPEND_GROUP`` for appends of distinct streams, sorted by stream."""
     ordered = sorted(group, key=lambda item: item.stream_id)
+    return statement_arguments([(i.stream_id, i.batch, i.low, i.high) for i in ordered])
+
+
+def statement_arguments(
+    parts: Sequence[tuple[str, Sequence[EncodedEvent], int, int]],
+) -> tuple[Any, ...]:
+    """The arguments of ``APPEND_GROUP`` (and the statements made from it) for parts given
+    as (stream id, batch, lowest and highest version accepted), in the order given."""
     request: list[int] = []
     number: list[int] = []
     events: list[EncodedEvent] = []
-    for index, item in enumerate(ordered, start=1):
-        request.extend([index] * len(item.batch))
-        number.extend(range(1, len(item.batch) + 1))
-        events.extend(item.batch)
+    for index, (_, batch, _, _) in enumerate(parts, start=1):
+        request.extend([index] * len(batch))
+        number.extend(range(1, len(batch) + 1))
+        events.extend(batch)
     return (
-        [item.stream_id for item in ordered],
-        [item.low for item in ordered],
-        [item.high for item in ordered],
+        [stream_id for stream_id, _, _, _ in parts],
+        [low for _, _, low, _ in parts],
+        [high for _, _, _, high in parts],
         request,
         number,
         [event.event_id for event in events],

@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from eventfold.eventstore.backends.postgres_group import APPEND_GROUP
-from eventfold.eventstore.encoding import EncodedEvent
+from eventfold.eventstore.backends.postgres_group import APPEND_GROUP, statement_arguments
 from eventfold.eventstore.stream_appends import CheckedAppend
 
 _EACH = "WHERE head.version BETWEEN head.low AND head.high AND head.free"
@@ -38,22 +37,7 @@ def streams_arguments(
 ) -> tuple[Any, ...]:
     """The arguments of ``APPEND_STREAMS`` for parts sorted by stream id, each with the
     versions it accepts (``bounds``, lined up with ``parts``)."""
-    request: list[int] = []
-    number: list[int] = []
-    events: list[EncodedEvent] = []
-    for index, part in enumerate(parts, start=1):
-        request.extend([index] * len(part.batch))
-        number.extend(range(1, len(part.batch) + 1))
-        events.extend(part.batch)
-    return (
-        [part.stream_id for part in parts],
-        [low for low, _ in bounds],
-        [high for _, high in bounds],
-        request,
-        number,
-        [event.event_id for event in events],
-        [event.event_type for event in events],
-        [event.schema_version for event in events],
-        [event.data for event in events],
-        [event.metadata for event in events],
-    )
+    return statement_arguments([
+        (part.stream_id, part.batch, low, high)
+        for part, (low, high) in zip(parts, bounds, strict=True)
+    ])
