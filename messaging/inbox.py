@@ -324,7 +324,9 @@ class BrokerConsumer(abc.ABC):
 
     @abc.abstractmethod
     async def stop(self) -> None:
-        """Stop consuming (the message in hand finishes first) and close the connection."""
+        """Stop consuming and close the connection. A message in hand is cancelled: its
+        inbox transaction rolls back and, never acknowledged, it is delivered again (the inbox
+        keeps its effect once)."""
 
     @property
     def stats(self) -> ConsumerStats:

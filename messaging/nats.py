@@ -332,7 +332,9 @@ class JetStreamConsumer(BrokerConsumer):
         self._task = asyncio.create_task(self._run(subscription), name=f"jetstream:{self.durable}")
 
     async def stop(self) -> None:
-        """Stop pulling (the message in hand finishes first) and close the connection."""
+        """Stop consuming and close the connection. A message in hand is cancelled: its
+        inbox transaction rolls back and, never acknowledged, it is delivered again (the inbox
+        keeps its effect once)."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

@@ -283,7 +283,9 @@ class RabbitMQConsumer(BrokerConsumer):
             await failed  # it failed before binding: raise its error
 
     async def stop(self) -> None:
-        """Stop consuming (the message in hand finishes first) and close the connection."""
+        """Stop consuming and close the connection. A message in hand is cancelled: its
+        inbox transaction rolls back and, never acknowledged, it is delivered again (the inbox
+        keeps its effect once)."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
