@@ -279,7 +279,7 @@ class Running:
         On stop it stops taking new work first, then lets batches in progress commit
         (rolling them back after ``shutdown_timeout``): never a half-committed batch.
         """
-        poller = self.deadline_poller()
+        poller = self.deadline_poller(holder=runner.holder)
         scheduler: AsyncIOScheduler | None = None
         seen: dict[str, str] = {}
 

@@ -246,6 +246,7 @@ def kafka_relay(
     source: str = "eventfold",
     type_prefix: str = "",
     failure: FailurePolicy = RELAY_FAILURE,
+    partitions: int = 1,
     ack_timeout: float = 30.0,
 ) -> Relay:
     """A relay publishing to the Kafka topic ``topic`` on ``servers`` (``host:port,...``)."""
@@ -254,7 +255,7 @@ def kafka_relay(
     )
     return Relay(
         name, publisher, event_types=event_types, source=source, type_prefix=type_prefix,
-        failure=failure,
+        failure=failure, partitions=partitions,
     )
 
 

@@ -256,6 +256,7 @@ def nats_relay(
     source: str = "eventfold",
     type_prefix: str = "",
     failure: FailurePolicy = RELAY_FAILURE,
+    partitions: int = 1,
     ack_timeout: float = 30.0,
 ) -> Relay:
     """A relay publishing to the JetStream stream ``stream`` on ``servers``."""
@@ -266,7 +267,7 @@ def nats_relay(
     )
     return Relay(
         name, publisher, event_types=event_types, source=source, type_prefix=type_prefix,
-        failure=failure,
+        failure=failure, partitions=partitions,
     )
 
 

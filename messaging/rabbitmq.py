@@ -214,6 +214,7 @@ def rabbitmq_relay(
     source: str = "eventfold",
     type_prefix: str = "",
     failure: FailurePolicy = RELAY_FAILURE,
+    partitions: int = 1,
     confirm_timeout: float = 30.0,
 ) -> Relay:
     """A relay publishing to the RabbitMQ topic exchange ``exchange`` at ``url``."""
@@ -223,7 +224,7 @@ def rabbitmq_relay(
     )
     return Relay(
         name, publisher, event_types=event_types, source=source, type_prefix=type_prefix,
-        failure=failure,
+        failure=failure, partitions=partitions,
     )
 
 

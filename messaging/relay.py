@@ -65,6 +65,7 @@ from eventfold.eventstore.records import RecordedEvent
 from eventfold.messaging.errors import MessageRejected, RelayBatchStale
 from eventfold.projections import parking
 from eventfold.projections.database import Database
+from eventfold.projections.partitions import stream_key, unit_of
 from eventfold.projections.subscriber import BatchContext, Delivery, FailurePolicy
 
 RELAY_FAILURE = FailurePolicy(retries=5, backoff=0.5, max_backoff=10.0, on_failure="park")
@@ -159,7 +160,9 @@ class Relay:
     """A subscriber that publishes events to a broker, at least once, in log order.
 
     ``source`` is the CloudEvents source of every message (e.g. ``eventfold://orders``);
-    ``event_types`` narrows what is published (None: every event).
+    ``event_types`` narrows what is published (None: every event); ``partitions=N`` splits
+    it by stream id into N partitions that runners share (each publishes its streams in
+    order, with its own checkpoint and lease).
     """
 
     def __init__(
@@ -171,10 +174,16 @@ class Relay:
         source: str = DEFAULT_SOURCE,
         type_prefix: str = "",
         failure: FailurePolicy = RELAY_FAILURE,
+        partitions: int = 1,
     ) -> None:
         if not name:
             raise ValueError("a relay needs a stable name: its checkpoint is stored under it")
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+            raise ValueError(
+                f"a relay's partitions must be a whole number of at least 1 (got {partitions!r})"
+            )
         self._name = name
+        self._partitions = partitions
         self.publisher = publisher
         self._event_types = None if event_types is None else frozenset(event_types)
         self.source = source
@@ -197,6 +206,15 @@ class Relay:
         return self._event_types
 
     @property
+    def partitions(self) -> int:
+        """How many partitions runners share the relay as (1: one publisher at a time)."""
+        return self._partitions
+
+    partition_key = stream_key
+    """Partitions go by stream id (the store filters them): a stream's events are published
+    by one partition, in order, which is the order brokers keep per key."""
+
+    @property
     def failure(self) -> FailurePolicy:
         """Retries and parking for messages the broker refuses (outages never park)."""
         return self._failure
@@ -215,7 +233,8 @@ class Relay:
         themselves, so they are published, stream by stream in order.
         """
         async with Database(engine).reading() as conn:
-            blocked = await parking.blocked_streams(conn, self._name)
+            # A partition's parked events are stored under its own name.
+            blocked = await parking.blocked_streams(conn, unit_of(self, self._name, records))
         passed = {record.global_position for record in records}
         held = {stream for stream, first in blocked.items() if first not in passed}
         ahead: list[RecordedEvent] = []

@@ -17,6 +17,15 @@ fired, so a deadline fires once in effect even with several runner processes pol
   ``last_error`` are recorded and it is tried again after a backoff, up to
   ``max_attempts`` times, then it is marked ``failed`` (listed by ``list_deadlines``).
 
+A partitioned manager (``partitions = N``) has its instances' deadlines fired only by the
+runner holding the lease of the partition the instance key hashes to - the runner whose
+batches handle that instance's events - so give the poller that runner's ``holder``. Each
+round reads which partitions the holder has (from the lease table) and fires only their
+deadlines; a partition that moves to another runner takes its deadlines with it, and a
+dead runner's are fired by whoever takes its partitions over. In the moment of a
+handover, the instance's row lock (PostgreSQL) or the serial writes (SQLite), and the
+state's version check, still keep a firing and a batch from both changing one instance.
+
 Commands the timeout handler sends are de-duplicated like those of event handlers (their
 event ids derive from the deadline's id), so firing twice after a crash between the append
 and the commit appends nothing twice.
@@ -41,8 +50,10 @@ from eventfold.eventstore.backoff import Backoff
 from eventfold.eventstore.dialect import Dialect
 from eventfold.eventstore.periodic import every
 from eventfold.eventstore.protocol import EventStore
-from eventfold.eventstore.schema import deadlines, process_states
+from eventfold.eventstore.records import partition_of
+from eventfold.eventstore.schema import deadlines, leases, process_states
 from eventfold.projections.database import Database
+from eventfold.projections.partitions import partition_name
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -101,6 +112,11 @@ class DeadlineHandler(Protocol):
     @property
     def name(self) -> str:
         """The process manager's name (deadlines are stored under it)."""
+        ...
+
+    @property
+    def partitions(self) -> int:
+        """How many partitions it is served as (1: unpartitioned)."""
         ...
 
     async def fire_deadline(
@@ -236,7 +252,9 @@ class DeadlinePoller:
     ``interval`` seconds on an APScheduler ``AsyncIOScheduler`` (pass ``scheduler`` to add
     the job to yours); ``await poller.fire_due(now=...)`` fires what is due at ``now``
     right away (tests use it instead of waiting). Run one poller per runner process; they
-    share the work safely.
+    share the work safely. ``holder`` is that runner's holder (``runner.holder``): the
+    deadlines of a partitioned manager fire only where their partition's lease is held,
+    so a poller of one needs it.
     """
 
     def __init__(
@@ -251,6 +269,7 @@ class DeadlinePoller:
         retry_backoff: float = 1.0,
         clock: Clock = _now,
         scheduler: AsyncIOScheduler | None = None,
+        holder: str | None = None,
     ) -> None:
         if interval <= 0 or batch_size < 1 or max_attempts < 1 or retry_backoff < 0:
             raise ValueError(
@@ -260,6 +279,13 @@ class DeadlinePoller:
         self.store = store
         self.db = Database(engine)
         self.managers = {manager.name: manager for manager in managers}
+        partitioned = sorted(name for name, m in self.managers.items() if m.partitions > 1)
+        if partitioned and holder is None:
+            raise ValueError(
+                f"{', '.join(partitioned)} is partitioned: its deadlines fire only in the "
+                "runner holding the instance's partition; pass holder=runner.holder"
+            )
+        self.holder = holder
         self.interval = interval
         self.batch_size = batch_size
         self.max_attempts = max_attempts
@@ -332,29 +358,77 @@ class DeadlinePoller:
         moment = utc(now if now is not None else self.clock())
         fired = 0
         async with self._round:
+            after: tuple[Any, uuid.UUID] | None = None
             while True:
-                due = await self._due(moment)
-                for deadline_id_, manager, key in due:
+                # Read again for each page: a partition may have moved meanwhile.
+                held = await self._held()
+                due = await self._due(moment, held, after)
+                for deadline_id_, manager, key, _ in due:
+                    parts = held.get(manager)
+                    if parts is not None and (
+                        partition_of(key, self.managers[manager].partitions) not in parts
+                    ):
+                        continue  # another runner's partition: fired there
                     if await self._fire(deadline_id_, manager, key, moment):
                         fired += 1
                 if len(due) < self.batch_size:
                     return fired
+                after = (due[-1][3], due[-1][0])
 
-    async def _due(self, moment: datetime) -> list[tuple[uuid.UUID, str, str]]:
-        if not self.managers:
-            return []
+    async def _held(self) -> dict[str, set[int]]:
+        """The partitions the holder has of each partitioned manager (by its leases)."""
+        counts = {name: m.partitions for name, m in self.managers.items() if m.partitions > 1}
+        if not counts:
+            return {}
+        units = {
+            partition_name(name, index): (name, index)
+            for name, count in counts.items()
+            for index in range(count)
+        }
         async with self.db.reading() as conn:
             rows = (await conn.execute(
-                sa.select(deadlines.c.id, deadlines.c.manager, deadlines.c.key)
-                .where(
-                    deadlines.c.manager.in_(sorted(self.managers)),
-                    deadlines.c.status == "scheduled",
-                    deadlines.c.due_at <= self.db.time(moment),
+                sa.select(leases.c.name).where(
+                    leases.c.name.in_(sorted(units)),
+                    leases.c.holder == self.holder,
+                    leases.c.expires_at > self.db.now(),
                 )
-                .order_by(deadlines.c.due_at, deadlines.c.id)
-                .limit(self.batch_size)
+            )).scalars().all()
+        held: dict[str, set[int]] = {name: set() for name in counts}
+        for unit in rows:
+            name, index = units[unit]
+            held[name].add(index)
+        return held
+
+    async def _due(
+        self,
+        moment: datetime,
+        held: Mapping[str, set[int]],
+        after: tuple[Any, uuid.UUID] | None,
+    ) -> list[tuple[uuid.UUID, str, str, Any]]:
+        """A page of due deadlines (after ``after``, by due time and id) of the managers
+        with something to fire here (unpartitioned, or with partitions held)."""
+        managers = sorted(name for name in self.managers if held.get(name, True))
+        if not managers:
+            return []
+        query = (
+            sa.select(deadlines.c.id, deadlines.c.manager, deadlines.c.key, deadlines.c.due_at)
+            .where(
+                deadlines.c.manager.in_(managers),
+                deadlines.c.status == "scheduled",
+                deadlines.c.due_at <= self.db.time(moment),
+            )
+        )
+        if after is not None:
+            due_at, id = after
+            query = query.where(sa.or_(
+                deadlines.c.due_at > due_at,
+                sa.and_(deadlines.c.due_at == due_at, deadlines.c.id > id),
+            ))
+        async with self.db.reading() as conn:
+            rows = (await conn.execute(
+                query.order_by(deadlines.c.due_at, deadlines.c.id).limit(self.batch_size)
             )).all()
-        return [(row[0], row[1], row[2]) for row in rows]
+        return [(row[0], row[1], row[2], row[3]) for row in rows]
 
     async def _fire(self, id: uuid.UUID, manager: str, key: str, moment: datetime) -> bool:
         try:

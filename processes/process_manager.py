@@ -91,6 +91,7 @@ from eventfold.processes.errors import (
 )
 from eventfold.projections import parking
 from eventfold.projections.database import Database
+from eventfold.projections.partitions import unit_of
 from eventfold.projections.subscriber import BatchContext, Delivery, FailurePolicy
 
 logger = logging.getLogger("eventfold.process")
@@ -109,6 +110,9 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,99}$")
 _ON = "__eventfold_on__"
 _ON_TIMEOUT = "__eventfold_on_timeout__"
 _COMPENSATION = "__eventfold_compensation__"
+_PARTITION_KEYS = 8192
+"""How many handled events' partition keys a manager remembers: its partitions in one
+process read the same events, so each is decoded for its key about once."""
 _COMMAND_IDS = uuid.UUID("5d1b8f0a-7c3e-4b59-8e0f-6a2d9c4b7e13")
 """Namespace of the ids of events appended by process managers' commands (uuid5)."""
 
@@ -459,7 +463,9 @@ class ProcessManager(Generic[S]):
     under it), ``key`` (the field of handled events and timeout messages naming the
     instance), ``state_type`` (a pydantic model with defaults, or ``dict``), ``failure``
     (a ``FailurePolicy``), ``compensate_on`` (exceptions escaping a handler that
-    compensate the instance instead of failing the event).
+    compensate the instance instead of failing the event), ``partitions`` (how many
+    partitions runners share it as; an instance's events and deadlines all go to the
+    partition its key hashes to, see ``partition_key``).
 
     Pass instances to the runner (or ``App(subscribers=[...])``) and to a
     ``DeadlinePoller`` when they schedule timeouts. Commands load and save aggregates
@@ -471,8 +477,10 @@ class ProcessManager(Generic[S]):
     state_type: ClassVar[type[Any]] = dict
     failure: ClassVar[FailurePolicy] = FailurePolicy()
     compensate_on: ClassVar[tuple[type[BaseException], ...]] = (DomainError,)
+    partitions: ClassVar[int] = 1
 
     _handlers: ClassVar[dict[str, tuple[str, _On]]]
+    _event_classes: ClassVar[dict[str, type[Event]]]
     _timeouts: ClassVar[dict[str, tuple[type[BaseModel], str]]]
     _compensations: ClassVar[frozenset[str]]
     _turns: weakref.WeakKeyDictionary[sa.Engine, asyncio.Lock]
@@ -481,6 +489,7 @@ class ProcessManager(Generic[S]):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         handlers: dict[str, tuple[str, _On]] = {}
+        event_classes: dict[str, type[Event]] = {}
         timeouts: dict[str, tuple[type[BaseModel], str]] = {}
         compensations: set[str] = set()
         for klass in reversed(cls.__mro__):
@@ -488,11 +497,13 @@ class ProcessManager(Generic[S]):
                 for spec in getattr(value, _ON, ()):
                     for event_cls in spec.event_classes:
                         handlers[event_cls.event_type] = (attr, spec)
+                        event_classes[event_cls.event_type] = event_cls
                 for message_cls in getattr(value, _ON_TIMEOUT, ()):
                     timeouts[message_type(message_cls)] = (message_cls, attr)
                 if getattr(value, _COMPENSATION, False):
                     compensations.add(attr)
         cls._handlers = handlers
+        cls._event_classes = event_classes
         cls._timeouts = timeouts
         cls._compensations = frozenset(compensations)
 
@@ -520,6 +531,12 @@ class ProcessManager(Generic[S]):
                 f"{cls.__qualname__}.key is not set: name the field of the events that "
                 "says which instance they belong to (key = 'order_id')"
             )
+        partitions = cls.partitions
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+            raise ProcessDefinitionError(
+                f"{cls.__qualname__}.partitions must be a whole number of at least 1 "
+                f"(got {partitions!r})"
+            )
         state_type = cls.state_type
         if state_type is not dict and not (
             isinstance(state_type, type) and issubclass(state_type, BaseModel)
@@ -532,6 +549,7 @@ class ProcessManager(Generic[S]):
             weakref.WeakKeyDictionary()
         )
         self._decided = {}
+        self._partition_keys: dict[uuid.UUID, str] = {}
 
     # -- the Subscriber interface ----------------------------------------------------------
 
@@ -548,6 +566,40 @@ class ProcessManager(Generic[S]):
                 sync, tables=[process_states, deadlines], checkfirst=True
             )
         )
+
+    def partition_key(self, record: RecordedEvent) -> str:
+        """What decides an event's partition when ``partitions > 1``: the instance key, so
+        an instance's events all land in one partition, in log order, and its deadlines
+        fire in the runner holding that partition (events of Order, Payment and Stock
+        streams for one order meet there).
+
+        Events without a handler here, and those whose key cannot be read (the partition
+        they land in parks them), go by stream id. A field-name key of type ``str`` is read
+        from the stored data as is; other keys decode the event (once per process: the
+        partitions read the same events)."""
+        event_type = record.event_type
+        entry = self._handlers.get(event_type)
+        if entry is None:
+            return record.stream_id
+        spec = entry[1].key if entry[1].key is not None else type(self).key
+        event_cls = self._event_classes[event_type]
+        if isinstance(spec, str):
+            field_info = event_cls.model_fields.get(spec)
+            raw = record.data.get(spec)
+            if field_info is not None and field_info.annotation is str and isinstance(raw, str):
+                return raw
+        known = self._partition_keys.get(record.event_id)
+        if known is not None:
+            return known
+        try:
+            event = event_cls.__pydantic_validator__.validate_python(record.data)
+            key = self._key(event, spec, event_type)
+        except Exception:
+            return record.stream_id
+        if len(self._partition_keys) >= _PARTITION_KEYS:
+            del self._partition_keys[next(iter(self._partition_keys))]
+        self._partition_keys[record.event_id] = key
+        return key
 
     @asynccontextmanager
     async def around_batch(
@@ -704,7 +756,8 @@ class ProcessManager(Generic[S]):
         overlay: dict[str, ProcessInstance[S]] = {}
         # Commands are appended between these reads: no transaction may stay open here.
         async with db.reading(autocommit=True) as conn:
-            blocked = await parking.blocked_streams(conn, self.name)
+            # The batch's unit: a partition's parked events are stored under its own name.
+            blocked = await parking.blocked_streams(conn, unit_of(self, self.name, records))
             for record in records:
                 if record.event_type not in self._handlers or record.stream_id in blocked:
                     continue  # the runner parks it behind its stream's parked event

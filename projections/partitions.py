@@ -106,6 +106,18 @@ def unit_names(subscriber: object, name: str) -> list[str]:
     return [partition_name(name, p.index) for p in parts] if parts else [name]
 
 
+def unit_of(subscriber: object, name: str, records: Sequence[RecordedEvent]) -> str:
+    """The name of the unit (``name``, or the partition's ``"<name>/<i>"``) a batch of
+    ``records`` is served by: a batch is always one partition's. Subscribers that look up
+    their own stored rows (parked events) from ``around_batch`` ask it."""
+    parts = partitions_of(subscriber)
+    if not parts or not records:
+        return name
+    first = parts[0]
+    key = records[0].stream_id if first.key is None else first.key(records[0])
+    return partition_name(name, partition_of(key, first.count))
+
+
 async def stored_units(conn: AsyncConnection, name: str) -> dict[str, int]:
     """The checkpoints stored for subscriber ``name`` (its own, its partitions' whatever
     their count), with the partition count each was stored with."""
