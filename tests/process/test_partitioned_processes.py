@@ -1,0 +1,245 @@
+"""Partitioned process managers: an instance's events and deadlines all belong to the
+partition its key hashes to, whatever streams they come from; runners share the partitions
+and each fires only the deadlines of the partitions it holds (handed over with them)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from saga_support import (
+    Env,
+    Fulfilment,
+    Order,
+    Stock,
+    StockReceived,
+    all_events,
+    later,
+    types_of,
+)
+
+from eventfold.eventstore import RecordedEvent
+from eventfold.eventstore.records import partition_of
+from eventfold.eventstore.schema import leases
+from eventfold.processes.deadlines import DeadlinePoller, list_deadlines
+from eventfold.processes.errors import ProcessDefinitionError
+from eventfold.processes.process_manager import ProcessContext, ProcessManager, on
+from eventfold.projections import PartitionsChanged, Runner
+from eventfold.projections.database import Database
+from eventfold.projections.partitions import partitions_of, unit_of
+
+COUNT = 4
+OPTIONS: dict[str, Any] = {
+    "lease_ttl": 0.6, "lease_retry": 0.05, "idle_wait": 0.1, "error_backoff": 0.05,
+}
+
+
+class SplitFulfilment(Fulfilment):
+    """The saga of ``saga_support`` served as four partitions."""
+
+    partitions = COUNT
+
+
+async def _until(probe: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while not await probe():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {within}s")
+        await asyncio.sleep(0.05)
+
+
+async def _holdings(env: Env) -> dict[str, list[int]]:
+    """Which partitions of ``fulfilment`` each runner holds now."""
+    db = Database(env.engine)
+    async with db.reading() as conn:
+        rows = (await conn.execute(
+            sa.select(leases.c.holder, leases.c.partition).where(
+                leases.c.name.startswith("fulfilment/"), leases.c.partition >= 0,
+                leases.c.expires_at > db.now(),
+            )
+        )).all()
+    held: dict[str, list[int]] = {}
+    for holder, partition in rows:
+        held.setdefault(holder, []).append(int(partition))
+    return {holder: sorted(parts) for holder, parts in held.items()}
+
+
+async def _statuses(manager: ProcessManager[Any], env: Env, keys: list[str]) -> Counter[str]:
+    found: Counter[str] = Counter()
+    for key in keys:
+        instance = await manager.instance(env.engine, key)
+        found[instance.status if instance is not None else "missing"] += 1
+    return found
+
+
+def _record(event_type: str, stream_id: str, data: dict[str, Any]) -> RecordedEvent:
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    return RecordedEvent(
+        uuid4(), stream_id, 1, 1, 1, event_type, 1, data, {}, datetime.now(UTC), None
+    )
+
+
+def test_events_go_to_the_partition_of_their_instance_key_not_their_stream() -> None:
+    manager = SplitFulfilment()
+    parts = partitions_of(manager)
+    assert [p.index for p in parts] == [0, 1, 2, 3]
+    assert all(p.in_store is None for p in parts)  # filtered by the manager's key
+    placed = _record("OrderPlaced", "Order-o7", {"order_id": "o7", "sku": "apple",
+                                                "quantity": 1, "amount": 3})
+    reserved = _record("StockReserved", "Stock-apple", {"order_id": "o7", "sku": "apple",
+                                                       "quantity": 1})
+    other = _record("StockReserved", "Stock-apple", {"order_id": "o8", "sku": "apple",
+                                                    "quantity": 1})
+    assert manager.partition_key(placed) == manager.partition_key(reserved) == "o7"
+    assert manager.partition_key(other) == "o8"
+    # Unhandled, and unreadable: by stream (the partition it lands in parks the latter).
+    assert manager.partition_key(_record("StockReceived", "Stock-pear", {})) == "Stock-pear"
+    assert manager.partition_key(_record("StockReserved", "Stock-x", {"sku": "x"})) == "Stock-x"
+    [home] = [p.index for p in parts if p.accepts(reserved)]
+    assert home == partition_of("o7", COUNT)
+    assert unit_of(manager, "fulfilment", [reserved]) == f"fulfilment/{home}"
+    assert unit_of(Fulfilment(), "fulfilment", [reserved]) == "fulfilment"
+
+
+class Counted(ProcessManager[dict[str, Any]]):
+    """Keyed by a number, through a function of the decoded event."""
+
+    name = "counted"
+    key = "quantity"
+    partitions = 3
+
+    @on(StockReceived, start=True, key=lambda event: event.quantity * 10)
+    async def received(self, event: StockReceived, ctx: ProcessContext[dict[str, Any]]) -> None:
+        ctx.complete()
+
+
+def test_a_key_that_is_not_a_str_field_decodes_the_event_once() -> None:
+    manager = Counted()
+    received = _record("StockReceived", "Stock-a", {"sku": "a", "quantity": 4})
+    assert manager.partition_key(received) == "40"
+    received.data["quantity"] = 5  # remembered by event id: not decoded again
+    assert manager.partition_key(received) == "40"
+
+
+def test_a_bad_partition_count_is_refused_at_definition() -> None:
+    for bad in (0, -1, 2.5, True, "4"):
+        broken = type("Broken", (Fulfilment,), {"partitions": bad})
+        with pytest.raises(ProcessDefinitionError, match="partitions must be a whole number"):
+            broken()
+
+
+async def test_two_runners_handle_every_instance_once_across_streams(env: Env) -> None:
+    """Stock events of one stream belong to many orders: each goes to its order's
+    partition, so instances see their events in order although a stream is split."""
+    await env.repository.create(Stock, "apple", lambda s: s.receive(1000))
+    first, second = SplitFulfilment(), SplitFulfilment()
+    a = Runner(env.store, [first], engine=env.engine, holder="a", **OPTIONS)
+    b = Runner(env.store, [second], engine=env.engine, holder="b", **OPTIONS)
+    keys = [f"o{n}" for n in range(24)]
+    async with a, b:
+        await _until(lambda: _split(env))
+        for n, key in enumerate(keys):
+            card = "ok" if n % 3 else "declined"
+            await env.repository.create(Order, key, lambda o, c=card: o.place("apple", 1, 5, c))
+        await _until(lambda: _all_done(first, env, keys))
+        held = await _holdings(env)
+    assert sorted(held) == ["a", "b"]
+    statuses = await _statuses(first, env, keys)
+    assert statuses == Counter({"completed": 16, "compensated": 8})
+    events = await all_events(env.store)
+    by_type = Counter(record.event_type for record in events)
+    assert by_type["StockReserved"] == 24
+    assert by_type["OrderConfirmed"] == 16 and by_type["OrderCancelled"] == 8
+    assert by_type["StockReleased"] == 8
+    assert by_type["PaymentRequested"] == 24
+    for n, key in enumerate(keys):
+        wanted = ["OrderPlaced", "OrderConfirmed" if n % 3 else "OrderCancelled"]
+        assert await types_of(env.store, f"Order-{key}") == wanted
+
+
+async def _split(env: Env) -> bool:
+    held = await _holdings(env)
+    return sorted(len(parts) for parts in held.values()) == [2, 2]
+
+
+async def _all_done(manager: ProcessManager[Any], env: Env, keys: list[str]) -> bool:
+    statuses = await _statuses(manager, env, keys)
+    return statuses["completed"] + statuses["compensated"] == len(keys)
+
+
+async def test_deadlines_fire_once_each_by_the_holder_of_their_partition(env: Env) -> None:
+    await env.repository.create(Stock, "apple", lambda s: s.receive(1000))
+    first, second = SplitFulfilment(), SplitFulfilment()
+    a = Runner(env.store, [first], engine=env.engine, holder="a", **OPTIONS)
+    b = Runner(env.store, [second], engine=env.engine, holder="b", **OPTIONS)
+    keys = [f"p{n}" for n in range(30)]
+    await a.start()
+    await b.start()
+    try:
+        await _until(lambda: _split(env))
+        for key in keys:  # "pending": the payment never comes, the deadline is due
+            await env.repository.create(Order, key, lambda o: o.place("apple", 1, 5, "pending"))
+        await _until(lambda: _scheduled(env, len(keys)))
+        held = await _holdings(env)
+        poll_a = DeadlinePoller(env.store, env.engine, [first], holder="a")
+        poll_b = DeadlinePoller(env.store, env.engine, [second], holder="b")
+        fired = await asyncio.gather(poll_a.fire_due(now=later()), poll_b.fire_due(now=later()))
+        mine = {
+            holder: sum(partition_of(key, COUNT) in parts for key in keys)
+            for holder, parts in held.items()
+        }
+        assert fired == [mine["a"], mine["b"]]
+        assert all(mine.values())
+        assert await poll_a.fire_due(now=later()) == 0
+
+        # b goes away: a takes its partitions, and with them the deadlines of new orders.
+        more = [f"q{n}" for n in range(20)]
+        await b.stop()
+        await _until(lambda: _holds_all(env, "a"))
+        for key in more:
+            await env.repository.create(Order, key, lambda o: o.place("apple", 1, 5, "pending"))
+        await _until(lambda: _scheduled(env, len(more)))
+        assert await poll_b.fire_due(now=later()) == 0  # it holds nothing any more
+        assert await poll_a.fire_due(now=later()) == len(more)
+    finally:
+        await a.stop()
+        await b.stop()
+    deadlines = await list_deadlines(env.engine, "fulfilment")
+    assert len(deadlines) == len(keys) + len(more)
+    assert {(d.status, d.attempts) for d in deadlines} == {("fired", 1)}
+    released = Counter(r.data["order_id"] for r in await all_events(env.store)
+                       if r.event_type == "StockReleased")
+    assert released == Counter({key: 1 for key in [*keys, *more]})
+
+
+async def _scheduled(env: Env, count: int) -> bool:
+    return len(await list_deadlines(env.engine, "fulfilment", status="scheduled")) == count
+
+
+async def _holds_all(env: Env, holder: str) -> bool:
+    return await _holdings(env) == {holder: list(range(COUNT))}
+
+
+async def test_a_poller_of_a_partitioned_manager_needs_the_runners_holder(env: Env) -> None:
+    with pytest.raises(ValueError, match=r"fulfilment is partitioned.*holder=runner.holder"):
+        DeadlinePoller(env.store, env.engine, [SplitFulfilment()])
+
+
+async def test_another_partition_count_is_refused_for_a_process_manager(env: Env) -> None:
+    await env.repository.create(Stock, "apple", lambda s: s.receive(5))
+    await env.repository.create(Order, "o1", lambda o: o.place("apple", 1, 5, "pending"))
+    async with Runner(env.store, [SplitFulfilment()], engine=env.engine, **OPTIONS) as runner:
+        await _until(lambda: _scheduled(env, 1))
+        assert await _holdings(env) == {runner.holder: [0, 1, 2, 3]}
+    halved = type("Halved", (Fulfilment,), {"partitions": 2})
+    with pytest.raises(PartitionsChanged, match=r"declares 2 partition.*stored with 4"):
+        await Runner(env.store, [halved()], engine=env.engine).start()
+    with pytest.raises(PartitionsChanged, match=r"declares 1 partition.*stored with 4"):
+        await Runner(env.store, [Fulfilment()], engine=env.engine).start()
