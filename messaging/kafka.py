@@ -137,6 +137,8 @@ class KafkaPublisher(Publisher):
         self.client_id = client_id
         _aiokafka()  # refuse to build without the client library
         self.health = BrokerHealth(logger, self.broker, reconnect)
+        # A partitioned relay publishes from several tasks: one connection for all.
+        self._connecting = asyncio.Lock()
         self._producer: AIOKafkaProducer | None = None
 
     @property
@@ -200,6 +202,10 @@ class KafkaPublisher(Publisher):
                     await producer.stop()
 
     async def _ensure(self) -> AIOKafkaProducer:
+        async with self._connecting:
+            return await self._ensure_unlocked()
+
+    async def _ensure_unlocked(self) -> AIOKafkaProducer:
         if self._producer is not None:
             return self._producer
         aiokafka = _aiokafka()

@@ -133,6 +133,8 @@ class JetStreamPublisher(Publisher):
         self.connection_name = connection_name
         _nats()  # refuse to build without the client library
         self.health = BrokerHealth(logger, self.broker, reconnect)
+        # A partitioned relay publishes from several tasks: one connection for all.
+        self._connecting = asyncio.Lock()
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
 
@@ -207,6 +209,10 @@ class JetStreamPublisher(Publisher):
         await self._ensure()
 
     async def _ensure(self) -> JetStreamContext:
+        async with self._connecting:
+            return await self._ensure_unlocked()
+
+    async def _ensure_unlocked(self) -> JetStreamContext:
         if self._js is not None and self._client is not None and not self._client.is_closed:
             return self._js
         await self.close()

@@ -105,6 +105,8 @@ class RabbitMQPublisher(Publisher):
         self.connection_name = connection_name
         self._aio_pika = _aio_pika()  # refuse to build without the client library
         self.health = BrokerHealth(logger, self.broker, reconnect)
+        # A partitioned relay publishes from several tasks: one connection for all.
+        self._connecting = asyncio.Lock()
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
@@ -158,6 +160,10 @@ class RabbitMQPublisher(Publisher):
         await self._drop()
 
     async def _ensure(self) -> aio_pika.abc.AbstractExchange:
+        async with self._connecting:
+            return await self._ensure_unlocked()
+
+    async def _ensure_unlocked(self) -> aio_pika.abc.AbstractExchange:
         if (
             self._exchange is not None
             and self._connection is not None
