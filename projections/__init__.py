@@ -1,7 +1,8 @@
 """Projections and the runner: read models fed from the global log, exactly once.
 
 Subclass ``Projection``, register instances in a ``ProjectionRegistry``, run them with a
-``Runner``; rebuild with ``rebuild``, inspect with ``status`` and the parked-event functions.
+``Runner``; rebuild with ``rebuild`` (change a process manager's or relay's partition count
+with ``repartition``), inspect with ``status`` and the parked-event functions.
 Every subscriber (projection, process manager, relay) implements ``Subscriber``.
 """
 
@@ -17,6 +18,7 @@ from eventfold.projections.errors import (
     ProjectionHeld,
     RebuildError,
     RebuildParked,
+    RepartitionRefused,
     SubscriberUnavailable,
     UnknownProjection,
 )
@@ -31,6 +33,7 @@ from eventfold.projections.projection import (
     handles,
 )
 from eventfold.projections.rebuild import REBUILD_SUFFIX, RebuildProgress, rebuild, reset
+from eventfold.projections.repartition import repartition
 from eventfold.projections.runner import Runner, SubscriberState
 from eventfold.projections.status import ProjectionStatus, status
 from eventfold.projections.subscriber import (
@@ -67,6 +70,7 @@ __all__ = [
     "RebuildError",
     "RebuildParked",
     "RebuildProgress",
+    "RepartitionRefused",
     "RetryResult",
     "Runner",
     "Subscriber",
@@ -78,6 +82,7 @@ __all__ = [
     "handles",
     "list_parked",
     "rebuild",
+    "repartition",
     "reset",
     "retry_parked",
     "skip_parked",

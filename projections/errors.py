@@ -130,11 +130,25 @@ class SubscriberUnavailable(ProjectionError):
 class PartitionsChanged(ProjectionError):
     """A subscriber declares another partition count than its checkpoints were stored with."""
 
-    def __init__(self, name: str, stored: int, declared: int) -> None:
+    def __init__(self, name: str, stored: int, declared: int, *, rebuild: bool = True) -> None:
         self.name = name
         self.stored = stored
         self.declared = declared
+        how = (
+            f"run `eventfold projections rebuild {name}` to change the count" if rebuild
+            else f"stop its runners once caught up, then run `eventfold projections "
+            f"repartition {name}` to change the count"
+        )
         super().__init__(
             f"{name!r} declares {declared} partition(s) but its checkpoints are stored with "
-            f"{stored}: run `eventfold projections rebuild {name}` to change the count"
+            f"{stored}: {how}"
         )
+
+
+class RepartitionRefused(ProjectionError):
+    """A subscriber's partition count cannot change now (``repartition``); nothing changed."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"cannot change the partition count of {name!r}: {reason}")

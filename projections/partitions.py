@@ -135,12 +135,15 @@ async def stored_units(conn: AsyncConnection, name: str) -> dict[str, int]:
     return {str(row[0]): int(row[1]) for row in rows}
 
 
-async def check_count(conn: AsyncConnection, name: str, declared: int) -> None:
+async def check_count(
+    conn: AsyncConnection, name: str, declared: int, *, rebuild: bool = True
+) -> None:
     """Raise ``PartitionsChanged`` if the subscriber's checkpoints were stored with another
-    partition count than ``declared`` (a rebuild is how the count changes)."""
+    partition count than ``declared`` (a rebuild is how a projection's count changes,
+    ``repartition`` how a process manager's or relay's does: ``rebuild=False``)."""
     for stored in (await stored_units(conn, name)).values():
         if stored != declared:
-            raise PartitionsChanged(name, stored, declared)
+            raise PartitionsChanged(name, stored, declared, rebuild=rebuild)
 
 
 class Share:

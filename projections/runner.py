@@ -55,6 +55,7 @@ from eventfold.projections.errors import (
 )
 from eventfold.projections.leases import Lease, default_holder
 from eventfold.projections.partitions import Share, check_count, partition_name, partitions_of
+from eventfold.projections.projection import Projection
 from eventfold.projections.subscriber import Subscriber
 from eventfold.projections.subscription import Subscription, describe
 
@@ -220,7 +221,10 @@ class Runner:
             async with self.db.reading() as conn:
                 for subscriber in self.subscribers:
                     declared = len(partitions_of(subscriber)) or 1
-                    await check_count(conn, subscriber.name, declared)
+                    await check_count(
+                        conn, subscriber.name, declared,
+                        rebuild=isinstance(subscriber, Projection),
+                    )
         except (StoreUnavailable, sa.exc.DBAPIError, OSError) as exc:
             # An outage: the subscribers report it as they start; checked again by the
             # next start.

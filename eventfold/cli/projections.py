@@ -32,10 +32,12 @@ from eventfold.projections import (
     RetryResult,
     list_parked,
     rebuild,
+    repartition,
     reset,
     retry_parked,
     skip_parked,
 )
+from eventfold.projections.partitions import partitions_of
 from eventfold.status import (
     DEFAULT_HORIZON_AGE,
     ConsumerBacklog,
@@ -351,6 +353,32 @@ def reset_command(
     stdout_console().print(
         f"reset {escape(name)}: its tables are empty and its checkpoint is at the start of the "
         "log; its runner (`eventfold run`) replays the log into them"
+    )
+
+
+@app.command("repartition")
+def repartition_command(
+    ctx: typer.Context, name: NameArgument, app_spec: AppOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Store a process manager's or relay's checkpoints for the partition count it declares
+    now (stop its runners once caught up first)."""
+
+    async def work(settings: Settings) -> tuple[GlobalPosition | None, int]:
+        async with settings.connect_app("`eventfold projections repartition`") as running:
+            subscriber = running.app.subscriber(name)
+            count = len(partitions_of(subscriber)) or 1
+            return await repartition(running.store, running.engine, subscriber), count
+
+    position, count = run(ctx, work, app=app_spec, database=database)
+    if position is None:
+        stdout_console().print(
+            f"{escape(name)}: nothing to change (no checkpoints, or stored with {count})"
+        )
+        return
+    stdout_console().print(
+        f"repartitioned {escape(name)} into {count} partition(s), going on after position "
+        f"{position.position}"
     )
 
 

@@ -25,7 +25,14 @@ from eventfold.eventstore.records import partition_of
 from eventfold.eventstore.schema import checkpoints
 from eventfold.messaging.kafka import kafka_relay
 from eventfold.messaging.relay import Message, Relay
-from eventfold.projections import FailurePolicy, Runner, list_parked, retry_parked, status
+from eventfold.projections import (
+    FailurePolicy,
+    Runner,
+    list_parked,
+    repartition,
+    retry_parked,
+    status,
+)
 
 COUNT = 4
 OPTIONS = {
@@ -164,3 +171,26 @@ async def test_partitions_of_a_kafka_relay_keep_each_streams_order(
         for relay in relays:
             await relay.close()
     assert_exactly_once_in_order(await effect_rows(env.engine, "orders-view"), ids)
+
+
+async def test_a_stopped_relay_is_repartitioned_and_publishes_nothing_twice(env: Env) -> None:
+    broker = StandInBroker()
+    ids = [str(i) for i in await append_events(env.store, streams=9, per_stream=5)]
+    async with Runner(env.store, [Relay("out", broker, partitions=COUNT)], engine=env.engine,
+                      **OPTIONS):
+        await _until(lambda: _all_sent(broker, ids))
+
+        async def committed() -> bool:
+            [entry] = await status(env.store, env.engine, [Relay("out", broker, partitions=COUNT)])
+            return entry.events_behind == 0
+
+        await _until(committed)
+    # Each partition's checkpoint is at its own last event: they differ, yet none is behind.
+    assert len(set((await _positions(env, "out")).values())) > 1
+    two = Relay("out", broker, partitions=2)
+    assert await repartition(env.store, env.engine, two) is not None
+    assert set(await _positions(env, "out")) == {"out/0", "out/1"}
+    more = [str(i) for i in await append_events(env.store, streams=9, per_stream=2)]
+    async with Runner(env.store, [two], engine=env.engine, **OPTIONS):
+        await _until(lambda: _all_sent(broker, more))
+    assert sorted(broker.sent) == sorted([*ids, *more])  # once each

@@ -29,7 +29,14 @@ from eventfold.eventstore.schema import leases
 from eventfold.processes.deadlines import DeadlinePoller, list_deadlines
 from eventfold.processes.errors import ProcessDefinitionError
 from eventfold.processes.process_manager import ProcessContext, ProcessManager, on
-from eventfold.projections import PartitionsChanged, Runner
+from eventfold.projections import (
+    PartitionsChanged,
+    ProjectionHeld,
+    RepartitionRefused,
+    Runner,
+    Subscription,
+    repartition,
+)
 from eventfold.projections.database import Database
 from eventfold.projections.partitions import partitions_of, unit_of
 
@@ -243,3 +250,64 @@ async def test_another_partition_count_is_refused_for_a_process_manager(env: Env
         await Runner(env.store, [halved()], engine=env.engine).start()
     with pytest.raises(PartitionsChanged, match=r"declares 1 partition.*stored with 4"):
         await Runner(env.store, [Fulfilment()], engine=env.engine).start()
+
+
+async def test_a_caught_up_manager_is_repartitioned_and_goes_on_where_it_stopped(
+    env: Env,
+) -> None:
+    await env.repository.create(Stock, "apple", lambda s: s.receive(100))
+    keys = [f"r{n}" for n in range(10)]
+    halved = type("Halved", (Fulfilment,), {"partitions": 2})()
+    async with Runner(env.store, [SplitFulfilment()], engine=env.engine, **OPTIONS) as runner:
+        for key in keys:
+            await env.repository.create(Order, key, lambda o: o.place("apple", 1, 5, "pending"))
+        await _until(lambda: _scheduled(env, len(keys)))
+        with pytest.raises(ProjectionHeld, match="'fulfilment' is held by"):
+            await repartition(env.store, env.engine, halved)
+        holder = runner.holder
+    with pytest.raises(PartitionsChanged, match=r"repartition fulfilment` to change the count"):
+        await Runner(env.store, [halved], engine=env.engine).start()
+
+    moved_to = await repartition(env.store, env.engine, halved)
+    assert moved_to is not None
+    assert await repartition(env.store, env.engine, halved) is None  # done already
+    with pytest.raises(PartitionsChanged, match=r"declares 4 partition.*stored with 2"):
+        await Runner(env.store, [SplitFulfilment()], engine=env.engine).start()
+    more = [f"s{n}" for n in range(6)]
+    async with Runner(env.store, [halved], engine=env.engine, holder=holder, **OPTIONS):
+        for key in more:
+            await env.repository.create(Order, key, lambda o: o.place("apple", 1, 5, "pending"))
+        await _until(lambda: _scheduled(env, len(keys) + len(more)))
+        # The instances handled with four partitions go on with two: their deadlines fire
+        # where their key's partition (of two) is held.
+        poller = DeadlinePoller(env.store, env.engine, [halved], holder=holder)
+        assert await poller.fire_due(now=later()) == len(keys) + len(more)
+    released = Counter(r.data["order_id"] for r in await all_events(env.store)
+                       if r.event_type == "StockReserved")
+    assert released == Counter({key: 1 for key in [*keys, *more]})  # nothing handled twice
+
+
+async def test_repartition_refuses_while_a_partition_is_behind(env: Env) -> None:
+    await env.repository.create(Stock, "apple", lambda s: s.receive(100))
+    manager = SplitFulfilment()
+    async with Runner(env.store, [manager], engine=env.engine, **OPTIONS):
+        await env.repository.create(Order, "t0", lambda o: o.place("apple", 1, 5, "pending"))
+        await _until(lambda: _scheduled(env, 1))
+    # More orders, and only one partition (the one of order t1) deals with them.
+    for key in ("t1", "t2", "t3", "t4", "t5", "t6"):
+        await env.repository.create(Order, key, lambda o: o.place("apple", 1, 5, "pending"))
+    home = next(p for p in partitions_of(manager) if partition_of("t1", COUNT) == p.index)
+    lagging = {partition_of(key, COUNT) for key in ("t2", "t3", "t4", "t5", "t6")} - {home.index}
+    assert lagging  # some order lies in another partition
+    subscription = Subscription(
+        env.store, Database(env.engine), manager, name=f"fulfilment/{home.index}",
+        partition=home,
+    )
+    await subscription.setup()
+    while await subscription.step() or subscription.more:
+        pass
+    with pytest.raises(RepartitionRefused, match=r"fulfilment/\d has not dealt with its events"):
+        await repartition(env.store, env.engine, Fulfilment())
+    async with Runner(env.store, [manager], engine=env.engine, **OPTIONS):
+        await _until(lambda: _scheduled(env, 7))
+    assert await repartition(env.store, env.engine, Fulfilment()) is not None
