@@ -1,7 +1,8 @@
 """The application of the partitioned process-manager multi-process test (``eventfold run
 --app process_child:app``).
 
-``mp_orders`` is served as four partitions, keyed by order. An order's events come from
+``mp_orders`` is served as ``EVENTFOLD_MP_ORDER_PARTITIONS`` partitions (4 by default),
+keyed by order. An order's events come from
 its own stream (``Opened``) and from shelf streams shared by many orders (``Touched``), so
 partitioning by stream would split an instance. Each ``Touched`` is recorded in the
 instance's state, in order; the timeout scheduled by ``Opened`` counts its firings in the
@@ -10,6 +11,7 @@ state and rings the order's bell (a command): each must happen exactly once.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 from pydantic import BaseModel
@@ -19,6 +21,7 @@ from eventfold.aggregates import Aggregate, applies
 from eventfold.eventstore import Event
 from eventfold.processes import ProcessContext, ProcessManager, on, on_timeout
 
+PARTITIONS_ENV = "EVENTFOLD_MP_ORDER_PARTITIONS"
 DUE_AFTER = timedelta(seconds=2)
 """When an order's timeout falls due after its ``Opened`` event."""
 
@@ -74,7 +77,7 @@ class Orders(ProcessManager[Steps]):
     name = "mp_orders"
     key = "order"
     state_type = Steps
-    partitions = 4
+    partitions = int(os.environ.get(PARTITIONS_ENV, "4"))
 
     @on(Opened, start=True)
     async def opened(self, event: Opened, ctx: ProcessContext[Steps]) -> None:

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-from process_child import Opened, Touched, app
-from test_multiprocess import Runners, eventually
+from process_child import PARTITIONS_ENV, Opened, Touched, app
+from test_multiprocess import REPO, Runners, eventually
 
 from eventfold.eventstore import EventStore, connect
 
@@ -142,3 +145,73 @@ async def test_killed_restarted_and_added_runners_step_and_fire_every_instance_o
         return set(holders) == {"c", "a2", "d"} and sorted(holders.values()) == [1, 1, 2]
 
     await eventually(fair, within=30, what="the partitions shared fairly", runners=runners)
+
+
+async def test_status_lists_the_partitions_and_repartition_changes_the_count(
+    runners: Runners, db: asyncpg.Connection, store: EventStore, url: str,
+) -> None:
+    await runners.start("a", cli=True)
+    for n in range(12):
+        await store.append(f"Order-o{n}", [Opened(order=f"o{n}")])
+
+    async def all_fired() -> bool:
+        return bool(await db.fetchval(
+            "SELECT count(*) FROM eventfold_deadlines WHERE status = 'fired'"
+        ) == 12)
+
+    await eventually(all_fired, within=60, what="12 fired", runners=runners)
+    code, out, err = await _eventfold(url, "4", "projections", "status", "--json")
+    assert code == 0, err
+    [entry] = json.loads(out)["projections"]
+    assert entry["name"] == "mp_orders" and entry["holder"] == "a"
+    assert [p["name"] for p in entry["partitions"]] == [f"mp_orders/{i}" for i in range(4)]
+
+    code, out, err = await _eventfold(url, "2", "projections", "repartition", "mp_orders")
+    assert code == 7, (out, err)  # held by a runner: a conflict
+    assert err.strip().endswith(
+        "'mp_orders' is held by a: wait for it to finish or stop that process (a dead "
+        "holder's lease expires within seconds)"
+    )
+    await runners.terminate(runners.by_holder("a"))
+    assert await runners.exited(runners.by_holder("a")) == 0
+    code, out, err = await _eventfold(url, "2", "run", "--holder", "z")
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "run `eventfold projections repartition mp_orders` to change the count" in err
+    code, out, err = await _eventfold(url, "2", "projections", "repartition", "mp_orders")
+    assert code == 0, err
+    assert out.startswith("repartitioned mp_orders into 2 partition(s), going on after ")
+    await store.append("Order-o99", [Opened(order="o99")])
+    await runners.start("b", cli=True, env={PARTITIONS_ENV: "2"})
+    await eventually(
+        lambda: _fired(db, "o99"), within=60, what="o99's timeout, in two partitions",
+        runners=runners,
+    )
+    code, out, err = await _eventfold(url, "2", "projections", "status", "--json")
+    [entry] = json.loads(out)["projections"]
+    assert [p["name"] for p in entry["partitions"]] == ["mp_orders/0", "mp_orders/1"]
+
+
+async def _fired(db: asyncpg.Connection, key: str) -> bool:
+    return bool(await db.fetchval(
+        "SELECT count(*) FROM eventfold_deadlines WHERE key = $1 AND status = 'fired'", key
+    ))
+
+
+async def _eventfold(url: str, partitions: str, *arguments: str) -> tuple[int, str, str]:
+    """Run ``eventfold`` on ``process_child:app`` declaring that many partitions."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from eventfold.cli import main; main()", "--database", url,
+        "--app", "process_child:app", *arguments,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO,
+        env={
+            **os.environ, PARTITIONS_ENV: partitions,
+            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(REPO)]),
+        },
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            os.kill(process.pid, signal.SIGKILL)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
