@@ -20,6 +20,7 @@ from saga_support import (
     StockReceived,
     all_events,
     later,
+    settle,
     types_of,
 )
 
@@ -261,7 +262,7 @@ async def test_a_caught_up_manager_is_repartitioned_and_goes_on_where_it_stopped
     async with Runner(env.store, [SplitFulfilment()], engine=env.engine, **OPTIONS) as runner:
         for key in keys:
             await env.repository.create(Order, key, lambda o: o.place("apple", 1, 5, "pending"))
-        await _until(lambda: _scheduled(env, len(keys)))
+        await settle(env.store, runner, lambda: _scheduled(env, len(keys)))
         with pytest.raises(ProjectionHeld, match="'fulfilment' is held by"):
             await repartition(env.store, env.engine, halved)
         holder = runner.holder
@@ -290,9 +291,9 @@ async def test_a_caught_up_manager_is_repartitioned_and_goes_on_where_it_stopped
 async def test_repartition_refuses_while_a_partition_is_behind(env: Env) -> None:
     await env.repository.create(Stock, "apple", lambda s: s.receive(100))
     manager = SplitFulfilment()
-    async with Runner(env.store, [manager], engine=env.engine, **OPTIONS):
+    async with Runner(env.store, [manager], engine=env.engine, **OPTIONS) as runner:
         await env.repository.create(Order, "t0", lambda o: o.place("apple", 1, 5, "pending"))
-        await _until(lambda: _scheduled(env, 1))
+        await settle(env.store, runner, lambda: _scheduled(env, 1))
     # More orders, and only one partition (the one of order t1) deals with them.
     for key in ("t1", "t2", "t3", "t4", "t5", "t6"):
         await env.repository.create(Order, key, lambda o: o.place("apple", 1, 5, "pending"))
@@ -308,6 +309,6 @@ async def test_repartition_refuses_while_a_partition_is_behind(env: Env) -> None
         pass
     with pytest.raises(RepartitionRefused, match=r"fulfilment/\d has not dealt with its events"):
         await repartition(env.store, env.engine, Fulfilment())
-    async with Runner(env.store, [manager], engine=env.engine, **OPTIONS):
-        await _until(lambda: _scheduled(env, 7))
+    async with Runner(env.store, [manager], engine=env.engine, **OPTIONS) as runner:
+        await settle(env.store, runner, lambda: _scheduled(env, 7))
     assert await repartition(env.store, env.engine, Fulfilment()) is not None
