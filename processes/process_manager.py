@@ -456,6 +456,27 @@ class ProcessContext(Generic[S]):
         return dict(self.deadline.cause) if self.deadline is not None else {}
 
 
+def _raw_key_field(event_cls: type[Event], spec: KeySpec) -> str | None:
+    """The field whose stored JSON string is the instance key exactly as decoding would
+    give it: a plain ``str`` field, under its own name, that no validator or string setting
+    reshapes. None when the key needs the decoded event."""
+    if not isinstance(spec, str):
+        return None
+    info = event_cls.model_fields.get(spec)
+    decorators = event_cls.__pydantic_decorators__
+    config = event_cls.model_config
+    reshaped = any(config.get(setting) for setting in (
+        "str_strip_whitespace", "str_to_lower", "str_to_upper", "alias_generator",
+    ))
+    if (
+        info is None or info.annotation is not str or info.metadata or reshaped
+        or info.alias not in (None, spec) or info.validation_alias not in (None, spec)
+        or decorators.field_validators or decorators.model_validators
+    ):
+        return None
+    return spec
+
+
 class ProcessManager(Generic[S]):
     """Base class of process managers: subclass, name it, give the key, write handlers.
 
@@ -550,6 +571,11 @@ class ProcessManager(Generic[S]):
         )
         self._decided = {}
         self._partition_keys: dict[uuid.UUID, str] = {}
+        self._raw_keys = {
+            event_type: _raw_key_field(self._event_classes[event_type], spec.key or cls.key)
+            for event_type, (_, spec) in cls._handlers.items()
+        }
+        """Per handled type, the field whose stored value is the key as is (None: decode)."""
 
     # -- the Subscriber interface ----------------------------------------------------------
 
@@ -581,13 +607,13 @@ class ProcessManager(Generic[S]):
         entry = self._handlers.get(event_type)
         if entry is None:
             return record.stream_id
+        field = self._raw_keys[event_type]
+        if field is not None:
+            raw = record.data.get(field)
+            if isinstance(raw, str):
+                return raw
         spec = entry[1].key if entry[1].key is not None else type(self).key
         event_cls = self._event_classes[event_type]
-        if isinstance(spec, str):
-            field_info = event_cls.model_fields.get(spec)
-            raw = record.data.get(spec)
-            if field_info is not None and field_info.annotation is str and isinstance(raw, str):
-                return raw
         known = self._partition_keys.get(record.event_id)
         if known is not None:
             return known

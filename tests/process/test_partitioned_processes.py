@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from pydantic import field_validator
 from saga_support import (
     Env,
     Fulfilment,
@@ -24,7 +25,7 @@ from saga_support import (
     types_of,
 )
 
-from eventfold.eventstore import RecordedEvent
+from eventfold.eventstore import Event, RecordedEvent
 from eventfold.eventstore.records import partition_of
 from eventfold.eventstore.schema import leases
 from eventfold.processes.deadlines import DeadlinePoller, list_deadlines
@@ -134,6 +135,33 @@ def test_a_key_that_is_not_a_str_field_decodes_the_event_once() -> None:
     assert manager.partition_key(received) == "40"
     received.data["quantity"] = 5  # remembered by event id: not decoded again
     assert manager.partition_key(received) == "40"
+
+
+class Shouted(Event):
+    """An event whose key field a validator reshapes."""
+
+    order_id: str
+
+    @field_validator("order_id")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+
+class Loud(ProcessManager[dict[str, Any]]):
+    name = "loud"
+    key = "order_id"
+    partitions = 2
+
+    @on(Shouted, start=True)
+    async def shouted(self, event: Shouted, ctx: ProcessContext[dict[str, Any]]) -> None:
+        ctx.complete()
+
+
+def test_a_key_field_a_validator_reshapes_is_read_from_the_decoded_event() -> None:
+    record = _record("Shouted", "Shout-1", {"order_id": "o7"})
+    assert Loud().partition_key(record) == "O7"  # the instance key, as handlers see it
+    assert SplitFulfilment()._raw_keys["OrderPlaced"] == "order_id"  # plain: read as stored
 
 
 def test_a_bad_partition_count_is_refused_at_definition() -> None:
