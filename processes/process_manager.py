@@ -71,7 +71,7 @@ from eventfold.eventstore.dialect import Dialect
 from eventfold.eventstore.errors import DuplicateEventId
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.protocol import EventStore
-from eventfold.eventstore.records import AppendResult, RecordedEvent
+from eventfold.eventstore.records import AppendResult, RecordedEvent, partition_of
 from eventfold.eventstore.schema import deadlines, process_states
 from eventfold.processes.deadlines import (
     Cancelled,
@@ -91,7 +91,7 @@ from eventfold.processes.errors import (
 )
 from eventfold.projections import parking
 from eventfold.projections.database import Database
-from eventfold.projections.partitions import unit_of
+from eventfold.projections.partitions import partition_name, unit_of
 from eventfold.projections.subscriber import BatchContext, Delivery, FailurePolicy
 
 logger = logging.getLogger("eventfold.process")
@@ -504,7 +504,7 @@ class ProcessManager(Generic[S]):
     _event_classes: ClassVar[dict[str, type[Event]]]
     _timeouts: ClassVar[dict[str, tuple[type[BaseModel], str]]]
     _compensations: ClassVar[frozenset[str]]
-    _turns: weakref.WeakKeyDictionary[sa.Engine, asyncio.Lock]
+    _turns: weakref.WeakKeyDictionary[sa.Engine, dict[str, asyncio.Lock]]
     _decided: dict[uuid.UUID, _Decision[S] | BaseException]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -633,23 +633,25 @@ class ProcessManager(Generic[S]):
     ) -> AsyncIterator[None]:
         """What the runner wraps each batch's transaction in (commit included).
 
-        The manager's turn (shared with the deadline poller of this process) keeps a
-        timeout from firing in the middle of a batch. On SQLite the batch's transaction
-        holds the database's one write lock, so commands could not be appended from inside
-        it: there the handlers run here, before it, and ``handle_batch`` only writes what
-        they decided (PostgreSQL runs them inside the transaction, under row locks). The
-        same holds when the read models live apart from the store: a transaction there
-        never waits on the store's database.
+        The turn of the batch's unit (the manager, or its partition; shared with the
+        deadline poller of this process) keeps a timeout of its instances from firing in
+        the middle of a batch, while other partitions' batches go on. On SQLite the
+        batch's transaction holds the database's one write lock, so commands could not be
+        appended from inside it: there the handlers run here, before it, and
+        ``handle_batch`` only writes what they decided (PostgreSQL runs them inside the
+        transaction, under row locks). The same holds when the read models live apart from
+        the store: a transaction there never waits on the store's database.
         """
-        async with self.turn(engine):
-            self._decided = {}
+        unit = unit_of(self, self.name, records)
+        async with self.turn(engine, unit):
+            self._forget(records)
             try:
                 db = Database(engine)
                 if db.waits_outside(store):
-                    await self._decide_ahead(records, store, db)
+                    await self._decide_ahead(records, store, db, unit)
                 yield
             finally:
-                self._decided = {}
+                self._forget(records)
 
     async def handle_batch(self, batch: Sequence[Delivery], context: BatchContext) -> None:
         """Handle events in order: load the instance, run the handler, save it."""
@@ -698,7 +700,10 @@ class ProcessManager(Generic[S]):
     ) -> bool:
         """Fire one due deadline: claim it, run its timeout handler, save the instance, mark
         it fired - once in effect. Returns False when it was no longer scheduled."""
-        async with self.turn(db.engine):
+        unit = self.name if self.partitions == 1 else partition_name(
+            self.name, partition_of(key, self.partitions)
+        )
+        async with self.turn(db.engine, unit):
             if not db.waits_outside(store):
                 async with db.transaction() as conn:
                     deadline = await claim(conn, self.name, id, key)
@@ -735,10 +740,18 @@ class ProcessManager(Generic[S]):
             repository = self._repositories[store] = Repository(store)
         return repository
 
-    def turn(self, engine: AsyncEngine) -> asyncio.Lock:
-        """The lock batches and deadline firings of this manager take turns on (per
-        database, in this process)."""
-        return self._turns.setdefault(engine.sync_engine, asyncio.Lock())
+    def turn(self, engine: AsyncEngine, unit: str | None = None) -> asyncio.Lock:
+        """The lock the batches and deadline firings of one unit of this manager (``unit``:
+        one of its partitions; None: the manager) take turns on, per database, in this
+        process."""
+        locks = self._turns.setdefault(engine.sync_engine, {})
+        return locks.setdefault(unit or self.name, asyncio.Lock())
+
+    def _forget(self, records: Sequence[RecordedEvent]) -> None:
+        """Drop what was decided ahead for these events (keyed by event, so partitions
+        side by side in one process keep theirs)."""
+        for record in records:
+            self._decided.pop(record.event_id, None)
 
     # -- reading instances -------------------------------------------------------------------
 
@@ -777,13 +790,13 @@ class ProcessManager(Generic[S]):
         return self._key(event, spec.key, record.event_type), spec.start, getattr(self, attr)
 
     async def _decide_ahead(
-        self, records: Sequence[RecordedEvent], store: EventStore, db: Database
+        self, records: Sequence[RecordedEvent], store: EventStore, db: Database, unit: str
     ) -> None:
         overlay: dict[str, ProcessInstance[S]] = {}
         # Commands are appended between these reads: no transaction may stay open here.
         async with db.reading(autocommit=True) as conn:
-            # The batch's unit: a partition's parked events are stored under its own name.
-            blocked = await parking.blocked_streams(conn, unit_of(self, self.name, records))
+            # A partition's parked events are stored under its own name.
+            blocked = await parking.blocked_streams(conn, unit)
             for record in records:
                 if record.event_type not in self._handlers or record.stream_id in blocked:
                     continue  # the runner parks it behind its stream's parked event

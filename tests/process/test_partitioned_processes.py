@@ -340,3 +340,43 @@ async def test_repartition_refuses_while_a_partition_is_behind(env: Env) -> None
     async with Runner(env.store, [manager], engine=env.engine, **OPTIONS) as runner:
         await settle(env.store, runner, lambda: _scheduled(env, 7))
     assert await repartition(env.store, env.engine, Fulfilment()) is not None
+
+
+class Meeting(ProcessManager[dict[str, Any]]):
+    """Its handler waits (at most 5 s) until the handler of another partition runs too."""
+
+    name = "meeting"
+    key = "sku"
+    partitions = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = 0
+        self.met = asyncio.Event()
+
+    @on(StockReceived, start=True)
+    async def received(self, event: StockReceived, ctx: ProcessContext[dict[str, Any]]) -> None:
+        self.inside += 1
+        if self.inside == 2:
+            self.met.set()
+        try:
+            await asyncio.wait_for(self.met.wait(), 5)
+        finally:
+            self.inside -= 1
+        ctx.complete()
+
+
+async def test_the_partitions_of_a_manager_run_side_by_side_in_one_process(env: Env) -> None:
+    first = "apple"
+    second = next(f"sku{n}" for n in range(100) if partition_of(f"sku{n}", 2) !=
+                  partition_of(first, 2))
+    manager = Meeting()
+    async with Runner(env.store, [manager], engine=env.engine, **OPTIONS) as runner:
+        await env.repository.create(Stock, first, lambda s: s.receive(1))
+        await env.repository.create(Stock, second, lambda s: s.receive(1))
+        await settle(env.store, runner, lambda: _both_done(manager, env, first, second))
+    assert manager.met.is_set()
+
+
+async def _both_done(manager: Meeting, env: Env, *keys: str) -> bool:
+    return (await _statuses(manager, env, list(keys)))["completed"] == len(keys)
