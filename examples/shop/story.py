@@ -8,7 +8,7 @@ day goes like this:
 1. the warehouse restocks; 2. an order that release 1 accepted just before the upgrade
 is stored as ``OrderPlaced`` v1 (without currency); 3. four customers check out and the
 fulfilment process reserves stock and requests payments - one order is out of stock and
-compensated at once; 4. the payment provider charges two orders, declines one (its stock
+compensated at once, nothing of its unit of work written; 4. the payment provider charges two orders, declines one (its stock
 is released, the order cancelled) and never answers the last; 5. fifteen minutes later
 (fired at once, with ``DeadlinePoller.fire_due(now=...)``) the timeout cancels that
 order, and the provider's late answer is refused; 6. the read models, the causation tree
@@ -52,7 +52,7 @@ STOCK_LEVELS = {"book": 10, "pen": 40, "mug": 3}
 
 PRICES = {"book": Decimal("12.50"), "pen": Decimal("1.20"), "mug": Decimal("8.00")}
 
-SWEEP_THRESHOLD = 5
+SWEEP_THRESHOLD = 4
 """The sweep snapshots inventory streams that grew by this many events since their last
 snapshot (``InventoryItem.snapshot_every`` takes one every 20 at save time as well)."""
 
@@ -157,6 +157,12 @@ async def _day(
         say("   the fulfilment process reserves stock and requests each payment:")
         for role in ("legacy", "paid", "declined", "overdue", "out_of_stock"):
             say(f"   {ids[role]}  {await _progress(running, fulfilment, ids[role])}")
+        short = ids["out_of_stock"]
+        reserved = [record for record in await store.read_stream(
+            InventoryItem.stream_id_for("book")) if record.data.get("order_id") == short]
+        asked = await store.stream_version(Payment.stream_id_for(short))
+        say(f"   one unit of work each (stock + payment, all or none): {short}'s short mug line "
+            f"left {len(reserved)} book reservations and {asked} payment events")
 
         say("\n4. The payment provider answers")
         answers: dict[str, Callable[[Payment], None]] = {
