@@ -7,9 +7,10 @@ day goes like this:
 
 1. the warehouse restocks; 2. an order that release 1 accepted just before the upgrade
 is stored as ``OrderPlaced`` v1 (without currency); 3. four customers check out and the
-fulfilment process reserves stock and requests payments - one order is out of stock and
-compensated at once, nothing of its unit of work written; 4. the payment provider charges two orders, declines one (its stock
-is released, the order cancelled) and never answers the last; 5. fifteen minutes later
+fulfilment process reserves stock and requests payments, as one unit of work per order -
+one order is out of stock: nothing of its unit is written and it is compensated at once;
+4. the payment provider charges two orders, declines one (its stock is released, the order
+cancelled) and never answers the last; 5. fifteen minutes later
 (fired at once, with ``DeadlinePoller.fire_due(now=...)``) the timeout cancels that
 order, and the provider's late answer is refused; 6. the read models, the causation tree
 of the declined order, a snapshot sweep and a blue/green rebuild are shown.
