@@ -269,7 +269,7 @@ async def _day(
         if after != before:
             raise AssertionError("the rebuilt order list differs from the live one")
 
-        customers = await _forget(app, running, ids["out_of_stock"], say)
+        directory = await _forget(app, running, ids["out_of_stock"], say)
 
         relayed: GlobalPosition | None = None
         relay = next((s for s in app.subscribers if not isinstance(s, Fulfilment)), None)
@@ -282,19 +282,18 @@ async def _day(
     return ShopRun(
         run=run, orders=ids, order_list=tuple(rows), totals=tuple(totals), fired=fired,
         late_answer=late_answer, trace=tuple(tree), snapshots=taken,
-        rebuilt_rows=len(after), relayed_through=relayed, customers=tuple(customers),
+        rebuilt_rows=len(after), relayed_through=relayed, customers=tuple(directory),
     )
 
 
 async def _register_customers(running: Running, say: Say) -> None:
     """Register the customers new today; dave corrects his address right after."""
-    new = []
+    new: list[str] = []
     for customer_id, (name, email, address) in CUSTOMERS.items():
         if await running.store.stream_version(Customer.stream_id_for(customer_id)):
             continue
-        await running.repository.create(
-            Customer, customer_id, lambda c, n=name, e=email, a=address: c.register(n, e, a)
-        )
+        register = partial(Customer.register, name=name, email=email, address=address)
+        await running.repository.create(Customer, customer_id, register)
         new.append(customer_id)
     if FORGOTTEN_CUSTOMER in new:
         await running.repository.update(
