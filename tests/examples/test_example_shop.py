@@ -274,5 +274,7 @@ def test_the_app_is_what_the_cli_loads() -> None:
 
     loaded = load_app("examples.shop:app")
     assert loaded is app
-    assert sorted(loaded.projections.names()) == ["customer_totals", "order_list"]
+    assert sorted(loaded.projections.names()) == [
+        "customer_directory", "customer_totals", "order_list",
+    ]
     assert [s.name for s in loaded.subscribers] == ["fulfilment"]
