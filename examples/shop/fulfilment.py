@@ -55,8 +55,9 @@ class Fulfilment(ProcessManager[FulfilmentState]):
 
     @on(OrderPlaced, start=True)
     async def placed(self, event: OrderPlaced, ctx: Context) -> None:
-        """Reserve every line's stock and ask for the payment as one unit of work (all of
-        it lands, or none), then start the clock."""
+        """Reserve every line's stock and make sure the payment is asked for (the checkout
+        reserves it with the order; an order placed otherwise has none yet), as one unit of
+        work - all of it lands, or none - then start the clock."""
         ctx.state = FulfilmentState(
             customer=event.customer, total=event.total, currency=event.currency
         )
@@ -73,11 +74,13 @@ class Fulfilment(ProcessManager[FulfilmentState]):
                     )
                 unit.send(
                     Payment, event.order_id,
-                    lambda payment: payment.request(event.total, event.currency),
+                    lambda payment: payment.request_unless_asked(event.total, event.currency),
                     undo=self.void_payment,
                 )
         except InsufficientStock as short:
-            # Nothing of the unit was written: no line reserved, no payment asked.
+            # Nothing of the unit was written: no line reserved. The checkout may have
+            # reserved the payment with the order: void it, then cancel the order.
+            ctx.add_step(undo=self.void_payment)
             await ctx.compensate(f"out of stock: {short}")
             return
         ctx.schedule(PaymentOverdue(order_id=event.order_id), after=PAYMENT_TIMEOUT)

@@ -6,14 +6,16 @@ each, and the read models, per-customer totals included, keep every day's orders
 day goes like this:
 
 1. the warehouse restocks; 2. an order that release 1 accepted just before the upgrade
-is stored as ``OrderPlaced`` v1 (without currency); 3. four customers check out and the
-fulfilment process reserves stock and requests payments, as one unit of work per order -
-one order is out of stock: nothing of its unit is written and it is compensated at once;
+is stored as ``OrderPlaced`` v1 (without currency); 3. four customers check out, each
+checkout placing the order and reserving its payment in one transaction, and the
+fulfilment process reserves each order's stock as one unit of work - one order is out of
+stock: none of its lines is reserved, its payment is voided and it is cancelled at once;
 4. the payment provider charges two orders, declines one (its stock is released, the order
 cancelled) and never answers the last; 5. fifteen minutes later
 (fired at once, with ``DeadlinePoller.fire_due(now=...)``) the timeout cancels that
 order, and the provider's late answer is refused; 6. the read models, the causation tree
-of the declined order, a snapshot sweep and a blue/green rebuild are shown.
+of the declined order, a snapshot sweep and a blue/green rebuild are shown; 7. a customer
+is forgotten and the customer directory rebuilt.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from eventfold.eventstore.causation import caused_by, correlated
 from eventfold.projections import rebuild
 from eventfold.projections.trace import TraceNode, trace
 from examples.shop.app import build_app
+from examples.shop.checkout import check_out
 from examples.shop.customers import Customer, CustomerDirectory, CustomerRow, list_customers
 from examples.shop.events import OrderLine
 from examples.shop.fulfilment import PAYMENT_TIMEOUT, Fulfilment
@@ -166,23 +169,27 @@ async def _day(
             ("overdue", "carol", [_line("book", 1), _line("pen", 2)]),
             ("out_of_stock", "dave", [_line("book", 1), _line("mug", 5)]),
         ]
+        together = 0
         for role, customer, lines in checkouts:
             order_id = ids[role]
             with correlated(f"checkout-{order_id}"):
-                place = partial(Order.place, customer=customer, lines=lines)
-                order = await repository.create(Order, order_id, place)
+                order, saved = await check_out(repository, order_id, customer, lines)
+            together += len({result.transaction_id for result in saved if result}) == 1
             items = ", ".join(f"{line.quantity} x {line.sku}" for line in lines)
             say(f"   {order_id}  {customer:<5}  {items:<18} {order.total:>6} {order.currency}")
+        say(f"   {together} of {len(checkouts)} checkouts placed the order and reserved its "
+            "payment in one transaction: Repository.save(order, payment)")
         await settle(store, runner)
-        say("   the fulfilment process reserves stock and requests each payment:")
+        say("   the fulfilment process reserves each order's stock (and asks for a payment "
+            "where none was), one unit of work per order:")
         for role in ("legacy", "paid", "declined", "overdue", "out_of_stock"):
             say(f"   {ids[role]}  {await _progress(running, fulfilment, ids[role])}")
         short = ids["out_of_stock"]
         reserved = [record for record in await store.read_stream(
             InventoryItem.stream_id_for("book")) if record.data.get("order_id") == short]
-        asked = await store.stream_version(Payment.stream_id_for(short))
-        say(f"   one unit of work each (stock + payment, all or none): {short}'s short mug line "
-            f"left {len(reserved)} book reservations and {asked} payment events")
+        payment = await repository.get(Payment, short)
+        say(f"   {short}: the short mug line kept the book line from being reserved "
+            f"({len(reserved)} reservations); the payment is {payment.status}")
 
         say("\n4. The payment provider answers")
         answers: dict[str, Callable[[Payment], None]] = {
