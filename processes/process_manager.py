@@ -38,6 +38,11 @@ What makes it safe to restart at any moment:
   ``correlation_id``, its trace context); those appended from a timeout handler by the
   event that scheduled the timeout.
 
+Commands that must land together go in one unit of work: ``async with ctx.together() as
+unit: unit.send(...); unit.send(...)`` decides them all when the block ends and appends
+their events in one transaction (``Repository.execute_together``), or none; the unit's
+first event id is its one idempotency lookup (``processes.unit_of_work``).
+
 Compensation: ``ctx.add_step(undo=...)`` or ``ctx.send(..., undo=...)`` record completed
 steps with the ``@compensation`` method that undoes each. ``await ctx.compensate(reason)``
 runs them in reverse order and ends the instance as ``compensated``; a handler that lets a
