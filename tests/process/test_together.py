@@ -8,6 +8,7 @@ On memory, SQLite and PostgreSQL (the crash needs a durable database: SQLite, Po
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,11 @@ from saga_support import (
     FulfilmentState,
     OrderPlaced,
     Payment,
+    PaymentOverdue,
     Stock,
     all_events,
     instance_is,
+    later,
     make_registry,
     settle,
     types_of,
@@ -31,13 +34,14 @@ from eventfold.aggregates import Repository
 from eventfold.eventstore import connect
 from eventfold.eventstore.engine import create_engine
 from eventfold.eventstore.migrate import migrate
-from eventfold.processes import ProcessDefinitionError
+from eventfold.processes import DeadlinePoller, ProcessDefinitionError
 from eventfold.processes.process_manager import (
     ProcessContext,
     ProcessManager,
     Step,
     compensation,
     on,
+    on_timeout,
 )
 from eventfold.projections import Runner, Subscription
 from eventfold.projections.database import Database
@@ -247,3 +251,47 @@ async def test_sending_beside_the_unit_or_twice_to_one_aggregate_is_refused(
         "ctx.together() blocks do not nest",
     ]
     assert await types_of(any_env.store, "Stock-apple") == ["StockReceived"]
+
+
+class GiveUp(Checkout):
+    """On the payment timeout, releases the stock and cancels the order together: a unit
+    sent from a timeout handler."""
+
+    name = "give-up"
+
+    @on(OrderPlaced, start=True)
+    async def placed(self, event: OrderPlaced, ctx: ProcessContext[FulfilmentState]) -> None:
+        await super().placed(event, ctx)
+        ctx.schedule(PaymentOverdue(order_id=event.order_id), after=timedelta(minutes=30))
+
+    @on_timeout(PaymentOverdue)
+    async def overdue(self, message: PaymentOverdue, ctx: ProcessContext[FulfilmentState]) -> None:
+        async with ctx.together() as unit:
+            unit.send(Stock, "apple", lambda stock: stock.release(ctx.key))
+            unit.send(PlacedOrder, ctx.key, lambda order: order.cancel("payment overdue"))
+        ctx.complete()
+
+
+async def test_a_unit_sent_from_a_timeout_is_caused_by_the_event_that_scheduled_it(
+    any_env: Env,
+) -> None:
+    await place(any_env, stock=5, quantity=2)
+    manager = GiveUp()
+    async with Runner(any_env.store, [manager], engine=any_env.engine) as runner:
+        await settle(any_env.store, runner, instance_is(manager, any_env.engine, "o1"))
+        poller = DeadlinePoller(any_env.store, any_env.engine, [manager])
+        assert await poller.fire_due(now=later()) == 1
+        await settle(any_env.store, runner,
+                     instance_is(manager, any_env.engine, "o1", "completed"))
+
+    records = await all_events(any_env.store)
+    placed = next(r for r in records if r.event_type == "OrderPlaced")
+    undone = [r for r in records if r.event_type in ("StockReleased", "OrderCancelled")]
+    assert [(r.stream_id, r.event_type) for r in undone] == [
+        ("Order-o1", "OrderCancelled"), ("Stock-apple", "StockReleased"),
+    ]
+    assert {r.global_position.transaction_id for r in undone} == {
+        undone[0].global_position.transaction_id
+    }
+    for record in undone:
+        assert record.metadata["causation_id"] == str(placed.event_id)
