@@ -7,12 +7,10 @@ On memory, SQLite and PostgreSQL (the crash needs a durable database: SQLite, Po
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from conftest import empty_tables
 from saga_support import (
     Env,
     FulfilmentState,
@@ -23,7 +21,6 @@ from saga_support import (
     all_events,
     instance_is,
     later,
-    make_registry,
     settle,
     types_of,
 )
@@ -31,9 +28,6 @@ from saga_support import Order as PlacedOrder
 from test_redelivery import Crash, visible_log
 
 from eventfold.aggregates import Repository
-from eventfold.eventstore import connect
-from eventfold.eventstore.engine import create_engine
-from eventfold.eventstore.migrate import migrate
 from eventfold.processes import DeadlinePoller, ProcessDefinitionError
 from eventfold.processes.process_manager import (
     ProcessContext,
@@ -90,28 +84,6 @@ class Checkout(ProcessManager[FulfilmentState]):
         ctx.state.log.append("cancel_order")
         reason = ctx.reason or "compensated"
         await ctx.send(PlacedOrder, ctx.key, lambda order: order.cancel(reason))
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def any_env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
-    """The store and engine of every backend, the memory store's included."""
-    kind: str = request.param
-    if kind == "memory":
-        url = "memory://"
-    elif kind == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-        await migrate(url)
-    else:
-        url = request.getfixturevalue("pg_url")
-    engine = create_engine(url)
-    if kind == "postgres":
-        await empty_tables(engine)
-    store = await connect(url, make_registry())
-    try:
-        yield Env(kind, url, store, engine)
-    finally:
-        await store.close()
-        await engine.dispose()
 
 
 async def place(env: Env, stock: int, quantity: int) -> None:
