@@ -22,9 +22,9 @@ runner holding the lease of the partition the instance key hashes to - the runne
 batches handle that instance's events - so give the poller that runner's ``holder``. Each
 round reads which partitions the holder has (from the lease table) and fires only their
 deadlines; a partition that moves to another runner takes its deadlines with it, and a
-dead runner's are fired by whoever takes its partitions over. In the moment of a
-handover, the instance's row lock (PostgreSQL) or the serial writes (SQLite), and the
-state's version check, still keep a firing and a batch from both changing one instance.
+dead runner's are fired by whoever takes its partitions over. The firing itself checks the
+lease again in its transaction (on PostgreSQL holding its row, so the lease cannot pass to
+another runner before the firing commits): a deadline never fires outside the holder.
 
 Commands the timeout handler sends are de-duplicated like those of event handlers (their
 event ids derive from the deadline's id), so firing twice after a crash between the append
@@ -120,9 +120,11 @@ class DeadlineHandler(Protocol):
         ...
 
     async def fire_deadline(
-        self, db: Database, store: EventStore, id: uuid.UUID, key: str
+        self, db: Database, store: EventStore, id: uuid.UUID, key: str,
+        *, holder: str | None = None,
     ) -> bool:
-        """Claim and fire one deadline; False when it was no longer scheduled."""
+        """Claim and fire one deadline; False when it was no longer scheduled (or, given
+        ``holder``, that runner does not hold the instance's partition)."""
         ...
 
 
@@ -217,11 +219,32 @@ async def read_deadline(conn: AsyncConnection, id: uuid.UUID) -> Deadline | None
     return None if row is None else _deadline(row)
 
 
+async def lease_held(conn: AsyncConnection, unit: str, holder: str) -> bool:
+    """Whether ``holder`` holds the lease ``unit`` now. On PostgreSQL the lease row stays
+    share-locked until the caller's transaction ends: it cannot pass to another runner
+    (nor be renewed) meanwhile."""
+    db = Database(conn.engine)
+    query = sa.select(leases.c.name).where(
+        leases.c.name == unit, leases.c.holder == holder, leases.c.expires_at > db.now()
+    )
+    if not db.sqlite:
+        query = query.with_for_update(read=True)
+    return (await conn.execute(query)).first() is not None
+
+
 async def claim(
-    conn: AsyncConnection, manager: str, id: uuid.UUID, key: str
+    conn: AsyncConnection,
+    manager: str,
+    id: uuid.UUID,
+    key: str,
+    *,
+    lease: tuple[str, str] | None = None,
 ) -> Deadline | None:
     """Mark a scheduled deadline fired in the caller's transaction, exclusively; None when
-    it is no longer scheduled (fired by another poller, cancelled)."""
+    it is no longer scheduled (fired by another poller, cancelled) or, given ``lease``
+    (unit, holder), when that holder does not hold that lease."""
+    if lease is not None and not await lease_held(conn, *lease):
+        return None
     fired = {"status": "fired", "fired_at": sa.func.now(),
              "attempts": deadlines.c.attempts + 1}
     dialect = Dialect.of(conn)
@@ -432,7 +455,9 @@ class DeadlinePoller:
 
     async def _fire(self, id: uuid.UUID, manager: str, key: str, moment: datetime) -> bool:
         try:
-            return await self.managers[manager].fire_deadline(self.db, self.store, id, key)
+            return await self.managers[manager].fire_deadline(
+                self.db, self.store, id, key, holder=self.holder
+            )
         except Exception as exc:
             await self._failed(id, moment, exc)
             return False

@@ -85,6 +85,7 @@ from eventfold.processes.deadlines import (
     apply_changes,
     claim,
     deadline_id,
+    lease_held,
     read_deadline,
     utc,
 )
@@ -752,17 +753,20 @@ class ProcessManager(Generic[S]):
     # -- timeouts (the DeadlinePoller calls this) ------------------------------------------
 
     async def fire_deadline(
-        self, db: Database, store: EventStore, id: uuid.UUID, key: str
+        self, db: Database, store: EventStore, id: uuid.UUID, key: str,
+        *, holder: str | None = None,
     ) -> bool:
         """Fire one due deadline: claim it, run its timeout handler, save the instance, mark
-        it fired - once in effect. Returns False when it was no longer scheduled."""
+        it fired - once in effect. Returns False when it was no longer scheduled, or when
+        ``holder`` (a runner) does not hold the partition of the instance (partitioned)."""
         unit = self.name if self.partitions == 1 else partition_name(
             self.name, partition_of(key, self.partitions)
         )
+        lease = (unit, holder) if holder is not None and self.partitions > 1 else None
         async with self.turn(db.engine, unit):
             if not db.waits_outside(store):
                 async with db.transaction() as conn:
-                    deadline = await claim(conn, self.name, id, key)
+                    deadline = await claim(conn, self.name, id, key, lease=lease)
                     if deadline is None:
                         return False
                     decision = await self._decide_timeout(conn, store, deadline, lock=False)
@@ -773,12 +777,14 @@ class ProcessManager(Generic[S]):
             # transaction; the turn keeps this process's batches out meanwhile, the claim
             # other pollers.
             async with db.reading(autocommit=True) as conn:
+                if lease is not None and not await lease_held(conn, *lease):
+                    return False  # not ours: its commands are not even decided here
                 deadline = await read_deadline(conn, id)
                 if deadline is None or deadline.status != "scheduled":
                     return False
                 decision = await self._decide_timeout(conn, store, deadline, lock=False)
             async with db.transaction() as conn:
-                if await claim(conn, self.name, id, key) is None:
+                if await claim(conn, self.name, id, key, lease=lease) is None:
                     return False
                 if decision is not None:
                     await self._save(conn, decision, stale_is_retry=False)

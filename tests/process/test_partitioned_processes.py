@@ -380,3 +380,24 @@ async def test_the_partitions_of_a_manager_run_side_by_side_in_one_process(env: 
 
 async def _both_done(manager: Meeting, env: Env, *keys: str) -> bool:
     return (await _statuses(manager, env, list(keys)))["completed"] == len(keys)
+
+
+async def test_a_firing_checks_the_lease_in_its_own_transaction(env: Env) -> None:
+    """Even asked directly (as a poller that read the leases a moment too early would),
+    a runner that does not hold the instance's partition does not fire its deadline."""
+    await env.repository.create(Stock, "apple", lambda s: s.receive(5))
+    manager = SplitFulfilment()
+    async with Runner(env.store, [manager], engine=env.engine, holder="a", **OPTIONS) as runner:
+        await env.repository.create(Order, "o1", lambda o: o.place("apple", 1, 5, "pending"))
+        await settle(env.store, runner, lambda: _scheduled(env, 1))
+        [deadline] = await list_deadlines(env.engine, "fulfilment")
+        db = Database(env.engine)
+        assert not await manager.fire_deadline(db, env.store, deadline.id, "o1", holder="b")
+        assert await _scheduled(env, 1)
+        assert await types_of(env.store, "Stock-apple") == ["StockReceived", "StockReserved"]
+        assert await manager.fire_deadline(db, env.store, deadline.id, "o1", holder="a")
+    [fired] = await list_deadlines(env.engine, "fulfilment")
+    assert (fired.status, fired.attempts) == ("fired", 1)
+    assert await types_of(env.store, "Stock-apple") == [
+        "StockReceived", "StockReserved", "StockReleased",
+    ]
