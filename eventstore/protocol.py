@@ -176,6 +176,33 @@ class EventStore(Protocol):
         a diagnosis (``eventfold events trace``), not a subscriber."""
         ...
 
+    async def archive_stream(self, stream_id: str, *, before: int | None = None) -> int:
+        """Move the stream's events out of the hot table into the archive, in short
+        transactions of a batch each: all but its last event, or those whose version is
+        below ``before``. Returns how many moved (0 when there was nothing to move; running
+        it again or twice at once moves each event once).
+
+        The last event stays hot: it carries the stream's version, so appends, expected
+        versions and ``list_streams`` work as before and versions continue. Ordinary reads
+        (``read_stream``, ``read_typed_stream``, ``read_all``, ``read_event``) no longer see
+        archived events; ``read_stream_with_archive`` and ``read_all_with_archive`` do.
+        See docs/lifecycle.md.
+        """
+        ...
+
+    async def read_stream_with_archive(self, stream_id: str) -> list[RecordedEvent]:
+        """The stream's whole history, forwards: its archived events, then its hot ones."""
+        ...
+
+    async def read_all_with_archive(
+        self, *, after: GlobalPosition = START, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        """The next batch of the whole global log after ``after``, archived events
+        included, in log order (as ``read_all``: continue from the last returned event's
+        ``global_position``). For a full replay or an export; subscribers read ``read_all``.
+        """
+        ...
+
     async def forget(self, subject: str, *, dry_run: bool = False) -> Forgetting:
         """Destroy the key of a data subject: from then on, every read gives its
         ``PersonalData`` fields as their placeholders, and appends of new personal data

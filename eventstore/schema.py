@@ -262,3 +262,29 @@ personal_keys = sa.Table(
     ),
     sa.Column("forgotten_at", sa.DateTime(timezone=True), nullable=True),
 )
+
+# --- The archive: events moved out of the hot table (``EventStore.archive_stream``) ---------
+
+events_archive = sa.Table(
+    "eventfold_events_archive",
+    metadata,
+    # The event's envelope as it was in eventfold_events, kept as it was: the position and
+    # transaction id it had in the global log (so merged reads keep the log's order), its
+    # stream version and its recorded time. On PostgreSQL (transaction_id, position) is the
+    # primary key, as in the events table.
+    sa.Column("position", BIGINT, primary_key=True, autoincrement=False),
+    sa.Column(
+        "transaction_id", sa.BigInteger().with_variant(Xid8(), "postgresql"), nullable=False
+    ),
+    sa.Column("event_id", sa.Uuid(), nullable=False, unique=True),
+    sa.Column("stream_id", sa.Text(), nullable=False),
+    sa.Column("stream_version", sa.Integer(), nullable=False),
+    sa.Column("event_type", sa.Text(), nullable=False),
+    sa.Column("schema_version", sa.Integer(), nullable=False),
+    sa.Column("data", JSON, nullable=False),
+    sa.Column("metadata", JSON, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint(
+        "stream_id", "stream_version", name="eventfold_events_archive_stream_version"
+    ),
+)

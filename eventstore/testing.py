@@ -27,6 +27,7 @@ from typing import Any
 import pydantic
 import pytest
 
+from eventfold.eventstore.archive_testing import ArchiveConformance
 from eventfold.eventstore.encoding import MAX_DEPTH
 from eventfold.eventstore.errors import (
     ConcurrencyError,
@@ -183,7 +184,7 @@ async def _read_whole_log(store: EventStore, batch: int = 1000) -> list[Recorded
     return out
 
 
-class EventStoreConformance:
+class EventStoreConformance(ArchiveConformance):
     """Behaviour every backend shares; subclass it with a ``store`` fixture."""
 
     @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
+from eventfold.eventstore.archiving import archive_batches, check_archive
 from eventfold.eventstore.encoding import (
     StoredFacts,
     check_expected_version,
@@ -66,6 +67,9 @@ class MemoryEventStore:
         self._log: list[RecordedEvent] = []
         self._streams: dict[str, list[RecordedEvent]] = {}
         self._by_id: dict[object, RecordedEvent] = {}
+        # Ids of archived events: they stay in the lists above (a stream's version is its
+        # list's length) and every ordinary read leaves them out.
+        self._archived: set[uuid.UUID] = set()
         self._changed = asyncio.Condition()
         # Each instance is a store of its own: its keys are cached apart from any other's.
         self._shredder = Shredder(
@@ -219,6 +223,7 @@ class MemoryEventStore:
         selected = [
             record for record in self._streams.get(read.stream_id, [])
             if read.low <= record.stream_version <= read.high
+            and record.event_id not in self._archived
             and (read.as_of is None or record.recorded_at <= read.as_of)
         ]
         if backwards:
@@ -260,6 +265,8 @@ class MemoryEventStore:
         if read.limit == 0:
             return out
         for record in self._log[start:]:
+            if record.event_id in self._archived:
+                continue
             if (types is None or record.event_type in types) and (
                 read.partition is None
                 or partition_of(record.stream_id, read.partition[1]) == read.partition[0]
@@ -296,16 +303,48 @@ class MemoryEventStore:
 
     async def read_event(self, event_id: uuid.UUID) -> list[RecordedEvent]:
         record = self._by_id.get(event_id)
-        if record is None:
+        if record is None or event_id in self._archived:
             return []
         return self.registry.upcast_all(await self._shredder.reveal([record]))
 
     async def read_correlation(self, correlation_id: str) -> list[RecordedEvent]:
         return self.registry.upcast_all(await self._shredder.reveal([
             record for record in self._log
-            if record.metadata.get("correlation_id") == correlation_id
-            or str(record.event_id) == correlation_id
+            if record.event_id not in self._archived and (
+                record.metadata.get("correlation_id") == correlation_id
+                or str(record.event_id) == correlation_id
+            )
         ]))
+
+    async def archive_stream(self, stream_id: str, *, before: int | None = None) -> int:
+        """Move events of the stream to the archive (see ``EventStore.archive_stream``)."""
+        stream_id, before = check_archive(stream_id, before)
+        hot = [
+            record for record in self._streams.get(stream_id, [])
+            if record.event_id not in self._archived
+        ]
+        if not hot:
+            return 0
+        moved = 0
+        for low, high in archive_batches(hot[0].stream_version, hot[-1].stream_version, before):
+            ids = {record.event_id for record in hot if low <= record.stream_version < high}
+            self._archived |= ids
+            moved += len(ids)
+        return moved
+
+    async def read_stream_with_archive(self, stream_id: str) -> list[RecordedEvent]:
+        """The stream's archived and hot events (see ``EventStore.read_stream_with_archive``)."""
+        records = list(self._streams.get(check_stream_id_read(stream_id), []))
+        return self.registry.upcast_all(await self._shredder.reveal(records))
+
+    async def read_all_with_archive(
+        self, *, after: GlobalPosition = START, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        """The whole log after ``after`` (see ``EventStore.read_all_with_archive``)."""
+        read = check_log_read(after, limit, None, None)
+        start = bisect.bisect_right(self._log, read.after, key=lambda r: r.global_position)
+        records = self._log[start:start + read.limit]
+        return self.registry.upcast_all(await self._shredder.reveal(records))
 
     async def forget(self, subject: str, *, dry_run: bool = False) -> Forgetting:
         return await self._shredder.forget(subject, dry_run=dry_run)

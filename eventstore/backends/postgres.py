@@ -41,6 +41,8 @@ from typing import Any, Self
 
 import asyncpg
 
+from eventfold.eventstore.archiving import archive_batches, check_archive
+from eventfold.eventstore.backends import postgres_archive
 from eventfold.eventstore.backends.postgres_driver import (
     ConnectionCache,
     asyncpg_dsn,
@@ -1014,6 +1016,36 @@ class PostgresEventStore:
         if isinstance(exc, Exception) and is_unavailable(exc):
             return unavailable(self.url, exc)
         return exc
+
+    async def archive_stream(self, stream_id: str, *, before: int | None = None) -> int:
+        """Move events of the stream to the archive (see ``EventStore.archive_stream``),
+        one statement (one short transaction) per batch."""
+        stream_id, before = check_archive(stream_id, before)
+        row = await self._read_row(postgres_archive.HOT_VERSIONS, stream_id)
+        if row is None or row[0] is None:
+            return 0
+        moved = 0
+        for low, high in archive_batches(row[0], row[1], before):
+            count = await self._read_row(postgres_archive.MOVE, stream_id, low, high)
+            assert count is not None
+            moved += int(count[0])
+        return moved
+
+    async def read_stream_with_archive(self, stream_id: str) -> list[RecordedEvent]:
+        """The stream's archived and hot events (see ``EventStore.read_stream_with_archive``)."""
+        rows = await self._fetch(postgres_archive.READ_STREAM, check_stream_id_read(stream_id))
+        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
+
+    async def read_all_with_archive(
+        self, *, after: GlobalPosition = START, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        """The whole log after ``after`` (see ``EventStore.read_all_with_archive``)."""
+        read = check_log_read(after, limit, None, None)
+        transaction_id, position = read.after
+        rows = await self._fetch(
+            postgres_archive.READ_ALL, str(transaction_id), position, read.limit
+        )
+        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
 
     async def forget(self, subject: str, *, dry_run: bool = False) -> Forgetting:
         """Destroy a data subject's key (see ``EventStore.forget``)."""

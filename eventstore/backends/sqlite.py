@@ -26,6 +26,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
 
@@ -38,6 +39,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from eventfold.eventstore.archiving import archive_batches, check_archive
 from eventfold.eventstore.backends.sqlite_keys import SqliteKeyStore
 from eventfold.eventstore.encoding import (
     EncodedEvent,
@@ -88,7 +90,7 @@ from eventfold.eventstore.records import (
     partition_of,
 )
 from eventfold.eventstore.registry import EventRegistry
-from eventfold.eventstore.schema import events, streams
+from eventfold.eventstore.schema import events, events_archive, streams
 from eventfold.eventstore.shredder import Forgetting, Shredder
 from eventfold.eventstore.stream_appends import (
     CheckedAppend,
@@ -156,6 +158,30 @@ _READ_EVENT = f"SELECT {_COLUMNS} FROM {_EVENTS} WHERE event_id = ?"
 _READ_CORRELATION = (
     f"SELECT {_COLUMNS} FROM {_EVENTS} "
     "WHERE json_extract(metadata, '$.correlation_id') = ? OR event_id = ? ORDER BY position"
+)
+
+# The archive (``archive_stream``): a stream's hot versions, then a batch's move, one short
+# write transaction each; merged reads UNION both tables, whose log order is position order.
+_ARCHIVE = events_archive.name
+_HOT_VERSIONS = (
+    f"SELECT min(stream_version), max(stream_version) FROM {_EVENTS} WHERE stream_id = ?"
+)
+_ARCHIVE_COPY = (
+    f"INSERT INTO {_ARCHIVE} ({_COLUMNS}) SELECT {_COLUMNS} FROM {_EVENTS} "
+    "WHERE stream_id = ? AND stream_version >= ? AND stream_version < ?"
+)
+_ARCHIVE_DELETE = (
+    f"DELETE FROM {_EVENTS} WHERE stream_id = ? AND stream_version >= ? AND stream_version < ?"
+)
+_READ_STREAM_WITH_ARCHIVE = (
+    f"SELECT {_COLUMNS} FROM {_ARCHIVE} WHERE stream_id = ? UNION ALL "
+    f"SELECT {_COLUMNS} FROM {_EVENTS} WHERE stream_id = ? ORDER BY stream_version"
+)
+_READ_ALL_WITH_ARCHIVE = (
+    f"SELECT * FROM (SELECT {_COLUMNS} FROM {_ARCHIVE} "
+    "WHERE position > ? ORDER BY position LIMIT ?) UNION ALL "
+    f"SELECT * FROM (SELECT {_COLUMNS} FROM {_EVENTS} "
+    "WHERE position > ? ORDER BY position LIMIT ?) ORDER BY position LIMIT ?"
 )
 
 # recorded_at is stored as UTC text in SQLAlchemy's own SQLite DATETIME format, so
@@ -586,6 +612,37 @@ class SqliteEventStore:
             with suppress(TimeoutError):
                 await asyncio.wait_for(appended.wait(), min(remaining, self._poll_interval))
 
+    async def archive_stream(self, stream_id: str, *, before: int | None = None) -> int:
+        """Move events of the stream to the archive (see ``EventStore.archive_stream``),
+        one write transaction per batch, so appends wait for one batch at most."""
+        stream_id, before = check_archive(stream_id, before)
+        rows = await self._fetch(_HOT_VERSIONS, (stream_id,))
+        first, last = rows[0]
+        if first is None:
+            return 0
+        moved = 0
+        for low, high in archive_batches(first, last, before):
+            moved += await self._write_keys(partial(_archive_batch, (stream_id, low, high)))
+        return moved
+
+    async def read_stream_with_archive(self, stream_id: str) -> list[RecordedEvent]:
+        """The stream's archived and hot events (see ``EventStore.read_stream_with_archive``)."""
+        stream_id = check_stream_id_read(stream_id)
+        rows = await self._fetch(_READ_STREAM_WITH_ARCHIVE, (stream_id, stream_id))
+        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
+
+    async def read_all_with_archive(
+        self, *, after: GlobalPosition = START, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        """The whole log after ``after`` (see ``EventStore.read_all_with_archive``)."""
+        read = check_log_read(after, limit, None, None)
+        position = read.after[1]
+        rows = await self._fetch(
+            _READ_ALL_WITH_ARCHIVE,
+            (position, read.limit, position, read.limit, read.limit),
+        )
+        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
+
     async def forget(self, subject: str, *, dry_run: bool = False) -> Forgetting:
         """Destroy a data subject's key (see ``EventStore.forget``)."""
         return await self._shredder.forget(subject, dry_run=dry_run)
@@ -658,6 +715,21 @@ class SqliteEventStore:
         if self._closed:
             reason = "the store was closed; open a new one"
         return StoreUnavailable(self.url, reason)
+
+
+def _archive_batch(versions: tuple[str, int, int], db: sqlite3.Connection) -> int:
+    """Copy a stream's versions ``[low, high)`` to the archive and delete them from the
+    events table, in one transaction; how many moved (none when another archive of the
+    stream moved them first)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(_ARCHIVE_COPY, versions)
+        moved = db.execute(_ARCHIVE_DELETE, versions).rowcount
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return int(moved)
 
 
 # --- the append transaction ------------------------------------------------------------
