@@ -14,7 +14,8 @@ The everyday names are importable from here::
   ``Delivery``, ``FailurePolicy``, ``Runner``;
 - process managers: ``ProcessManager``, ``ProcessContext``, ``on``, ``on_timeout``,
   ``compensation``; messaging: ``Relay``, ``Inbox``;
-- the application: ``App`` (what ``eventfold --app module:attribute`` loads), ``Running``.
+- the application: ``App`` (what ``eventfold --app module:attribute`` loads), ``Running``,
+  and its ``Retention`` policies.
 
 Everything else lives in the package that owns it: ``eventfold.eventstore``,
 ``eventfold.upcasters``, ``eventfold.snapshots``, ``eventfold.aggregates``,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
         NewEvent,
         PersonalData,
         RecordedEvent,
+        Retention,
         SchemaNotMigrated,
         StoreUnavailable,
         UnknownEventType,
@@ -102,6 +104,7 @@ __all__ = [
     "RecordedEvent",
     "Relay",
     "Repository",
+    "Retention",
     "Runner",
     "Running",
     "SchemaNotMigrated",
@@ -143,6 +146,7 @@ _HOMES: dict[str, str] = {
     "NewEvent": "eventfold.eventstore",
     "PersonalData": "eventfold.eventstore",
     "RecordedEvent": "eventfold.eventstore",
+    "Retention": "eventfold.eventstore",
     "START": "eventfold.eventstore",
     "STREAM_EXISTS": "eventfold.eventstore",
     "SchemaNotMigrated": "eventfold.eventstore",

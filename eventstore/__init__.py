@@ -13,6 +13,7 @@ from eventfold.eventstore.errors import (
     InvalidAppend,
     InvalidDatabaseURL,
     InvalidRead,
+    InvalidRetention,
     PersonalDataDefinitionError,
     SchemaNotMigrated,
     StoreUnavailable,
@@ -44,6 +45,7 @@ from eventfold.eventstore.records import (
     category_of,
 )
 from eventfold.eventstore.registry import EventRegistry, StoredShape, Upcaster
+from eventfold.eventstore.retention import Retention, RetentionReport
 from eventfold.eventstore.shredder import KEY_CACHE_SECONDS, Forgetting
 from eventfold.eventstore.urls import masked
 
@@ -74,11 +76,14 @@ __all__ = [
     "InvalidAppend",
     "InvalidDatabaseURL",
     "InvalidRead",
+    "InvalidRetention",
     "KeyStore",
     "NewEvent",
     "PersonalData",
     "PersonalDataDefinitionError",
     "RecordedEvent",
+    "Retention",
+    "RetentionReport",
     "SchemaNotMigrated",
     "StoreUnavailable",
     "StoredShape",

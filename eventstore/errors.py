@@ -342,3 +342,8 @@ class CopyMismatch(EventfoldError):
             f"{target} does not match {source}: {detail}; something wrote to one of them "
             "during the copy, or the target was changed: copy into a new, empty store"
         )
+
+
+class InvalidRetention(EventfoldError, ValueError):
+    """A retention policy that cannot be applied (``eventfold.eventstore.Retention``): the
+    message names the field and what it takes."""
