@@ -17,6 +17,7 @@ from eventfold.eventstore.errors import (
     SchemaNotMigrated,
     StoreUnavailable,
     StreamsConflict,
+    StreamTombstoned,
     SubjectForgotten,
     TransactionHorizonError,
     UnknownEventType,
@@ -25,6 +26,7 @@ from eventfold.eventstore.errors import (
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.ids import keyed_event_ids, new_event_id
 from eventfold.eventstore.keys import KeyStore, SubjectKey
+from eventfold.eventstore.lifecycle import Scavenge, ScavengeProgress
 from eventfold.eventstore.personal import FORGOTTEN, PersonalData
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import (
@@ -45,6 +47,7 @@ from eventfold.eventstore.records import (
 )
 from eventfold.eventstore.registry import EventRegistry, StoredShape, Upcaster
 from eventfold.eventstore.shredder import KEY_CACHE_SECONDS, Forgetting
+from eventfold.eventstore.system_events import StreamDeleted, StreamTruncated
 from eventfold.eventstore.urls import masked
 
 __all__ = [
@@ -79,12 +82,17 @@ __all__ = [
     "PersonalData",
     "PersonalDataDefinitionError",
     "RecordedEvent",
+    "Scavenge",
+    "ScavengeProgress",
     "SchemaNotMigrated",
     "StoreUnavailable",
     "StoredShape",
     "StreamAppend",
+    "StreamDeleted",
     "StreamInfo",
     "StreamState",
+    "StreamTombstoned",
+    "StreamTruncated",
     "StreamsConflict",
     "SubjectForgotten",
     "SubjectKey",
