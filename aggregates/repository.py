@@ -113,10 +113,18 @@ class Repository:
             # of a time always fold from the start.
             aggregate = await self._from_snapshot(cls, id, stream_id, version)
         from_version = aggregate.version + 1 if aggregate is not None else None
+        skip = self.skip_unknown if skip_unknown is None else skip_unknown
         events = await self.store.read_typed_stream(
             stream_id, from_version=from_version, to_version=version, as_of=as_of,
-            skip_unknown=self.skip_unknown if skip_unknown is None else skip_unknown,
+            skip_unknown=skip,
         )
+        if aggregate is not None and aggregate.version + 1 < events.readable_from:
+            # The snapshot holds events the stream deleted or truncated since: a deleted
+            # stream must not come back from its snapshot (docs/lifecycle.md).
+            aggregate = None
+            events = await self.store.read_typed_stream(
+                stream_id, to_version=version, skip_unknown=skip
+            )
         if aggregate is None:
             if not events.version:
                 raise AggregateNotFound(cls, id, stream_id, version=version, as_of=as_of)

@@ -7,7 +7,8 @@ The everyday names are importable from here::
 - the store: ``Event``, ``EventRegistry``, ``connect``, ``migrate``, ``EventStore``,
   ``NewEvent``, ``RecordedEvent``, ``PersonalData`` (fields forgotten with their
   subject), the expected versions ``NO_STREAM``, ``STREAM_EXISTS``,
-  ``ANY``, the log's ``START``, and the errors an application catches;
+  ``ANY``, the log's ``START``, the store's own events ``StreamDeleted`` and
+  ``StreamTruncated``, and the errors an application catches;
 - the write model: ``Aggregate``, ``applies``, ``Repository``, ``DomainError``, ``scenario``;
 - schema evolution and snapshots: ``Upcasters``, ``open_snapshots``;
 - read models: ``Projection``, ``handles``, ``ProjectionContext``, ``ReadModel``,
@@ -57,6 +58,9 @@ if TYPE_CHECKING:
         Retention,
         SchemaNotMigrated,
         StoreUnavailable,
+        StreamDeleted,
+        StreamTombstoned,
+        StreamTruncated,
         UnknownEventType,
         connect,
     )
@@ -109,6 +113,9 @@ __all__ = [
     "Running",
     "SchemaNotMigrated",
     "StoreUnavailable",
+    "StreamDeleted",
+    "StreamTombstoned",
+    "StreamTruncated",
     "UnknownEventType",
     "Upcasters",
     "applies",
@@ -151,6 +158,9 @@ _HOMES: dict[str, str] = {
     "STREAM_EXISTS": "eventfold.eventstore",
     "SchemaNotMigrated": "eventfold.eventstore",
     "StoreUnavailable": "eventfold.eventstore",
+    "StreamDeleted": "eventfold.eventstore",
+    "StreamTombstoned": "eventfold.eventstore",
+    "StreamTruncated": "eventfold.eventstore",
     "UnknownEventType": "eventfold.eventstore",
     "connect": "eventfold.eventstore",
     "migrate": "eventfold.eventstore.migrate",

@@ -18,6 +18,7 @@ from eventfold.eventstore.errors import (
     SchemaNotMigrated,
     StoreUnavailable,
     StreamsConflict,
+    StreamTombstoned,
     SubjectForgotten,
     TransactionHorizonError,
     UnknownEventType,
@@ -26,6 +27,7 @@ from eventfold.eventstore.errors import (
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.ids import keyed_event_ids, new_event_id
 from eventfold.eventstore.keys import KeyStore, SubjectKey
+from eventfold.eventstore.lifecycle import Scavenge, ScavengeProgress
 from eventfold.eventstore.personal import FORGOTTEN, PersonalData
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import (
@@ -47,6 +49,7 @@ from eventfold.eventstore.records import (
 from eventfold.eventstore.registry import EventRegistry, StoredShape, Upcaster
 from eventfold.eventstore.retention import Retention, RetentionReport
 from eventfold.eventstore.shredder import KEY_CACHE_SECONDS, Forgetting
+from eventfold.eventstore.system_events import StreamDeleted, StreamTruncated
 from eventfold.eventstore.urls import masked
 
 __all__ = [
@@ -84,12 +87,17 @@ __all__ = [
     "RecordedEvent",
     "Retention",
     "RetentionReport",
+    "Scavenge",
+    "ScavengeProgress",
     "SchemaNotMigrated",
     "StoreUnavailable",
     "StoredShape",
     "StreamAppend",
+    "StreamDeleted",
     "StreamInfo",
     "StreamState",
+    "StreamTombstoned",
+    "StreamTruncated",
     "StreamsConflict",
     "SubjectForgotten",
     "SubjectKey",

@@ -10,6 +10,7 @@ from typing import Protocol, Self, runtime_checkable
 
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.keys import KeyStore
+from eventfold.eventstore.lifecycle import OnScavengeProgress, Scavenge
 from eventfold.eventstore.records import (
     ANY,
     START,
@@ -209,6 +210,38 @@ class EventStore(Protocol):
         of it raise ``SubjectForgotten``. Snapshots and read models are not touched here
         (``Running.forget`` deletes the snapshots). ``dry_run`` only says what would be
         destroyed. See docs/personal-data.md."""
+        ...
+
+    async def delete_stream(
+        self, stream_id: str, *, expected_version: int | None = None, hard: bool = False
+    ) -> AppendResult:
+        """Delete a stream by appending ``StreamDeleted`` to it (``expected_version`` as
+        ``append``'s; None: any).
+
+        Soft (the default): the stream then reads as not found (``read_stream`` empty,
+        ``Repository.get`` raises ``AggregateNotFound``) until an append recreates it
+        (``NO_STREAM`` matches it again; versions continue after the deletion event). Hard:
+        a tombstone, every later append raises ``StreamTombstoned``. The events stay in the
+        table, and in the global log, until ``scavenge``. See docs/lifecycle.md.
+        """
+        ...
+
+    async def truncate_stream(
+        self, stream_id: str, before: int, *, expected_version: int | None = None
+    ) -> AppendResult:
+        """Stop reading the stream's events before version ``before`` (1 .. version + 1;
+        ``InvalidAppend`` otherwise) by appending ``StreamTruncated(before=...)`` to it.
+        The events stay in the table, and in the global log, until ``scavenge``."""
+        ...
+
+    async def scavenge(
+        self, *, dry_run: bool = False, on_progress: OnScavengeProgress | None = None
+    ) -> Scavenge:
+        """Physically remove the events that deletions and truncations hid (the
+        ``StreamDeleted`` and ``StreamTruncated`` events stay), with the stream's snapshots
+        of those versions where the store keeps snapshots, in batches of short
+        transactions. ``dry_run`` only counts them. The global log keeps its order and
+        checkpoints stay valid (positions get gaps)."""
         ...
 
     async def horizon_holders(self) -> list[HorizonHolder]:

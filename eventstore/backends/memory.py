@@ -25,6 +25,17 @@ from eventfold.eventstore.event import Event
 from eventfold.eventstore.import_batch import check_follows_on, check_import, duplicate_id
 from eventfold.eventstore.instrumentation import traced_append
 from eventfold.eventstore.keys import KeyStore, MemoryKeyStore
+from eventfold.eventstore.lifecycle import (
+    LIVE,
+    OnScavengeProgress,
+    Scavenge,
+    ScavengeProgress,
+    StreamLife,
+    check_open,
+    check_truncate,
+    delete_expected,
+    matches,
+)
 from eventfold.eventstore.read_arguments import (
     check_list_limit,
     check_log_read,
@@ -33,9 +44,7 @@ from eventfold.eventstore.read_arguments import (
 )
 from eventfold.eventstore.records import (
     ANY,
-    NO_STREAM,
     START,
-    STREAM_EXISTS,
     AppendResult,
     ExpectedVersion,
     GlobalPosition,
@@ -55,6 +64,11 @@ from eventfold.eventstore.stream_appends import (
     in_call_order,
     replayed_call,
 )
+from eventfold.eventstore.system_events import (
+    SYSTEM_EVENT_TYPES,
+    StreamDeleted,
+    StreamTruncated,
+)
 from eventfold.eventstore.typed_stream import TypedStream
 
 
@@ -70,6 +84,7 @@ class MemoryEventStore:
         # Ids of archived events: they stay in the lists above (a stream's version is its
         # list's length) and every ordinary read leaves them out.
         self._archived: set[uuid.UUID] = set()
+        self._lives: dict[str, StreamLife] = {}
         self._changed = asyncio.Condition()
         # Each instance is a store of its own: its keys are cached apart from any other's.
         self._shredder = Shredder(
@@ -90,12 +105,13 @@ class MemoryEventStore:
     ) -> AppendResult:
         expected = check_expected_version(expected_version)
         batch = await self._shredder.seal(encode_batch(self.registry, stream_id, events))
-        stream = self._streams.get(stream_id, [])
         replay = replayed(stream_id, batch, [self._stored_facts(item.event_id) for item in batch])
         if replay is not None:
             return replay
-        actual = len(stream)
-        if not _matches(expected, actual):
+        actual = self._version(stream_id)
+        life = self._lives.get(stream_id, LIVE)
+        check_open(stream_id, life, actual)
+        if not matches(expected, actual, life):
             raise ConcurrencyError(stream_id, expected, actual)
         now = datetime.now(UTC)
         transaction_id = len(self._log) + 1
@@ -136,16 +152,17 @@ class MemoryEventStore:
         ])
         if replay is not None:
             return in_call_order(appends, replay)
-        conflict = conflicts(sealed, {
-            part.stream_id: len(self._streams.get(part.stream_id, [])) for part in sealed
-        })
+        conflict = conflicts(
+            sealed, {part.stream_id: self._version(part.stream_id) for part in sealed},
+            self._lives,
+        )
         if conflict is not None:
             raise conflict
         now = datetime.now(UTC)
         transaction_id = len(self._log) + 1
         results: dict[str, AppendResult] = {}
         for part in sealed:
-            actual = len(self._streams.get(part.stream_id, []))
+            actual = self._version(part.stream_id)
             records = [
                 RecordedEvent(
                     event_id=item.event_id,
@@ -186,8 +203,7 @@ class MemoryEventStore:
         """Store recorded events as they are (see ``EventStore.import_events``)."""
         runs = check_import(records)
         check_follows_on(runs, {
-            stream_id: len(self._streams[stream_id])
-            for stream_id in runs if stream_id in self._streams
+            stream_id: self._version(stream_id) for stream_id in runs if stream_id in self._streams
         })
         for record in records:
             if record.event_id in self._by_id:
@@ -220,9 +236,10 @@ class MemoryEventStore:
         as_of: datetime | None = None,
     ) -> list[RecordedEvent]:
         read = check_stream_read(stream_id, from_version, to_version, backwards, limit, as_of)
+        readable_from = self._lives.get(read.stream_id, LIVE).readable_from
         selected = [
             record for record in self._streams.get(read.stream_id, [])
-            if read.low <= record.stream_version <= read.high
+            if max(read.low, readable_from) <= record.stream_version <= read.high
             and record.event_id not in self._archived
             and (read.as_of is None or record.recorded_at <= read.as_of)
         ]
@@ -246,7 +263,10 @@ class MemoryEventStore:
         )
         # The version of the last stored event read, which a split's records share.
         version = records[-1].stream_version if records else 0
-        return TypedStream(self.registry, stream_id, version, skip_unknown, records=records)
+        return TypedStream(
+            self.registry, stream_id, version, skip_unknown, records=records,
+            readable_from=self._lives.get(stream_id, LIVE).readable_from,
+        )
 
     async def read_all(
         self,
@@ -284,7 +304,11 @@ class MemoryEventStore:
         return await self.head()
 
     async def stream_version(self, stream_id: str) -> int:
-        return len(self._streams.get(check_stream_id_read(stream_id), []))
+        return self._version(check_stream_id_read(stream_id))
+
+    def _version(self, stream_id: str) -> int:
+        stream = self._streams.get(stream_id)
+        return stream[-1].stream_version if stream else 0
 
     async def list_streams(
         self, *, category: str | None = None, after: str | None = None, limit: int = 100
@@ -296,7 +320,7 @@ class MemoryEventStore:
             and (after is None or stream_id > after)
         )[:limit]
         return [
-            StreamInfo(stream_id, len(self._streams[stream_id]),
+            StreamInfo(stream_id, self._version(stream_id),
                        self._streams[stream_id][-1].recorded_at)
             for stream_id in ids
         ]
@@ -356,6 +380,65 @@ class MemoryEventStore:
                 streams[record.stream_id] = streams.get(record.stream_id, 0) + 1
         return dict(sorted(streams.items()))
 
+    async def delete_stream(
+        self, stream_id: str, *, expected_version: int | None = None, hard: bool = False
+    ) -> AppendResult:
+        """Append ``StreamDeleted`` and hide the stream (see ``EventStore.delete_stream``)."""
+        result = await self.append(
+            stream_id, [StreamDeleted(hard=hard)],
+            expected_version=delete_expected(expected_version),
+        )
+        self._lives[stream_id] = StreamLife(result.version + 1, result.version, hard)
+        return result
+
+    async def truncate_stream(
+        self, stream_id: str, before: int, *, expected_version: int | None = None
+    ) -> AppendResult:
+        """Append ``StreamTruncated`` and hide the events before ``before`` (see
+        ``EventStore.truncate_stream``)."""
+        expected = delete_expected(expected_version)
+        before = check_truncate(stream_id, before, self._version(check_stream_id_read(stream_id)))
+        result = await self.append(
+            stream_id, [StreamTruncated(before=before)], expected_version=expected
+        )
+        life = self._lives.get(stream_id, LIVE)
+        self._lives[stream_id] = dataclasses.replace(
+            life, readable_from=max(life.readable_from, before)
+        )
+        return result
+
+    async def scavenge(
+        self, *, dry_run: bool = False, on_progress: OnScavengeProgress | None = None
+    ) -> Scavenge:
+        """Drop the hidden events (see ``EventStore.scavenge``)."""
+        doomed = {
+            stream_id: [
+                record for record in self._streams.get(stream_id, [])
+                if record.stream_version < life.readable_from
+                and record.event_type not in SYSTEM_EVENT_TYPES
+            ]
+            for stream_id, life in sorted(self._lives.items())
+        }
+        counts = {stream_id: len(records) for stream_id, records in doomed.items() if records}
+        if dry_run:
+            return Scavenge(True, counts)
+        total = sum(counts.values())
+        removed = 0
+        for stream_id, records in doomed.items():
+            if not records:
+                continue
+            gone = {record.event_id for record in records}
+            self._streams[stream_id] = [
+                record for record in self._streams[stream_id] if record.event_id not in gone
+            ]
+            self._log = [record for record in self._log if record.event_id not in gone]
+            for event_id in gone:
+                del self._by_id[event_id]
+            removed += len(gone)
+            if on_progress is not None:
+                on_progress(ScavengeProgress(removed, total, stream_id))
+        return Scavenge(False, counts)
+
     async def horizon_holders(self) -> list[HorizonHolder]:
         """No transactions, no horizon: none."""
         return []
@@ -386,13 +469,3 @@ class MemoryEventStore:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-def _matches(expected: ExpectedVersion, actual: int) -> bool:
-    if expected is ANY:
-        return True
-    if expected is NO_STREAM:
-        return actual == 0
-    if expected is STREAM_EXISTS:
-        return actual > 0
-    return expected == actual

@@ -91,6 +91,7 @@ from eventfold.eventstore.import_batch import (
 )
 from eventfold.eventstore.instrumentation import traced_append
 from eventfold.eventstore.keys import KeyStore
+from eventfold.eventstore.lifecycle import OnScavengeProgress, Scavenge
 from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE
 from eventfold.eventstore.read_arguments import (
     check_list_limit,
@@ -984,6 +985,24 @@ class PostgresEventStore:
             event_id = None
         rows = await self._fetch(_READ_CORRELATION, correlation_id, event_id)
         return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
+
+    async def delete_stream(
+        self, stream_id: str, *, expected_version: int | None = None, hard: bool = False
+    ) -> AppendResult:
+        """Not yet on this backend (the lifecycle branch adds it next)."""
+        raise NotImplementedError("delete_stream: memory store only so far")
+
+    async def truncate_stream(
+        self, stream_id: str, before: int, *, expected_version: int | None = None
+    ) -> AppendResult:
+        """Not yet on this backend (the lifecycle branch adds it next)."""
+        raise NotImplementedError("truncate_stream: memory store only so far")
+
+    async def scavenge(
+        self, *, dry_run: bool = False, on_progress: OnScavengeProgress | None = None
+    ) -> Scavenge:
+        """Not yet on this backend (the lifecycle branch adds it next)."""
+        raise NotImplementedError("scavenge: memory store only so far")
 
     async def horizon_holders(self) -> list[HorizonHolder]:
         """Sessions with an open write transaction, oldest first: the first one holds
