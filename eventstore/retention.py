@@ -24,7 +24,8 @@ from eventfold.eventstore.errors import ConcurrencyError, InvalidRetention
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.periodic import every
 from eventfold.eventstore.protocol import EventStore
-from eventfold.eventstore.records import StreamInfo
+from eventfold.eventstore.records import RecordedEvent, StreamInfo
+from eventfold.eventstore.system_events import SYSTEM_EVENT_TYPES
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -161,13 +162,15 @@ async def _plan(
 ) -> Expiry | None:
     """What the policy takes of one stream (None: nothing)."""
     if policy.closed_by:
-        last = await store.read_stream(info.stream_id, backwards=True, limit=1)
+        last = await _latest(store, info.stream_id, 1)
         closing = {cls.event_type for cls in policy.closed_by}
         if not last or last[0].event_type not in closing:
             return None
     keep_from = 1
     if policy.max_count is not None:
-        keep_from = info.version - policy.max_count + 1
+        kept = await _latest(store, info.stream_id, policy.max_count)
+        if len(kept) == policy.max_count:
+            keep_from = kept[-1].stream_version
     if policy.max_age is not None:
         cutoff = now - policy.max_age
         if info.updated_at <= cutoff:
@@ -189,6 +192,23 @@ async def _plan(
     if keep_from > info.version:
         return Expiry(info.stream_id, "delete", keep_from, info.version - low + 1)
     return Expiry(info.stream_id, "truncate", keep_from, keep_from - low)
+
+
+async def _latest(store: EventStore, stream_id: str, count: int) -> list[RecordedEvent]:
+    """The stream's last ``count`` readable events, newest first, leaving out the store's
+    own (``StreamTruncated`` and the like): a policy counts the application's events, so
+    the event its own truncation appends never makes it cut again."""
+    found: list[RecordedEvent] = []
+    below: int | None = None
+    while len(found) < count:
+        page = await store.read_stream(
+            stream_id, backwards=True, from_version=below, limit=count + 8
+        )
+        found += [e for e in page if e.event_type not in SYSTEM_EVENT_TYPES]
+        if len(page) < count + 8 or page[-1].stream_version == 1:
+            break
+        below = page[-1].stream_version - 1
+    return found[:count]
 
 
 async def _expire(store: EventStore, expiry: Expiry, version: int) -> Expiry:

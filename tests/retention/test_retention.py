@@ -182,3 +182,63 @@ def test_a_policy_that_cannot_apply_is_refused_when_made(
 ) -> None:
     with pytest.raises(InvalidRetention, match=complaint):
         Retention(**arguments)  # type: ignore[arg-type]
+
+
+CANCELLED_CARTS_DELETED = Retention(
+    "Cart", max_age=timedelta(days=30), closed_by=(CartCancelled,)
+)
+
+
+async def test_cancelled_carts_are_deleted_after_the_period(store: EventStore) -> None:
+    await _cart(store, "Cart-1", 3, CartCancelled())
+    await _cart(store, "Cart-2", 3, CartCheckedOut())
+    later = datetime.now(UTC) + LATER
+    assert (await apply_retention(store, [CANCELLED_CARTS_DELETED])).expired == []
+    report = await apply_retention(store, [CANCELLED_CARTS_DELETED], now=later)
+    assert report.expired == [Expiry("Cart-1", "delete", 6, 5)]
+    assert await store.read_stream("Cart-1") == []
+    assert await _versions(store, "Cart-2") == [1, 2, 3, 4, 5]
+    again = await apply_retention(store, [CANCELLED_CARTS_DELETED], now=later)
+    assert again.expired == [] and again.skipped == []
+
+
+async def test_max_count_truncates_and_a_run_again_cuts_nothing_more(
+    store: EventStore,
+) -> None:
+    await _cart(store, "Cart-1", 9, None)
+    policy = Retention("Cart", max_count=3)
+    report = await apply_retention(store, [policy])
+    assert report.expired == [Expiry("Cart-1", "truncate", 8, 7)]
+    kept = await store.read_stream("Cart-1")
+    assert [e.stream_version for e in kept if e.event_type == "ItemPut"] == [8, 9, 10]
+    again = await apply_retention(store, [policy])
+    assert again.expired == []
+
+
+async def test_two_runners_deleting_at_once_delete_each_stream_once(store: EventStore) -> None:
+    for n in range(8):
+        await _cart(store, f"Cart-{n}", 2, CartCancelled())
+    later = datetime.now(UTC) + LATER
+    first, second = await asyncio.gather(
+        apply_retention(store, [CANCELLED_CARTS_DELETED], now=later, page_size=3),
+        apply_retention(store, [CANCELLED_CARTS_DELETED], now=later, page_size=3),
+    )
+    deleted = sorted(e.stream_id for e in [*first.expired, *second.expired])
+    assert deleted == sorted(f"Cart-{n}" for n in range(8))
+    for n in range(8):
+        assert await store.stream_version(f"Cart-{n}") == 5  # one StreamDeleted each
+        assert await store.read_stream(f"Cart-{n}") == []
+
+
+async def test_a_cart_the_customer_came_back_to_is_kept(
+    store: EventStore,
+) -> None:
+    await _cart(store, "Cart-1", 2, CartCancelled())
+    later = datetime.now(UTC) + LATER
+    [planned] = (await apply_retention(
+        store, [CANCELLED_CARTS_DELETED], now=later, dry_run=True
+    )).expired
+    await store.append("Cart-1", [ItemPut(sku="back")])  # the customer came back
+    report = await apply_retention(store, [CANCELLED_CARTS_DELETED], now=later)
+    assert planned.action == "delete" and report.expired == []
+    assert len(await store.read_stream("Cart-1")) == 5
