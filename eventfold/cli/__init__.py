@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from eventfold.cli import (
+    archive,
     catalog,
     events,
     forget,
@@ -99,6 +100,8 @@ def configure(
 
 
 app.command("migrate")(migrate.migrate_command)
+streams.app.command("archive")(archive.archive_command)
+streams.app.command("expire")(archive.expire_command)
 app.add_typer(streams.app, name="streams")
 events.app.command("trace")(trace.trace_command)
 app.add_typer(events.app, name="events")
