@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from eventfold import App
 from examples.shop.brokers import relay_for
+from examples.shop.cart import CART_EVENTS, CART_RETENTION, Cart
 from examples.shop.events import SHOP_EVENTS
 from examples.shop.fulfilment import Fulfilment
 from examples.shop.inventory import InventoryItem
@@ -26,11 +27,12 @@ def build_app(broker: str | None = None, *, topic: str = "shop") -> App:
     topic (Kafka).
     """
     return App(
-        events=SHOP_EVENTS,
+        events=[*SHOP_EVENTS, *CART_EVENTS],
         upcasters=shop_upcasters(),
-        aggregates=[Order, InventoryItem, Payment],
+        aggregates=[Order, InventoryItem, Payment, Cart],
         projections=[OrderList(), CustomerTotals()],
         subscribers=[Fulfilment(), *([relay_for(broker, topic=topic)] if broker else [])],
+        retention=[CART_RETENTION],
     )
 
 

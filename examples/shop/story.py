@@ -12,7 +12,8 @@ compensated at once; 4. the payment provider charges two orders, declines one (i
 is released, the order cancelled) and never answers the last; 5. fifteen minutes later
 (fired at once, with ``DeadlinePoller.fire_due(now=...)``) the timeout cancels that
 order, and the provider's late answer is refused; 6. the read models, the causation tree
-of the declined order, a snapshot sweep and a blue/green rebuild are shown.
+of the declined order, a snapshot sweep and a blue/green rebuild are shown; 7. a cart
+given up today is deleted by the retention policy, as if its 30 days had passed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from eventfold.eventstore.causation import caused_by, correlated
 from eventfold.projections import rebuild
 from eventfold.projections.trace import TraceNode, trace
 from examples.shop.app import build_app
+from examples.shop.cart import CART_KEPT_FOR, Cart
 from examples.shop.events import OrderLine
 from examples.shop.fulfilment import PAYMENT_TIMEOUT, Fulfilment
 from examples.shop.inventory import InventoryItem
@@ -81,6 +83,8 @@ class ShopRun:
     """Rows of the order list the blue/green rebuild produced (equal to those before)."""
     relayed_through: GlobalPosition | None
     """The relay's position at the end (None without a broker)."""
+    deleted_carts: tuple[str, ...] = ()
+    """The cancelled carts the retention policy deleted (this day's)."""
 
 
 def _line(sku: str, quantity: int) -> OrderLine:
@@ -243,19 +247,44 @@ async def _day(
         if after != before:
             raise AssertionError("the rebuilt order list differs from the live one")
 
+        say(f"\n11. A cart given up today is deleted {CART_KEPT_FOR.days} days later")
+        deleted_carts = await _expire_carts(running, run, say)
+
         relayed: GlobalPosition | None = None
         relay = next((s for s in app.subscribers if not isinstance(s, Fulfilment)), None)
         if relay is not None and broker is not None:
             [state] = [s for s in runner.states() if s.name == relay.name]
             relayed = state.checkpoint
-            say(f"\n11. Relay {relay.name}: every event up to position {tuple(relayed)} "
+            say(f"\n12. Relay {relay.name}: every event up to position {tuple(relayed)} "
                 f"published to {masked(broker)} and confirmed")
 
     return ShopRun(
         run=run, orders=ids, order_list=tuple(rows), totals=tuple(totals), fired=fired,
         late_answer=late_answer, trace=tuple(tree), snapshots=taken,
-        rebuilt_rows=len(after), relayed_through=relayed,
+        rebuilt_rows=len(after), relayed_through=relayed, deleted_carts=deleted_carts,
     )
+
+
+async def _expire_carts(running: Running, run: str, say: Say) -> tuple[str, ...]:
+    """Erin fills a cart and gives it up, Finn keeps his open; the retention job, run as if
+    the period had passed, deletes Erin's cart alone."""
+    given_up, kept = f"{run}-erin", f"{run}-finn"
+    repository = running.repository
+    await repository.create(Cart, given_up, lambda cart: cart.open("erin"))
+    await repository.update(Cart, given_up, lambda cart: cart.put("mug", 2))
+    await repository.update(Cart, given_up, Cart.cancel)
+    await repository.create(Cart, kept, lambda cart: cart.open("finn"))
+    say(f"   {Cart.stream_id_for(given_up)} cancelled, {Cart.stream_id_for(kept)} still open")
+    # A deployment runs the job (eventfold run --retention-every); the story moves the clock.
+    later = datetime.now(UTC) + CART_KEPT_FOR + timedelta(days=1)
+    report = await running.apply_retention(now=later)
+    say(f"   {report.summary()}")
+    deleted = tuple(e.stream_id for e in report.expired if e.action == "delete")
+    for stream_id in deleted:
+        say(f"   {stream_id}: deleted (reads as not found; StreamDeleted is in the log)")
+    still = await repository.get(Cart, kept)
+    say(f"   {still.stream_id}: kept, open for {still.customer}")
+    return deleted
 
 
 async def _restock(running: Running, sku: str, level: int) -> None:
