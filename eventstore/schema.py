@@ -97,6 +97,23 @@ streams = sa.Table(
 )
 sa.Index("eventfold_streams_category", streams.c.category, streams.c.stream_id)
 
+# Streams ever deleted or truncated (see eventfold.eventstore.lifecycle): reads start at
+# readable_from, appends check the tombstone, and a scavenge removes the events below
+# readable_from that it has not removed yet (scavenged_below). Streams never deleted or
+# truncated have no row: their reads and appends pay one primary-key probe that finds none.
+stream_lifecycle = sa.Table(
+    "eventfold_stream_lifecycle",
+    metadata,
+    sa.Column("stream_id", sa.Text(), primary_key=True),
+    sa.Column("readable_from", sa.Integer(), nullable=False),
+    sa.Column("deleted_version", sa.Integer(), nullable=True),
+    sa.Column("hard", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("scavenged_below", sa.Integer(), nullable=False, server_default=sa.text("1")),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)
+
 # --- Projections and other subscribers of the global log -----------------------------------
 
 checkpoints = sa.Table(

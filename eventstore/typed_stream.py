@@ -160,16 +160,23 @@ async def typed_stream(
     rows: list[FoldRow],
     read_records: Callable[[int, int], Awaitable[list[RecordedEvent]]],
     skip_unknown: bool,
+    *,
+    readable_from: int = 1,
 ) -> TypedStream:
     """The rows of a stream read as a ``TypedStream``. When a row's type may hold personal
     data, the stream's rows are read again as records (``read_records(first, last)``
     versions, which ``read_stream`` opens and upcasts) instead."""
     if not rows:
-        return TypedStream(registry, stream_id, 0, skip_unknown)
+        return TypedStream(registry, stream_id, 0, skip_unknown, readable_from=readable_from)
     first, last = rows[0][_VERSION], rows[-1][_VERSION]
     personal_types = shredder.personal_types()
     if personal_types and any(row[_TYPE] in personal_types for row in rows):
         records = await read_records(first, last)
-        return TypedStream(registry, stream_id, last, skip_unknown, records=records)
-    return TypedStream(registry, stream_id, last, skip_unknown, rows=rows)
+        return TypedStream(
+            registry, stream_id, last, skip_unknown, records=records,
+            readable_from=readable_from,
+        )
+    return TypedStream(
+        registry, stream_id, last, skip_unknown, rows=rows, readable_from=readable_from
+    )
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
@@ -52,8 +53,10 @@ from eventfold.eventstore.encoding import (
 from eventfold.eventstore.errors import (
     ConcurrencyError,
     ImportRefused,
+    InvalidAppend,
     SchemaNotMigrated,
     StoreUnavailable,
+    StreamTombstoned,
 )
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.import_batch import (
@@ -65,7 +68,17 @@ from eventfold.eventstore.import_batch import (
 )
 from eventfold.eventstore.instrumentation import traced_append
 from eventfold.eventstore.keys import KeyStore
-from eventfold.eventstore.lifecycle import OnScavengeProgress, Scavenge
+from eventfold.eventstore.lifecycle import (
+    LIVE,
+    SCAVENGE_BATCH,
+    OnScavengeProgress,
+    Scavenge,
+    ScavengeProgress,
+    StreamLife,
+    check_truncate,
+    delete_expected,
+    matches,
+)
 from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE, alembic_config
 from eventfold.eventstore.read_arguments import (
     StreamRead,
@@ -76,9 +89,7 @@ from eventfold.eventstore.read_arguments import (
 )
 from eventfold.eventstore.records import (
     ANY,
-    NO_STREAM,
     START,
-    STREAM_EXISTS,
     AppendResult,
     ExpectedVersion,
     GlobalPosition,
@@ -91,7 +102,13 @@ from eventfold.eventstore.records import (
     partition_of,
 )
 from eventfold.eventstore.registry import EventRegistry
-from eventfold.eventstore.schema import events, events_archive, streams
+from eventfold.eventstore.schema import (
+    events,
+    events_archive,
+    snapshots,
+    stream_lifecycle,
+    streams,
+)
 from eventfold.eventstore.shredder import Forgetting, Shredder
 from eventfold.eventstore.stream_appends import (
     CheckedAppend,
@@ -100,11 +117,18 @@ from eventfold.eventstore.stream_appends import (
     in_call_order,
     replayed_call,
 )
+from eventfold.eventstore.system_events import (
+    SYSTEM_EVENT_TYPES,
+    StreamDeleted,
+    StreamTruncated,
+)
 from eventfold.eventstore.typed_stream import TypedStream, typed_stream
 from eventfold.eventstore.urls import masked
 
 _EVENTS = events.name
 _STREAMS = streams.name
+_LIFECYCLE = stream_lifecycle.name
+_INT32_MAX = 2**31 - 1
 
 # The envelope columns in RecordedEvent's field order, so a row maps onto it by position.
 _COLUMNS = (
@@ -143,6 +167,38 @@ _HEAD = (
     "ORDER BY transaction_id DESC, position DESC LIMIT 1"
 )
 _STREAM_VERSION = f"SELECT version FROM {_STREAMS} WHERE stream_id = ?"
+_STREAM_LIFE = (
+    f"SELECT readable_from, deleted_version, hard FROM {_LIFECYCLE} WHERE stream_id = ?"
+)
+_READABLE_FROM = f"SELECT readable_from FROM {_LIFECYCLE} WHERE stream_id = ?"
+# A deletion hides everything up to its own event; a truncation never un-hides.
+_DELETE_LIFE = (
+    f"INSERT INTO {_LIFECYCLE} (stream_id, readable_from, deleted_version, hard) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT (stream_id) DO UPDATE SET "
+    "readable_from = excluded.readable_from, deleted_version = excluded.deleted_version, "
+    "hard = excluded.hard, updated_at = CURRENT_TIMESTAMP"
+)
+_TRUNCATE_LIFE = (
+    f"INSERT INTO {_LIFECYCLE} (stream_id, readable_from) VALUES (?, ?) "
+    "ON CONFLICT (stream_id) DO UPDATE SET "
+    "readable_from = max(readable_from, excluded.readable_from), updated_at = CURRENT_TIMESTAMP"
+)
+_SYSTEM_TYPES = ", ".join(f"'{name}'" for name in sorted(SYSTEM_EVENT_TYPES))
+_SCAVENGE_PENDING = (
+    f"SELECT stream_id, readable_from, scavenged_below FROM {_LIFECYCLE} "
+    "WHERE scavenged_below < readable_from ORDER BY stream_id"
+)
+# The store's own events stay: a subscriber that has not read them yet still learns of
+# the deletion or truncation.
+_SCAVENGE_COUNT = (
+    f"SELECT count(*) FROM {_EVENTS} WHERE stream_id = ? AND stream_version >= ? "
+    f"AND stream_version < ? AND event_type NOT IN ({_SYSTEM_TYPES})"
+)
+_SCAVENGE_EVENTS = (
+    f"DELETE FROM {_EVENTS} WHERE position IN (SELECT position FROM {_EVENTS} "
+    f"WHERE stream_id = ? AND stream_version < ? AND event_type NOT IN ({_SYSTEM_TYPES}) "
+    "LIMIT ?)"
+)
 # The log's order is (transaction_id, position), and on SQLite that is position order:
 # writes are serialized and a batch's transaction_id is its first position, so both grow
 # together. Walking the rowid (position) range reads the table in place instead of going
@@ -343,6 +399,8 @@ class SqliteEventStore:
         replay = _replayed(stream_id, batch, stored)
         if replay is not None:
             return replay
+        if refusal == _TOMBSTONE:
+            raise StreamTombstoned(stream_id, actual)
         if refusal is None:
             raise ConcurrencyError(stream_id, expected, actual)
         # No id of the batch is stored, so another constraint refused it: a trigger of the
@@ -374,13 +432,13 @@ class SqliteEventStore:
             self._appended.set()
             self._appended = asyncio.Event()
             return in_call_order(appends, outcome)
-        actual, stored, refusal = outcome
+        actual, stored, refusal, lives = outcome
         replay = replayed_call(sealed, [
             _stored_facts(part.batch, rows) for part, rows in zip(sealed, stored, strict=True)
         ])
         if replay is not None:
             return in_call_order(appends, replay)
-        conflict = conflicts(sealed, actual)
+        conflict = conflicts(sealed, actual, lives)
         if conflict is not None:
             raise conflict
         raise StoreUnavailable(
@@ -491,16 +549,20 @@ class SqliteEventStore:
                 stream_id, from_version=first, to_version=last, as_of=as_of
             )
 
+        readable = await self._fetch(_READABLE_FROM, (read.stream_id,))
         return await typed_stream(
-            self.registry, self._shredder, read.stream_id, rows, records, skip_unknown
+            self.registry, self._shredder, read.stream_id, rows, records, skip_unknown,
+            readable_from=int(readable[0][0]) if readable else 1,
         )
 
     async def _stream_rows(self, read: StreamRead, columns: str) -> list[Any]:
+        # Events before readable_from are deleted or truncated (docs/lifecycle.md).
         sql = [
             f"SELECT {columns} FROM {_EVENTS} "
-            "WHERE stream_id = ? AND stream_version BETWEEN ? AND ?"
+            "WHERE stream_id = ? AND stream_version BETWEEN "
+            f"max(?, coalesce(({_READABLE_FROM}), 1)) AND ?"
         ]
-        params: list[Any] = [read.stream_id, read.low, read.high]
+        params: list[Any] = [read.stream_id, read.low, read.stream_id, read.high]
         if read.as_of is not None:
             sql.append("AND recorded_at <= ?")
             params.append(read.as_of.astimezone(UTC).strftime(_TIME_FORMAT))
@@ -592,20 +654,84 @@ class SqliteEventStore:
     async def delete_stream(
         self, stream_id: str, *, expected_version: int | None = None, hard: bool = False
     ) -> AppendResult:
-        """Not yet on this backend (the lifecycle branch adds it next)."""
-        raise NotImplementedError("delete_stream: memory store only so far")
+        """Append ``StreamDeleted`` and hide the stream, in one transaction (see
+        ``EventStore.delete_stream``)."""
+        return await self._change_life(
+            stream_id, StreamDeleted(hard=hard), delete_expected(expected_version),
+            lambda version: (_DELETE_LIFE, (stream_id, version + 1, version, hard)),
+        )
 
     async def truncate_stream(
         self, stream_id: str, before: int, *, expected_version: int | None = None
     ) -> AppendResult:
-        """Not yet on this backend (the lifecycle branch adds it next)."""
-        raise NotImplementedError("truncate_stream: memory store only so far")
+        """Append ``StreamTruncated`` and hide the events before ``before``, in one
+        transaction (see ``EventStore.truncate_stream``)."""
+        expected = delete_expected(expected_version)
+        check_truncate(stream_id, before, _INT32_MAX)  # its type and least value, at once
+
+        def change(version: int) -> tuple[str, tuple[Any, ...]]:
+            check_truncate(stream_id, before, version - 1)
+            return _TRUNCATE_LIFE, (stream_id, before)
+
+        return await self._change_life(
+            stream_id, StreamTruncated(before=before), expected, change
+        )
+
+    async def _change_life(
+        self,
+        stream_id: str,
+        event: Event,
+        expected: ExpectedVersion,
+        change: Callable[[int], tuple[str, tuple[Any, ...]]],
+    ) -> AppendResult:
+        check_stream_id_read(stream_id)
+        batch = encode_batch(self.registry, stream_id, [event])
+        self._check_open()
+        try:
+            outcome = await _on_thread(
+                self._writer, _append_and_change, _sqlite(self._writer), self._upsert_stream,
+                stream_id, batch, expected, change,
+            )
+        except (sqlite3.Error, ValueError) as exc:
+            if isinstance(exc, InvalidAppend):
+                raise
+            raise self._unavailable(exc) from exc
+        if isinstance(outcome, AppendResult):
+            self._appended.set()
+            self._appended = asyncio.Event()
+            return outcome
+        actual, _, refusal = outcome
+        if refusal == _TOMBSTONE:
+            raise StreamTombstoned(stream_id, actual)
+        raise ConcurrencyError(stream_id, expected, actual)
 
     async def scavenge(
         self, *, dry_run: bool = False, on_progress: OnScavengeProgress | None = None
     ) -> Scavenge:
-        """Not yet on this backend (the lifecycle branch adds it next)."""
-        raise NotImplementedError("scavenge: memory store only so far")
+        """Remove the hidden events, a batch per transaction (see ``EventStore.scavenge``)."""
+        pending = await self._fetch(_SCAVENGE_PENDING, ())
+        counts: dict[str, int] = {}
+        for stream_id, readable_from, scavenged_below in pending:
+            [(count,)] = await self._fetch(
+                _SCAVENGE_COUNT, (stream_id, scavenged_below, readable_from)
+            )
+            if count:
+                counts[stream_id] = int(count)
+        if dry_run:
+            return Scavenge(True, counts)
+        total = sum(counts.values())
+        removed = 0
+        for stream_id, readable_from, _ in pending:
+            while True:
+                gone = await self._write_keys(
+                    functools.partial(_scavenge_batch, stream_id=stream_id, below=readable_from)
+                )
+                removed += gone
+                if gone and on_progress is not None:
+                    on_progress(ScavengeProgress(removed, total, stream_id))
+                if gone < SCAVENGE_BATCH:
+                    break
+        return Scavenge(False, counts)
 
     async def horizon_holders(self) -> list[HorizonHolder]:
         """Readers see every committed event on SQLite: nothing holds them back."""
@@ -802,9 +928,10 @@ def _append_group(
     return outcomes
 
 
-_StreamsRefused = tuple[dict[str, int], list[list[Any]], str | None]
+_StreamsRefused = tuple[dict[str, int], list[list[Any]], str | None, dict[str, StreamLife]]
 """What an ``append_streams`` that did not happen reports: each stream's actual version,
-the stored rows of each part's event ids, and the refusing constraint, if any."""
+the stored rows of each part's event ids, the refusing constraint, if any, and the lives
+of the streams ever deleted or truncated."""
 
 
 def _append_streams(
@@ -845,8 +972,9 @@ def _append_streams(
             [part.stream_id for part in parts],
         ).fetchall())
         stored = [_stored_rows(db, part.batch) for part in parts]
+        lives = {part.stream_id: _life(db, part.stream_id) for part in parts}
         db.rollback()
-        return actual, stored, refusal
+        return actual, stored, refusal, lives
     except BaseException:
         if db.in_transaction:
             db.rollback()
@@ -869,7 +997,10 @@ def _append_one(
         upsert_stream, (stream_id, category_of(stream_id), size, stamp)
     ).fetchall()
     actual = int(version) - size
-    if not _matches(expected, actual):
+    life = _life(db, stream_id)
+    if life.hard:
+        return actual, [], _TOMBSTONE
+    if not matches(expected, actual, life):
         return actual, [], None
     first = int(head) + 1
     transaction = first if transaction_id is None else transaction_id
@@ -882,6 +1013,68 @@ def _append_one(
         ],
     )
     return AppendResult(stream_id, actual + size, first, first + size - 1, transaction)
+
+
+_TOMBSTONE = "the stream's tombstone"
+"""The refusal of an append to a hard-deleted stream."""
+
+
+def _life(db: sqlite3.Connection, stream_id: str) -> StreamLife:
+    """The stream's deletions and truncations (``LIVE`` when none)."""
+    rows = db.execute(_STREAM_LIFE, (stream_id,)).fetchall()
+    if not rows:
+        return LIVE
+    readable_from, deleted_version, hard = rows[0]
+    return StreamLife(int(readable_from), deleted_version, bool(hard))
+
+
+def _append_and_change(
+    db: sqlite3.Connection,
+    upsert_stream: str,
+    stream_id: str,
+    batch: list[EncodedEvent],
+    expected: ExpectedVersion,
+    change: Callable[[int], tuple[str, tuple[Any, ...]]],
+) -> AppendResult | _Refused:
+    """A deletion's or truncation's event and the stream's new life, in one transaction
+    on the writer's thread: ``change(version)`` gives the statement that records it."""
+    stamp = datetime.now(UTC).strftime(_TIME_FORMAT)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        outcome = _append_one(db, upsert_stream, stream_id, batch, expected, stamp)
+        if not isinstance(outcome, AppendResult):
+            db.rollback()
+            return outcome
+        db.execute(*change(outcome.version))
+        db.commit()
+    except BaseException:
+        if db.in_transaction:
+            db.rollback()
+        raise
+    return outcome
+
+
+def _scavenge_batch(db: sqlite3.Connection, *, stream_id: str, below: int) -> int:
+    """Remove up to ``SCAVENGE_BATCH`` hidden events of a stream in one transaction; once
+    none is left, its snapshots of hidden versions too, and mark it scavenged."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        gone = db.execute(_SCAVENGE_EVENTS, (stream_id, below, SCAVENGE_BATCH)).rowcount
+        if gone < SCAVENGE_BATCH:
+            db.execute(
+                f"DELETE FROM {snapshots.name} WHERE stream_id = ? AND version < ?",
+                (stream_id, below - 1),
+            )
+            db.execute(
+                f"UPDATE {_LIFECYCLE} SET scavenged_below = max(scavenged_below, ?) "
+                "WHERE stream_id = ?", (below, stream_id),
+            )
+        db.commit()
+    except BaseException:
+        if db.in_transaction:
+            db.rollback()
+        raise
+    return int(gone)
 
 
 # An import sets each stream's version to its last imported event's (the versions were
@@ -1139,11 +1332,3 @@ def _parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def _matches(expected: ExpectedVersion, actual: int) -> bool:
-    if expected is ANY:
-        return True
-    if expected is NO_STREAM:
-        return actual == 0
-    if expected is STREAM_EXISTS:
-        return actual > 0
-    return expected == actual

@@ -1,7 +1,7 @@
 """The archive table: events that ``archive_stream`` moved out of the hot events table.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-04
 
 Written out explicitly (not imported from eventfold.eventstore.schema): a revision is history.
@@ -17,8 +17,8 @@ from sqlalchemy.dialects import postgresql
 
 from eventfold.eventstore.schema import Xid8
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
