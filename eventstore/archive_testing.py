@@ -121,3 +121,30 @@ class ArchiveConformance:
             await store.archive_stream("cart-1", before=before)  # type: ignore[arg-type]
         with pytest.raises(InvalidRead):
             await store.archive_stream("")
+
+    async def test_a_truncation_hides_archived_events_and_a_scavenge_removes_them(
+        self, store: EventStore
+    ) -> None:
+        await self._stream(store, "cart-1", 6)
+        await store.archive_stream("cart-1", before=5)  # versions 1-4 archived
+        await store.truncate_stream("cart-1", 3)  # hides 1-2 (archived) and appends v7
+        history = await store.read_stream_with_archive("cart-1")
+        assert [e.stream_version for e in history] == [3, 4, 5, 6, 7]
+        dry = await store.scavenge(dry_run=True)
+        assert dry.streams == {"cart-1": 2}
+        assert (await store.scavenge()).streams == {"cart-1": 2}
+        whole = await _whole(store.read_all_with_archive)
+        assert [e.stream_version for e in whole] == [3, 4, 5, 6, 7]
+        assert (await store.scavenge()).streams == {}
+
+    async def test_a_deleted_stream_reads_empty_with_its_archive_too(
+        self, store: EventStore
+    ) -> None:
+        await self._stream(store, "cart-1", 4)
+        await store.archive_stream("cart-1")
+        await store.delete_stream("cart-1")
+        assert await store.read_stream_with_archive("cart-1") == []
+        assert (await store.scavenge()).streams == {"cart-1": 4}
+        assert [e.event_type for e in await _whole(store.read_all_with_archive)] == [
+            "$StreamDeleted"
+        ]

@@ -358,7 +358,12 @@ class MemoryEventStore:
 
     async def read_stream_with_archive(self, stream_id: str) -> list[RecordedEvent]:
         """The stream's archived and hot events (see ``EventStore.read_stream_with_archive``)."""
-        records = list(self._streams.get(check_stream_id_read(stream_id), []))
+        stream_id = check_stream_id_read(stream_id)
+        readable_from = self._lives.get(stream_id, LIVE).readable_from
+        records = [
+            record for record in self._streams.get(stream_id, [])
+            if record.stream_version >= readable_from
+        ]
         return self.registry.upcast_all(await self._shredder.reveal(records))
 
     async def read_all_with_archive(

@@ -1109,6 +1109,10 @@ class PostgresEventStore:
         counts: dict[str, int] = {}
         for stream_id, readable, scavenged_below in pending:
             [(count,)] = await self._fetch(SCAVENGE_COUNT, stream_id, scavenged_below, readable)
+            [(archived,)] = await self._fetch(
+                postgres_archive.SCAVENGE_COUNT, stream_id, scavenged_below, readable
+            )
+            count += archived
             if count:
                 counts[stream_id] = int(count)
         if dry_run:
@@ -1116,6 +1120,15 @@ class PostgresEventStore:
         total = sum(counts.values())
         removed = 0
         for stream_id, readable, _ in pending:
+            while True:  # the archive's first: the stream counts as scavenged once both are
+                gone = len(await self._fetch(
+                    postgres_archive.SCAVENGE, stream_id, readable, SCAVENGE_BATCH
+                ))
+                removed += gone
+                if gone and on_progress is not None:
+                    on_progress(ScavengeProgress(removed, total, stream_id))
+                if gone < SCAVENGE_BATCH:
+                    break
             while True:
                 gone = len(await self._fetch(SCAVENGE_EVENTS, stream_id, readable, SCAVENGE_BATCH))
                 removed += gone

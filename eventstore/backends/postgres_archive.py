@@ -9,7 +9,9 @@ readers' horizon (its transaction id) for one batch at most.
 
 from __future__ import annotations
 
+from eventfold.eventstore.backends.postgres_lifecycle import readable_from
 from eventfold.eventstore.horizon import VISIBLE_BELOW
+from eventfold.eventstore.system_events import SYSTEM_EVENT_TYPES
 
 _COLUMNS = (
     "position, transaction_id, event_id, stream_id, stream_version, event_type, "
@@ -43,12 +45,35 @@ one statement; how many. A second archiver of the same versions waits for the fi
 row locks and then finds nothing left to delete, so each event moves once."""
 
 READ_STREAM = f"""
-SELECT {_READ_COLUMNS} FROM eventfold_events_archive WHERE stream_id = $1
+SELECT {_READ_COLUMNS} FROM eventfold_events_archive
+WHERE stream_id = $1 AND stream_version >= {readable_from("$1")}
 UNION ALL
-SELECT {_READ_COLUMNS} FROM eventfold_events WHERE stream_id = $1
+SELECT {_READ_COLUMNS} FROM eventfold_events
+WHERE stream_id = $1 AND stream_version >= {readable_from("$1")}
 ORDER BY 3
 """
-"""A stream's whole history: both tables' ``(stream_id, stream_version)`` indexes, merged."""
+"""A stream's whole history: both tables' ``(stream_id, stream_version)`` indexes, merged;
+what a deletion or truncation hid stays hidden here too."""
+
+_SYSTEM_TYPES = ", ".join(f"'{name}'" for name in sorted(SYSTEM_EVENT_TYPES))
+
+SCAVENGE_COUNT = f"""
+SELECT count(*) FROM eventfold_events_archive
+WHERE stream_id = $1 AND stream_version >= $2 AND stream_version < $3
+  AND event_type NOT IN ({_SYSTEM_TYPES})
+"""
+"""Archived events of a stream that a scavenge removes (as ``postgres_lifecycle``'s)."""
+
+SCAVENGE = f"""
+DELETE FROM eventfold_events_archive
+WHERE (transaction_id, position) IN (
+    SELECT transaction_id, position FROM eventfold_events_archive
+    WHERE stream_id = $1 AND stream_version < $2 AND event_type NOT IN ({_SYSTEM_TYPES})
+    LIMIT $3
+)
+RETURNING position
+"""
+"""One batch of them, its own short transaction."""
 
 # Each table's next page in log order (its own key), then the two merged: no more than
 # 2 x $3 rows are ever sorted. The horizon holds for archived events too.

@@ -27,7 +27,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
-from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
 
@@ -230,9 +229,22 @@ _ARCHIVE_COPY = (
 _ARCHIVE_DELETE = (
     f"DELETE FROM {_EVENTS} WHERE stream_id = ? AND stream_version >= ? AND stream_version < ?"
 )
+# What a deletion or truncation hid stays hidden here too.
 _READ_STREAM_WITH_ARCHIVE = (
-    f"SELECT {_COLUMNS} FROM {_ARCHIVE} WHERE stream_id = ? UNION ALL "
-    f"SELECT {_COLUMNS} FROM {_EVENTS} WHERE stream_id = ? ORDER BY stream_version"
+    f"SELECT {_COLUMNS} FROM {_ARCHIVE} WHERE stream_id = ? "
+    f"AND stream_version >= coalesce(({_READABLE_FROM}), 1) UNION ALL "
+    f"SELECT {_COLUMNS} FROM {_EVENTS} WHERE stream_id = ? "
+    f"AND stream_version >= coalesce(({_READABLE_FROM}), 1) ORDER BY stream_version"
+)
+# A scavenge removes the hidden archived events as well (the store's own events stay).
+_ARCHIVE_SCAVENGE_COUNT = (
+    f"SELECT count(*) FROM {_ARCHIVE} WHERE stream_id = ? AND stream_version >= ? "
+    f"AND stream_version < ? AND event_type NOT IN ({_SYSTEM_TYPES})"
+)
+_ARCHIVE_SCAVENGE = (
+    f"DELETE FROM {_ARCHIVE} WHERE position IN (SELECT position FROM {_ARCHIVE} "
+    f"WHERE stream_id = ? AND stream_version < ? AND event_type NOT IN ({_SYSTEM_TYPES}) "
+    "LIMIT ?)"
 )
 _READ_ALL_WITH_ARCHIVE = (
     f"SELECT * FROM (SELECT {_COLUMNS} FROM {_ARCHIVE} "
@@ -715,6 +727,10 @@ class SqliteEventStore:
             [(count,)] = await self._fetch(
                 _SCAVENGE_COUNT, (stream_id, scavenged_below, readable_from)
             )
+            [(archived,)] = await self._fetch(
+                _ARCHIVE_SCAVENGE_COUNT, (stream_id, scavenged_below, readable_from)
+            )
+            count += archived
             if count:
                 counts[stream_id] = int(count)
         if dry_run:
@@ -722,6 +738,17 @@ class SqliteEventStore:
         total = sum(counts.values())
         removed = 0
         for stream_id, readable_from, _ in pending:
+            while True:  # the archive's first: the stream counts as scavenged once both are
+                gone = await self._write_keys(
+                    functools.partial(
+                        _archive_scavenge_batch, (stream_id, readable_from, SCAVENGE_BATCH)
+                    )
+                )
+                removed += gone
+                if gone and on_progress is not None:
+                    on_progress(ScavengeProgress(removed, total, stream_id))
+                if gone < SCAVENGE_BATCH:
+                    break
             while True:
                 gone = await self._write_keys(
                     functools.partial(_scavenge_batch, stream_id=stream_id, below=readable_from)
@@ -767,13 +794,16 @@ class SqliteEventStore:
             return 0
         moved = 0
         for low, high in archive_batches(first, last, before):
-            moved += await self._write_keys(partial(_archive_batch, (stream_id, low, high)))
+            batch = functools.partial(_archive_batch, (stream_id, low, high))
+            moved += await self._write_keys(batch)
         return moved
 
     async def read_stream_with_archive(self, stream_id: str) -> list[RecordedEvent]:
         """The stream's archived and hot events (see ``EventStore.read_stream_with_archive``)."""
         stream_id = check_stream_id_read(stream_id)
-        rows = await self._fetch(_READ_STREAM_WITH_ARCHIVE, (stream_id, stream_id))
+        rows = await self._fetch(
+            _READ_STREAM_WITH_ARCHIVE, (stream_id, stream_id, stream_id, stream_id)
+        )
         return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
 
     async def read_all_with_archive(
@@ -860,6 +890,18 @@ class SqliteEventStore:
         if self._closed:
             reason = "the store was closed; open a new one"
         return StoreUnavailable(self.url, reason)
+
+
+def _archive_scavenge_batch(arguments: tuple[str, int, int], db: sqlite3.Connection) -> int:
+    """Remove up to a batch of a stream's hidden archived events in one transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        gone = db.execute(_ARCHIVE_SCAVENGE, arguments).rowcount
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return int(gone)
 
 
 def _archive_batch(versions: tuple[str, int, int], db: sqlite3.Connection) -> int:
