@@ -242,3 +242,27 @@ async def test_a_cart_the_customer_came_back_to_is_kept(
     report = await apply_retention(store, [CANCELLED_CARTS_DELETED], now=later)
     assert planned.action == "delete" and report.expired == []
     assert len(await store.read_stream("Cart-1")) == 5
+
+
+async def test_serve_applies_the_apps_retention_on_its_schedule(tmp_path: Path) -> None:
+    from eventfold import App
+
+    url = f"sqlite:///{tmp_path / 'served.db'}"
+    await migrate(url)
+    app = App(
+        events=[CartOpened, ItemPut, CartCancelled, CartCheckedOut],
+        retention=[Retention("Cart", max_count=1, action="archive")],
+    )
+    async with app.connect(url) as running:
+        await _cart(running.store, "Cart-1", 2, None)
+        stop = asyncio.Event()
+        serving = asyncio.create_task(
+            running.serve(running.runner(holder="served"), stop, retention_every=0.05)
+        )
+        try:
+            async with asyncio.timeout(30):
+                while await _versions(running.store, "Cart-1") != [3]:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await asyncio.wait_for(serving, 30)
