@@ -132,6 +132,8 @@ async def apply_retention(
     """Apply every policy to its category's streams; ``dry_run`` changes nothing and lists
     what would go. ``now`` (default: the current time) is the clock max_age counts from."""
     now = now if now is not None else datetime.now(UTC)
+    if now.tzinfo is None:
+        raise InvalidRetention(f"now={now!r} has no time zone: give an aware datetime")
     report = RetentionReport()
     for policy in policies:
         after: str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -115,8 +115,8 @@ def expire_command(
     now: Annotated[
         datetime | None,
         typer.Option("--now", show_default=False,
-                     help="Count ages from this time (ISO 8601, e.g. 2027-01-31T00:00:00+00:00) "
-                     "instead of the current time."),
+                     help="Count ages from this time (UTC, e.g. 2027-01-31T00:00:00) instead "
+                     "of the current time."),
     ] = None,
     as_json: JsonOption = False,
     app_spec: AppOption = None,
@@ -132,7 +132,8 @@ def expire_command(
                     "the application has no retention policies: give them with "
                     "App(retention=[Retention(...)])"
                 )
-            return await running.apply_retention(now=now, dry_run=dry_run)
+            at = None if now is None else now.replace(tzinfo=now.tzinfo or UTC)
+            return await running.apply_retention(now=at, dry_run=dry_run)
 
     report = run(ctx, work, app=app_spec, database=database)
     if as_json:

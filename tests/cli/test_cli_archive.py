@@ -71,3 +71,10 @@ def test_expire_needs_an_application(invoke: Invoke, seeded_url: str) -> None:
     result = invoke("-d", seeded_url, "streams", "expire")
     assert result.exit_code == EXIT_USAGE
     assert "--app" in one_error_line(result)
+
+
+def test_expire_counts_ages_from_the_time_given(invoke: Invoke, seeded_url: str) -> None:
+    args = ("-d", seeded_url, "--app", "retention_app:app", "streams", "expire", "--json")
+    result = invoke(*args, "--dry-run", "--now", "2099-01-01T00:00:00")
+    assert result.exit_code == 0, result.stderr
+    assert json_lines(result.stdout)[0]["expired"][0]["stream_id"] == "Cart-1"

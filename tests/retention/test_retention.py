@@ -266,3 +266,9 @@ async def test_serve_applies_the_apps_retention_on_its_schedule(tmp_path: Path) 
         finally:
             stop.set()
             await asyncio.wait_for(serving, 30)
+
+
+async def test_a_clock_without_a_time_zone_is_refused() -> None:
+    async with connect("memory://", EventRegistry([CartOpened])) as store:
+        with pytest.raises(InvalidRetention, match="time zone"):
+            await apply_retention(store, [CANCELLED_CARTS], now=datetime(2030, 1, 1))
