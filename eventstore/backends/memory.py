@@ -81,6 +81,8 @@ class MemoryEventStore:
         self._streams: dict[str, list[RecordedEvent]] = {}
         self._by_id: dict[object, RecordedEvent] = {}
         self._lives: dict[str, StreamLife] = {}
+        # Events ever written: positions continue after it, whatever a scavenge removed.
+        self._written = 0
         self._changed = asyncio.Condition()
         # Each instance is a store of its own: its keys are cached apart from any other's.
         self._shredder = Shredder(
@@ -110,14 +112,14 @@ class MemoryEventStore:
         if not matches(expected, actual, life):
             raise ConcurrencyError(stream_id, expected, actual)
         now = datetime.now(UTC)
-        transaction_id = len(self._log) + 1
+        transaction_id = self._written + 1
         records = [
             RecordedEvent(
                 event_id=item.event_id,
                 stream_id=stream_id,
                 stream_version=actual + offset,
                 transaction_id=transaction_id,
-                position=len(self._log) + offset,
+                position=self._written + offset,
                 event_type=item.event_type,
                 schema_version=item.schema_version,
                 data=json.loads(item.data),
@@ -127,6 +129,7 @@ class MemoryEventStore:
             for offset, item in enumerate(batch, start=1)
         ]
         self._log.extend(records)
+        self._written += len(records)
         self._streams.setdefault(stream_id, []).extend(records)
         self._by_id.update((record.event_id, record) for record in records)
         async with self._changed:
@@ -155,7 +158,7 @@ class MemoryEventStore:
         if conflict is not None:
             raise conflict
         now = datetime.now(UTC)
-        transaction_id = len(self._log) + 1
+        transaction_id = self._written + 1
         results: dict[str, AppendResult] = {}
         for part in sealed:
             actual = self._version(part.stream_id)
@@ -165,7 +168,7 @@ class MemoryEventStore:
                     stream_id=part.stream_id,
                     stream_version=actual + offset,
                     transaction_id=transaction_id,
-                    position=len(self._log) + offset,
+                    position=self._written + offset,
                     event_type=item.event_type,
                     schema_version=item.schema_version,
                     data=json.loads(item.data),
@@ -175,6 +178,7 @@ class MemoryEventStore:
                 for offset, item in enumerate(part.batch, start=1)
             ]
             self._log.extend(records)
+            self._written += len(records)
             self._streams.setdefault(part.stream_id, []).extend(records)
             self._by_id.update((record.event_id, record) for record in records)
             results[part.stream_id] = AppendResult(
@@ -206,15 +210,16 @@ class MemoryEventStore:
                 raise duplicate_id(record.event_id, record.stream_id)
         if not records:
             return
-        transaction_id = len(self._log) + 1
+        transaction_id = self._written + 1
         stored = [
             dataclasses.replace(
-                record, transaction_id=transaction_id, position=len(self._log) + offset,
+                record, transaction_id=transaction_id, position=self._written + offset,
                 data=copy.deepcopy(record.data), metadata=copy.deepcopy(record.metadata),
             )
             for offset, record in enumerate(records, start=1)
         ]
         self._log.extend(stored)
+        self._written += len(stored)
         for record in stored:
             self._streams.setdefault(record.stream_id, []).append(record)
             self._by_id[record.event_id] = record
