@@ -30,9 +30,11 @@ from eventfold.eventstore.lifecycle import (
     Scavenge,
     ScavengeProgress,
     StreamLife,
+    changed_life,
     check_open,
     check_truncate,
     delete_expected,
+    life_changes,
     matches,
 )
 from eventfold.eventstore.read_arguments import (
@@ -223,6 +225,11 @@ class MemoryEventStore:
         for record in stored:
             self._streams.setdefault(record.stream_id, []).append(record)
             self._by_id[record.event_id] = record
+        for change in life_changes(
+            (r.stream_id, r.stream_version, r.event_type, r.data) for r in stored
+        ):
+            life = self._lives.get(change.stream_id, LIVE)
+            self._lives[change.stream_id] = changed_life(life, change)
         async with self._changed:
             self._changed.notify_all()
 
