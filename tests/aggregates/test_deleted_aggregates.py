@@ -80,3 +80,30 @@ async def test_a_truncated_stream_loads_from_its_snapshot(
     account.deposit(5)
     await repo.save(account)
     assert (await repo.get(SnappedAccount, "a1")).balance == 15
+
+
+async def test_scavenge_removes_the_snapshots_of_what_it_removes(
+    store: EventStore, snapshots: SnapshotStorage, store_url: str
+) -> None:
+    # A memory store's snapshots live apart from it (a MemorySnapshotStore), and stay;
+    # the repository ignores those older than the stream's first readable version.
+    in_store = not store_url.startswith("memory")
+    repo = Repository(store, snapshots=snapshots)
+    await _opened(repo, 1, 2, 3, 4)  # snapshots at versions 2 and 4
+    kept = SnappedAccount("a2")
+    for amount in (1, 2):
+        kept.deposit(amount)
+    await repo.save(kept)
+    await store.truncate_stream("Acct-a1", 4)  # the snapshot at 3 or later stays useful
+    await store.scavenge()
+    state_version = SnappedAccount.state_version
+    latest = await snapshots.latest("Acct-a1", state_version=state_version, max_version=3)
+    assert latest is None or not in_store  # the one at version 2 went with the events
+    assert (await repo.get(SnappedAccount, "a1")).balance == 10
+    await store.delete_stream("Acct-a1")
+    await store.scavenge()
+    gone = await snapshots.latest("Acct-a1", state_version=state_version) is None
+    assert gone == in_store
+    with pytest.raises(AggregateNotFound):
+        await repo.get(SnappedAccount, "a1")
+    assert await snapshots.latest("Acct-a2", state_version=state_version) is not None
