@@ -11,11 +11,12 @@ from eventfold.aggregates.errors import (
     SnapshotStateError,
     UnregisteredHandlerEvents,
 )
-from eventfold.aggregates.repository import Command, Repository
+from eventfold.aggregates.repository import AggregateCommand, Command, Repository
 from eventfold.aggregates.testing import Scenario, scenario
 
 __all__ = [
     "Aggregate",
+    "AggregateCommand",
     "AggregateDefinitionError",
     "AggregateError",
     "AggregateExists",

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
 import math
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 from eventfold.aggregates.aggregate import Aggregate, check_aggregate
 from eventfold.aggregates.errors import (
@@ -45,6 +47,16 @@ Command = Callable[[A], object]
 calls its commands, e.g. ``lambda order: order.ship()``."""
 
 logger = logging.getLogger("eventfold.aggregates")
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateCommand(Generic[A]):
+    """One aggregate's part of a unit of work (``Repository.execute_together``): which
+    aggregate, and the command to run on it."""
+
+    aggregate: type[A]
+    id: str
+    command: Command[A]
 
 
 class Repository:
@@ -343,39 +355,109 @@ class Repository:
         the same events again after a crash gives them ids derived from what it handles,
         and the store's idempotent append (or ``DuplicateEventId``) tells it so.
         """
+        [(aggregate, result)] = await self._decide_and_save(
+            [AggregateCommand(cls, id, command)], retries=retries, metadata=metadata,
+            backoff=backoff, create=create, event_ids=event_ids,
+            idempotency_key=idempotency_key,
+        )
+        return aggregate, result
+
+    async def execute_together(
+        self,
+        commands: Sequence[AggregateCommand[Any]],
+        *,
+        retries: int = 3,
+        metadata: Mapping[str, Any] | None = None,
+        backoff: float = 0.0,
+        create: bool = False,
+        event_ids: Callable[[int], uuid.UUID] | None = None,
+    ) -> list[tuple[Aggregate, AppendResult | None]]:
+        """``execute`` for several aggregates as one unit of work: load each, run its
+        command, and save them all in one ``append_streams`` (every aggregate's events or
+        none). On ``ConcurrencyError`` - any of the streams moved on - every aggregate is
+        loaded again and every command runs again, at most ``retries`` times. A domain
+        error from any command propagates at once and saves nothing.
+
+        Each aggregate appears once in a unit (run its commands in one function).
+        ``event_ids(n)`` names the ``n``-th event of the unit, counted over the aggregates
+        in the order given. Returns each aggregate with its append's result, in order.
+        """
+        named: set[str] = set()
+        for part in commands:
+            stream_id = part.aggregate.stream_id_for(part.id)
+            if stream_id in named:
+                raise ValueError(
+                    f"{stream_id} appears twice in one unit of work: run both commands "
+                    "in one function of the aggregate"
+                )
+            named.add(stream_id)
+        if not commands:
+            return []
+        return await self._decide_and_save(
+            commands, retries=retries, metadata=metadata, backoff=backoff, create=create,
+            event_ids=event_ids, idempotency_key=None,
+        )
+
+    async def _decide_and_save(
+        self,
+        commands: Sequence[AggregateCommand[Any]],
+        *,
+        retries: int,
+        metadata: Mapping[str, Any] | None,
+        backoff: float,
+        create: bool,
+        event_ids: Callable[[int], uuid.UUID] | None,
+        idempotency_key: uuid.UUID | None,
+    ) -> list[tuple[Any, AppendResult | None]]:
+        """The one load-decide-save-retry loop of the write model, for one aggregate or a
+        unit of several."""
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
         # Uncapped: ``retries`` bounds the waits.
         delays = Backoff(initial=2 * backoff, cap=math.inf, jitter=True)
         attempt = 0
         while True:
-            try:
-                aggregate = await self.get(cls, id)
-            except AggregateNotFound:
-                if not create:
-                    raise
-                aggregate = cls(id)
-            loaded = aggregate.version
-            await _run(command, aggregate)
+            aggregates: list[Aggregate] = []
+            for part in commands:
+                try:
+                    aggregates.append(await self.get(part.aggregate, part.id))
+                except AggregateNotFound:
+                    if not create:
+                        raise
+                    aggregates.append(part.aggregate(part.id))
+            loaded = [aggregate.version for aggregate in aggregates]
+            for part, aggregate in zip(commands, aggregates, strict=True):
+                await _run(part.command, aggregate)
             if event_ids is not None:
-                ids = iter([event_ids(n) for n in range(len(aggregate.pending_events))])
-                aggregate._event_ids(ids.__next__)
+                numbers = itertools.count()
+                for aggregate in aggregates:
+                    ids = iter([event_ids(next(numbers)) for _ in aggregate.pending_events])
+                    aggregate._event_ids(ids.__next__)
             try:
-                result = await self.save(
-                    aggregate, metadata=metadata, idempotency_key=idempotency_key
+                saved = await self.save(
+                    *aggregates, metadata=metadata, idempotency_key=idempotency_key
                 )
             except ConcurrencyError:
                 if attempt >= retries:
                     raise
                 attempt += 1
-                logger.debug("retrying command on %s (attempt %s)", aggregate.stream_id, attempt)
+                logger.debug(
+                    "retrying command on %s (attempt %s)",
+                    ", ".join(aggregate.stream_id for aggregate in aggregates), attempt,
+                )
                 if backoff > 0:
                     await asyncio.sleep(delays.delay(attempt))
                 continue
-            if idempotency_key is not None and result is not None and result.version <= loaded:
-                # The key's events were in the stream already: show the state they made.
-                return await self.get(cls, id, version=result.version), result
-            return aggregate, result
+            results = saved if isinstance(saved, list) else [saved]
+            done: list[tuple[Any, AppendResult | None]] = []
+            for part, aggregate, version, result in zip(
+                commands, aggregates, loaded, results, strict=True
+            ):
+                if idempotency_key is not None and result is not None and result.version <= version:
+                    # The key's events were in the stream already: show the state they made.
+                    aggregate = await self.get(part.aggregate, part.id, version=result.version)
+                done.append((aggregate, result))
+            return done
 
     async def create(
         self,

@@ -9,12 +9,14 @@ See docs/lifecycle.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from eventfold.eventstore.encoding import check_expected_version
 from eventfold.eventstore.errors import InvalidAppend, StreamTombstoned
 from eventfold.eventstore.records import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion
+from eventfold.eventstore.system_events import StreamDeleted, StreamTruncated
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,39 @@ OnScavengeProgress = Callable[[ScavengeProgress], None]
 SCAVENGE_BATCH = 1000
 """Events a scavenge removes per transaction: each batch commits on its own, so no long
 transaction holds back writers (SQLite) or readers of the global log (PostgreSQL)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LifeChange:
+    """What one stored ``StreamDeleted`` (``hard`` set) or ``StreamTruncated`` (``before``
+    set) does to its stream's life: an import replays it, so that a copied store's deleted
+    and truncated streams stay so."""
+
+    stream_id: str
+    version: int
+    hard: bool | None = None
+    before: int | None = None
+
+
+def life_changes(rows: Iterable[tuple[str, int, str, Mapping[str, Any]]]) -> list[LifeChange]:
+    """The changes of the store's own events among stored rows (stream id, version, type,
+    data), in the order given."""
+    changes = []
+    for stream_id, version, event_type, data in rows:
+        if event_type == StreamDeleted.event_type:
+            changes.append(LifeChange(stream_id, version, hard=bool(data.get("hard"))))
+        elif event_type == StreamTruncated.event_type:
+            changes.append(LifeChange(stream_id, version, before=int(data.get("before", 1))))
+    return changes
+
+
+def changed_life(life: StreamLife, change: LifeChange) -> StreamLife:
+    """``life`` after ``change``."""
+    if change.hard is not None:
+        return StreamLife(change.version + 1, change.version, change.hard)
+    return StreamLife(
+        max(life.readable_from, change.before or 1), life.deleted_version, life.hard
+    )
 
 
 def delete_expected(expected_version: int | None) -> ExpectedVersion:

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from eventfold.eventstore.backends.memory import MemoryEventStore
 from eventfold.eventstore.errors import ConcurrencyError, InvalidAppend, StreamTombstoned
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.lifecycle import ScavengeProgress
@@ -201,12 +202,35 @@ class StreamLifecycleConformance:
         self, store: EventStore
     ) -> None:
         await store.append("Doc-1", _noted(1, 2))
-        await store.delete_stream("Doc-1")
+        deleted = await store.delete_stream("Doc-1")
         await store.scavenge()
         assert await store.stream_version("Doc-1") == 3
-        assert (await store.append("Doc-1", _noted(3), expected_version=NO_STREAM)).version == 4
+        recreated = await store.append("Doc-1", _noted(3), expected_version=NO_STREAM)
+        assert recreated.version == 4
+        # Positions are never handed out again, whatever the scavenge removed.
+        assert recreated.global_position > deleted.global_position
         kept = await store.append("Doc-2", _noted(1))
         await _visible(store, kept)
         assert [r.stream_version for r in await store.read_all() if r.stream_id == "Doc-1"] == [
             3, 4,
         ]
+
+    async def test_an_import_keeps_deleted_and_truncated_streams_so(
+        self, store: EventStore
+    ) -> None:
+        source = MemoryEventStore(store.registry)
+        await source.append("Doc-1", _noted(1, 2))
+        await source.delete_stream("Doc-1", hard=True)
+        await source.append("Doc-2", _noted(1, 2, 3))
+        await source.truncate_stream("Doc-2", 3)
+        await source.append("Doc-3", _noted(1))
+        await source.delete_stream("Doc-3")
+        await store.import_events(await source.read_all())
+        assert await self._versions(store, "Doc-1") == []
+        with pytest.raises(StreamTombstoned):
+            await store.append("Doc-1", _noted(3))
+        assert await self._versions(store, "Doc-2") == [3, 4]
+        assert await self._versions(store, "Doc-3") == []
+        assert (await store.append("Doc-3", _noted(2), expected_version=NO_STREAM)).version == 3
+        assert (await store.scavenge(dry_run=True)).streams == {"Doc-1": 2, "Doc-2": 2, "Doc-3": 1}
+

@@ -23,6 +23,7 @@ from eventfold.processes.process_manager import (
     on,
     on_timeout,
 )
+from eventfold.processes.unit_of_work import SentCommand, UnitOfWork
 
 __all__ = [
     "Deadline",
@@ -35,7 +36,9 @@ __all__ = [
     "ProcessManager",
     "ProcessManagerError",
     "ProcessStateConflict",
+    "SentCommand",
     "Step",
+    "UnitOfWork",
     "compensation",
     "list_deadlines",
     "on",

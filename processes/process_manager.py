@@ -38,6 +38,11 @@ What makes it safe to restart at any moment:
   ``correlation_id``, its trace context); those appended from a timeout handler by the
   event that scheduled the timeout.
 
+Commands that must land together go in one unit of work: ``async with ctx.together() as
+unit: unit.send(...); unit.send(...)`` decides them all when the block ends and appends
+their events in one transaction (``Repository.execute_together``), or none; the unit's
+first event id is its one idempotency lookup (``processes.unit_of_work``).
+
 Compensation: ``ctx.add_step(undo=...)`` or ``ctx.send(..., undo=...)`` record completed
 steps with the ``@compensation`` method that undoes each. ``await ctx.compensate(reason)``
 runs them in reverse order and ends the instance as ``compensated``; a handler that lets a
@@ -64,7 +69,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventfold.aggregates.aggregate import Aggregate
 from eventfold.aggregates.errors import DomainError
-from eventfold.aggregates.repository import Repository
+from eventfold.aggregates.repository import AggregateCommand, Repository
 from eventfold.eventstore import instrumentation
 from eventfold.eventstore.causation import caused_by
 from eventfold.eventstore.dialect import Dialect
@@ -89,6 +94,7 @@ from eventfold.processes.errors import (
     ProcessDefinitionError,
     ProcessStateConflict,
 )
+from eventfold.processes.unit_of_work import SentCommand, UnitOfWork
 from eventfold.projections import parking
 from eventfold.projections.database import Database
 from eventfold.projections.subscriber import BatchContext, Delivery, FailurePolicy
@@ -269,6 +275,7 @@ class ProcessContext(Generic[S]):
         self._commands = 0
         self._compensating = False
         self._may_append = True
+        self._unit: UnitOfWork | None = None
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -301,41 +308,90 @@ class ProcessContext(Generic[S]):
         catches it, compensates the instance). Returns the append's result, or None when
         the command recorded nothing or an earlier attempt already appended its events.
         """
+        if self._unit is not None:
+            raise ProcessDefinitionError(
+                "ctx.send inside a ctx.together() block would not land with the unit: "
+                "send through the unit (unit.send(...))"
+            )
         undo_name = self.manager._compensation_name(undo) if undo is not None else None
+        [result] = await self._send_together(
+            [SentCommand(aggregate, id, command, undo_name, dict(data or {}))], retries
+        )
+        return result
+
+    @asynccontextmanager
+    async def together(self, *, retries: int = 3) -> AsyncIterator[UnitOfWork]:
+        """Send several commands as one unit of work: ``unit.send(...)`` in the block takes
+        each down; when the block ends all of them run and their events are appended in
+        one transaction (``Repository.execute_together``) - all or none.
+
+        A conflict on any of the aggregates reloads every one and runs every command again
+        (up to ``retries`` times). A ``DomainError`` from any command leaves all of them
+        unwritten, records none of their steps, and propagates from the block (and, unless
+        the handler catches it, compensates the instance). An exception raised in the
+        block sends nothing. After a crash, one lookup of the unit's first event id tells
+        whether the whole unit was appended already.
+        """
+        if self._unit is not None:
+            raise ProcessDefinitionError("ctx.together() blocks do not nest: use one block")
+        unit = UnitOfWork(self.manager._compensation_name)
+        self._unit = unit
+        try:
+            yield unit
+        finally:
+            self._unit = None
+        unit._sent(await self._send_together(list(unit.commands), retries))
+
+    async def _send_together(
+        self, commands: list[SentCommand], retries: int
+    ) -> list[AppendResult | None]:
+        """Run the commands and append their events in one transaction (one command: one
+        stream's append), unless an earlier attempt did; record their steps."""
+        if not commands:
+            return []
         index = self._commands
         self._commands += 1
-        stream_id = aggregate.stream_id_for(id)
-        result: AppendResult | None = None
+        streams = ", ".join(sent.aggregate.stream_id_for(sent.id) for sent in commands)
+        results: list[AppendResult | None] = [None] * len(commands)
+        # The unit's events are numbered over all its commands, and written all or none:
+        # whether its first event is stored says whether the whole unit was.
         if await self.store.read_event(self._event_id(index, 0)):
             logger.info(
                 "%s: command %d for %s while handling %s was already applied; not re-run",
-                self.manager.name, index, stream_id, self._cause_id,
+                self.manager.name, index, streams, self._cause_id,
             )
         else:
-            async def decide(target: A) -> None:
-                outcome = command(target)
-                if inspect.isawaitable(outcome):
-                    await outcome
-                if target.pending_events and not self._may_append:
-                    # SQLite, inside the batch's write lock (a retried parked event, a stale
-                    # decision): appending would wait for ourselves. Roll back, decide ahead.
-                    raise ProcessBatchStale(
-                        self.manager.name, self.key,
-                        "a command must be appended outside the batch's transaction",
-                    )
-
             try:
                 with self._cause():
-                    _, result = await self.manager._repository(self.store).execute(
-                        aggregate, id, decide, retries=retries, metadata=self._metadata(),
-                        create=True, event_ids=lambda n: self._event_id(index, n),
+                    done = await self.manager._repository(self.store).execute_together(
+                        [AggregateCommand(sent.aggregate, sent.id, self._decider(sent.command))
+                         for sent in commands],
+                        retries=retries, metadata=self._metadata(), create=True,
+                        event_ids=lambda n: self._event_id(index, n),
                     )
+                results = [result for _, result in done]
             except DuplicateEventId:
-                # The ids are this command's own: another attempt appended them meanwhile.
-                result = None
-        if undo_name is not None:
-            self._steps.append(Step(undo_name, dict(data or {})))
-        return result
+                # The ids are this unit's own: another attempt appended them meanwhile.
+                pass
+        for sent in commands:
+            if sent.undo is not None:
+                self._steps.append(Step(sent.undo, sent.data))
+        return results
+
+    def _decider(self, command: Callable[[Any], object]) -> Callable[[Any], Awaitable[None]]:
+        async def decide(target: Aggregate) -> None:
+            outcome = command(target)
+            if inspect.isawaitable(outcome):
+                await outcome
+            if target.pending_events and not self._may_append:
+                # SQLite, inside the batch's write lock (a retried parked event, a stale
+                # decision): appending would wait for ourselves. Roll back, decide ahead.
+                raise ProcessBatchStale(
+                    self.manager.name, self.key,
+                    "a command must be appended outside the batch's transaction",
+                )
+
+        return decide
 
     def add_step(
         self,

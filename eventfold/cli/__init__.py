@@ -17,6 +17,7 @@ from eventfold.cli import (
     events,
     forget,
     horizon,
+    lifecycle,
     migrate,
     projections,
     runner,
@@ -102,7 +103,10 @@ def configure(
 app.command("migrate")(migrate.migrate_command)
 streams.app.command("archive")(archive.archive_command)
 streams.app.command("expire")(archive.expire_command)
+streams.app.command("delete")(lifecycle.delete_command)
+streams.app.command("truncate")(lifecycle.truncate_command)
 app.add_typer(streams.app, name="streams")
+app.command("scavenge")(lifecycle.scavenge_command)
 events.app.command("trace")(trace.trace_command)
 app.add_typer(events.app, name="events")
 app.command("repair-horizon")(horizon.repair_horizon_command)

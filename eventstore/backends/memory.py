@@ -31,9 +31,11 @@ from eventfold.eventstore.lifecycle import (
     Scavenge,
     ScavengeProgress,
     StreamLife,
+    changed_life,
     check_open,
     check_truncate,
     delete_expected,
+    life_changes,
     matches,
 )
 from eventfold.eventstore.read_arguments import (
@@ -85,6 +87,8 @@ class MemoryEventStore:
         # list's length) and every ordinary read leaves them out.
         self._archived: set[uuid.UUID] = set()
         self._lives: dict[str, StreamLife] = {}
+        # Events ever written: positions continue after it, whatever a scavenge removed.
+        self._written = 0
         self._changed = asyncio.Condition()
         # Each instance is a store of its own: its keys are cached apart from any other's.
         self._shredder = Shredder(
@@ -114,14 +118,14 @@ class MemoryEventStore:
         if not matches(expected, actual, life):
             raise ConcurrencyError(stream_id, expected, actual)
         now = datetime.now(UTC)
-        transaction_id = len(self._log) + 1
+        transaction_id = self._written + 1
         records = [
             RecordedEvent(
                 event_id=item.event_id,
                 stream_id=stream_id,
                 stream_version=actual + offset,
                 transaction_id=transaction_id,
-                position=len(self._log) + offset,
+                position=self._written + offset,
                 event_type=item.event_type,
                 schema_version=item.schema_version,
                 data=json.loads(item.data),
@@ -131,6 +135,7 @@ class MemoryEventStore:
             for offset, item in enumerate(batch, start=1)
         ]
         self._log.extend(records)
+        self._written += len(records)
         self._streams.setdefault(stream_id, []).extend(records)
         self._by_id.update((record.event_id, record) for record in records)
         async with self._changed:
@@ -159,7 +164,7 @@ class MemoryEventStore:
         if conflict is not None:
             raise conflict
         now = datetime.now(UTC)
-        transaction_id = len(self._log) + 1
+        transaction_id = self._written + 1
         results: dict[str, AppendResult] = {}
         for part in sealed:
             actual = self._version(part.stream_id)
@@ -169,7 +174,7 @@ class MemoryEventStore:
                     stream_id=part.stream_id,
                     stream_version=actual + offset,
                     transaction_id=transaction_id,
-                    position=len(self._log) + offset,
+                    position=self._written + offset,
                     event_type=item.event_type,
                     schema_version=item.schema_version,
                     data=json.loads(item.data),
@@ -179,6 +184,7 @@ class MemoryEventStore:
                 for offset, item in enumerate(part.batch, start=1)
             ]
             self._log.extend(records)
+            self._written += len(records)
             self._streams.setdefault(part.stream_id, []).extend(records)
             self._by_id.update((record.event_id, record) for record in records)
             results[part.stream_id] = AppendResult(
@@ -210,18 +216,24 @@ class MemoryEventStore:
                 raise duplicate_id(record.event_id, record.stream_id)
         if not records:
             return
-        transaction_id = len(self._log) + 1
+        transaction_id = self._written + 1
         stored = [
             dataclasses.replace(
-                record, transaction_id=transaction_id, position=len(self._log) + offset,
+                record, transaction_id=transaction_id, position=self._written + offset,
                 data=copy.deepcopy(record.data), metadata=copy.deepcopy(record.metadata),
             )
             for offset, record in enumerate(records, start=1)
         ]
         self._log.extend(stored)
+        self._written += len(stored)
         for record in stored:
             self._streams.setdefault(record.stream_id, []).append(record)
             self._by_id[record.event_id] = record
+        for change in life_changes(
+            (r.stream_id, r.stream_version, r.event_type, r.data) for r in stored
+        ):
+            life = self._lives.get(change.stream_id, LIVE)
+            self._lives[change.stream_id] = changed_life(life, change)
         async with self._changed:
             self._changed.notify_all()
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import uuid
 from collections.abc import AsyncIterable, Callable, Collection, Sequence
 from datetime import datetime
@@ -63,6 +64,7 @@ from eventfold.eventstore.backends.postgres_group import (
 from eventfold.eventstore.backends.postgres_keys import PostgresKeyStore
 from eventfold.eventstore.backends.postgres_lifecycle import (
     DELETE_LIFE,
+    IMPORTED_CHANGES,
     SCAVENGE_COUNT,
     SCAVENGE_EVENTS,
     SCAVENGE_PENDING,
@@ -107,6 +109,7 @@ from eventfold.eventstore.keys import KeyStore
 from eventfold.eventstore.lifecycle import (
     LIVE,
     SCAVENGE_BATCH,
+    LifeChange,
     OnScavengeProgress,
     Scavenge,
     ScavengeProgress,
@@ -114,6 +117,7 @@ from eventfold.eventstore.lifecycle import (
     check_open,
     check_truncate,
     delete_expected,
+    life_changes,
     matches,
 )
 from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE
@@ -801,6 +805,10 @@ class PostgresEventStore:
                 await conn.copy_records_to_table(
                     "eventfold_events", records=rows, columns=_IMPORT_COLUMNS
                 )
+                await _apply_changes(conn, life_changes(
+                    (record.stream_id, record.stream_version, record.event_type, record.data)
+                    for record in records
+                ))
         except asyncpg.UniqueViolationError as exc:
             self._connections.give(conn)
             raise await self._import_refused(records, exc) from exc
@@ -829,6 +837,10 @@ class PostgresEventStore:
                     "eventfold_events", source=copied, columns=_IMPORT_COLUMNS,
                     format="binary",
                 )
+                imported = await conn.fetch(IMPORTED_CHANGES)
+                await _apply_changes(conn, life_changes(
+                    (row[0], row[1], row[2], json.loads(row[3])) for row in imported
+                ))
         except BaseException as exc:
             failure = await self._failed(conn, exc)
             if failure is exc:
@@ -1386,6 +1398,16 @@ def _version_bounds(expected: ExpectedVersion) -> tuple[int, int]:
 def _result(stream_id: str, rows: list[asyncpg.Record]) -> AppendResult:
     first, last = rows[0], rows[-1]
     return AppendResult(stream_id, last[0], first[1], last[1], first[2])
+
+
+async def _apply_changes(conn: asyncpg.Connection, changes: list[LifeChange]) -> None:
+    """Record imported deletions and truncations in their streams' lives (in the
+    import's transaction)."""
+    for change in changes:
+        if change.hard is not None:
+            await conn.execute(DELETE_LIFE, change.stream_id, change.version, change.hard)
+        else:
+            await conn.execute(TRUNCATE_LIFE, change.stream_id, change.before)
 
 
 def _life(code: int | None) -> StreamLife:

@@ -70,6 +70,14 @@ ON CONFLICT (stream_id) DO UPDATE SET
 
 _SYSTEM_TYPES = ", ".join(f"'{name}'" for name in sorted(SYSTEM_EVENT_TYPES))
 
+# The store's own events an import (a COPY) just wrote, for their changes to take effect in
+# the same transaction: by the primary key's leading column.
+IMPORTED_CHANGES = f"""
+SELECT stream_id, stream_version, event_type, data::text FROM eventfold_events
+WHERE transaction_id = pg_current_xact_id() AND event_type IN ({_SYSTEM_TYPES})
+ORDER BY position
+"""
+
 SCAVENGE_PENDING = """
 SELECT stream_id, readable_from, scavenged_below FROM eventfold_stream_lifecycle
 WHERE scavenged_below < readable_from ORDER BY stream_id

@@ -70,12 +70,14 @@ from eventfold.eventstore.keys import KeyStore
 from eventfold.eventstore.lifecycle import (
     LIVE,
     SCAVENGE_BATCH,
+    LifeChange,
     OnScavengeProgress,
     Scavenge,
     ScavengeProgress,
     StreamLife,
     check_truncate,
     delete_expected,
+    life_changes,
     matches,
 )
 from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE, alembic_config
@@ -473,10 +475,14 @@ class SqliteEventStore:
              record.recorded_at.astimezone(UTC).strftime(_TIME_FORMAT))
             for record in records
         ]
+        changes = life_changes(
+            (record.stream_id, record.stream_version, record.event_type, record.data)
+            for record in records
+        )
         try:
             await _on_thread(
                 self._writer, _import_rows, _sqlite(self._writer), self._last_position, rows,
-                runs,
+                runs, changes,
             )
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
@@ -1096,6 +1102,13 @@ def _append_and_change(
     return outcome
 
 
+def _life_statement(change: LifeChange) -> tuple[str, tuple[Any, ...]]:
+    """The statement that records a deletion or truncation in the stream's life."""
+    if change.hard is not None:
+        return _DELETE_LIFE, (change.stream_id, change.version + 1, change.version, change.hard)
+    return _TRUNCATE_LIFE, (change.stream_id, change.before)
+
+
 def _scavenge_batch(db: sqlite3.Connection, *, stream_id: str, below: int) -> int:
     """Remove up to ``SCAVENGE_BATCH`` hidden events of a stream in one transaction; once
     none is left, its snapshots of hidden versions too, and mark it scavenged."""
@@ -1132,11 +1145,12 @@ _IMPORT_CHUNK = 500
 
 def _import_rows(
     db: sqlite3.Connection, last_position: str, rows: list[tuple[Any, ...]],
-    runs: dict[str, StreamRun],
+    runs: dict[str, StreamRun], changes: list[LifeChange],
 ) -> None:
     """One import transaction, run on the writer's thread: the streams' versions are
     checked under the write lock, then the rows go in after the last position, the whole
-    batch under one transaction id (its first position, as an append's)."""
+    batch under one transaction id (its first position, as an append's), and the
+    deletions and truncations among them take effect."""
     db.execute("BEGIN IMMEDIATE")
     try:
         ids = list(runs)
@@ -1163,6 +1177,8 @@ def _import_rows(
             (stream_id, category_of(stream_id), row[2], row[7])
             for stream_id, row in last_rows.items()
         ])
+        for change in changes:
+            db.execute(*_life_statement(change))
         db.commit()
     except BaseException:
         if db.in_transaction:

@@ -1,7 +1,7 @@
 """The fulfilment process: from a placed order to a confirmed or cancelled one.
 
-    OrderPlaced ─ reserve each line's stock ─ request the payment ─┬─ PaymentCharged ─ confirm
-                                                                   ├─ PaymentFailed ─┐
+    OrderPlaced ─ reserve each line's stock + request the payment ─┬─ PaymentCharged ─ confirm
+                  (one unit of work: all of it, or none)           ├─ PaymentFailed ─┐
                                                                    └─ 15 min, no answer ─┴─ undo
 
 Each step it takes is recorded with the compensation that undoes it; undoing runs the
@@ -55,28 +55,34 @@ class Fulfilment(ProcessManager[FulfilmentState]):
 
     @on(OrderPlaced, start=True)
     async def placed(self, event: OrderPlaced, ctx: Context) -> None:
-        """Reserve every line's stock, then ask for the payment and start the clock."""
+        """Reserve every line's stock and make sure the payment is asked for (the checkout
+        reserves it with the order; an order placed otherwise has none yet), as one unit of
+        work - all of it lands, or none - then start the clock."""
         ctx.state = FulfilmentState(
             customer=event.customer, total=event.total, currency=event.currency
         )
         ctx.add_step(undo=self.cancel_order)  # the customer's step: undone by cancelling
-        for line in event.lines:
-            try:
-                reserve = partial(
-                    InventoryItem.reserve, order_id=event.order_id, quantity=line.quantity
+        try:
+            async with ctx.together() as unit:
+                for line in event.lines:
+                    reserve = partial(
+                        InventoryItem.reserve, order_id=event.order_id, quantity=line.quantity
+                    )
+                    unit.send(
+                        InventoryItem, line.sku, reserve, undo=self.release_stock,
+                        data={"sku": line.sku},
+                    )
+                unit.send(
+                    Payment, event.order_id,
+                    lambda payment: payment.request_unless_asked(event.total, event.currency),
+                    undo=self.void_payment,
                 )
-                await ctx.send(
-                    InventoryItem, line.sku, reserve, undo=self.release_stock,
-                    data={"sku": line.sku},
-                )
-            except InsufficientStock as short:
-                # Give back what earlier lines reserved, and cancel: no payment asked.
-                await ctx.compensate(f"out of stock: {short}")
-                return
-        await ctx.send(
-            Payment, event.order_id, lambda payment: payment.request(event.total, event.currency),
-            undo=self.void_payment,
-        )
+        except InsufficientStock as short:
+            # Nothing of the unit was written: no line reserved. The checkout may have
+            # reserved the payment with the order: void it, then cancel the order.
+            ctx.add_step(undo=self.void_payment)
+            await ctx.compensate(f"out of stock: {short}")
+            return
         ctx.schedule(PaymentOverdue(order_id=event.order_id), after=PAYMENT_TIMEOUT)
 
     @on(PaymentCharged)

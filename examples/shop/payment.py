@@ -48,6 +48,12 @@ class Payment(Aggregate):
             raise InvalidAmount(f"payment {self.id}: {amount} {currency} is not positive")
         self.record(PaymentRequested(order_id=self.id, amount=amount, currency=currency))
 
+    def request_unless_asked(self, amount: Decimal, currency: str) -> None:
+        """Ask for ``amount`` unless the payment was asked for already (the checkout reserves
+        it with the order; orders placed otherwise are asked for by the fulfilment)."""
+        if self.status is PaymentStatus.NONE:
+            self.request(amount, currency)
+
     def charge(self, reference: str) -> None:
         """The provider's answer: charged, with its reference."""
         self._check_pending("a charge")

@@ -6,14 +6,17 @@ each, and the read models, per-customer totals included, keep every day's orders
 day goes like this:
 
 1. the warehouse restocks; 2. an order that release 1 accepted just before the upgrade
-is stored as ``OrderPlaced`` v1 (without currency); 3. four customers check out and the
-fulfilment process reserves stock and requests payments - one order is out of stock and
-compensated at once; 4. the payment provider charges two orders, declines one (its stock
-is released, the order cancelled) and never answers the last; 5. fifteen minutes later
+is stored as ``OrderPlaced`` v1 (without currency); 3. four customers check out, each
+checkout placing the order and reserving its payment in one transaction, and the
+fulfilment process reserves each order's stock as one unit of work - one order is out of
+stock: none of its lines is reserved, its payment is voided and it is cancelled at once;
+4. the payment provider charges two orders, declines one (its stock is released, the order
+cancelled) and never answers the last; 5. fifteen minutes later
 (fired at once, with ``DeadlinePoller.fire_due(now=...)``) the timeout cancels that
 order, and the provider's late answer is refused; 6. the read models, the causation tree
-of the declined order, a snapshot sweep and a blue/green rebuild are shown; 7. a cart
-given up today is deleted by the retention policy, as if its 30 days had passed.
+of the declined order, a snapshot sweep and a blue/green rebuild are shown; 7. a customer
+is forgotten and the customer directory rebuilt; 8. a cart given up today is deleted by
+the retention policy, as if its 30 days had passed.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from decimal import Decimal
 from functools import partial
 
 from eventfold import App, EventStore, RecordedEvent, Runner, Running, migrate
-from eventfold.eventstore import GlobalPosition, masked
+from eventfold.eventstore import FORGOTTEN, GlobalPosition, masked
 from eventfold.eventstore.causation import caused_by, correlated
 from eventfold.projections import rebuild
 from eventfold.projections.trace import TraceNode, trace
 from examples.shop.app import build_app
 from examples.shop.cart import CART_KEPT_FOR, Cart
+from examples.shop.checkout import check_out
+from examples.shop.customers import Customer, CustomerDirectory, CustomerRow, list_customers
 from examples.shop.events import OrderLine
 from examples.shop.fulfilment import PAYMENT_TIMEOUT, Fulfilment
 from examples.shop.inventory import InventoryItem
@@ -54,7 +59,22 @@ STOCK_LEVELS = {"book": 10, "pen": 40, "mug": 3}
 
 PRICES = {"book": Decimal("12.50"), "pen": Decimal("1.20"), "mug": Decimal("8.00")}
 
-SWEEP_THRESHOLD = 5
+CUSTOMERS = {
+    "alice": ("Alice Archer", "alice@example.org", "1 Orchard Road, Leeds"),
+    "bob": ("Bob Baker", "bob@example.org", "22 Mill Street, York"),
+    "carol": ("Carol Cooper", "carol@example.org", "3 Canal Walk, Bath"),
+    "dave": ("Dave Dawson", "dave@example.org", "12 Harbour Lane, Bristol"),
+}
+"""Each customer's name, e-mail and shipping address: personal data, registered on the
+customer's first day."""
+
+DAVE_MOVED_TO = "7 Quay Street, Bristol"
+"""Where dave has his parcels sent after correcting his address on his first day."""
+
+FORGOTTEN_CUSTOMER = "dave"
+"""The customer who asks to be forgotten at the end of the day."""
+
+SWEEP_THRESHOLD = 4
 """The sweep snapshots inventory streams that grew by this many events since their last
 snapshot (``InventoryItem.snapshot_every`` takes one every 20 at save time as well)."""
 
@@ -83,6 +103,8 @@ class ShopRun:
     """Rows of the order list the blue/green rebuild produced (equal to those before)."""
     relayed_through: GlobalPosition | None
     """The relay's position at the end (None without a broker)."""
+    customers: tuple[CustomerRow, ...] = ()
+    """The customer directory after dave was forgotten and it was rebuilt."""
     deleted_carts: tuple[str, ...] = ()
     """The cancelled carts the retention policy deleted (this day's)."""
 
@@ -144,23 +166,34 @@ async def _day(
     runner = running.runner()
     async with runner:
         say("\n3. Customers check out")
+        await _register_customers(running, say)
         checkouts = [
             ("paid", "alice", [_line("book", 2), _line("pen", 1)]),
             ("declined", "bob", [_line("mug", 1)]),
             ("overdue", "carol", [_line("book", 1), _line("pen", 2)]),
             ("out_of_stock", "dave", [_line("book", 1), _line("mug", 5)]),
         ]
+        together = 0
         for role, customer, lines in checkouts:
             order_id = ids[role]
             with correlated(f"checkout-{order_id}"):
-                place = partial(Order.place, customer=customer, lines=lines)
-                order = await repository.create(Order, order_id, place)
+                order, saved = await check_out(repository, order_id, customer, lines)
+            together += len({result.transaction_id for result in saved if result}) == 1
             items = ", ".join(f"{line.quantity} x {line.sku}" for line in lines)
             say(f"   {order_id}  {customer:<5}  {items:<18} {order.total:>6} {order.currency}")
+        say(f"   {together} of {len(checkouts)} checkouts placed the order and reserved its "
+            "payment in one transaction: Repository.save(order, payment)")
         await settle(store, runner)
-        say("   the fulfilment process reserves stock and requests each payment:")
+        say("   the fulfilment process reserves each order's stock (and asks for a payment "
+            "where none was), one unit of work per order:")
         for role in ("legacy", "paid", "declined", "overdue", "out_of_stock"):
             say(f"   {ids[role]}  {await _progress(running, fulfilment, ids[role])}")
+        short = ids["out_of_stock"]
+        reserved = [record for record in await store.read_stream(
+            InventoryItem.stream_id_for("book")) if record.data.get("order_id") == short]
+        payment = await repository.get(Payment, short)
+        say(f"   {short}: the short mug line kept the book line from being reserved "
+            f"({len(reserved)} reservations); the payment is {payment.status}")
 
         say("\n4. The payment provider answers")
         answers: dict[str, Callable[[Payment], None]] = {
@@ -247,7 +280,9 @@ async def _day(
         if after != before:
             raise AssertionError("the rebuilt order list differs from the live one")
 
-        say(f"\n11. A cart given up today is deleted {CART_KEPT_FOR.days} days later")
+        directory = await _forget(app, running, ids["out_of_stock"], say)
+
+        say(f"\n12. A cart given up today is deleted {CART_KEPT_FOR.days} days later")
         deleted_carts = await _expire_carts(running, run, say)
 
         relayed: GlobalPosition | None = None
@@ -255,13 +290,14 @@ async def _day(
         if relay is not None and broker is not None:
             [state] = [s for s in runner.states() if s.name == relay.name]
             relayed = state.checkpoint
-            say(f"\n12. Relay {relay.name}: every event up to position {tuple(relayed)} "
+            say(f"\n13. Relay {relay.name}: every event up to position {tuple(relayed)} "
                 f"published to {masked(broker)} and confirmed")
 
     return ShopRun(
         run=run, orders=ids, order_list=tuple(rows), totals=tuple(totals), fired=fired,
         late_answer=late_answer, trace=tuple(tree), snapshots=taken,
-        rebuilt_rows=len(after), relayed_through=relayed, deleted_carts=deleted_carts,
+        rebuilt_rows=len(after), relayed_through=relayed, customers=tuple(directory),
+        deleted_carts=deleted_carts,
     )
 
 
@@ -285,6 +321,49 @@ async def _expire_carts(running: Running, run: str, say: Say) -> tuple[str, ...]
     still = await repository.get(Cart, kept)
     say(f"   {still.stream_id}: kept, open for {still.customer}")
     return deleted
+
+
+async def _register_customers(running: Running, say: Say) -> None:
+    """Register the customers new today; dave corrects his address right after."""
+    new: list[str] = []
+    for customer_id, (name, email, address) in CUSTOMERS.items():
+        if await running.store.stream_version(Customer.stream_id_for(customer_id)):
+            continue
+        register = partial(Customer.register, name=name, email=email, address=address)
+        await running.repository.create(Customer, customer_id, register)
+        new.append(customer_id)
+    if FORGOTTEN_CUSTOMER in new:
+        await running.repository.update(
+            Customer, FORGOTTEN_CUSTOMER, lambda customer: customer.move(DAVE_MOVED_TO)
+        )
+    say(f"   registered today: {', '.join(new) or 'nobody new'} (name, e-mail and address "
+        "are personal data, sealed with each customer's own key)")
+
+
+async def _forget(
+    app: App, running: Running, order_id: str, say: Say
+) -> list[CustomerRow]:
+    """Dave asks to be forgotten: destroy his key, rebuild the directory, show what is left."""
+    who = FORGOTTEN_CUSTOMER
+    say(f"\n11. {who} asks to be forgotten (eventfold forget {who})")
+    forgetting = await running.forget(who)
+    if forgetting.already_forgotten:
+        say(f"   forgotten on an earlier day: his {forgetting.events} events read as "
+            f"{FORGOTTEN!r}")
+    else:
+        say(f"   his key is destroyed: his personal data in {forgetting.events} events of "
+            f"{len(forgetting.streams)} stream(s) reads as {FORGOTTEN!r} from now on")
+    directory = app.projections.get(CustomerDirectory.name)
+    await rebuild(running.store, running.engine, directory)
+    customers = await list_customers(running.engine, CUSTOMERS)
+    say("   customer_directory, rebuilt (it copied the data):")
+    for row in customers:
+        say(f"   {row.customer_id:<5}  {row.name:<12}  {row.email:<17}  {row.address}")
+    order = await running.repository.get(Order, order_id)
+    customer = await running.repository.get(Customer, who)
+    say(f"   everything still folds: Customer-{who} at v{customer.version}, his order "
+        f"{order_id} {order.status} ({order.total} {order.currency})")
+    return customers
 
 
 async def _restock(running: Running, sku: str, level: int) -> None:

@@ -11,6 +11,7 @@ from functools import partial
 from eventfold import App, Runner, Running
 from eventfold.processes import ProcessInstance
 from examples.shop.app import build_app
+from examples.shop.checkout import check_out
 from examples.shop.events import OrderLine
 from examples.shop.fulfilment import Fulfilment, FulfilmentState
 from examples.shop.inventory import InventoryItem
@@ -49,6 +50,12 @@ class Shop:
         await self.running.repository.create(
             Order, order_id, partial(Order.place, customer=customer, lines=lines)
         )
+        await self.settle()
+
+    async def check_out(self, order_id: str, customer: str, *lines: OrderLine) -> None:
+        """A customer checks out: the order and its payment request in one transaction; the
+        runner takes it from there (settled)."""
+        await check_out(self.running.repository, order_id, customer, lines)
         await self.settle()
 
     async def answer(self, order_id: str, command: Callable[[Payment], None]) -> None:

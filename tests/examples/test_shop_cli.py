@@ -47,7 +47,7 @@ def test_rebuild_status_and_catalog(shop_db: str) -> None:
     done = eventfold(shop_db, "projections", "status", "--json")
     assert done.returncode == 0, done.stderr
     status = {p["name"]: p for p in json.loads(done.stdout)["projections"]}
-    assert list(status) == ["order_list", "customer_totals", "fulfilment"]
+    assert list(status) == ["order_list", "customer_totals", "customer_directory", "fulfilment"]
     assert all(p["events_behind"] == 0 and p["parked"] == 0 for p in status.values())
 
     done = eventfold(shop_db, "catalog")

@@ -13,9 +13,12 @@ from decimal import Decimal
 import pytest
 from shop_support import line, open_shop
 
+from eventfold.eventstore import StreamsConflict
 from eventfold.processes import list_deadlines
+from examples.shop.checkout import check_out
+from examples.shop.events import OrderLine
 from examples.shop.order import Order, OrderStatus
-from examples.shop.payment import Payment, PaymentNotPending, PaymentStatus
+from examples.shop.payment import InvalidAmount, Payment, PaymentNotPending, PaymentStatus
 
 
 async def test_a_paid_order_is_confirmed_and_its_timeout_cancelled(shop_url: str) -> None:
@@ -91,9 +94,10 @@ async def test_no_answer_in_15_minutes_undoes_every_step_newest_first(shop_url: 
         assert await shop.fire(timedelta(hours=2)) == 0  # fired once, never again
 
 
-async def test_out_of_stock_releases_the_earlier_lines_and_asks_no_payment(
-    shop_url: str,
-) -> None:
+async def test_out_of_stock_reserves_no_line_and_asks_no_payment(shop_url: str) -> None:
+    """The lines' reservations and the payment request are one unit of work: the short
+    mug line keeps the book line's reservation and the payment request from being written,
+    so there is nothing to release."""
     async with open_shop(shop_url) as shop:
         await shop.stock(book=10, mug=2)
         await shop.place("o4", "dave", line("book", 1), line("mug", 5))
@@ -101,9 +105,7 @@ async def test_out_of_stock_releases_the_earlier_lines_and_asks_no_payment(
         instance = await shop.instance("o4")
         assert instance.status == "compensated"
         assert instance.reason == "out of stock: 5 x mug wanted, 2 available"
-        assert await shop.types("InventoryItem-book") == [
-            "StockReceived", "StockReserved", "StockReleased",
-        ]
+        assert await shop.types("InventoryItem-book") == ["StockReceived"]
         assert await shop.types("InventoryItem-mug") == ["StockReceived"]
         assert await shop.running.store.stream_version("Payment-o4") == 0
         assert await list_deadlines(shop.running.engine, manager="fulfilment") == []
@@ -133,3 +135,51 @@ async def test_the_timeout_is_durable_it_fires_after_a_restart(durable_shop_url:
         assert await shop.fire(timedelta(minutes=16)) == 1
         assert (await shop.item("book")).available == 10
         assert await shop.types("Order-o6") == ["OrderPlaced", "OrderCancelled"]
+
+
+async def test_a_checkout_places_the_order_and_reserves_its_payment_in_one_transaction(
+    shop_url: str,
+) -> None:
+    async with open_shop(shop_url) as shop:
+        await shop.stock(book=10)
+        _, saved = await check_out(shop.running.repository, "o6", "erin", [line("book", 2)])
+        placed, requested = saved
+        assert placed is not None and requested is not None
+        assert placed.transaction_id == requested.transaction_id
+        await shop.settle()
+
+        # The fulfilment reserved the stock and found the payment asked for already.
+        assert await shop.types("Payment-o6") == ["PaymentRequested"]
+        assert (await shop.item("book")).reservations == {"o6": 2}
+        await shop.answer("o6", lambda p: p.charge("ch_6"))
+        assert (await shop.running.repository.get(Order, "o6")).status is OrderStatus.CONFIRMED
+
+
+async def test_a_refused_or_repeated_checkout_writes_neither_stream(shop_url: str) -> None:
+    async with open_shop(shop_url) as shop:
+        free = OrderLine(sku="book", quantity=1, unit_price=Decimal(0))
+        with pytest.raises(InvalidAmount):  # the payment refuses: the order is not placed
+            await check_out(shop.running.repository, "o7", "erin", [free])
+        assert await shop.running.store.stream_version("Order-o7") == 0
+        assert await shop.running.store.stream_version("Payment-o7") == 0
+
+        await shop.stock(book=10)
+        await shop.check_out("o8", "erin", line("book", 1))
+        head = await shop.running.store.committed_head()
+        with pytest.raises(StreamsConflict):  # the order id is taken: nothing is written
+            await check_out(shop.running.repository, "o8", "frank", [line("book", 3)])
+        assert await shop.running.store.committed_head() == head
+
+
+async def test_out_of_stock_after_a_checkout_voids_its_payment(shop_url: str) -> None:
+    async with open_shop(shop_url) as shop:
+        await shop.stock(book=10, mug=2)
+        await shop.check_out("o9", "dave", line("book", 1), line("mug", 5))
+
+        instance = await shop.instance("o9")
+        assert (instance.status, instance.reason) == (
+            "compensated", "out of stock: 5 x mug wanted, 2 available",
+        )
+        assert await shop.types("InventoryItem-book") == ["StockReceived"]
+        assert await shop.types("Payment-o9") == ["PaymentRequested", "PaymentVoided"]
+        assert await shop.types("Order-o9") == ["OrderPlaced", "OrderCancelled"]

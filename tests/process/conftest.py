@@ -2,6 +2,7 @@
 
 ``env`` runs a test on a SQLite file and on a real PostgreSQL database (emptied first); the
 memory store is left out because restarts and a second process need a durable database.
+``any_env`` adds the memory store, for tests that need neither.
 """
 
 from __future__ import annotations
@@ -22,8 +23,22 @@ from eventfold.eventstore.migrate import migrate
 @pytest.fixture(params=["sqlite", "postgres"])
 async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
     """The store and engine of one backend, empty and migrated."""
+    async for opened in _open(request, tmp_path):
+        yield opened
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def any_env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
+    """``env`` on the memory store too, for tests that need no restart."""
+    async for opened in _open(request, tmp_path):
+        yield opened
+
+
+async def _open(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
     kind: str = request.param
-    if kind == "sqlite":
+    if kind == "memory":
+        url = "memory://"
+    elif kind == "sqlite":
         url = f"sqlite:///{tmp_path / 'store.db'}"
         await migrate(url)
     else:
