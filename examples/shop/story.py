@@ -284,6 +284,7 @@ async def _day(
 
         say(f"\n12. A cart given up today is deleted {CART_KEPT_FOR.days} days later")
         deleted_carts = await _expire_carts(running, run, say)
+        await settle(store, runner)  # the subscribers (a relay) see the carts' events too
 
         relayed: GlobalPosition | None = None
         relay = next((s for s in app.subscribers if not isinstance(s, Fulfilment)), None)
