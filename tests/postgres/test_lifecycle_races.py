@@ -53,10 +53,13 @@ async def test_appends_racing_a_hard_delete_land_before_it_or_are_refused(
     versions = [r.stream_version for r in await pg_store.read_stream("Acct-1", to_version=10**6)]
     assert versions == []  # the stream reads as deleted
     async with pg_store.pool.acquire() as conn:
-        stored = [row[0] for row in await conn.fetch(
-            "SELECT stream_version FROM eventfold_events WHERE stream_id = 'Acct-1' "
-            "ORDER BY stream_version"
-        )]
+        stored = [
+            row[0]
+            for row in await conn.fetch(
+                "SELECT stream_version FROM eventfold_events WHERE stream_id = 'Acct-1' "
+                "ORDER BY stream_version"
+            )
+        ]
     # Contiguous versions, the tombstone last; every acknowledged append lies before it.
     assert stored == list(range(1, tombstone.version + 1))
     assert sorted(written) == list(range(2, tombstone.version))
@@ -103,7 +106,8 @@ async def test_a_soft_delete_and_appends_expecting_one_version_never_both_win(
         winners = [outcome for outcome in outcomes if isinstance(outcome, str)]
         assert len(winners) == 1, outcomes
         assert all(
-            isinstance(outcome, ConcurrencyError) for outcome in outcomes
+            isinstance(outcome, ConcurrencyError)
+            for outcome in outcomes
             if not isinstance(outcome, str)
         ), outcomes
         assert await pg_store.stream_version(stream_id) == 2
