@@ -161,3 +161,25 @@ async def test_a_reader_tailing_the_log_while_scavenge_runs_sees_survivors_once_
     # Every deletion and truncation reached the reader, and survived the scavenge.
     assert sum(r.event_type.startswith("$") for r in seen) == 6 * 6
     assert sum(r.event_type.startswith("$") for r in survivors) == 6 * 6
+
+
+async def test_a_group_of_appends_writes_the_others_and_refuses_the_tombstoned_one(
+    pg_store: PostgresEventStore,
+) -> None:
+    await pg_store.append("Acct-0", [Deposited(amount=1)])
+    await pg_store.delete_stream("Acct-0", hard=True)
+    for _ in range(5):  # appends that arrive together share one group statement
+        outcomes = await asyncio.gather(
+            *(pg_store.append(f"Acct-{n}", [Deposited(amount=n)]) for n in range(8)),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[0], StreamTombstoned), outcomes[0]
+        assert all(not isinstance(outcome, BaseException) for outcome in outcomes[1:])
+    assert await pg_store.stream_version("Acct-0") == 2
+    assert [await pg_store.stream_version(f"Acct-{n}") for n in range(1, 8)] == [5] * 7
+    async with pg_store.pool.acquire() as conn:
+        transactions = await conn.fetchval(
+            "SELECT count(DISTINCT transaction_id) FROM eventfold_events "
+            "WHERE stream_id <> 'Acct-0'"
+        )
+    assert transactions < 35  # some appends went together, in one group statement
