@@ -95,9 +95,7 @@ def changed_life(life: StreamLife, change: LifeChange) -> StreamLife:
     """``life`` after ``change``."""
     if change.hard is not None:
         return StreamLife(change.version + 1, change.version, change.hard)
-    return StreamLife(
-        max(life.readable_from, change.before or 1), life.deleted_version, life.hard
-    )
+    return StreamLife(max(life.readable_from, change.before or 1), life.deleted_version, life.hard)
 
 
 def delete_expected(expected_version: int | None) -> ExpectedVersion:

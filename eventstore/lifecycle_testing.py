@@ -115,14 +115,15 @@ class StreamLifecycleConformance:
         await store.append("Doc-1", _noted(1))
         await store.delete_stream("Doc-1", hard=True)
         with pytest.raises(StreamTombstoned):
-            await store.append_streams([
-                StreamAppend("Doc-1", _noted(2)), StreamAppend("Doc-2", _noted(3)),
-            ])
+            await store.append_streams(
+                [
+                    StreamAppend("Doc-1", _noted(2)),
+                    StreamAppend("Doc-2", _noted(3)),
+                ]
+            )
         assert await store.stream_version("Doc-2") == 0
 
-    async def test_append_streams_recreates_a_soft_deleted_stream(
-        self, store: EventStore
-    ) -> None:
+    async def test_append_streams_recreates_a_soft_deleted_stream(self, store: EventStore) -> None:
         await store.append("Doc-1", _noted(1))
         await store.delete_stream("Doc-1")
         [result] = await store.append_streams(
@@ -160,7 +161,9 @@ class StreamLifecycleConformance:
         await _visible(store, result)
         log = await store.read_all()
         assert [store.registry.decode(record) for record in log] == [
-            *_noted(1, 2), StreamTruncated(before=2), StreamDeleted(hard=True),
+            *_noted(1, 2),
+            StreamTruncated(before=2),
+            StreamDeleted(hard=True),
         ]
         wanted = await store.read_all(event_types=["$StreamDeleted"])
         assert [record.stream_id for record in wanted] == ["Doc-1"]
@@ -188,7 +191,8 @@ class StreamLifecycleConformance:
         assert seen and seen[-1].removed == seen[-1].total == 4
         after = await store.read_all()
         assert after == [
-            record for record in before
+            record
+            for record in before
             if not (record.stream_id == "Doc-1" and record.stream_version < 3)
             and not (record.stream_id == "Doc-2" and record.stream_version < 3)
         ]
@@ -212,7 +216,8 @@ class StreamLifecycleConformance:
         kept = await store.append("Doc-2", _noted(1))
         await _visible(store, kept)
         assert [r.stream_version for r in await store.read_all() if r.stream_id == "Doc-1"] == [
-            3, 4,
+            3,
+            4,
         ]
 
     async def test_an_import_keeps_deleted_and_truncated_streams_so(
@@ -233,4 +238,3 @@ class StreamLifecycleConformance:
         assert await self._versions(store, "Doc-3") == []
         assert (await store.append("Doc-3", _noted(2), expected_version=NO_STREAM)).version == 3
         assert (await store.scavenge(dry_run=True)).streams == {"Doc-1": 2, "Doc-2": 2, "Doc-3": 1}
-

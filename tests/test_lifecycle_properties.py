@@ -60,8 +60,12 @@ Operation = Append | Delete | Truncate | Scavenge
 
 operations = st.lists(
     st.one_of(
-        st.builds(Append, st.sampled_from(STREAMS), st.integers(1, 3),
-                  st.sampled_from(["right", "wrong", "any", "no_stream", "exists"])),
+        st.builds(
+            Append,
+            st.sampled_from(STREAMS),
+            st.integers(1, 3),
+            st.sampled_from(["right", "wrong", "any", "no_stream", "exists"]),
+        ),
         st.builds(Delete, st.sampled_from(STREAMS), st.booleans(), st.booleans()),
         st.builds(Truncate, st.sampled_from(STREAMS), st.integers(0, 4)),
         st.just(Scavenge()),
@@ -96,7 +100,8 @@ async def _run(store: EventStore, program: list[Operation]) -> None:
             await store.scavenge()
             for model in models.values():
                 model.stored = {
-                    v: t for v, t in model.stored.items()
+                    v: t
+                    for v, t in model.stored.items()
                     if v >= model.readable_from or t.startswith("$")
                 }
             continue
@@ -104,11 +109,15 @@ async def _run(store: EventStore, program: list[Operation]) -> None:
         try:
             if isinstance(op, Append):
                 choices: dict[str, ExpectedVersion] = {
-                    "right": model.version, "wrong": model.version + 1, "any": ANY,
-                    "no_stream": NO_STREAM, "exists": STREAM_EXISTS,
+                    "right": model.version,
+                    "wrong": model.version + 1,
+                    "any": ANY,
+                    "no_stream": NO_STREAM,
+                    "exists": STREAM_EXISTS,
                 }
                 result = await store.append(
-                    op.stream, [Noted(n=n) for n in range(op.count)],
+                    op.stream,
+                    [Noted(n=n) for n in range(op.count)],
                     expected_version=choices[op.expected],
                 )
             elif isinstance(op, Delete):
@@ -123,9 +132,11 @@ async def _run(store: EventStore, program: list[Operation]) -> None:
             continue
         except ConcurrencyError:
             assert isinstance(op, Append) and not model.hard, op
-            assert op.expected == "wrong" or (
-                op.expected == "no_stream" and not model.absent()
-            ) or (op.expected == "exists" and model.absent()), (op, model)
+            assert (
+                op.expected == "wrong"
+                or (op.expected == "no_stream" and not model.absent())
+                or (op.expected == "exists" and model.absent())
+            ), (op, model)
             continue
         assert not model.hard, op
         if isinstance(op, Append):
@@ -164,8 +175,9 @@ async def test_every_backend_follows_the_model_of_a_streams_life(
 
 
 @pytest.mark.postgres
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(program=operations)
 async def test_postgres_follows_the_model_of_a_streams_life(
     pg_url: str, program: list[Operation]

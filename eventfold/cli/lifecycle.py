@@ -27,7 +27,8 @@ DryRunOption = Annotated[
 ExpectedOption = Annotated[
     int | None,
     typer.Option(
-        "--expected-version", min=0,
+        "--expected-version",
+        min=0,
         help="Only if the stream is at this version (optimistic concurrency).",
         show_default=False,
     ),
@@ -61,10 +62,17 @@ def delete_command(
     version, result = run(ctx, work, database=database)
     kind = "hard" if hard else "soft"
     if as_json:
-        print_json_lines([{
-            "stream_id": stream_id, "dry_run": dry_run, "hard": hard, "version": version,
-            "deleted_at": None if result is None else result.version,
-        }])
+        print_json_lines(
+            [
+                {
+                    "stream_id": stream_id,
+                    "dry_run": dry_run,
+                    "hard": hard,
+                    "version": version,
+                    "deleted_at": None if result is None else result.version,
+                }
+            ]
+        )
         return
     if result is None:
         line = f"would delete stream {stream_id!r} at version {version} ({kind} delete)"
@@ -101,10 +109,17 @@ def truncate_command(
 
     version, result = run(ctx, work, database=database)
     if as_json:
-        print_json_lines([{
-            "stream_id": stream_id, "dry_run": dry_run, "before": before, "version": version,
-            "truncated_at": None if result is None else result.version,
-        }])
+        print_json_lines(
+            [
+                {
+                    "stream_id": stream_id,
+                    "dry_run": dry_run,
+                    "before": before,
+                    "version": version,
+                    "truncated_at": None if result is None else result.version,
+                }
+            ]
+        )
         return
     if result is None:
         line = f"would truncate stream {stream_id!r} (at version {version}) before {before}"
@@ -141,9 +156,15 @@ def scavenge_command(
 
     result = run(ctx, work, database=database)
     if as_json:
-        print_json_lines([{
-            "dry_run": result.dry_run, "events": result.events, "streams": result.streams,
-        }])
+        print_json_lines(
+            [
+                {
+                    "dry_run": result.dry_run,
+                    "events": result.events,
+                    "streams": result.streams,
+                }
+            ]
+        )
         return
     verb = "would remove" if dry_run else "removed"
     console = stdout_console()
@@ -177,9 +198,12 @@ class _Bar:
         share = min(report.removed / report.total, 1.0) if report.total else None
         eta = "?" if not share or elapsed <= 0 else duration(elapsed * (1 - share) / share)
         self.progress.update(
-            self.task, total=report.total, completed=report.removed,
+            self.task,
+            total=report.total,
+            completed=report.removed,
             events=f"{report.removed:,}",
-            rate=f"{report.removed / elapsed:,.0f}" if elapsed > 0 else "-", eta=eta,
+            rate=f"{report.removed / elapsed:,.0f}" if elapsed > 0 else "-",
+            eta=eta,
         )
         self.progress.refresh()
 

@@ -46,11 +46,6 @@ def version_check(version: str, deleted: str, low: str, high: str) -> str:
     )
 
 
-STREAM_LIFE = (
-    "SELECT readable_from, deleted_version, hard FROM eventfold_stream_lifecycle "
-    "WHERE stream_id = $1"
-)
-
 # In the transaction of the deletion's event, behind the stream's exclusive lock.
 DELETE_LIFE = """
 INSERT INTO eventfold_stream_lifecycle (stream_id, readable_from, deleted_version, hard)

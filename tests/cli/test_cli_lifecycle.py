@@ -50,9 +50,15 @@ def test_delete_dry_run_changes_nothing_then_delete_hides_the_stream(
 def test_a_hard_delete_refuses_later_deletes_in_one_line(invoke: Invoke, url: str) -> None:
     done = invoke("-d", url, "streams", "delete", "Cart-2", "--hard", "--json")
     assert done.exit_code == 0, done.stderr
-    assert json_lines(done.stdout) == [{
-        "stream_id": "Cart-2", "dry_run": False, "hard": True, "version": 1, "deleted_at": 2,
-    }]
+    assert json_lines(done.stdout) == [
+        {
+            "stream_id": "Cart-2",
+            "dry_run": False,
+            "hard": True,
+            "version": 1,
+            "deleted_at": 2,
+        }
+    ]
     again = invoke("-d", url, "streams", "delete", "Cart-2")
     assert again.exit_code == EXIT_CONFLICT
     assert "stream 'Cart-2' was deleted for good" in one_error_line(again)

@@ -35,5 +35,7 @@ async def test_a_postgres_copy_keeps_deletions_tombstones_and_truncations(
             assert [r.stream_version for r in await target.read_stream("Acct-2")] == [3, 4]
             assert await target.read_stream("Acct-3") == []
             assert (await target.scavenge(dry_run=True)).streams == {
-                "Acct-1": 2, "Acct-2": 2, "Acct-3": 1,
+                "Acct-1": 2,
+                "Acct-2": 2,
+                "Acct-3": 1,
             }

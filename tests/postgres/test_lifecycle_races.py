@@ -53,10 +53,13 @@ async def test_appends_racing_a_hard_delete_land_before_it_or_are_refused(
     versions = [r.stream_version for r in await pg_store.read_stream("Acct-1", to_version=10**6)]
     assert versions == []  # the stream reads as deleted
     async with pg_store.pool.acquire() as conn:
-        stored = [row[0] for row in await conn.fetch(
-            "SELECT stream_version FROM eventfold_events WHERE stream_id = 'Acct-1' "
-            "ORDER BY stream_version"
-        )]
+        stored = [
+            row[0]
+            for row in await conn.fetch(
+                "SELECT stream_version FROM eventfold_events WHERE stream_id = 'Acct-1' "
+                "ORDER BY stream_version"
+            )
+        ]
     # Contiguous versions, the tombstone last; every acknowledged append lies before it.
     assert stored == list(range(1, tombstone.version + 1))
     assert sorted(written) == list(range(2, tombstone.version))
@@ -103,7 +106,8 @@ async def test_a_soft_delete_and_appends_expecting_one_version_never_both_win(
         winners = [outcome for outcome in outcomes if isinstance(outcome, str)]
         assert len(winners) == 1, outcomes
         assert all(
-            isinstance(outcome, ConcurrencyError) for outcome in outcomes
+            isinstance(outcome, ConcurrencyError)
+            for outcome in outcomes
             if not isinstance(outcome, str)
         ), outcomes
         assert await pg_store.stream_version(stream_id) == 2
@@ -157,3 +161,25 @@ async def test_a_reader_tailing_the_log_while_scavenge_runs_sees_survivors_once_
     # Every deletion and truncation reached the reader, and survived the scavenge.
     assert sum(r.event_type.startswith("$") for r in seen) == 6 * 6
     assert sum(r.event_type.startswith("$") for r in survivors) == 6 * 6
+
+
+async def test_a_group_of_appends_writes_the_others_and_refuses_the_tombstoned_one(
+    pg_store: PostgresEventStore,
+) -> None:
+    await pg_store.append("Acct-0", [Deposited(amount=1)])
+    await pg_store.delete_stream("Acct-0", hard=True)
+    for _ in range(5):  # appends that arrive together share one group statement
+        outcomes = await asyncio.gather(
+            *(pg_store.append(f"Acct-{n}", [Deposited(amount=n)]) for n in range(8)),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[0], StreamTombstoned), outcomes[0]
+        assert all(not isinstance(outcome, BaseException) for outcome in outcomes[1:])
+    assert await pg_store.stream_version("Acct-0") == 2
+    assert [await pg_store.stream_version(f"Acct-{n}") for n in range(1, 8)] == [5] * 7
+    async with pg_store.pool.acquire() as conn:
+        transactions = await conn.fetchval(
+            "SELECT count(DISTINCT transaction_id) FROM eventfold_events "
+            "WHERE stream_id <> 'Acct-0'"
+        )
+    assert transactions < 35  # some appends went together, in one group statement

@@ -27,12 +27,14 @@ class Documents(Projection):
     name = "lifecycle_documents"
     metadata = sa.MetaData()
     items = sa.Table(
-        "test_lifecycle_items", metadata,
+        "test_lifecycle_items",
+        metadata,
         sa.Column("stream_id", sa.Text(), primary_key=True),
         sa.Column("count", sa.Integer(), nullable=False),
     )
     seen = sa.Table(
-        "test_lifecycle_seen", metadata,
+        "test_lifecycle_seen",
+        metadata,
         sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column("transaction_id", sa.BigInteger(), nullable=False),
         sa.Column("position", sa.BigInteger(), nullable=False),
@@ -42,10 +44,15 @@ class Documents(Projection):
 
     async def _log(self, ctx: ProjectionContext) -> None:
         record = ctx.envelope
-        await ctx.connection.execute(ctx.tables["test_lifecycle_seen"].insert().values(
-            transaction_id=record.transaction_id, position=record.position,
-            event_type=record.event_type,
-        ))
+        await ctx.connection.execute(
+            ctx.tables["test_lifecycle_seen"]
+            .insert()
+            .values(
+                transaction_id=record.transaction_id,
+                position=record.position,
+                event_type=record.event_type,
+            )
+        )
 
     @handles(ItemAdded)
     async def _added(self, event: ItemAdded, ctx: ProjectionContext) -> None:
@@ -146,8 +153,7 @@ async def test_a_projection_runs_while_streams_are_deleted_and_scavenged(env: En
     for stream_id in streams:
         readable = await store.read_stream(stream_id)
         added = sum(record.event_type == "ItemAdded" for record in readable)
-        last = (await store.read_stream(stream_id, backwards=True, limit=1)
-                or [None])[0]
+        last = (await store.read_stream(stream_id, backwards=True, limit=1) or [None])[0]
         if not readable:
             assert stream_id not in items, stream_id
         elif last is not None and not any(

@@ -30,7 +30,9 @@ def upgrade() -> None:
         sa.Column("hard", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("scavenged_below", sa.Integer(), nullable=False, server_default=sa.text("1")),
         sa.Column(
-            "updated_at", sa.DateTime(timezone=True), nullable=False,
+            "updated_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
             server_default=sa.func.now(),
         ),
     )
