@@ -46,9 +46,7 @@ async def _read_log(store: EventStore, after: GlobalPosition = START) -> tuple[i
     return events, sw.seconds
 
 
-async def _read_streams(
-    store: EventStore, streams: list[str], from_version: int | None
-) -> float:
+async def _read_streams(store: EventStore, streams: list[str], from_version: int | None) -> float:
     """Microseconds per ``read_stream`` of each of ``streams``."""
     with Stopwatch() as sw:
         for stream_id in streams:

@@ -90,7 +90,8 @@ class ArchiveConformance:
         }
         assert len(archived) == 5
         assert [e.event_id for e in hot] == [
-            e.event_id for e in before
+            e.event_id
+            for e in before
             if e.event_id not in archived
             and not (e.stream_id == "order-1" and e.stream_version < 3)
         ]

@@ -21,9 +21,7 @@ def check_archive(stream_id: object, before: object) -> tuple[str, int | None]:
     if before is not None and (
         isinstance(before, bool) or not isinstance(before, int) or before < 1
     ):
-        raise InvalidRead(
-            f"before must be a stream version (an int >= 1) or None, got {before!r}"
-        )
+        raise InvalidRead(f"before must be a stream version (an int >= 1) or None, got {before!r}")
     return checked, before
 
 

@@ -61,7 +61,8 @@ class Retention:
         ):
             raise InvalidRetention(f"{what}: max_age must be a positive timedelta")
         if self.max_count is not None and (
-            isinstance(self.max_count, bool) or not isinstance(self.max_count, int)
+            isinstance(self.max_count, bool)
+            or not isinstance(self.max_count, int)
             or self.max_count < 1
         ):
             raise InvalidRetention(f"{what}: max_count must be an int >= 1")
@@ -74,14 +75,17 @@ class Retention:
     def describe(self) -> str:
         """One line: what the policy keeps and what it does with the rest."""
         kept = [
-            part for part in (
+            part
+            for part in (
                 None if self.max_age is None else f"max age {self.max_age}",
                 None if self.max_count is None else f"last {self.max_count} events",
-            ) if part
+            )
+            if part
         ]
         closed = (
             f", streams closed by {', '.join(sorted(c.event_type for c in self.closed_by))}"
-            if self.closed_by else ""
+            if self.closed_by
+            else ""
         )
         return f"{self.category}: keep {' and '.join(kept)}{closed}, {self.action} the rest"
 

@@ -22,9 +22,7 @@ from eventfold.eventstore import RetentionReport
 from eventfold.eventstore.archive_run import ArchiveProgress, archive_in_steps
 from eventfold.status import duration
 
-DryRunOption = Annotated[
-    bool, typer.Option("--dry-run", help="Change nothing; say what would go.")
-]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Change nothing; say what would go.")]
 
 
 class _Bar:
@@ -51,9 +49,12 @@ class _Bar:
             self.progress.start()
         eta = report.eta_seconds
         self.progress.update(
-            self.task, total=report.total, completed=report.moved,
+            self.task,
+            total=report.total,
+            completed=report.moved,
             events=f"{report.moved:,}/{report.total:,}",
-            rate=f"{report.rate:,.0f}", eta="?" if eta is None else duration(eta),
+            rate=f"{report.rate:,.0f}",
+            eta="?" if eta is None else duration(eta),
         )
         self.progress.refresh()
 
@@ -72,8 +73,12 @@ def archive_command(
     stream_id: Annotated[str, typer.Argument(help="The stream, e.g. Order-123.")],
     before: Annotated[
         int | None,
-        typer.Option("--before", min=1, show_default=False,
-                     help="Only the events below this version (default: all but the last)."),
+        typer.Option(
+            "--before",
+            min=1,
+            show_default=False,
+            help="Only the events below this version (default: all but the last).",
+        ),
     ] = None,
     dry_run: DryRunOption = False,
     as_json: JsonOption = False,
@@ -87,17 +92,25 @@ def archive_command(
         async with settings.connect() as store:
             with _Bar(stream_id).shown() as bar:
                 return await archive_in_steps(
-                    store, stream_id, before=before, dry_run=dry_run,
+                    store,
+                    stream_id,
+                    before=before,
+                    dry_run=dry_run,
                     on_progress=None if as_json else bar,
                 )
 
     done = run(ctx, work, app=app_spec, database=database)
     if as_json:
-        print_json_lines([{
-            "stream_id": done.stream_id, "dry_run": dry_run,
-            "events": done.total if dry_run else done.moved,
-            "seconds": round(done.seconds, 3),
-        }])
+        print_json_lines(
+            [
+                {
+                    "stream_id": done.stream_id,
+                    "dry_run": dry_run,
+                    "events": done.total if dry_run else done.moved,
+                    "seconds": round(done.seconds, 3),
+                }
+            ]
+        )
         return
     if dry_run:
         line = f"would archive {done.total:,} events of {escape(stream_id)}"
@@ -114,9 +127,12 @@ def expire_command(
     dry_run: DryRunOption = False,
     now: Annotated[
         datetime | None,
-        typer.Option("--now", show_default=False,
-                     help="Count ages from this time (UTC, e.g. 2027-01-31T00:00:00) instead "
-                     "of the current time."),
+        typer.Option(
+            "--now",
+            show_default=False,
+            help="Count ages from this time (UTC, e.g. 2027-01-31T00:00:00) instead "
+            "of the current time.",
+        ),
     ] = None,
     as_json: JsonOption = False,
     app_spec: AppOption = None,
@@ -137,14 +153,24 @@ def expire_command(
 
     report = run(ctx, work, app=app_spec, database=database)
     if as_json:
-        print_json_lines([{
-            "dry_run": dry_run, "examined": report.examined, "skipped": report.skipped,
-            "expired": [
-                {"stream_id": e.stream_id, "action": e.action, "before": e.before,
-                 "events": e.events}
-                for e in report.expired
-            ],
-        }])
+        print_json_lines(
+            [
+                {
+                    "dry_run": dry_run,
+                    "examined": report.examined,
+                    "skipped": report.skipped,
+                    "expired": [
+                        {
+                            "stream_id": e.stream_id,
+                            "action": e.action,
+                            "before": e.before,
+                            "events": e.events,
+                        }
+                        for e in report.expired
+                    ],
+                }
+            ]
+        )
         return
     console = stdout_console()
     console.print(("dry run: " if dry_run else "") + report.summary())

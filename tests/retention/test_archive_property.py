@@ -28,7 +28,8 @@ steps = st.lists(
         st.tuples(st.just("append"), st.integers(min_value=1, max_value=5)),
         st.tuples(st.just("archive"), st.integers(min_value=0, max_value=25)),
     ),
-    min_size=1, max_size=12,
+    min_size=1,
+    max_size=12,
 )
 
 

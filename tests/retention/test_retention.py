@@ -48,9 +48,7 @@ LATER = timedelta(days=31)
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EventStore]:
     registry = EventRegistry([CartOpened, ItemPut, CartCancelled, CartCheckedOut])
-    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'store.db'}"}.get(
-        request.param
-    )
+    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'store.db'}"}.get(request.param)
     if url is None:
         url = request.getfixturevalue("pg_url")
         await truncate_store_tables(url)
@@ -90,7 +88,11 @@ async def test_only_streams_closed_by_the_given_events_and_old_enough_go(
     assert report.expired == [Expiry("Cart-1", "archive", 5, 4)]
     assert await _versions(store, "Cart-1") == [5]
     assert [e.event_type for e in await store.read_stream_with_archive("Cart-1")] == [
-        "CartOpened", "ItemPut", "ItemPut", "ItemPut", "CartCancelled",
+        "CartOpened",
+        "ItemPut",
+        "ItemPut",
+        "ItemPut",
+        "CartCancelled",
     ]
     for untouched in ("Cart-2", "Cart-3", "Order-1"):
         assert await _versions(store, untouched) == [1, 2, 3, 4, 5][: 4 + (untouched != "Cart-3")]
@@ -152,7 +154,9 @@ async def test_the_scheduled_job_applies_the_policies(store: EventStore) -> None
     await _cart(store, "Cart-1", 3, None)
     scheduler = AsyncIOScheduler(timezone=UTC)
     job = schedule_retention(
-        scheduler, store, [Retention("Cart", max_count=1, action="archive")],
+        scheduler,
+        store,
+        [Retention("Cart", max_count=1, action="archive")],
         every_seconds=0.05,
     )
     assert (job.id, job.max_instances, job.coalesce) == ("eventfold-retention", 1, True)
@@ -184,9 +188,7 @@ def test_a_policy_that_cannot_apply_is_refused_when_made(
         Retention(**arguments)  # type: ignore[arg-type]
 
 
-CANCELLED_CARTS_DELETED = Retention(
-    "Cart", max_age=timedelta(days=30), closed_by=(CartCancelled,)
-)
+CANCELLED_CARTS_DELETED = Retention("Cart", max_age=timedelta(days=30), closed_by=(CartCancelled,))
 
 
 async def test_cancelled_carts_are_deleted_after_the_period(store: EventStore) -> None:
@@ -235,9 +237,9 @@ async def test_a_cart_the_customer_came_back_to_is_kept(
 ) -> None:
     await _cart(store, "Cart-1", 2, CartCancelled())
     later = datetime.now(UTC) + LATER
-    [planned] = (await apply_retention(
-        store, [CANCELLED_CARTS_DELETED], now=later, dry_run=True
-    )).expired
+    [planned] = (
+        await apply_retention(store, [CANCELLED_CARTS_DELETED], now=later, dry_run=True)
+    ).expired
     await store.append("Cart-1", [ItemPut(sku="back")])  # the customer came back
     report = await apply_retention(store, [CANCELLED_CARTS_DELETED], now=later)
     assert planned.action == "delete" and report.expired == []

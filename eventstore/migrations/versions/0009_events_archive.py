@@ -47,9 +47,7 @@ def upgrade() -> None:
         json_type = sa.JSON()
         transaction_id = sa.Column("transaction_id", sa.BigInteger(), nullable=False)
         # On SQLite the log's order is position order (see the events table).
-        position = sa.Column(
-            "position", sa.Integer(), primary_key=True, autoincrement=False
-        )
+        position = sa.Column("position", sa.Integer(), primary_key=True, autoincrement=False)
         keys = []
         stream_id_type = sa.Text()
     op.create_table(
