@@ -254,12 +254,18 @@ class Running:
         return dataclasses.replace(forgetting, snapshotted_streams=snapshotted)
 
     async def apply_retention(
-        self, *, now: datetime | None = None, dry_run: bool = False
+        self,
+        *,
+        now: datetime | None = None,
+        dry_run: bool = False,
+        on_progress: Callable[[RetentionReport], None] | None = None,
     ) -> RetentionReport:
         """Apply the App's retention policies once (``eventfold streams expire``);
         ``dry_run`` changes nothing and lists what would go. ``now`` defaults to the
-        current time."""
-        return await apply_retention(self.store, self.app.retention, now=now, dry_run=dry_run)
+        current time; ``on_progress`` hears the report so far after each page of streams."""
+        return await apply_retention(
+            self.store, self.app.retention, now=now, dry_run=dry_run, on_progress=on_progress
+        )
 
     def schedule_retention(self, scheduler: AsyncIOScheduler, *, every_seconds: float) -> Any:
         """Add the App's retention job to an APScheduler scheduler (``eventfold run

@@ -15,7 +15,7 @@ counted as ``skipped``, so two runners at once, or a run again, change nothing t
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -132,9 +132,11 @@ async def apply_retention(
     now: datetime | None = None,
     dry_run: bool = False,
     page_size: int = 100,
+    on_progress: Callable[[RetentionReport], None] | None = None,
 ) -> RetentionReport:
     """Apply every policy to its category's streams; ``dry_run`` changes nothing and lists
-    what would go. ``now`` (default: the current time) is the clock max_age counts from."""
+    what would go. ``now`` (default: the current time) is the clock max_age counts from.
+    ``on_progress`` hears the report so far after each page of streams."""
     now = now if now is not None else datetime.now(UTC)
     if now.tzinfo is None:
         raise InvalidRetention(f"now={now!r} has no time zone: give an aware datetime")
@@ -160,6 +162,8 @@ async def apply_retention(
                     continue
                 if done.events:
                     report.expired.append(done)
+            if on_progress is not None:
+                on_progress(report)
     return report
 
 

@@ -4,6 +4,7 @@ the archive, and apply the application's retention policies (docs/lifecycle.md).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated
@@ -122,6 +123,47 @@ def archive_command(
     stdout_console().print(line)
 
 
+class _Examined:
+    """Draws a retention run's progress on stderr: streams examined, what went, the rate
+    (how many streams the policies' categories hold is not known ahead)."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.progress = Progress(
+            TextColumn("[bold]applying retention"),
+            TextColumn("{task.fields[examined]} streams examined"),
+            TextColumn("{task.fields[expired]} expired"),
+            TextColumn("{task.fields[rate]} streams/s"),
+            console=stderr_console(),
+            auto_refresh=False,
+        )
+        self.task: TaskID = self.progress.add_task("", examined="0", expired="0", rate="-")
+        self.drawn = False
+
+    def __call__(self, report: RetentionReport) -> None:
+        if not self.drawn:
+            self.drawn = True
+            self.progress.start()
+        elapsed = time.monotonic() - self.started
+        rate = f"{report.examined / elapsed:,.0f}" if elapsed > 0 else "-"
+        self.progress.update(
+            self.task,
+            examined=f"{report.examined:,}",
+            expired=f"{len(report.expired):,}",
+            rate=rate,
+        )
+        self.progress.refresh()
+
+    @contextlib.contextmanager
+    def shown(self) -> Iterator[_Examined]:
+        """Draw the line while the block runs (once it reports)."""
+        try:
+            yield self
+        finally:
+            if self.drawn:
+                self.progress.stop()
+
+
 def expire_command(
     ctx: typer.Context,
     dry_run: DryRunOption = False,
@@ -149,7 +191,10 @@ def expire_command(
                     "App(retention=[Retention(...)])"
                 )
             at = None if now is None else now.replace(tzinfo=now.tzinfo or UTC)
-            return await running.apply_retention(now=at, dry_run=dry_run)
+            with _Examined().shown() as shown:
+                return await running.apply_retention(
+                    now=at, dry_run=dry_run, on_progress=None if as_json else shown
+                )
 
     report = run(ctx, work, app=app_spec, database=database)
     if as_json:

@@ -274,3 +274,17 @@ async def test_a_clock_without_a_time_zone_is_refused() -> None:
     async with connect("memory://", EventRegistry([CartOpened])) as store:
         with pytest.raises(InvalidRetention, match="time zone"):
             await apply_retention(store, [CANCELLED_CARTS], now=datetime(2030, 1, 1))
+
+
+async def test_a_run_reports_its_progress_after_each_page(store: EventStore) -> None:
+    for n in range(12):
+        await _cart(store, f"Cart-{n:02}", 1, CartCancelled())
+    seen: list[tuple[int, int]] = []
+    await apply_retention(
+        store,
+        [CANCELLED_CARTS],
+        now=datetime.now(UTC) + LATER,
+        page_size=5,
+        on_progress=lambda report: seen.append((report.examined, len(report.expired))),
+    )
+    assert seen == [(5, 5), (10, 10), (12, 12)]
