@@ -64,6 +64,14 @@ class TypedStream:
         self._records = records
         self._upcast_fresh: Callable[[str, int, dict[str, Any]], list[StoredShape]] | None = None
 
+    @property
+    def first_version(self) -> int:
+        """The stream version of the first row read (0 when none): above the version a
+        load asked for when the events between were archived (see docs/lifecycle.md)."""
+        if self._rows:
+            return int(self._rows[0][_VERSION])
+        return self._records[0].stream_version if self._records else 0
+
     def __iter__(self) -> Iterator[Event]:
         registry = self._registry
         for record in self._records:
