@@ -38,6 +38,7 @@ from eventfold.eventstore.records import (
     StreamAppend,
     category_of,
 )
+from eventfold.eventstore.typed_stream import TypedStream
 from eventfold.snapshots.protocol import Snapshot, SnapshotFold, SnapshotStore
 
 A = TypeVar("A", bound=Aggregate)
@@ -125,10 +126,27 @@ class Repository:
             # of a time always fold from the start.
             aggregate = await self._from_snapshot(cls, id, stream_id, version)
         from_version = aggregate.version + 1 if aggregate is not None else None
+        skip = self.skip_unknown if skip_unknown is None else skip_unknown
         events = await self.store.read_typed_stream(
             stream_id, from_version=from_version, to_version=version, as_of=as_of,
-            skip_unknown=self.skip_unknown if skip_unknown is None else skip_unknown,
+            skip_unknown=skip,
         )
+        if aggregate is not None and aggregate.version + 1 < events.readable_from:
+            # The snapshot holds events the stream deleted or truncated since: a deleted
+            # stream must not come back from its snapshot (docs/lifecycle.md).
+            aggregate = None
+            events = await self.store.read_typed_stream(
+                stream_id, to_version=version, skip_unknown=skip
+            )
+        first = max(aggregate.version + 1 if aggregate is not None else 1, events.readable_from)
+        archived_gap = events.first_version > first
+        # A stream's last event never leaves the hot table, so only a load up to a version
+        # or a time can find nothing there and still have archived events to fold.
+        maybe_archived = not events.version and (version is not None or as_of is not None)
+        if archived_gap or maybe_archived:
+            # The events between were archived: the hot table alone would fold a wrong
+            # state, so this (rare) load reads the stream's history with its archive.
+            events = await self._with_archive(stream_id, first, version, as_of, skip)
         if aggregate is None:
             if not events.version:
                 raise AggregateNotFound(cls, id, stream_id, version=version, as_of=as_of)
@@ -143,6 +161,25 @@ class Repository:
             # the next save must expect it.
             aggregate.version = events.version
         return aggregate
+
+    async def _with_archive(
+        self, stream_id: str, first: int, version: int | None, as_of: datetime | None,
+        skip_unknown: bool,
+    ) -> TypedStream:
+        """The stream's events from version ``first`` (up to ``version``, recorded by
+        ``as_of``), its archived ones included, typed for a fold."""
+        records = [
+            record
+            for record in await self.store.read_stream_with_archive(stream_id)
+            if record.stream_version >= first
+            and (version is None or record.stream_version <= version)
+            and (as_of is None or record.recorded_at <= as_of)
+        ]
+        last = records[-1].stream_version if records else 0
+        return TypedStream(
+            self.store.registry, stream_id, last, skip_unknown, records=records,
+            readable_from=first,
+        )
 
     async def _from_snapshot(
         self, cls: type[A], id: str, stream_id: str, max_version: int | None

@@ -18,6 +18,7 @@ from benchmarks import (
     w7_partitioned_rebuild,
     w8_runners_keeping_up,
     w9_bulk_copy,
+    w10_archive,
 )
 from benchmarks.workload import BenchmarkError, Workload
 
@@ -32,6 +33,7 @@ WORKLOADS: tuple[Workload, ...] = (
     w9_bulk_copy.WORKLOAD,
     *w7_partitioned_rebuild.WORKLOADS,
     w8_runners_keeping_up.WORKLOAD,
+    w10_archive.WORKLOAD,
 )
 """The workloads in run order."""
 

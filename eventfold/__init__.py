@@ -7,14 +7,16 @@ The everyday names are importable from here::
 - the store: ``Event``, ``EventRegistry``, ``connect``, ``migrate``, ``EventStore``,
   ``NewEvent``, ``RecordedEvent``, ``PersonalData`` (fields forgotten with their
   subject), the expected versions ``NO_STREAM``, ``STREAM_EXISTS``,
-  ``ANY``, the log's ``START``, and the errors an application catches;
+  ``ANY``, the log's ``START``, the store's own events ``StreamDeleted`` and
+  ``StreamTruncated``, and the errors an application catches;
 - the write model: ``Aggregate``, ``applies``, ``Repository``, ``DomainError``, ``scenario``;
 - schema evolution and snapshots: ``Upcasters``, ``open_snapshots``;
 - read models: ``Projection``, ``handles``, ``ProjectionContext``, ``ReadModel``,
   ``Delivery``, ``FailurePolicy``, ``Runner``;
 - process managers: ``ProcessManager``, ``ProcessContext``, ``on``, ``on_timeout``,
   ``compensation``; messaging: ``Relay``, ``Inbox``;
-- the application: ``App`` (what ``eventfold --app module:attribute`` loads), ``Running``.
+- the application: ``App`` (what ``eventfold --app module:attribute`` loads), ``Running``,
+  and its ``Retention`` policies.
 
 Everything else lives in the package that owns it: ``eventfold.eventstore``,
 ``eventfold.upcasters``, ``eventfold.snapshots``, ``eventfold.aggregates``,
@@ -53,8 +55,12 @@ if TYPE_CHECKING:
         NewEvent,
         PersonalData,
         RecordedEvent,
+        Retention,
         SchemaNotMigrated,
         StoreUnavailable,
+        StreamDeleted,
+        StreamTombstoned,
+        StreamTruncated,
         UnknownEventType,
         connect,
     )
@@ -102,10 +108,14 @@ __all__ = [
     "RecordedEvent",
     "Relay",
     "Repository",
+    "Retention",
     "Runner",
     "Running",
     "SchemaNotMigrated",
     "StoreUnavailable",
+    "StreamDeleted",
+    "StreamTombstoned",
+    "StreamTruncated",
     "UnknownEventType",
     "Upcasters",
     "applies",
@@ -143,10 +153,14 @@ _HOMES: dict[str, str] = {
     "NewEvent": "eventfold.eventstore",
     "PersonalData": "eventfold.eventstore",
     "RecordedEvent": "eventfold.eventstore",
+    "Retention": "eventfold.eventstore",
     "START": "eventfold.eventstore",
     "STREAM_EXISTS": "eventfold.eventstore",
     "SchemaNotMigrated": "eventfold.eventstore",
     "StoreUnavailable": "eventfold.eventstore",
+    "StreamDeleted": "eventfold.eventstore",
+    "StreamTombstoned": "eventfold.eventstore",
+    "StreamTruncated": "eventfold.eventstore",
     "UnknownEventType": "eventfold.eventstore",
     "connect": "eventfold.eventstore",
     "migrate": "eventfold.eventstore.migrate",

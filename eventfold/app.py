@@ -22,7 +22,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Collection, Generator, Iterable
-from datetime import UTC
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,12 @@ from eventfold.eventstore import (
 )
 from eventfold.eventstore.engine import create_engine
 from eventfold.eventstore.migrate import SCHEMA_HEAD, schema_revision
+from eventfold.eventstore.retention import (
+    Retention,
+    RetentionReport,
+    apply_retention,
+    schedule_retention,
+)
 from eventfold.eventstore.urls import scheme_of, sqlite_file
 from eventfold.messaging.inbox import BrokerConsumer
 from eventfold.processes import DeadlinePoller, ProcessManager
@@ -95,6 +101,7 @@ class App:
         subscribers: Iterable[Subscriber] = (),
         read_models: str | None = None,
         consumers: Iterable[BrokerConsumer] = (),
+        retention: Iterable[Retention] = (),
     ) -> None:
         self.read_models = read_models
         """The URL of the database the read models live in; None: the store's database."""
@@ -106,6 +113,9 @@ class App:
         self.consumers = list(consumers)
         """Broker consumers whose backlog ``eventfold projections status`` shows (the App
         does not run them: their service does)."""
+        self.retention = list(retention)
+        """Retention policies, applied by ``eventfold run --retention-every`` and
+        ``eventfold streams expire`` (docs/lifecycle.md)."""
         self.check()
 
     def check(self) -> None:
@@ -243,6 +253,27 @@ class Running:
             await self.snapshots.delete(streams)
         return dataclasses.replace(forgetting, snapshotted_streams=snapshotted)
 
+    async def apply_retention(
+        self,
+        *,
+        now: datetime | None = None,
+        dry_run: bool = False,
+        on_progress: Callable[[RetentionReport], None] | None = None,
+    ) -> RetentionReport:
+        """Apply the App's retention policies once (``eventfold streams expire``);
+        ``dry_run`` changes nothing and lists what would go. ``now`` defaults to the
+        current time; ``on_progress`` hears the report so far after each page of streams."""
+        return await apply_retention(
+            self.store, self.app.retention, now=now, dry_run=dry_run, on_progress=on_progress
+        )
+
+    def schedule_retention(self, scheduler: AsyncIOScheduler, *, every_seconds: float) -> Any:
+        """Add the App's retention job to an APScheduler scheduler (``eventfold run
+        --retention-every``); returns the job."""
+        return schedule_retention(
+            scheduler, self.store, self.app.retention, every_seconds=every_seconds
+        )
+
     def _categories(self, asked: Collection[str] | None, what: str) -> list[str]:
         # Streams of categories no aggregate of the App owns cannot be folded: refuse
         # them up front, naming what the App does know, rather than fail stream by stream.
@@ -267,6 +298,7 @@ class Running:
         shutdown_timeout: float = 10.0,
         sweep_every: float | None = None,
         sweep_threshold: int = 100,
+        retention_every: float | None = None,
         on_started: Callable[[], None] = lambda: None,
         on_state: Callable[[SubscriberState], None] = lambda state: None,
     ) -> None:
@@ -274,7 +306,8 @@ class Running:
         set: what ``eventfold run`` does, callable from any program.
 
         Starts the runner, the deadline poller when the App has process managers, and the
-        snapshot sweep every ``sweep_every`` seconds when asked; calls ``on_started`` once
+        snapshot sweep every ``sweep_every`` seconds and the App's retention policies every
+        ``retention_every`` seconds when asked; calls ``on_started`` once
         all are up and ``on_state`` each time a subscriber's state in this runner changes.
         On stop it stops taking new work first, then lets batches in progress commit
         (rolling them back after ``shutdown_timeout``): never a half-committed batch.
@@ -295,13 +328,16 @@ class Running:
             await _start_runner(runner)
             if poller is not None:
                 await poller.start()
-            if sweep_every is not None:
+            if sweep_every is not None or retention_every is not None:
                 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
                 scheduler = AsyncIOScheduler(timezone=UTC)
-                self.schedule_snapshot_sweep(
-                    scheduler, threshold=sweep_threshold, every_seconds=sweep_every
-                )
+                if sweep_every is not None:
+                    self.schedule_snapshot_sweep(
+                        scheduler, threshold=sweep_threshold, every_seconds=sweep_every
+                    )
+                if retention_every is not None:
+                    self.schedule_retention(scheduler, every_seconds=retention_every)
                 scheduler.start()
             started = True
             on_started()

@@ -13,10 +13,12 @@ from eventfold.eventstore.errors import (
     InvalidAppend,
     InvalidDatabaseURL,
     InvalidRead,
+    InvalidRetention,
     PersonalDataDefinitionError,
     SchemaNotMigrated,
     StoreUnavailable,
     StreamsConflict,
+    StreamTombstoned,
     SubjectForgotten,
     TransactionHorizonError,
     UnknownEventType,
@@ -25,6 +27,7 @@ from eventfold.eventstore.errors import (
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.ids import keyed_event_ids, new_event_id
 from eventfold.eventstore.keys import KeyStore, SubjectKey
+from eventfold.eventstore.lifecycle import Scavenge, ScavengeProgress
 from eventfold.eventstore.personal import FORGOTTEN, PersonalData
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import (
@@ -44,7 +47,9 @@ from eventfold.eventstore.records import (
     category_of,
 )
 from eventfold.eventstore.registry import EventRegistry, StoredShape, Upcaster
+from eventfold.eventstore.retention import Retention, RetentionReport
 from eventfold.eventstore.shredder import KEY_CACHE_SECONDS, Forgetting
+from eventfold.eventstore.system_events import StreamDeleted, StreamTruncated
 from eventfold.eventstore.urls import masked
 
 __all__ = [
@@ -74,17 +79,25 @@ __all__ = [
     "InvalidAppend",
     "InvalidDatabaseURL",
     "InvalidRead",
+    "InvalidRetention",
     "KeyStore",
     "NewEvent",
     "PersonalData",
     "PersonalDataDefinitionError",
     "RecordedEvent",
+    "Retention",
+    "RetentionReport",
+    "Scavenge",
+    "ScavengeProgress",
     "SchemaNotMigrated",
     "StoreUnavailable",
     "StoredShape",
     "StreamAppend",
+    "StreamDeleted",
     "StreamInfo",
     "StreamState",
+    "StreamTombstoned",
+    "StreamTruncated",
     "StreamsConflict",
     "SubjectForgotten",
     "SubjectKey",

@@ -72,6 +72,19 @@ class InvalidAppend(EventfoldError, ValueError):
     """The arguments of an append are wrong; nothing was written."""
 
 
+class StreamTombstoned(InvalidAppend):
+    """The stream was hard-deleted: its tombstone refuses every append; nothing was
+    written."""
+
+    def __init__(self, stream_id: str, version: int) -> None:
+        self.stream_id = stream_id
+        self.version = version
+        super().__init__(
+            f"stream {stream_id!r} was deleted for good (hard delete, tombstone at version "
+            f"{version}): it takes no more events; write to a stream with another id"
+        )
+
+
 class InvalidRead(EventfoldError, ValueError):
     """The arguments of a read are wrong (a negative limit, a naive ``as_of``, ...).
 
@@ -342,3 +355,8 @@ class CopyMismatch(EventfoldError):
             f"{target} does not match {source}: {detail}; something wrote to one of them "
             "during the copy, or the target was changed: copy into a new, empty store"
         )
+
+
+class InvalidRetention(EventfoldError, ValueError):
+    """A retention policy that cannot be applied (``eventfold.eventstore.Retention``): the
+    message names the field and what it takes."""

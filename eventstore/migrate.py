@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 # Alembic (and the Mako and Pygments it pulls in) is imported only by the functions that
 # migrate: it is a tenth of a second that `import eventfold` and every store open would pay.
 
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0009"
 """The revision this code expects (the head of eventstore/migrations; a test keeps it so)."""
 
 VERSION_TABLE = "eventfold_alembic_version"

@@ -10,6 +10,7 @@ from typing import Protocol, Self, runtime_checkable
 
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.keys import KeyStore
+from eventfold.eventstore.lifecycle import OnScavengeProgress, Scavenge
 from eventfold.eventstore.records import (
     ANY,
     START,
@@ -176,12 +177,71 @@ class EventStore(Protocol):
         a diagnosis (``eventfold events trace``), not a subscriber."""
         ...
 
+    async def archive_stream(self, stream_id: str, *, before: int | None = None) -> int:
+        """Move the stream's events out of the hot table into the archive, in short
+        transactions of a batch each: all but its last event, or those whose version is
+        below ``before``. Returns how many moved (0 when there was nothing to move; running
+        it again or twice at once moves each event once).
+
+        The last event stays hot: it carries the stream's version, so appends, expected
+        versions and ``list_streams`` work as before and versions continue. Ordinary reads
+        (``read_stream``, ``read_typed_stream``, ``read_all``, ``read_event``) no longer see
+        archived events; ``read_stream_with_archive`` and ``read_all_with_archive`` do.
+        See docs/lifecycle.md.
+        """
+        ...
+
+    async def read_stream_with_archive(self, stream_id: str) -> list[RecordedEvent]:
+        """The stream's whole history, forwards: its archived events, then its hot ones."""
+        ...
+
+    async def read_all_with_archive(
+        self, *, after: GlobalPosition = START, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        """The next batch of the whole global log after ``after``, archived events
+        included, in log order (as ``read_all``: continue from the last returned event's
+        ``global_position``). For a full replay or an export; subscribers read ``read_all``.
+        """
+        ...
+
     async def forget(self, subject: str, *, dry_run: bool = False) -> Forgetting:
         """Destroy the key of a data subject: from then on, every read gives its
         ``PersonalData`` fields as their placeholders, and appends of new personal data
         of it raise ``SubjectForgotten``. Snapshots and read models are not touched here
         (``Running.forget`` deletes the snapshots). ``dry_run`` only says what would be
         destroyed. See docs/personal-data.md."""
+        ...
+
+    async def delete_stream(
+        self, stream_id: str, *, expected_version: int | None = None, hard: bool = False
+    ) -> AppendResult:
+        """Delete a stream by appending ``StreamDeleted`` to it (``expected_version`` as
+        ``append``'s; None: any).
+
+        Soft (the default): the stream then reads as not found (``read_stream`` empty,
+        ``Repository.get`` raises ``AggregateNotFound``) until an append recreates it
+        (``NO_STREAM`` matches it again; versions continue after the deletion event). Hard:
+        a tombstone, every later append raises ``StreamTombstoned``. The events stay in the
+        table, and in the global log, until ``scavenge``. See docs/lifecycle.md.
+        """
+        ...
+
+    async def truncate_stream(
+        self, stream_id: str, before: int, *, expected_version: int | None = None
+    ) -> AppendResult:
+        """Stop reading the stream's events before version ``before`` (1 .. version + 1;
+        ``InvalidAppend`` otherwise) by appending ``StreamTruncated(before=...)`` to it.
+        The events stay in the table, and in the global log, until ``scavenge``."""
+        ...
+
+    async def scavenge(
+        self, *, dry_run: bool = False, on_progress: OnScavengeProgress | None = None
+    ) -> Scavenge:
+        """Physically remove the events that deletions and truncations hid (the
+        ``StreamDeleted`` and ``StreamTruncated`` events stay), with the stream's snapshots
+        of those versions where the store keeps snapshots, in batches of short
+        transactions. ``dry_run`` only counts them. The global log keeps its order and
+        checkpoints stay valid (positions get gaps)."""
         ...
 
     async def horizon_holders(self) -> list[HorizonHolder]:

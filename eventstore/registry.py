@@ -16,6 +16,7 @@ from eventfold.eventstore.errors import (
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.personal import personal_fields
 from eventfold.eventstore.records import RecordedEvent
+from eventfold.eventstore.system_events import SYSTEM_EVENTS, SYSTEM_PREFIX
 
 E = TypeVar("E", bound=type[Event])
 
@@ -53,13 +54,18 @@ class EventRegistry:
 
     Registration is explicit: build a registry, register your events, hand it to the
     store. Every read path of the store applies the registry's upcaster, so readers see
-    events at their current version.
+    events at their current version. The store's own events (``StreamDeleted``,
+    ``StreamTruncated``) are known to every registry; iterating it lists only the
+    application's.
     """
 
     def __init__(self, events: Iterable[type[Event]] = (), *, upcaster: Upcaster | None = None):
         self._classes: dict[tuple[str, int], type[Event]] = {}
         self._current: dict[str, int] = {}
         self.upcaster = upcaster
+        for system in SYSTEM_EVENTS:
+            self._classes[(system.event_type, system.schema_version)] = system
+            self._current[system.event_type] = system.schema_version
         for cls in events:
             self.register(cls)
 
@@ -73,6 +79,11 @@ class EventRegistry:
             return cls
         if existing is not None:
             raise DuplicateEventType(cls.event_type, cls.schema_version, existing, cls)
+        if cls.event_type.startswith(SYSTEM_PREFIX):
+            raise TypeError(
+                f"{cls.__qualname__}.event_type {cls.event_type!r} starts with "
+                f"{SYSTEM_PREFIX!r}, which names the store's own events: choose another name"
+            )
         current = self._current.get(cls.event_type)
         if current is not None and current != cls.schema_version:
             older = self._classes[(cls.event_type, current)]
@@ -88,10 +99,10 @@ class EventRegistry:
         ) is cls
 
     def __iter__(self) -> Iterator[type[Event]]:
-        return iter(self._classes.values())
+        return (cls for cls in self._classes.values() if cls not in SYSTEM_EVENTS)
 
     def __len__(self) -> int:
-        return len(self._classes)
+        return len(self._classes) - len(SYSTEM_EVENTS)
 
     def current_version(self, event_type: str) -> int | None:
         """The registered (current) schema version of a type name, or None."""

@@ -97,6 +97,23 @@ streams = sa.Table(
 )
 sa.Index("eventfold_streams_category", streams.c.category, streams.c.stream_id)
 
+# Streams ever deleted or truncated (see eventfold.eventstore.lifecycle): reads start at
+# readable_from, appends check the tombstone, and a scavenge removes the events below
+# readable_from that it has not removed yet (scavenged_below). Streams never deleted or
+# truncated have no row: their reads and appends pay one primary-key probe that finds none.
+stream_lifecycle = sa.Table(
+    "eventfold_stream_lifecycle",
+    metadata,
+    sa.Column("stream_id", sa.Text(), primary_key=True),
+    sa.Column("readable_from", sa.Integer(), nullable=False),
+    sa.Column("deleted_version", sa.Integer(), nullable=True),
+    sa.Column("hard", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("scavenged_below", sa.Integer(), nullable=False, server_default=sa.text("1")),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)
+
 # --- Projections and other subscribers of the global log -----------------------------------
 
 checkpoints = sa.Table(
@@ -261,4 +278,30 @@ personal_keys = sa.Table(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.Column("forgotten_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# --- The archive: events moved out of the hot table (``EventStore.archive_stream``) ---------
+
+events_archive = sa.Table(
+    "eventfold_events_archive",
+    metadata,
+    # The event's envelope as it was in eventfold_events, kept as it was: the position and
+    # transaction id it had in the global log (so merged reads keep the log's order), its
+    # stream version and its recorded time. On PostgreSQL (transaction_id, position) is the
+    # primary key, as in the events table.
+    sa.Column("position", BIGINT, primary_key=True, autoincrement=False),
+    sa.Column(
+        "transaction_id", sa.BigInteger().with_variant(Xid8(), "postgresql"), nullable=False
+    ),
+    sa.Column("event_id", sa.Uuid(), nullable=False, unique=True),
+    sa.Column("stream_id", sa.Text(), nullable=False),
+    sa.Column("stream_version", sa.Integer(), nullable=False),
+    sa.Column("event_type", sa.Text(), nullable=False),
+    sa.Column("schema_version", sa.Integer(), nullable=False),
+    sa.Column("data", JSON, nullable=False),
+    sa.Column("metadata", JSON, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint(
+        "stream_id", "stream_version", name="eventfold_events_archive_stream_version"
+    ),
 )

@@ -19,14 +19,8 @@ from eventfold.eventstore.errors import (
     InvalidAppend,
     StreamsConflict,
 )
-from eventfold.eventstore.records import (
-    ANY,
-    NO_STREAM,
-    STREAM_EXISTS,
-    AppendResult,
-    ExpectedVersion,
-    StreamAppend,
-)
+from eventfold.eventstore.lifecycle import LIVE, StreamLife, check_open, matches
+from eventfold.eventstore.records import AppendResult, ExpectedVersion, StreamAppend
 from eventfold.eventstore.registry import EventRegistry
 
 
@@ -105,26 +99,22 @@ def replayed_call(
 
 
 def conflicts(
-    parts: Sequence[CheckedAppend], actual: Mapping[str, int]
+    parts: Sequence[CheckedAppend],
+    actual: Mapping[str, int],
+    lives: Mapping[str, StreamLife] | None = None,
 ) -> StreamsConflict | None:
-    """The error naming every stream not at its expected version (None: all are)."""
+    """The error naming every stream not at its expected version (None: all are);
+    ``StreamTombstoned`` first when a stream is hard-deleted. ``lives`` holds the streams
+    ever deleted or truncated (see ``lifecycle``)."""
+    lives = lives or {}
+    for part in parts:
+        check_open(part.stream_id, lives.get(part.stream_id, LIVE), actual[part.stream_id])
     found = [
         ConcurrencyError(part.stream_id, part.expected, actual[part.stream_id])
         for part in parts
-        if not version_matches(part.expected, actual[part.stream_id])
+        if not matches(part.expected, actual[part.stream_id], lives.get(part.stream_id, LIVE))
     ]
     return StreamsConflict(found) if found else None
-
-
-def version_matches(expected: ExpectedVersion, actual: int) -> bool:
-    """Whether a stream at ``actual`` is where ``expected`` wants it."""
-    if expected is ANY:
-        return True
-    if expected is NO_STREAM:
-        return actual == 0
-    if expected is STREAM_EXISTS:
-        return actual > 0
-    return expected == actual
 
 
 def in_call_order(

@@ -27,6 +27,7 @@ from typing import Any
 import pydantic
 import pytest
 
+from eventfold.eventstore.archive_testing import ArchiveConformance
 from eventfold.eventstore.encoding import MAX_DEPTH
 from eventfold.eventstore.errors import (
     ConcurrencyError,
@@ -39,6 +40,7 @@ from eventfold.eventstore.errors import (
 )
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.keys import KeyStore, SubjectKey, new_key_id, new_secret
+from eventfold.eventstore.lifecycle_testing import StreamLifecycleConformance
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import (
     ANY,
@@ -183,7 +185,7 @@ async def _read_whole_log(store: EventStore, batch: int = 1000) -> list[Recorded
     return out
 
 
-class EventStoreConformance:
+class EventStoreConformance(ArchiveConformance, StreamLifecycleConformance):
     """Behaviour every backend shares; subclass it with a ``store`` fixture."""
 
     @pytest.fixture(autouse=True)

@@ -23,6 +23,7 @@ from eventfold.eventstore.event import Event
 from eventfold.eventstore.records import RecordedEvent
 from eventfold.eventstore.registry import EventRegistry, FreshUpcaster, StoredShape
 from eventfold.eventstore.shredder import Shredder
+from eventfold.eventstore.system_events import SYSTEM_EVENT_TYPES
 
 FoldRow = Sequence[Any]
 """A stored row as a fold reads it: stream_version, position, event_type, schema_version,
@@ -30,13 +31,17 @@ data (JSON text)."""
 _VERSION, _POSITION, _TYPE, _SCHEMA, _DATA = range(5)
 _UPCAST = "upcast"
 _UNSEEN = "unseen"
+_SYSTEM = "system"
 
 
 class TypedStream:
     """The typed events of a stream read (iterate once), and the version of its last row.
 
     ``version`` is the stream version of the last stored row read (0 when none): events
-    skipped as unknown or split by an upcaster still count, as in the stream.
+    skipped as unknown or split by an upcaster still count, as in the stream. The store's
+    own events (``StreamDeleted``, ``StreamTruncated``) are not folded, but count too.
+    ``readable_from`` is the stream's first readable version: events before it were
+    deleted or truncated (see docs/lifecycle.md), so a snapshot older than it is stale.
     """
 
     def __init__(
@@ -48,8 +53,10 @@ class TypedStream:
         *,
         rows: Sequence[FoldRow] = (),
         records: Sequence[RecordedEvent] = (),
+        readable_from: int = 1,
     ) -> None:
         self._registry = registry
+        self.readable_from = readable_from
         self._stream_id = stream_id
         self.version = version
         self._skip_unknown = skip_unknown
@@ -57,9 +64,19 @@ class TypedStream:
         self._records = records
         self._upcast_fresh: Callable[[str, int, dict[str, Any]], list[StoredShape]] | None = None
 
+    @property
+    def first_version(self) -> int:
+        """The stream version of the first row read (0 when none): above the version a
+        load asked for when the events between were archived (see docs/lifecycle.md)."""
+        if self._rows:
+            return int(self._rows[0][_VERSION])
+        return self._records[0].stream_version if self._records else 0
+
     def __iter__(self) -> Iterator[Event]:
         registry = self._registry
         for record in self._records:
+            if record.event_type in SYSTEM_EVENT_TYPES:
+                continue
             if not self._skip_unknown or registry.is_known(record):
                 yield registry.decode(record)
         # How each stored (type, version) reads, found once per iteration: its class,
@@ -73,6 +90,8 @@ class TypedStream:
             if way is None:
                 if not self._skip_unknown:
                     yield from self._decoded(row)  # raises UnknownEventType
+            elif way is _SYSTEM:
+                continue
             elif isinstance(way, str):
                 yield from self._upcast(row)
             else:
@@ -84,6 +103,8 @@ class TypedStream:
                     yield event
 
     def _way(self, key: tuple[str, int]) -> type[Event] | str | None:
+        if key[0] in SYSTEM_EVENT_TYPES:
+            return _SYSTEM
         if self._registry.upcasts(*key):
             return _UPCAST
         return self._registry.class_of(*key)
@@ -147,16 +168,23 @@ async def typed_stream(
     rows: list[FoldRow],
     read_records: Callable[[int, int], Awaitable[list[RecordedEvent]]],
     skip_unknown: bool,
+    *,
+    readable_from: int = 1,
 ) -> TypedStream:
     """The rows of a stream read as a ``TypedStream``. When a row's type may hold personal
     data, the stream's rows are read again as records (``read_records(first, last)``
     versions, which ``read_stream`` opens and upcasts) instead."""
     if not rows:
-        return TypedStream(registry, stream_id, 0, skip_unknown)
+        return TypedStream(registry, stream_id, 0, skip_unknown, readable_from=readable_from)
     first, last = rows[0][_VERSION], rows[-1][_VERSION]
     personal_types = shredder.personal_types()
     if personal_types and any(row[_TYPE] in personal_types for row in rows):
         records = await read_records(first, last)
-        return TypedStream(registry, stream_id, last, skip_unknown, records=records)
-    return TypedStream(registry, stream_id, last, skip_unknown, rows=rows)
+        return TypedStream(
+            registry, stream_id, last, skip_unknown, records=records,
+            readable_from=readable_from,
+        )
+    return TypedStream(
+        registry, stream_id, last, skip_unknown, rows=rows, readable_from=readable_from
+    )
 

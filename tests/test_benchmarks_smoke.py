@@ -28,7 +28,7 @@ TINY = {
     "W1": 40, "W2": 40, "W3": 12, "L3": 200,
     "W4-1K": 30, "W4-1K-SNAP": 30, "W4-10K": 40, "W4-10K-SNAP": 40, "W5": 500, "W6": 500,
     "W9": 300,
-    "W7-1": 500, "W7-2": 500, "W7-4": 500, "W7-2-PROC": 500, "W7-4-PROC": 500, "W8": 2,
+    "W7-1": 500, "W7-2": 500, "W7-4": 500, "W7-2-PROC": 500, "W7-4-PROC": 500, "W8": 2, "W10": 500,
 }
 """Sizes small enough for a few seconds in all; one entry per workload."""
 

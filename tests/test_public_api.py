@@ -17,7 +17,8 @@ EVERYDAY_NAMES = [
     "FailurePolicy", "Inbox", "InvalidAppend", "NewEvent", "PersonalData", "ProcessContext",
     "ProcessManager",
     "Projection", "ProjectionContext", "ReadModel", "RecordedEvent", "Relay", "Repository",
-    "Runner", "Running", "SchemaNotMigrated", "StoreUnavailable", "UnknownEventType",
+    "Retention", "Runner", "Running", "SchemaNotMigrated", "StoreUnavailable", "StreamDeleted",
+    "StreamTombstoned", "StreamTruncated", "UnknownEventType",
     "Upcasters", "applies", "compensation", "connect", "handles", "migrate", "on",
     "on_timeout", "open_snapshots", "scenario",
 ]

@@ -12,10 +12,12 @@ from typing import Annotated
 import typer
 
 from eventfold.cli import (
+    archive,
     catalog,
     events,
     forget,
     horizon,
+    lifecycle,
     migrate,
     projections,
     runner,
@@ -99,7 +101,12 @@ def configure(
 
 
 app.command("migrate")(migrate.migrate_command)
+streams.app.command("archive")(archive.archive_command)
+streams.app.command("expire")(archive.expire_command)
+streams.app.command("delete")(lifecycle.delete_command)
+streams.app.command("truncate")(lifecycle.truncate_command)
 app.add_typer(streams.app, name="streams")
+app.command("scavenge")(lifecycle.scavenge_command)
 events.app.command("trace")(trace.trace_command)
 app.add_typer(events.app, name="events")
 app.command("repair-horizon")(horizon.repair_horizon_command)

@@ -23,6 +23,7 @@ from eventfold.eventstore import (
     InvalidAppend,
     SchemaNotMigrated,
     StoreUnavailable,
+    StreamTombstoned,
     TransactionHorizonError,
 )
 from eventfold.projections import ParkedEventNotFound, ProjectionHeld, UnknownProjection
@@ -45,8 +46,8 @@ EXIT_NOT_FOUND = 6
 """What was asked for does not exist: a stream, an aggregate (or its category), a
 projection, a parked event, an event or correlation id to trace."""
 EXIT_CONFLICT = 7
-"""An append met a stream at another version than it expected, or another process holds
-what the command needs (a rebuild in progress)."""
+"""An append met a stream at another version than it expected, or a hard-deleted stream's
+tombstone, or another process holds what the command needs (a rebuild in progress)."""
 EXIT_INCOMPATIBLE = 8
 """``schemas check`` found schema changes that stored events would not survive."""
 EXIT_INTERNAL = 70
@@ -66,6 +67,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (UnknownProjection, EXIT_NOT_FOUND),
     (ParkedEventNotFound, EXIT_NOT_FOUND),
     (ConcurrencyError, EXIT_CONFLICT),
+    (StreamTombstoned, EXIT_CONFLICT),
     (ProjectionHeld, EXIT_CONFLICT),
     (AppRequired, EXIT_USAGE),
     (AppNotFound, EXIT_USAGE),

@@ -1,7 +1,7 @@
 """``eventfold run``: serve an application's subscribers until SIGTERM or SIGINT.
 
 Runs the App's runner (projections, process managers, relays), the deadline poller when it
-has process managers, and optionally the scheduled snapshot sweep (all of it is
+has process managers, and optionally the scheduled snapshot sweep and retention job (all of it is
 ``Running.serve``; this module adds signals and printing). Several ``eventfold run``
 processes share the work through leases; one killed (even with kill -9) is replaced within
 seconds.
@@ -91,6 +91,12 @@ def run_command(
                      help="The sweep snapshots streams with this many events since their "
                      "last snapshot."),
     ] = 100,
+    retention_every: Annotated[
+        float | None,
+        typer.Option("--retention-every", min=1, show_default=False,
+                     help="Apply the application's retention policies every this many "
+                     "seconds (off by default)."),
+    ] = None,
     log_level: Annotated[
         str,
         typer.Option("--log-level", help="Level of the library's log on stderr.",
@@ -130,7 +136,8 @@ def run_command(
             try:
                 await running.serve(
                     runner, stop, shutdown_timeout=shutdown_timeout, sweep_every=sweep_every,
-                    sweep_threshold=sweep_threshold, on_started=on_started,
+                    sweep_threshold=sweep_threshold, retention_every=retention_every,
+                    on_started=on_started,
                     on_state=lambda state: say(state_line(state)),
                 )
             finally:

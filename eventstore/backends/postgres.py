@@ -33,14 +33,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import uuid
-from collections.abc import AsyncIterable, Collection, Sequence
+from collections.abc import AsyncIterable, Callable, Collection, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
 import asyncpg
 
+from eventfold.eventstore.archiving import archive_batches, check_archive
+from eventfold.eventstore.backends import postgres_archive
 from eventfold.eventstore.backends.postgres_driver import (
     ConnectionCache,
     asyncpg_dsn,
@@ -59,6 +62,20 @@ from eventfold.eventstore.backends.postgres_group import (
     rows_by_stream,
 )
 from eventfold.eventstore.backends.postgres_keys import PostgresKeyStore
+from eventfold.eventstore.backends.postgres_lifecycle import (
+    DELETE_LIFE,
+    IMPORTED_CHANGES,
+    SCAVENGE_COUNT,
+    SCAVENGE_EVENTS,
+    SCAVENGE_PENDING,
+    SCAVENGE_SNAPSHOTS,
+    SCAVENGED,
+    TOMBSTONE,
+    TRUNCATE_LIFE,
+    life_of,
+    readable_from,
+    version_check,
+)
 from eventfold.eventstore.backends.postgres_streams import (
     APPEND_STREAMS,
     APPEND_STREAMS_LOCKED,
@@ -89,6 +106,20 @@ from eventfold.eventstore.import_batch import (
 )
 from eventfold.eventstore.instrumentation import traced_append
 from eventfold.eventstore.keys import KeyStore
+from eventfold.eventstore.lifecycle import (
+    LIVE,
+    SCAVENGE_BATCH,
+    LifeChange,
+    OnScavengeProgress,
+    Scavenge,
+    ScavengeProgress,
+    StreamLife,
+    check_open,
+    check_truncate,
+    delete_expected,
+    life_changes,
+    matches,
+)
 from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE
 from eventfold.eventstore.read_arguments import (
     check_list_limit,
@@ -119,6 +150,7 @@ from eventfold.eventstore.stream_appends import (
     in_call_order,
     replayed_call,
 )
+from eventfold.eventstore.system_events import StreamDeleted, StreamTruncated
 from eventfold.eventstore.typed_stream import TypedStream, typed_stream
 from eventfold.eventstore.urls import masked
 
@@ -156,11 +188,15 @@ _TRY_SHARED = "pg_try_advisory_xact_lock_shared(hashtextextended($1, 0))"
 # The transaction has no id while it waits for the lock, so it holds no reader back.
 _LOCK_STREAM = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 
-_HEAD_OF_STREAM = """
+# The head also carries the stream's deletion (``postgres_lifecycle``): one primary-key
+# probe of eventfold_stream_lifecycle, which finds no row for a stream never deleted.
+_HEAD_OF_STREAM = f"""
 WITH head AS MATERIALIZED (
-    SELECT coalesce(max(stream_version), 0) AS version, {free} AS free
+    SELECT coalesce(max(stream_version), 0) AS version, {{free}} AS free,
+           {life_of("$1")} AS deleted
     FROM eventfold_events WHERE stream_id = $1
 )"""
+_STREAM_CHECK = version_check("head.version", "head.deleted", "$2", "$3")
 
 # One event (most appends): plain parameters, no arrays to build and take apart.
 _APPEND_ONE_ROW = f"""{_HEAD_OF_STREAM}
@@ -168,7 +204,7 @@ INSERT INTO eventfold_events
     (stream_id, stream_version, event_id, event_type, schema_version, data, metadata)
 SELECT $1, head.version + 1, $4::uuid, $5::text, $6::integer, $7::jsonb, $8::jsonb
 FROM head
-WHERE head.version BETWEEN $2 AND $3 AND head.free
+WHERE {_STREAM_CHECK} AND head.free
 RETURNING stream_version, position, transaction_id::text::bigint
 """
 
@@ -183,7 +219,7 @@ SELECT $1, head.version + b.ord::integer, b.event_id, b.event_type, b.schema_ver
 FROM head,
      unnest($4::uuid[], $5::text[], $6::integer[], $7::jsonb[], $8::jsonb[])
          WITH ORDINALITY AS b(event_id, event_type, schema_version, data, metadata, ord)
-WHERE head.version BETWEEN $2 AND $3 AND head.free
+WHERE {_STREAM_CHECK} AND head.free
 ORDER BY b.ord
 RETURNING stream_version, position, transaction_id::text::bigint
 """
@@ -203,12 +239,14 @@ SELECT (SELECT ROW(e.stream_id, e.stream_version, e.event_type, e.position,
                    e.transaction_id::text::bigint, e.schema_version, e.data::text,
                    e.metadata::text)
         FROM eventfold_events AS e WHERE e.event_id = b.id),
-       ({_STREAM_LAST})
+       ({_STREAM_LAST}),
+       {life_of("$1")}
 FROM unnest($2::uuid[]) WITH ORDINALITY AS b(id, ord)
 ORDER BY b.ord
 """
 
 _STREAM_VERSION = _STREAM_LAST
+_READABLE_FROM = "SELECT readable_from FROM eventfold_stream_lifecycle WHERE stream_id = $1"
 
 # Read statements are prepared, one round trip each, and after five runs PostgreSQL caches
 # a generic plan. Planned on an empty or small table it is a sequential scan (the cheapest
@@ -222,24 +260,29 @@ _COLUMNS = (
     "event_type, schema_version, data::text, metadata::text, recorded_at"
 )
 
+# Events before the stream's readable_from are deleted or truncated (docs/lifecycle.md): a
+# primary-key probe, evaluated once, raises the index range's low end.
 _READ_FORWARDS = f"""
 SELECT {_COLUMNS} FROM eventfold_events
-WHERE stream_id = $1 AND stream_version >= $2 AND stream_version <= $3
+WHERE stream_id = $1 AND stream_version >= greatest($2, {readable_from("$1")})
+  AND stream_version <= $3
   AND ($4::timestamptz IS NULL OR recorded_at <= $4)
 ORDER BY stream_version LIMIT $5
 """
 
 _READ_BACKWARDS = f"""
 SELECT {_COLUMNS} FROM eventfold_events
-WHERE stream_id = $1 AND stream_version <= $2 AND stream_version >= $3
+WHERE stream_id = $1 AND stream_version <= $2
+  AND stream_version >= greatest($3, {readable_from("$1")})
   AND ($4::timestamptz IS NULL OR recorded_at <= $4)
 ORDER BY stream_version DESC LIMIT $5
 """
 
 # What a fold reads of each event (see ``TypedStream``): no envelope, no metadata.
-_READ_FOR_FOLD = """
+_READ_FOR_FOLD = f"""
 SELECT stream_version, position, event_type, schema_version, data::text FROM eventfold_events
-WHERE stream_id = $1 AND stream_version >= $2 AND stream_version <= $3
+WHERE stream_id = $1 AND stream_version >= greatest($2, {readable_from("$1")})
+  AND stream_version <= $3
   AND ($4::timestamptz IS NULL OR recorded_at <= $4)
 ORDER BY stream_version
 """
@@ -694,6 +737,7 @@ class PostgresEventStore:
         its part expects it; ``StreamsConflict`` naming every stream that is not."""
         stored: list[list[StoredFacts | None]] = []
         actual: dict[str, int] = {}
+        lives: dict[str, StreamLife] = {}
         conn = await self._take()
         try:
             # One snapshot for every part: a concurrent call is seen whole or not at all.
@@ -703,6 +747,7 @@ class PostgresEventStore:
                         _SETTLE, part.stream_id, [item.event_id for item in part.batch]
                     )
                     actual[part.stream_id] = int(rows[0][1])
+                    lives[part.stream_id] = _life(rows[0][2])
                     stored.append(
                         [None if row[0] is None else StoredFacts(*row[0]) for row in rows]
                     )
@@ -713,7 +758,7 @@ class PostgresEventStore:
             raise failure from exc
         self._connections.give(conn)
         replay = replayed_call(parts, stored)
-        if replay is None and (conflict := conflicts(parts, actual)) is not None:
+        if replay is None and (conflict := conflicts(parts, actual, lives)) is not None:
             raise conflict
         return replay
 
@@ -726,10 +771,13 @@ class PostgresEventStore:
         that is not the expected one."""
         rows = await self._fetch(_SETTLE, stream_id, [item.event_id for item in batch])
         actual = int(rows[0][1])
+        life = _life(rows[0][2])
         stored = [None if row[0] is None else StoredFacts(*row[0]) for row in rows]
         replay = replayed(stream_id, batch, stored)
-        if replay is None and not _matches(expected, actual):
-            raise ConcurrencyError(stream_id, expected, actual)
+        if replay is None:
+            check_open(stream_id, life, actual)
+            if not matches(expected, actual, life):
+                raise ConcurrencyError(stream_id, expected, actual)
         return replay, actual
 
     async def import_events(self, records: Sequence[RecordedEvent]) -> None:
@@ -757,6 +805,10 @@ class PostgresEventStore:
                 await conn.copy_records_to_table(
                     "eventfold_events", records=rows, columns=_IMPORT_COLUMNS
                 )
+                await _apply_changes(conn, life_changes(
+                    (record.stream_id, record.stream_version, record.event_type, record.data)
+                    for record in records
+                ))
         except asyncpg.UniqueViolationError as exc:
             self._connections.give(conn)
             raise await self._import_refused(records, exc) from exc
@@ -785,6 +837,10 @@ class PostgresEventStore:
                     "eventfold_events", source=copied, columns=_IMPORT_COLUMNS,
                     format="binary",
                 )
+                imported = await conn.fetch(IMPORTED_CHANGES)
+                await _apply_changes(conn, life_changes(
+                    (row[0], row[1], row[2], json.loads(row[3])) for row in imported
+                ))
         except BaseException as exc:
             failure = await self._failed(conn, exc)
             if failure is exc:
@@ -893,8 +949,16 @@ class PostgresEventStore:
                 stream_id, from_version=first, to_version=last, as_of=as_of
             )
 
+        # A load must know whether the stream was deleted or truncated after the snapshot
+        # it starts from: when the first row is not the version asked for, one primary-key
+        # probe says (``TypedStream.readable_from``).
+        readable = 1
+        if not rows or rows[0][0] != read.low:
+            row = await self._read_row(_READABLE_FROM, read.stream_id)
+            readable = 1 if row is None else int(row[0])
         return await typed_stream(
-            self.registry, self._shredder, read.stream_id, rows, records, skip_unknown
+            self.registry, self._shredder, read.stream_id, rows, records, skip_unknown,
+            readable_from=readable,
         )
 
     async def read_all(
@@ -983,6 +1047,111 @@ class PostgresEventStore:
         rows = await self._fetch(_READ_CORRELATION, correlation_id, event_id)
         return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
 
+    async def delete_stream(
+        self, stream_id: str, *, expected_version: int | None = None, hard: bool = False
+    ) -> AppendResult:
+        """Append ``StreamDeleted`` and hide the stream, in one transaction (see
+        ``EventStore.delete_stream``)."""
+        return await self._change_life(
+            stream_id, StreamDeleted(hard=hard), delete_expected(expected_version),
+            lambda version: (DELETE_LIFE, (stream_id, version, hard)),
+        )
+
+    async def truncate_stream(
+        self, stream_id: str, before: int, *, expected_version: int | None = None
+    ) -> AppendResult:
+        """Append ``StreamTruncated`` and hide the events before ``before``, in one
+        transaction (see ``EventStore.truncate_stream``)."""
+        expected = delete_expected(expected_version)
+        check_truncate(stream_id, before, _INT4_MAX - 1)  # its type and least value, at once
+
+        def change(version: int) -> tuple[str, tuple[Any, ...]]:
+            check_truncate(stream_id, before, version - 1)
+            return TRUNCATE_LIFE, (stream_id, before)
+
+        return await self._change_life(
+            stream_id, StreamTruncated(before=before), expected, change
+        )
+
+    async def _change_life(
+        self,
+        stream_id: str,
+        event: Event,
+        expected: ExpectedVersion,
+        change: Callable[[int], tuple[str, tuple[Any, ...]]],
+    ) -> AppendResult:
+        """The event and the stream's new life in one transaction, behind the stream's
+        exclusive lock: no append of the stream runs beside it, so none lands inside a
+        deleted stream unnoticed (an append that raced it is before it in the stream, or
+        meets the deletion after it)."""
+        check_stream_id_read(stream_id)
+        batch = await self._shredder.seal(encode_batch(self.registry, stream_id, [event]))
+        if isinstance(expected, int) and expected > _INT4_MAX:
+            raise ConcurrencyError(stream_id, expected, await self.stream_version(stream_id))
+        _, args = append_statement(stream_id, batch, expected)
+        conn = await self._take()
+        try:
+            async with conn.transaction():
+                await conn.execute(_LOCK_STREAM, stream_id)
+                rows: list[asyncpg.Record] = await conn.fetch(_APPEND_ONE_LOCKED, *args)
+                if rows:
+                    statement, params = change(rows[0][0])
+                    await conn.execute(statement, *params)
+        except InvalidAppend:
+            self._connections.give(conn)  # refused before the database was asked
+            raise
+        except BaseException as exc:
+            raise await self._failed(conn, exc) from exc
+        self._connections.give(conn)
+        if not rows:
+            _, actual = await self._settle(stream_id, batch, expected)
+            raise InvalidAppend(
+                f"the database wrote nothing for the change to {stream_id!r} (at version "
+                f"{actual}, as expected): check triggers and rules on eventfold_events"
+            )
+        self._announce()
+        return _result(stream_id, rows)
+
+    async def scavenge(
+        self, *, dry_run: bool = False, on_progress: OnScavengeProgress | None = None
+    ) -> Scavenge:
+        """Remove the hidden events, a batch per statement, each its own transaction (see
+        ``EventStore.scavenge``)."""
+        pending = await self._fetch(SCAVENGE_PENDING)
+        counts: dict[str, int] = {}
+        for stream_id, readable, scavenged_below in pending:
+            [(count,)] = await self._fetch(SCAVENGE_COUNT, stream_id, scavenged_below, readable)
+            [(archived,)] = await self._fetch(
+                postgres_archive.SCAVENGE_COUNT, stream_id, scavenged_below, readable
+            )
+            count += archived
+            if count:
+                counts[stream_id] = int(count)
+        if dry_run:
+            return Scavenge(True, counts)
+        total = sum(counts.values())
+        removed = 0
+        for stream_id, readable, _ in pending:
+            while True:  # the archive's first: the stream counts as scavenged once both are
+                gone = len(await self._fetch(
+                    postgres_archive.SCAVENGE, stream_id, readable, SCAVENGE_BATCH
+                ))
+                removed += gone
+                if gone and on_progress is not None:
+                    on_progress(ScavengeProgress(removed, total, stream_id))
+                if gone < SCAVENGE_BATCH:
+                    break
+            while True:
+                gone = len(await self._fetch(SCAVENGE_EVENTS, stream_id, readable, SCAVENGE_BATCH))
+                removed += gone
+                if gone and on_progress is not None:
+                    on_progress(ScavengeProgress(removed, total, stream_id))
+                if gone < SCAVENGE_BATCH:
+                    break
+            await self._fetch(SCAVENGE_SNAPSHOTS, stream_id, readable)
+            await self._fetch(SCAVENGED, stream_id, readable)
+        return Scavenge(False, counts)
+
     async def horizon_holders(self) -> list[HorizonHolder]:
         """Sessions with an open write transaction, oldest first: the first one holds
         readers of the global log back (name it when projections lag)."""
@@ -1014,6 +1183,36 @@ class PostgresEventStore:
         if isinstance(exc, Exception) and is_unavailable(exc):
             return unavailable(self.url, exc)
         return exc
+
+    async def archive_stream(self, stream_id: str, *, before: int | None = None) -> int:
+        """Move events of the stream to the archive (see ``EventStore.archive_stream``),
+        one statement (one short transaction) per batch."""
+        stream_id, before = check_archive(stream_id, before)
+        row = await self._read_row(postgres_archive.HOT_VERSIONS, stream_id)
+        if row is None or row[0] is None:
+            return 0
+        moved = 0
+        for low, high in archive_batches(row[0], row[1], before):
+            count = await self._read_row(postgres_archive.MOVE, stream_id, low, high)
+            assert count is not None
+            moved += int(count[0])
+        return moved
+
+    async def read_stream_with_archive(self, stream_id: str) -> list[RecordedEvent]:
+        """The stream's archived and hot events (see ``EventStore.read_stream_with_archive``)."""
+        rows = await self._fetch(postgres_archive.READ_STREAM, check_stream_id_read(stream_id))
+        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
+
+    async def read_all_with_archive(
+        self, *, after: GlobalPosition = START, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        """The whole log after ``after`` (see ``EventStore.read_all_with_archive``)."""
+        read = check_log_read(after, limit, None, None)
+        transaction_id, position = read.after
+        rows = await self._fetch(
+            postgres_archive.READ_ALL, str(transaction_id), position, read.limit
+        )
+        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
 
     async def forget(self, subject: str, *, dry_run: bool = False) -> Forgetting:
         """Destroy a data subject's key (see ``EventStore.forget``)."""
@@ -1201,9 +1400,24 @@ def _result(stream_id: str, rows: list[asyncpg.Record]) -> AppendResult:
     return AppendResult(stream_id, last[0], first[1], last[1], first[2])
 
 
-def _matches(expected: ExpectedVersion, actual: int) -> bool:
-    low, high = _version_bounds(expected)
-    return low <= actual <= high
+async def _apply_changes(conn: asyncpg.Connection, changes: list[LifeChange]) -> None:
+    """Record imported deletions and truncations in their streams' lives (in the
+    import's transaction)."""
+    for change in changes:
+        if change.hard is not None:
+            await conn.execute(DELETE_LIFE, change.stream_id, change.version, change.hard)
+        else:
+            await conn.execute(TRUNCATE_LIFE, change.stream_id, change.before)
+
+
+def _life(code: int | None) -> StreamLife:
+    """The stream's deletion as ``life_of`` gives it (its readable_from does not matter
+    to an append's checks)."""
+    if code is None:
+        return LIVE
+    if code == TOMBSTONE:
+        return StreamLife(hard=True)
+    return StreamLife(deleted_version=code)
 
 
 def _records(rows: list[asyncpg.Record]) -> list[RecordedEvent]:

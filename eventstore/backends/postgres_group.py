@@ -33,6 +33,7 @@ from typing import Any
 
 import asyncpg
 
+from eventfold.eventstore.backends.postgres_lifecycle import life_of, version_check
 from eventfold.eventstore.encoding import EncodedEvent
 
 GROUP_EVENTS = 16
@@ -53,12 +54,15 @@ was locked), the error to raise, or None when it must be sent again alone."""
 # the client sorts the group by stream id, so two groups that meet on the unique index
 # always wait for each other in the same order and cannot deadlock; within a stream the
 # order is the version order, and so are the positions.
-APPEND_GROUP = """
+HEAD_CHECK = version_check("head.version", "head.deleted", "head.low", "head.high")
+"""Each stream's check (its version, tombstone and soft deletion; see ``postgres_lifecycle``)."""
+APPEND_GROUP = f"""
 WITH head AS MATERIALIZED (
     SELECT r.ord, r.stream_id, r.low, r.high,
            (SELECT coalesce(max(e.stream_version), 0) FROM eventfold_events AS e
             WHERE e.stream_id = r.stream_id) AS version,
-           pg_try_advisory_xact_lock_shared(hashtextextended(r.stream_id, 0)) AS free
+           pg_try_advisory_xact_lock_shared(hashtextextended(r.stream_id, 0)) AS free,
+           {life_of("r.stream_id")} AS deleted
     FROM unnest($1::text[], $2::integer[], $3::integer[])
              WITH ORDINALITY AS r(stream_id, low, high, ord)
 )
@@ -71,7 +75,7 @@ FROM unnest($4::bigint[], $5::integer[], $6::uuid[], $7::text[], $8::integer[],
          WITH ORDINALITY AS b(request, number, event_id, event_type, schema_version, data,
                               metadata, ord)
 JOIN head ON head.ord = b.request
-WHERE head.version BETWEEN head.low AND head.high AND head.free
+WHERE {HEAD_CHECK} AND head.free
 ORDER BY b.ord
 RETURNING stream_version, position, transaction_id::text::bigint, stream_id
 """

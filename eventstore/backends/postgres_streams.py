@@ -13,14 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from eventfold.eventstore.backends.postgres_group import APPEND_GROUP, statement_arguments
+from eventfold.eventstore.backends.postgres_group import (
+    APPEND_GROUP,
+    HEAD_CHECK,
+    statement_arguments,
+)
 from eventfold.eventstore.stream_appends import CheckedAppend
 
-_EACH = "WHERE head.version BETWEEN head.low AND head.high AND head.free"
-_ALL = (
-    "WHERE NOT EXISTS (SELECT FROM head "
-    "WHERE NOT (head.version BETWEEN head.low AND head.high AND head.free))"
-)
+_EACH = f"WHERE {HEAD_CHECK} AND head.free"
+_ALL = f"WHERE NOT EXISTS (SELECT FROM head WHERE NOT ({HEAD_CHECK} AND head.free))"
 _TRY_SHARED = "pg_try_advisory_xact_lock_shared(hashtextextended(r.stream_id, 0))"
 assert _EACH in APPEND_GROUP and _TRY_SHARED in APPEND_GROUP, "APPEND_GROUP changed shape"
 

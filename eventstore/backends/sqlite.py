@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
@@ -38,6 +39,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from eventfold.eventstore.archiving import archive_batches, check_archive
 from eventfold.eventstore.backends.sqlite_keys import SqliteKeyStore
 from eventfold.eventstore.encoding import (
     EncodedEvent,
@@ -50,8 +52,10 @@ from eventfold.eventstore.encoding import (
 from eventfold.eventstore.errors import (
     ConcurrencyError,
     ImportRefused,
+    InvalidAppend,
     SchemaNotMigrated,
     StoreUnavailable,
+    StreamTombstoned,
 )
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.import_batch import (
@@ -63,6 +67,19 @@ from eventfold.eventstore.import_batch import (
 )
 from eventfold.eventstore.instrumentation import traced_append
 from eventfold.eventstore.keys import KeyStore
+from eventfold.eventstore.lifecycle import (
+    LIVE,
+    SCAVENGE_BATCH,
+    LifeChange,
+    OnScavengeProgress,
+    Scavenge,
+    ScavengeProgress,
+    StreamLife,
+    check_truncate,
+    delete_expected,
+    life_changes,
+    matches,
+)
 from eventfold.eventstore.migrate import SCHEMA_HEAD, VERSION_TABLE, alembic_config
 from eventfold.eventstore.read_arguments import (
     StreamRead,
@@ -73,9 +90,7 @@ from eventfold.eventstore.read_arguments import (
 )
 from eventfold.eventstore.records import (
     ANY,
-    NO_STREAM,
     START,
-    STREAM_EXISTS,
     AppendResult,
     ExpectedVersion,
     GlobalPosition,
@@ -88,7 +103,13 @@ from eventfold.eventstore.records import (
     partition_of,
 )
 from eventfold.eventstore.registry import EventRegistry
-from eventfold.eventstore.schema import events, streams
+from eventfold.eventstore.schema import (
+    events,
+    events_archive,
+    snapshots,
+    stream_lifecycle,
+    streams,
+)
 from eventfold.eventstore.shredder import Forgetting, Shredder
 from eventfold.eventstore.stream_appends import (
     CheckedAppend,
@@ -97,11 +118,18 @@ from eventfold.eventstore.stream_appends import (
     in_call_order,
     replayed_call,
 )
+from eventfold.eventstore.system_events import (
+    SYSTEM_EVENT_TYPES,
+    StreamDeleted,
+    StreamTruncated,
+)
 from eventfold.eventstore.typed_stream import TypedStream, typed_stream
 from eventfold.eventstore.urls import masked
 
 _EVENTS = events.name
 _STREAMS = streams.name
+_LIFECYCLE = stream_lifecycle.name
+_INT32_MAX = 2**31 - 1
 
 # The envelope columns in RecordedEvent's field order, so a row maps onto it by position.
 _COLUMNS = (
@@ -140,6 +168,38 @@ _HEAD = (
     "ORDER BY transaction_id DESC, position DESC LIMIT 1"
 )
 _STREAM_VERSION = f"SELECT version FROM {_STREAMS} WHERE stream_id = ?"
+_STREAM_LIFE = (
+    f"SELECT readable_from, deleted_version, hard FROM {_LIFECYCLE} WHERE stream_id = ?"
+)
+_READABLE_FROM = f"SELECT readable_from FROM {_LIFECYCLE} WHERE stream_id = ?"
+# A deletion hides everything up to its own event; a truncation never un-hides.
+_DELETE_LIFE = (
+    f"INSERT INTO {_LIFECYCLE} (stream_id, readable_from, deleted_version, hard) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT (stream_id) DO UPDATE SET "
+    "readable_from = excluded.readable_from, deleted_version = excluded.deleted_version, "
+    "hard = excluded.hard, updated_at = CURRENT_TIMESTAMP"
+)
+_TRUNCATE_LIFE = (
+    f"INSERT INTO {_LIFECYCLE} (stream_id, readable_from) VALUES (?, ?) "
+    "ON CONFLICT (stream_id) DO UPDATE SET "
+    "readable_from = max(readable_from, excluded.readable_from), updated_at = CURRENT_TIMESTAMP"
+)
+_SYSTEM_TYPES = ", ".join(f"'{name}'" for name in sorted(SYSTEM_EVENT_TYPES))
+_SCAVENGE_PENDING = (
+    f"SELECT stream_id, readable_from, scavenged_below FROM {_LIFECYCLE} "
+    "WHERE scavenged_below < readable_from ORDER BY stream_id"
+)
+# The store's own events stay: a subscriber that has not read them yet still learns of
+# the deletion or truncation.
+_SCAVENGE_COUNT = (
+    f"SELECT count(*) FROM {_EVENTS} WHERE stream_id = ? AND stream_version >= ? "
+    f"AND stream_version < ? AND event_type NOT IN ({_SYSTEM_TYPES})"
+)
+_SCAVENGE_EVENTS = (
+    f"DELETE FROM {_EVENTS} WHERE position IN (SELECT position FROM {_EVENTS} "
+    f"WHERE stream_id = ? AND stream_version < ? AND event_type NOT IN ({_SYSTEM_TYPES}) "
+    "LIMIT ?)"
+)
 # The log's order is (transaction_id, position), and on SQLite that is position order:
 # writes are serialized and a batch's transaction_id is its first position, so both grow
 # together. Walking the rowid (position) range reads the table in place instead of going
@@ -156,6 +216,43 @@ _READ_EVENT = f"SELECT {_COLUMNS} FROM {_EVENTS} WHERE event_id = ?"
 _READ_CORRELATION = (
     f"SELECT {_COLUMNS} FROM {_EVENTS} "
     "WHERE json_extract(metadata, '$.correlation_id') = ? OR event_id = ? ORDER BY position"
+)
+
+# The archive (``archive_stream``): a stream's hot versions, then a batch's move, one short
+# write transaction each; merged reads UNION both tables, whose log order is position order.
+_ARCHIVE = events_archive.name
+_HOT_VERSIONS = (
+    f"SELECT min(stream_version), max(stream_version) FROM {_EVENTS} WHERE stream_id = ?"
+)
+_ARCHIVE_COPY = (
+    f"INSERT INTO {_ARCHIVE} ({_COLUMNS}) SELECT {_COLUMNS} FROM {_EVENTS} "
+    "WHERE stream_id = ? AND stream_version >= ? AND stream_version < ?"
+)
+_ARCHIVE_DELETE = (
+    f"DELETE FROM {_EVENTS} WHERE stream_id = ? AND stream_version >= ? AND stream_version < ?"
+)
+# What a deletion or truncation hid stays hidden here too.
+_READ_STREAM_WITH_ARCHIVE = (
+    f"SELECT {_COLUMNS} FROM {_ARCHIVE} WHERE stream_id = ? "
+    f"AND stream_version >= coalesce(({_READABLE_FROM}), 1) UNION ALL "
+    f"SELECT {_COLUMNS} FROM {_EVENTS} WHERE stream_id = ? "
+    f"AND stream_version >= coalesce(({_READABLE_FROM}), 1) ORDER BY stream_version"
+)
+# A scavenge removes the hidden archived events as well (the store's own events stay).
+_ARCHIVE_SCAVENGE_COUNT = (
+    f"SELECT count(*) FROM {_ARCHIVE} WHERE stream_id = ? AND stream_version >= ? "
+    f"AND stream_version < ? AND event_type NOT IN ({_SYSTEM_TYPES})"
+)
+_ARCHIVE_SCAVENGE = (
+    f"DELETE FROM {_ARCHIVE} WHERE position IN (SELECT position FROM {_ARCHIVE} "
+    f"WHERE stream_id = ? AND stream_version < ? AND event_type NOT IN ({_SYSTEM_TYPES}) "
+    "LIMIT ?)"
+)
+_READ_ALL_WITH_ARCHIVE = (
+    f"SELECT * FROM (SELECT {_COLUMNS} FROM {_ARCHIVE} "
+    "WHERE position > ? ORDER BY position LIMIT ?) UNION ALL "
+    f"SELECT * FROM (SELECT {_COLUMNS} FROM {_EVENTS} "
+    "WHERE position > ? ORDER BY position LIMIT ?) ORDER BY position LIMIT ?"
 )
 
 # recorded_at is stored as UTC text in SQLAlchemy's own SQLite DATETIME format, so
@@ -316,6 +413,8 @@ class SqliteEventStore:
         replay = _replayed(stream_id, batch, stored)
         if replay is not None:
             return replay
+        if refusal == _TOMBSTONE:
+            raise StreamTombstoned(stream_id, actual)
         if refusal is None:
             raise ConcurrencyError(stream_id, expected, actual)
         # No id of the batch is stored, so another constraint refused it: a trigger of the
@@ -347,13 +446,13 @@ class SqliteEventStore:
             self._appended.set()
             self._appended = asyncio.Event()
             return in_call_order(appends, outcome)
-        actual, stored, refusal = outcome
+        actual, stored, refusal, lives = outcome
         replay = replayed_call(sealed, [
             _stored_facts(part.batch, rows) for part, rows in zip(sealed, stored, strict=True)
         ])
         if replay is not None:
             return in_call_order(appends, replay)
-        conflict = conflicts(sealed, actual)
+        conflict = conflicts(sealed, actual, lives)
         if conflict is not None:
             raise conflict
         raise StoreUnavailable(
@@ -376,10 +475,14 @@ class SqliteEventStore:
              record.recorded_at.astimezone(UTC).strftime(_TIME_FORMAT))
             for record in records
         ]
+        changes = life_changes(
+            (record.stream_id, record.stream_version, record.event_type, record.data)
+            for record in records
+        )
         try:
             await _on_thread(
                 self._writer, _import_rows, _sqlite(self._writer), self._last_position, rows,
-                runs,
+                runs, changes,
             )
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
@@ -464,16 +567,20 @@ class SqliteEventStore:
                 stream_id, from_version=first, to_version=last, as_of=as_of
             )
 
+        readable = await self._fetch(_READABLE_FROM, (read.stream_id,))
         return await typed_stream(
-            self.registry, self._shredder, read.stream_id, rows, records, skip_unknown
+            self.registry, self._shredder, read.stream_id, rows, records, skip_unknown,
+            readable_from=int(readable[0][0]) if readable else 1,
         )
 
     async def _stream_rows(self, read: StreamRead, columns: str) -> list[Any]:
+        # Events before readable_from are deleted or truncated (docs/lifecycle.md).
         sql = [
             f"SELECT {columns} FROM {_EVENTS} "
-            "WHERE stream_id = ? AND stream_version BETWEEN ? AND ?"
+            "WHERE stream_id = ? AND stream_version BETWEEN "
+            f"max(?, coalesce(({_READABLE_FROM}), 1)) AND ?"
         ]
-        params: list[Any] = [read.stream_id, read.low, read.high]
+        params: list[Any] = [read.stream_id, read.low, read.stream_id, read.high]
         if read.as_of is not None:
             sql.append("AND recorded_at <= ?")
             params.append(read.as_of.astimezone(UTC).strftime(_TIME_FORMAT))
@@ -562,6 +669,103 @@ class SqliteEventStore:
         )
         return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
 
+    async def delete_stream(
+        self, stream_id: str, *, expected_version: int | None = None, hard: bool = False
+    ) -> AppendResult:
+        """Append ``StreamDeleted`` and hide the stream, in one transaction (see
+        ``EventStore.delete_stream``)."""
+        return await self._change_life(
+            stream_id, StreamDeleted(hard=hard), delete_expected(expected_version),
+            lambda version: (_DELETE_LIFE, (stream_id, version + 1, version, hard)),
+        )
+
+    async def truncate_stream(
+        self, stream_id: str, before: int, *, expected_version: int | None = None
+    ) -> AppendResult:
+        """Append ``StreamTruncated`` and hide the events before ``before``, in one
+        transaction (see ``EventStore.truncate_stream``)."""
+        expected = delete_expected(expected_version)
+        check_truncate(stream_id, before, _INT32_MAX)  # its type and least value, at once
+
+        def change(version: int) -> tuple[str, tuple[Any, ...]]:
+            check_truncate(stream_id, before, version - 1)
+            return _TRUNCATE_LIFE, (stream_id, before)
+
+        return await self._change_life(
+            stream_id, StreamTruncated(before=before), expected, change
+        )
+
+    async def _change_life(
+        self,
+        stream_id: str,
+        event: Event,
+        expected: ExpectedVersion,
+        change: Callable[[int], tuple[str, tuple[Any, ...]]],
+    ) -> AppendResult:
+        check_stream_id_read(stream_id)
+        batch = encode_batch(self.registry, stream_id, [event])
+        self._check_open()
+        try:
+            outcome = await _on_thread(
+                self._writer, _append_and_change, _sqlite(self._writer), self._upsert_stream,
+                stream_id, batch, expected, change,
+            )
+        except (sqlite3.Error, ValueError) as exc:
+            if isinstance(exc, InvalidAppend):
+                raise
+            raise self._unavailable(exc) from exc
+        if isinstance(outcome, AppendResult):
+            self._appended.set()
+            self._appended = asyncio.Event()
+            return outcome
+        actual, _, refusal = outcome
+        if refusal == _TOMBSTONE:
+            raise StreamTombstoned(stream_id, actual)
+        raise ConcurrencyError(stream_id, expected, actual)
+
+    async def scavenge(
+        self, *, dry_run: bool = False, on_progress: OnScavengeProgress | None = None
+    ) -> Scavenge:
+        """Remove the hidden events, a batch per transaction (see ``EventStore.scavenge``)."""
+        pending = await self._fetch(_SCAVENGE_PENDING, ())
+        counts: dict[str, int] = {}
+        for stream_id, readable_from, scavenged_below in pending:
+            [(count,)] = await self._fetch(
+                _SCAVENGE_COUNT, (stream_id, scavenged_below, readable_from)
+            )
+            [(archived,)] = await self._fetch(
+                _ARCHIVE_SCAVENGE_COUNT, (stream_id, scavenged_below, readable_from)
+            )
+            count += archived
+            if count:
+                counts[stream_id] = int(count)
+        if dry_run:
+            return Scavenge(True, counts)
+        total = sum(counts.values())
+        removed = 0
+        for stream_id, readable_from, _ in pending:
+            while True:  # the archive's first: the stream counts as scavenged once both are
+                gone = await self._write_keys(
+                    functools.partial(
+                        _archive_scavenge_batch, (stream_id, readable_from, SCAVENGE_BATCH)
+                    )
+                )
+                removed += gone
+                if gone and on_progress is not None:
+                    on_progress(ScavengeProgress(removed, total, stream_id))
+                if gone < SCAVENGE_BATCH:
+                    break
+            while True:
+                gone = await self._write_keys(
+                    functools.partial(_scavenge_batch, stream_id=stream_id, below=readable_from)
+                )
+                removed += gone
+                if gone and on_progress is not None:
+                    on_progress(ScavengeProgress(removed, total, stream_id))
+                if gone < SCAVENGE_BATCH:
+                    break
+        return Scavenge(False, counts)
+
     async def horizon_holders(self) -> list[HorizonHolder]:
         """Readers see every committed event on SQLite: nothing holds them back."""
         return []
@@ -585,6 +789,40 @@ class SqliteEventStore:
                 return False
             with suppress(TimeoutError):
                 await asyncio.wait_for(appended.wait(), min(remaining, self._poll_interval))
+
+    async def archive_stream(self, stream_id: str, *, before: int | None = None) -> int:
+        """Move events of the stream to the archive (see ``EventStore.archive_stream``),
+        one write transaction per batch, so appends wait for one batch at most."""
+        stream_id, before = check_archive(stream_id, before)
+        rows = await self._fetch(_HOT_VERSIONS, (stream_id,))
+        first, last = rows[0]
+        if first is None:
+            return 0
+        moved = 0
+        for low, high in archive_batches(first, last, before):
+            batch = functools.partial(_archive_batch, (stream_id, low, high))
+            moved += await self._write_keys(batch)
+        return moved
+
+    async def read_stream_with_archive(self, stream_id: str) -> list[RecordedEvent]:
+        """The stream's archived and hot events (see ``EventStore.read_stream_with_archive``)."""
+        stream_id = check_stream_id_read(stream_id)
+        rows = await self._fetch(
+            _READ_STREAM_WITH_ARCHIVE, (stream_id, stream_id, stream_id, stream_id)
+        )
+        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
+
+    async def read_all_with_archive(
+        self, *, after: GlobalPosition = START, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        """The whole log after ``after`` (see ``EventStore.read_all_with_archive``)."""
+        read = check_log_read(after, limit, None, None)
+        position = read.after[1]
+        rows = await self._fetch(
+            _READ_ALL_WITH_ARCHIVE,
+            (position, read.limit, position, read.limit, read.limit),
+        )
+        return self.registry.upcast_all(await self._shredder.reveal(_records(rows)))
 
     async def forget(self, subject: str, *, dry_run: bool = False) -> Forgetting:
         """Destroy a data subject's key (see ``EventStore.forget``)."""
@@ -660,6 +898,33 @@ class SqliteEventStore:
         return StoreUnavailable(self.url, reason)
 
 
+def _archive_scavenge_batch(arguments: tuple[str, int, int], db: sqlite3.Connection) -> int:
+    """Remove up to a batch of a stream's hidden archived events in one transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        gone = db.execute(_ARCHIVE_SCAVENGE, arguments).rowcount
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return int(gone)
+
+
+def _archive_batch(versions: tuple[str, int, int], db: sqlite3.Connection) -> int:
+    """Copy a stream's versions ``[low, high)`` to the archive and delete them from the
+    events table, in one transaction; how many moved (none when another archive of the
+    stream moved them first)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(_ARCHIVE_COPY, versions)
+        moved = db.execute(_ARCHIVE_DELETE, versions).rowcount
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return int(moved)
+
+
 # --- the append transaction ------------------------------------------------------------
 
 _Refused = tuple[int, list[Any], str | None]
@@ -711,9 +976,10 @@ def _append_group(
     return outcomes
 
 
-_StreamsRefused = tuple[dict[str, int], list[list[Any]], str | None]
+_StreamsRefused = tuple[dict[str, int], list[list[Any]], str | None, dict[str, StreamLife]]
 """What an ``append_streams`` that did not happen reports: each stream's actual version,
-the stored rows of each part's event ids, and the refusing constraint, if any."""
+the stored rows of each part's event ids, the refusing constraint, if any, and the lives
+of the streams ever deleted or truncated."""
 
 
 def _append_streams(
@@ -754,8 +1020,9 @@ def _append_streams(
             [part.stream_id for part in parts],
         ).fetchall())
         stored = [_stored_rows(db, part.batch) for part in parts]
+        lives = {part.stream_id: _life(db, part.stream_id) for part in parts}
         db.rollback()
-        return actual, stored, refusal
+        return actual, stored, refusal, lives
     except BaseException:
         if db.in_transaction:
             db.rollback()
@@ -778,7 +1045,10 @@ def _append_one(
         upsert_stream, (stream_id, category_of(stream_id), size, stamp)
     ).fetchall()
     actual = int(version) - size
-    if not _matches(expected, actual):
+    life = _life(db, stream_id)
+    if life.hard:
+        return actual, [], _TOMBSTONE
+    if not matches(expected, actual, life):
         return actual, [], None
     first = int(head) + 1
     transaction = first if transaction_id is None else transaction_id
@@ -791,6 +1061,75 @@ def _append_one(
         ],
     )
     return AppendResult(stream_id, actual + size, first, first + size - 1, transaction)
+
+
+_TOMBSTONE = "the stream's tombstone"
+"""The refusal of an append to a hard-deleted stream."""
+
+
+def _life(db: sqlite3.Connection, stream_id: str) -> StreamLife:
+    """The stream's deletions and truncations (``LIVE`` when none)."""
+    rows = db.execute(_STREAM_LIFE, (stream_id,)).fetchall()
+    if not rows:
+        return LIVE
+    readable_from, deleted_version, hard = rows[0]
+    return StreamLife(int(readable_from), deleted_version, bool(hard))
+
+
+def _append_and_change(
+    db: sqlite3.Connection,
+    upsert_stream: str,
+    stream_id: str,
+    batch: list[EncodedEvent],
+    expected: ExpectedVersion,
+    change: Callable[[int], tuple[str, tuple[Any, ...]]],
+) -> AppendResult | _Refused:
+    """A deletion's or truncation's event and the stream's new life, in one transaction
+    on the writer's thread: ``change(version)`` gives the statement that records it."""
+    stamp = datetime.now(UTC).strftime(_TIME_FORMAT)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        outcome = _append_one(db, upsert_stream, stream_id, batch, expected, stamp)
+        if not isinstance(outcome, AppendResult):
+            db.rollback()
+            return outcome
+        db.execute(*change(outcome.version))
+        db.commit()
+    except BaseException:
+        if db.in_transaction:
+            db.rollback()
+        raise
+    return outcome
+
+
+def _life_statement(change: LifeChange) -> tuple[str, tuple[Any, ...]]:
+    """The statement that records a deletion or truncation in the stream's life."""
+    if change.hard is not None:
+        return _DELETE_LIFE, (change.stream_id, change.version + 1, change.version, change.hard)
+    return _TRUNCATE_LIFE, (change.stream_id, change.before)
+
+
+def _scavenge_batch(db: sqlite3.Connection, *, stream_id: str, below: int) -> int:
+    """Remove up to ``SCAVENGE_BATCH`` hidden events of a stream in one transaction; once
+    none is left, its snapshots of hidden versions too, and mark it scavenged."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        gone = db.execute(_SCAVENGE_EVENTS, (stream_id, below, SCAVENGE_BATCH)).rowcount
+        if gone < SCAVENGE_BATCH:
+            db.execute(
+                f"DELETE FROM {snapshots.name} WHERE stream_id = ? AND version < ?",
+                (stream_id, below - 1),
+            )
+            db.execute(
+                f"UPDATE {_LIFECYCLE} SET scavenged_below = max(scavenged_below, ?) "
+                "WHERE stream_id = ?", (below, stream_id),
+            )
+        db.commit()
+    except BaseException:
+        if db.in_transaction:
+            db.rollback()
+        raise
+    return int(gone)
 
 
 # An import sets each stream's version to its last imported event's (the versions were
@@ -806,11 +1145,12 @@ _IMPORT_CHUNK = 500
 
 def _import_rows(
     db: sqlite3.Connection, last_position: str, rows: list[tuple[Any, ...]],
-    runs: dict[str, StreamRun],
+    runs: dict[str, StreamRun], changes: list[LifeChange],
 ) -> None:
     """One import transaction, run on the writer's thread: the streams' versions are
     checked under the write lock, then the rows go in after the last position, the whole
-    batch under one transaction id (its first position, as an append's)."""
+    batch under one transaction id (its first position, as an append's), and the
+    deletions and truncations among them take effect."""
     db.execute("BEGIN IMMEDIATE")
     try:
         ids = list(runs)
@@ -837,6 +1177,8 @@ def _import_rows(
             (stream_id, category_of(stream_id), row[2], row[7])
             for stream_id, row in last_rows.items()
         ])
+        for change in changes:
+            db.execute(*_life_statement(change))
         db.commit()
     except BaseException:
         if db.in_transaction:
@@ -1048,11 +1390,3 @@ def _parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def _matches(expected: ExpectedVersion, actual: int) -> bool:
-    if expected is ANY:
-        return True
-    if expected is NO_STREAM:
-        return actual == 0
-    if expected is STREAM_EXISTS:
-        return actual > 0
-    return expected == actual

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from eventfold import App
 from examples.shop.brokers import relay_for
+from examples.shop.cart import CART_EVENTS, CART_RETENTION, Cart
 from examples.shop.customers import CUSTOMER_EVENTS, Customer, CustomerDirectory
 from examples.shop.events import SHOP_EVENTS
 from examples.shop.fulfilment import Fulfilment
@@ -27,11 +28,12 @@ def build_app(broker: str | None = None, *, topic: str = "shop") -> App:
     topic (Kafka).
     """
     return App(
-        events=[*SHOP_EVENTS, *CUSTOMER_EVENTS],
+        events=[*SHOP_EVENTS, *CUSTOMER_EVENTS, *CART_EVENTS],
         upcasters=shop_upcasters(),
-        aggregates=[Order, InventoryItem, Payment, Customer],
+        aggregates=[Order, InventoryItem, Payment, Customer, Cart],
         projections=[OrderList(), CustomerTotals(), CustomerDirectory()],
         subscribers=[Fulfilment(), *([relay_for(broker, topic=topic)] if broker else [])],
+        retention=[CART_RETENTION],
     )
 
 

@@ -15,7 +15,8 @@ cancelled) and never answers the last; 5. fifteen minutes later
 (fired at once, with ``DeadlinePoller.fire_due(now=...)``) the timeout cancels that
 order, and the provider's late answer is refused; 6. the read models, the causation tree
 of the declined order, a snapshot sweep and a blue/green rebuild are shown; 7. a customer
-is forgotten and the customer directory rebuilt.
+is forgotten and the customer directory rebuilt; 8. a cart given up today is deleted by
+the retention policy, as if its 30 days had passed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from eventfold.eventstore.causation import caused_by, correlated
 from eventfold.projections import rebuild
 from eventfold.projections.trace import TraceNode, trace
 from examples.shop.app import build_app
+from examples.shop.cart import CART_KEPT_FOR, Cart
 from examples.shop.checkout import check_out
 from examples.shop.customers import Customer, CustomerDirectory, CustomerRow, list_customers
 from examples.shop.events import OrderLine
@@ -103,6 +105,8 @@ class ShopRun:
     """The relay's position at the end (None without a broker)."""
     customers: tuple[CustomerRow, ...] = ()
     """The customer directory after dave was forgotten and it was rebuilt."""
+    deleted_carts: tuple[str, ...] = ()
+    """The cancelled carts the retention policy deleted (this day's)."""
 
 
 def _line(sku: str, quantity: int) -> OrderLine:
@@ -278,19 +282,46 @@ async def _day(
 
         directory = await _forget(app, running, ids["out_of_stock"], say)
 
+        say(f"\n12. A cart given up today is deleted {CART_KEPT_FOR.days} days later")
+        deleted_carts = await _expire_carts(running, run, say)
+        await settle(store, runner)  # the subscribers (a relay) see the carts' events too
+
         relayed: GlobalPosition | None = None
         relay = next((s for s in app.subscribers if not isinstance(s, Fulfilment)), None)
         if relay is not None and broker is not None:
             [state] = [s for s in runner.states() if s.name == relay.name]
             relayed = state.checkpoint
-            say(f"\n12. Relay {relay.name}: every event up to position {tuple(relayed)} "
+            say(f"\n13. Relay {relay.name}: every event up to position {tuple(relayed)} "
                 f"published to {masked(broker)} and confirmed")
 
     return ShopRun(
         run=run, orders=ids, order_list=tuple(rows), totals=tuple(totals), fired=fired,
         late_answer=late_answer, trace=tuple(tree), snapshots=taken,
         rebuilt_rows=len(after), relayed_through=relayed, customers=tuple(directory),
+        deleted_carts=deleted_carts,
     )
+
+
+async def _expire_carts(running: Running, run: str, say: Say) -> tuple[str, ...]:
+    """Erin fills a cart and gives it up, Finn keeps his open; the retention job, run as if
+    the period had passed, deletes Erin's cart alone."""
+    given_up, kept = f"{run}-erin", f"{run}-finn"
+    repository = running.repository
+    await repository.create(Cart, given_up, lambda cart: cart.open("erin"))
+    await repository.update(Cart, given_up, lambda cart: cart.put("mug", 2))
+    await repository.update(Cart, given_up, Cart.cancel)
+    await repository.create(Cart, kept, lambda cart: cart.open("finn"))
+    say(f"   {Cart.stream_id_for(given_up)} cancelled, {Cart.stream_id_for(kept)} still open")
+    # A deployment runs the job (eventfold run --retention-every); the story moves the clock.
+    later = datetime.now(UTC) + CART_KEPT_FOR + timedelta(days=1)
+    report = await running.apply_retention(now=later)
+    say(f"   {report.summary()}")
+    deleted = tuple(e.stream_id for e in report.expired if e.action == "delete")
+    for stream_id in deleted:
+        say(f"   {stream_id}: deleted (reads as not found; StreamDeleted is in the log)")
+    still = await repository.get(Cart, kept)
+    say(f"   {still.stream_id}: kept, open for {still.customer}")
+    return deleted
 
 
 async def _register_customers(running: Running, say: Say) -> None:

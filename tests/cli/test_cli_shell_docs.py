@@ -35,7 +35,7 @@ from sqlalchemy.engine import make_url
 
 PAGES = [
     ROOT / "README.md", ROOT / "docs" / "cli.md", ROOT / "docs" / "example.md",
-    ROOT / "docs" / "operations.md",
+    ROOT / "docs" / "operations.md", ROOT / "docs" / "lifecycle.md",
 ]
 POSTGRES_URL = re.compile(r"postgresql://\S*(?:db\.internal|@db/|127\.0\.0\.1/shop)\S*")
 

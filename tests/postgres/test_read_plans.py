@@ -32,6 +32,7 @@ from eventfold.eventstore.backends.postgres import (
     _STREAM_VERSION,
     PostgresEventStore,
 )
+from eventfold.eventstore.backends.postgres_lifecycle import SCAVENGE_COUNT, SCAVENGE_EVENTS
 
 from .conftest import Deposited
 from .test_races import wait_until_blocked
@@ -65,6 +66,10 @@ _READS = {
     "read_event": (_READ_EVENT, "uuid", "gen_random_uuid()", "eventfold_events_event_id_key"),
     "read_correlation": (_READ_CORRELATION, "text, uuid", "'c-1', gen_random_uuid()",
                          "eventfold_events_correlation"),
+    "scavenge_count": (SCAVENGE_COUNT, "text, integer, integer", "'S-7', 1, 50",
+                       _STREAM_INDEX),
+    "scavenge_events": (SCAVENGE_EVENTS, "text, integer, integer", "'S-7', 50, 1000",
+                        _STREAM_INDEX),
 }
 
 
