@@ -63,8 +63,9 @@ async def repartition(
     positions = {unit: position for unit, (position, _) in stored.items()}
     furthest = max(positions.values())
     for unit, (position, count) in stored.items():
-        behind = await _behind(store, subscriber, _old_partition(subscriber, unit, count),
-                               position, furthest)
+        behind = await _behind(
+            store, subscriber, _old_partition(subscriber, unit, count), position, furthest
+        )
         if behind:
             raise RepartitionRefused(
                 name,
@@ -90,47 +91,54 @@ async def repartition(
     return furthest
 
 
-async def _stored(
-    conn: AsyncConnection, name: str
-) -> dict[str, tuple[GlobalPosition, int]]:
+async def _stored(conn: AsyncConnection, name: str) -> dict[str, tuple[GlobalPosition, int]]:
     """The subscriber's stored checkpoints (its own, its partitions') and their counts."""
-    rows = (await conn.execute(
-        sa.select(
-            checkpoint_rows.c.name, checkpoint_rows.c.transaction_id,
-            checkpoint_rows.c.position, checkpoint_rows.c.partitions,
-        ).where(sa.or_(
-            checkpoint_rows.c.name == name,
-            sa.and_(
-                checkpoint_rows.c.name.startswith(name + "/", autoescape=True),
-                checkpoint_rows.c.partitions > 1,
-            ),
-        ))
-    )).all()
-    return {
-        str(row[0]): (GlobalPosition(int(row[1]), int(row[2])), int(row[3])) for row in rows
-    }
+    rows = (
+        await conn.execute(
+            sa.select(
+                checkpoint_rows.c.name,
+                checkpoint_rows.c.transaction_id,
+                checkpoint_rows.c.position,
+                checkpoint_rows.c.partitions,
+            ).where(
+                sa.or_(
+                    checkpoint_rows.c.name == name,
+                    sa.and_(
+                        checkpoint_rows.c.name.startswith(name + "/", autoescape=True),
+                        checkpoint_rows.c.partitions > 1,
+                    ),
+                )
+            )
+        )
+    ).all()
+    return {str(row[0]): (GlobalPosition(int(row[1]), int(row[2])), int(row[3])) for row in rows}
 
 
 async def _refuse_if_served(
     db: Database, conn: AsyncConnection, name: str, units: list[str]
 ) -> None:
     """Raise while a runner holds the subscriber, or anything is parked or halted."""
-    holder = (await conn.execute(
-        sa.select(leases.c.holder).where(
-            sa.or_(
-                leases.c.name.in_(units),
-                leases.c.name.startswith(name + "@", autoescape=True),
-            ),
-            leases.c.expires_at > db.now(),
-        ).limit(1)
-    )).scalar()
+    holder = (
+        await conn.execute(
+            sa.select(leases.c.holder)
+            .where(
+                sa.or_(
+                    leases.c.name.in_(units),
+                    leases.c.name.startswith(name + "@", autoescape=True),
+                ),
+                leases.c.expires_at > db.now(),
+            )
+            .limit(1)
+        )
+    ).scalar()
     if holder is not None:
         raise ProjectionHeld(name, str(holder))
     parked = sum((await parking.count(conn, units)).values())
     if parked:
         raise RepartitionRefused(
-            name, f"{parked} event(s) are parked: retry or skip them first "
-            f"(`eventfold projections parked {name}`)"
+            name,
+            f"{parked} event(s) are parked: retry or skip them first "
+            f"(`eventfold projections parked {name}`)",
         )
     for unit in units:
         checkpoint = await checkpoints.read(db, conn, unit)
@@ -146,8 +154,8 @@ def _old_partition(subscriber: Subscriber, unit: str, count: int) -> Partition |
         return None
     index = int(unit.rsplit("/", 1)[1])
     by_stream = getattr(type(subscriber), "partition_key", None) is stream_key
-    key = None if by_stream or not isinstance(subscriber, Partitioned) else (
-        subscriber.partition_key
+    key = (
+        None if by_stream or not isinstance(subscriber, Partitioned) else (subscriber.partition_key)
     )
     return Partition(index, count, key)
 
@@ -164,7 +172,9 @@ async def _behind(
     position = after
     while position < upto:
         records = await store.read_all(
-            after=position, limit=_PAGE, event_types=types,
+            after=position,
+            limit=_PAGE,
+            event_types=types,
             partition=None if partition is None else partition.in_store,
         )
         for record in records:

@@ -36,7 +36,10 @@ from eventfold.projections import (
 
 COUNT = 4
 OPTIONS = {
-    "batch_size": 15, "lease_ttl": 0.6, "lease_retry": 0.05, "idle_wait": 0.1,
+    "batch_size": 15,
+    "lease_ttl": 0.6,
+    "lease_retry": 0.05,
+    "idle_wait": 0.1,
     "error_backoff": 0.05,
 }
 NO_RETRIES = FailurePolicy(retries=0)
@@ -52,10 +55,13 @@ async def _until(probe: Callable[[], Awaitable[bool]], within: float = 30.0) -> 
 
 async def _positions(env: Env, name: str) -> dict[str, tuple[int, int]]:
     async with env.engine.connect() as conn:
-        rows = (await conn.execute(
-            sa.select(checkpoints.c.name, checkpoints.c.transaction_id, checkpoints.c.position)
-            .where(checkpoints.c.name.startswith(name + "/"))
-        )).all()
+        rows = (
+            await conn.execute(
+                sa.select(
+                    checkpoints.c.name, checkpoints.c.transaction_id, checkpoints.c.position
+                ).where(checkpoints.c.name.startswith(name + "/"))
+            )
+        ).all()
     return {row[0]: (int(row[1]), int(row[2])) for row in rows}
 
 
@@ -71,10 +77,20 @@ def test_relays_and_their_factories_take_a_partition_count() -> None:
 async def test_two_runners_publish_every_event_once_each_stream_in_order(env: Env) -> None:
     broker = StandInBroker()
     ids = [str(i) for i in await append_events(env.store, streams=12, per_stream=8)]
-    a = Runner(env.store, [Relay("out", broker, partitions=COUNT)], engine=env.engine,
-               holder="a", **OPTIONS)
-    b = Runner(env.store, [Relay("out", broker, partitions=COUNT)], engine=env.engine,
-               holder="b", **OPTIONS)
+    a = Runner(
+        env.store,
+        [Relay("out", broker, partitions=COUNT)],
+        engine=env.engine,
+        holder="a",
+        **OPTIONS,
+    )
+    b = Runner(
+        env.store,
+        [Relay("out", broker, partitions=COUNT)],
+        engine=env.engine,
+        holder="b",
+        **OPTIONS,
+    )
     async with a, b:
         await _until(lambda: _all_sent(broker, ids))
         more = [str(i) for i in await append_events(env.store, streams=12, per_stream=2)]
@@ -176,8 +192,9 @@ async def test_partitions_of_a_kafka_relay_keep_each_streams_order(
 async def test_a_stopped_relay_is_repartitioned_and_publishes_nothing_twice(env: Env) -> None:
     broker = StandInBroker()
     ids = [str(i) for i in await append_events(env.store, streams=9, per_stream=5)]
-    async with Runner(env.store, [Relay("out", broker, partitions=COUNT)], engine=env.engine,
-                      **OPTIONS):
+    async with Runner(
+        env.store, [Relay("out", broker, partitions=COUNT)], engine=env.engine, **OPTIONS
+    ):
         await _until(lambda: _all_sent(broker, ids))
 
         async def committed() -> bool:

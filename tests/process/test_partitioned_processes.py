@@ -44,7 +44,10 @@ from eventfold.projections.partitions import partitions_of, unit_of
 
 COUNT = 4
 OPTIONS: dict[str, Any] = {
-    "lease_ttl": 0.6, "lease_retry": 0.05, "idle_wait": 0.1, "error_backoff": 0.05,
+    "lease_ttl": 0.6,
+    "lease_retry": 0.05,
+    "idle_wait": 0.1,
+    "error_backoff": 0.05,
 }
 
 
@@ -66,12 +69,15 @@ async def _holdings(env: Env) -> dict[str, list[int]]:
     """Which partitions of ``fulfilment`` each runner holds now."""
     db = Database(env.engine)
     async with db.reading() as conn:
-        rows = (await conn.execute(
-            sa.select(leases.c.holder, leases.c.partition).where(
-                leases.c.name.startswith("fulfilment/"), leases.c.partition >= 0,
-                leases.c.expires_at > db.now(),
+        rows = (
+            await conn.execute(
+                sa.select(leases.c.holder, leases.c.partition).where(
+                    leases.c.name.startswith("fulfilment/"),
+                    leases.c.partition >= 0,
+                    leases.c.expires_at > db.now(),
+                )
             )
-        )).all()
+        ).all()
     held: dict[str, list[int]] = {}
     for holder, partition in rows:
         held.setdefault(holder, []).append(int(partition))
@@ -100,12 +106,15 @@ def test_events_go_to_the_partition_of_their_instance_key_not_their_stream() -> 
     parts = partitions_of(manager)
     assert [p.index for p in parts] == [0, 1, 2, 3]
     assert all(p.in_store is None for p in parts)  # filtered by the manager's key
-    placed = _record("OrderPlaced", "Order-o7", {"order_id": "o7", "sku": "apple",
-                                                "quantity": 1, "amount": 3})
-    reserved = _record("StockReserved", "Stock-apple", {"order_id": "o7", "sku": "apple",
-                                                       "quantity": 1})
-    other = _record("StockReserved", "Stock-apple", {"order_id": "o8", "sku": "apple",
-                                                    "quantity": 1})
+    placed = _record(
+        "OrderPlaced", "Order-o7", {"order_id": "o7", "sku": "apple", "quantity": 1, "amount": 3}
+    )
+    reserved = _record(
+        "StockReserved", "Stock-apple", {"order_id": "o7", "sku": "apple", "quantity": 1}
+    )
+    other = _record(
+        "StockReserved", "Stock-apple", {"order_id": "o8", "sku": "apple", "quantity": 1}
+    )
     assert manager.partition_key(placed) == manager.partition_key(reserved) == "o7"
     assert manager.partition_key(other) == "o8"
     # Unhandled, and unreadable: by stream (the partition it lands in parks the latter).
@@ -250,8 +259,9 @@ async def test_deadlines_fire_once_each_by_the_holder_of_their_partition(env: En
     deadlines = await list_deadlines(env.engine, "fulfilment")
     assert len(deadlines) == len(keys) + len(more)
     assert {(d.status, d.attempts) for d in deadlines} == {("fired", 1)}
-    released = Counter(r.data["order_id"] for r in await all_events(env.store)
-                       if r.event_type == "StockReleased")
+    released = Counter(
+        r.data["order_id"] for r in await all_events(env.store) if r.event_type == "StockReleased"
+    )
     assert released == Counter({key: 1 for key in [*keys, *more]})
 
 
@@ -311,8 +321,9 @@ async def test_a_caught_up_manager_is_repartitioned_and_goes_on_where_it_stopped
         # where their key's partition (of two) is held.
         poller = DeadlinePoller(env.store, env.engine, [halved], holder=holder)
         assert await poller.fire_due(now=later()) == len(keys) + len(more)
-    released = Counter(r.data["order_id"] for r in await all_events(env.store)
-                       if r.event_type == "StockReserved")
+    released = Counter(
+        r.data["order_id"] for r in await all_events(env.store) if r.event_type == "StockReserved"
+    )
     assert released == Counter({key: 1 for key in [*keys, *more]})  # nothing handled twice
 
 
@@ -329,7 +340,10 @@ async def test_repartition_refuses_while_a_partition_is_behind(env: Env) -> None
     lagging = {partition_of(key, COUNT) for key in ("t2", "t3", "t4", "t5", "t6")} - {home.index}
     assert lagging  # some order lies in another partition
     subscription = Subscription(
-        env.store, Database(env.engine), manager, name=f"fulfilment/{home.index}",
+        env.store,
+        Database(env.engine),
+        manager,
+        name=f"fulfilment/{home.index}",
         partition=home,
     )
     await subscription.setup()
@@ -368,8 +382,9 @@ class Meeting(ProcessManager[dict[str, Any]]):
 
 async def test_the_partitions_of_a_manager_run_side_by_side_in_one_process(env: Env) -> None:
     first = "apple"
-    second = next(f"sku{n}" for n in range(100) if partition_of(f"sku{n}", 2) !=
-                  partition_of(first, 2))
+    second = next(
+        f"sku{n}" for n in range(100) if partition_of(f"sku{n}", 2) != partition_of(first, 2)
+    )
     manager = Meeting()
     async with Runner(env.store, [manager], engine=env.engine, **OPTIONS) as runner:
         await env.repository.create(Stock, first, lambda s: s.receive(1))
@@ -399,5 +414,7 @@ async def test_a_firing_checks_the_lease_in_its_own_transaction(env: Env) -> Non
     [fired] = await list_deadlines(env.engine, "fulfilment")
     assert (fired.status, fired.attempts) == ("fired", 1)
     assert await types_of(env.store, "Stock-apple") == [
-        "StockReceived", "StockReserved", "StockReleased",
+        "StockReceived",
+        "StockReserved",
+        "StockReleased",
     ]

@@ -77,8 +77,9 @@ async def _write(store: EventStore) -> None:
         await asyncio.sleep(0.04)  # a steady writer, not a burst: the kills land mid-flow
     for order in (ORDERS - 2, ORDERS - 1):
         for step in range(1, STEPS + 1):
-            await store.append(f"Shelf-{(order + step) % SHELVES}",
-                               [Touched(order=f"o{order}", n=step)])
+            await store.append(
+                f"Shelf-{(order + step) % SHELVES}", [Touched(order=f"o{order}", n=step)]
+            )
 
 
 async def _instances(db: asyncpg.Connection) -> dict[str, dict[str, object]]:
@@ -89,16 +90,19 @@ async def _instances(db: asyncpg.Connection) -> dict[str, dict[str, object]]:
 
 
 async def test_killed_restarted_and_added_runners_step_and_fire_every_instance_once(
-    runners: Runners, db: asyncpg.Connection, store: EventStore,
+    runners: Runners,
+    db: asyncpg.Connection,
+    store: EventStore,
 ) -> None:
     await runners.start("a", cli=True)
     await runners.start("b", cli=True)
     writer = asyncio.create_task(_write(store))
 
     async def fired_at_least(count: int) -> bool:
-        return bool(await db.fetchval(
-            "SELECT count(*) FROM eventfold_deadlines WHERE status = 'fired'"
-        ) >= count)
+        return bool(
+            await db.fetchval("SELECT count(*) FROM eventfold_deadlines WHERE status = 'fired'")
+            >= count
+        )
 
     await eventually(lambda: fired_at_least(15), within=60, what="15 fired", runners=runners)
     await runners.kill(runners.by_holder("a"))
@@ -112,13 +116,15 @@ async def test_killed_restarted_and_added_runners_step_and_fire_every_instance_o
     async def all_done() -> bool:
         instances = await _instances(db)
         return len(instances) == ORDERS and all(
-            len(state["steps"]) == STEPS and state["fired"] for state in instances.values()  # type: ignore[arg-type]
+            len(state["steps"]) == STEPS and state["fired"]
+            for state in instances.values()  # type: ignore[arg-type]
         )
 
     await eventually(all_done, within=120, what="every step and timeout", runners=runners)
     instances = await _instances(db)
     wrong = {
-        key: state for key, state in instances.items()
+        key: state
+        for key, state in instances.items()
         if state["steps"] != list(range(1, STEPS + 1)) or state["fired"] != 1
     }
     assert not wrong, f"{len(wrong)} instances stepped or fired other than once: {wrong}"
@@ -137,7 +143,8 @@ async def test_killed_restarted_and_added_runners_step_and_fire_every_instance_o
     # The live runners (c, a2, d) share the four partitions: 2, 1 and 1.
     async def fair() -> bool:
         holders = Counter(
-            row["holder"] for row in await db.fetch(
+            row["holder"]
+            for row in await db.fetch(
                 "SELECT holder FROM eventfold_leases WHERE name LIKE 'mp\\_orders/%' "
                 "AND partition >= 0 AND expires_at > extract(epoch from clock_timestamp())"
             )
@@ -148,16 +155,20 @@ async def test_killed_restarted_and_added_runners_step_and_fire_every_instance_o
 
 
 async def test_status_lists_the_partitions_and_repartition_changes_the_count(
-    runners: Runners, db: asyncpg.Connection, store: EventStore, url: str,
+    runners: Runners,
+    db: asyncpg.Connection,
+    store: EventStore,
+    url: str,
 ) -> None:
     await runners.start("a", cli=True)
     for n in range(12):
         await store.append(f"Order-o{n}", [Opened(order=f"o{n}")])
 
     async def all_fired() -> bool:
-        return bool(await db.fetchval(
-            "SELECT count(*) FROM eventfold_deadlines WHERE status = 'fired'"
-        ) == 12)
+        return bool(
+            await db.fetchval("SELECT count(*) FROM eventfold_deadlines WHERE status = 'fired'")
+            == 12
+        )
 
     await eventually(all_fired, within=60, what="12 fired", runners=runners)
     code, out, err = await _eventfold(url, "4", "projections", "status", "--json")
@@ -183,7 +194,9 @@ async def test_status_lists_the_partitions_and_repartition_changes_the_count(
     await store.append("Order-o99", [Opened(order="o99")])
     await runners.start("b", cli=True, env={PARTITIONS_ENV: "2"})
     await eventually(
-        lambda: _fired(db, "o99"), within=60, what="o99's timeout, in two partitions",
+        lambda: _fired(db, "o99"),
+        within=60,
+        what="o99's timeout, in two partitions",
         runners=runners,
     )
     code, out, err = await _eventfold(url, "2", "projections", "status", "--json")
@@ -192,19 +205,30 @@ async def test_status_lists_the_partitions_and_repartition_changes_the_count(
 
 
 async def _fired(db: asyncpg.Connection, key: str) -> bool:
-    return bool(await db.fetchval(
-        "SELECT count(*) FROM eventfold_deadlines WHERE key = $1 AND status = 'fired'", key
-    ))
+    return bool(
+        await db.fetchval(
+            "SELECT count(*) FROM eventfold_deadlines WHERE key = $1 AND status = 'fired'", key
+        )
+    )
 
 
 async def _eventfold(url: str, partitions: str, *arguments: str) -> tuple[int, str, str]:
     """Run ``eventfold`` on ``process_child:app`` declaring that many partitions."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from eventfold.cli import main; main()", "--database", url,
-        "--app", "process_child:app", *arguments,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO,
+        sys.executable,
+        "-c",
+        "from eventfold.cli import main; main()",
+        "--database",
+        url,
+        "--app",
+        "process_child:app",
+        *arguments,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=REPO,
         env={
-            **os.environ, PARTITIONS_ENV: partitions,
+            **os.environ,
+            PARTITIONS_ENV: partitions,
             "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(REPO)]),
         },
     )
