@@ -25,6 +25,15 @@ def life_of(stream: str) -> str:
     )
 
 
+def hidden(stream: str, version: str) -> str:
+    """Whether the stream, at ``version``, reads as absent: deleted (soft or hard) by that
+    event (``StreamLife.reads_as_absent``). A primary-key probe."""
+    return (
+        "EXISTS (SELECT 1 FROM eventfold_stream_lifecycle AS s "
+        f"WHERE s.stream_id = {stream} AND s.deleted_version = {version})"
+    )
+
+
 def readable_from(stream: str) -> str:
     """The stream's first readable version, 1 when it was never deleted or truncated."""
     return (
