@@ -249,9 +249,7 @@ class StreamLifecycleConformance:
     async def _listed(self, store: EventStore, **options: object) -> list[str]:
         return [info.stream_id for info in await store.list_streams(**options)]  # type: ignore[arg-type]
 
-    async def test_deleted_streams_are_not_listed_until_recreated(
-        self, store: EventStore
-    ) -> None:
+    async def test_deleted_streams_are_not_listed_until_recreated(self, store: EventStore) -> None:
         await store.append("Doc", _noted(1))
         await store.delete_stream("Doc")
         for stream_id in ("Doc-1", "Doc-2", "Doc-3", "Doc-4", "Doc-5", "Note-1"):
@@ -299,9 +297,7 @@ class StreamLifecycleConformance:
         await store.delete_stream("Doc-1", hard=True)
         assert await store.stream_life("Doc-1") == StreamLife(8, 7, hard=True)
 
-    async def test_an_import_into_a_tombstoned_stream_is_refused(
-        self, store: EventStore
-    ) -> None:
+    async def test_an_import_into_a_tombstoned_stream_is_refused(self, store: EventStore) -> None:
         await store.append("Doc-1", _noted(1))
         await store.delete_stream("Doc-1", hard=True)
         source = MemoryEventStore(store.registry)
