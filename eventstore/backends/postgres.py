@@ -364,7 +364,7 @@ ORDER BY transaction_id, position
 # Streams are the distinct stream ids of the events table: a skip scan over the unique
 # (stream_id, stream_version) index (one probe per stream, not per event), then each
 # stream's last event. A stream deleted by its last event reads as absent and is left out
-# (``HIDDEN``: a primary-key probe of eventfold_stream_lifecycle). The recursive part runs
+# (``hidden``: a primary-key probe of eventfold_stream_lifecycle). The recursive part runs
 # only as far as the LIMIT reads, so hidden streams in between keep the page full.
 _LIST_STREAMS = f"""
 WITH RECURSIVE ids(stream_id) AS (
@@ -815,7 +815,7 @@ class PostgresEventStore:
         try:
             async with conn.transaction():
                 stored = await conn.fetch(_STORED_VERSIONS, list(runs))
-                check_not_tombstoned(runs, {row[0]: row[2] for row in stored if row[2]})
+                check_not_tombstoned(runs, {row[0]: row[2] for row in stored if row[2] is not None})
                 check_follows_on(runs, {row[0]: row[1] for row in stored if row[1]})
                 await conn.copy_records_to_table(
                     "eventfold_events", records=rows, columns=_IMPORT_COLUMNS
