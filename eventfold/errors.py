@@ -20,6 +20,24 @@ class StreamNotFound(EventfoldError, LookupError):
         )
 
 
+class StreamWasDeleted(StreamNotFound):
+    """A stream that was asked for by name was deleted by its last event: it reads as not
+    found (docs/lifecycle.md)."""
+
+    def __init__(self, stream_id: str, url: str, version: int, *, hard: bool) -> None:
+        self.stream_id = stream_id
+        self.url = url
+        self.version = version
+        self.hard = hard
+        how = "hard-deleted (a tombstone)" if hard else "deleted (soft)"
+        then = "it takes no more events" if hard else "appending to it recreates it"
+        EventfoldError.__init__(
+            self,
+            f"stream {stream_id!r} was {how} at version {version} in the store at {url}: "
+            f"its events no longer read, and {then}",
+        )
+
+
 class UnknownAggregateCategory(AggregateDefinitionError, LookupError):
     """A stream's category, or a ``--category``, that no aggregate of the App owns."""
 

@@ -27,7 +27,7 @@ from eventfold.eventstore.errors import (
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.ids import keyed_event_ids, new_event_id
 from eventfold.eventstore.keys import KeyStore, SubjectKey
-from eventfold.eventstore.lifecycle import Scavenge, ScavengeProgress
+from eventfold.eventstore.lifecycle import Scavenge, ScavengeProgress, StreamLife
 from eventfold.eventstore.personal import FORGOTTEN, PersonalData
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import (
@@ -95,6 +95,7 @@ __all__ = [
     "StreamAppend",
     "StreamDeleted",
     "StreamInfo",
+    "StreamLife",
     "StreamState",
     "StreamTombstoned",
     "StreamTruncated",

@@ -11,6 +11,7 @@ import pydantic_core
 from eventfold.eventstore.encoding import stream_id_problem
 from eventfold.eventstore.errors import ImportRefused
 from eventfold.eventstore.records import RecordedEvent
+from eventfold.eventstore.system_events import StreamDeleted
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,13 +25,18 @@ class StreamRun:
 def check_import(records: Sequence[RecordedEvent]) -> dict[str, StreamRun]:
     """Each stream's run of versions in the batch; ``ImportRefused`` for an event that
     cannot be stored as it is (damaged, a bad stream id, a version that does not follow
-    the stream's previous one in the batch, an id twice, a time without a zone)."""
+    the stream's previous one in the batch, an event after its stream's hard deletion in
+    the batch, an id twice, a time without a zone)."""
     firsts: dict[str, RecordedEvent] = {}
     last: dict[str, int] = {}
+    tombstones: dict[str, int] = {}
     for record in records:
         stream_id = record.stream_id
         previous = last.get(stream_id)
-        if previous is None:
+        problem: str | None
+        if stream_id in tombstones:
+            problem = _tombstone_problem(tombstones[stream_id])
+        elif previous is None:
             firsts[stream_id] = record
             problem = stream_id_problem(stream_id) or _version_problem(record, None)
         elif record.stream_version != previous + 1:
@@ -45,6 +51,8 @@ def check_import(records: Sequence[RecordedEvent]) -> dict[str, StreamRun]:
         if problem is not None:
             raise ImportRefused(record.event_id, stream_id, problem)
         last[stream_id] = record.stream_version
+        if record.event_type == StreamDeleted.event_type and record.data.get("hard"):
+            tombstones[stream_id] = record.stream_version
     if len({record.event_id for record in records}) != len(records):
         seen: set[object] = set()
         for record in records:
@@ -74,6 +82,23 @@ def check_follows_on(runs: Mapping[str, StreamRun], stored: Mapping[str, int]) -
                 f"it has version {run.first.stream_version} and the stream is at version "
                 f"{version} (it must be {version + 1})",
             )
+
+
+def check_not_tombstoned(runs: Mapping[str, StreamRun], tombstones: Mapping[str, int]) -> None:
+    """``ImportRefused`` for the first event of a stream that is hard-deleted
+    (``tombstones``: each such stream's deletion version)."""
+    for stream_id, run in runs.items():
+        if stream_id in tombstones:
+            raise ImportRefused(
+                run.first.event_id, stream_id, _tombstone_problem(tombstones[stream_id])
+            )
+
+
+def _tombstone_problem(version: int) -> str:
+    return (
+        f"the stream was hard-deleted at version {version} (a tombstone) and takes no more "
+        "events; leave its events out of the import"
+    )
 
 
 def duplicate_id(event_id: object, stream_id: str) -> ImportRefused:

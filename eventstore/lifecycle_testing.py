@@ -4,13 +4,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import uuid
 
 import pytest
 
 from eventfold.eventstore.backends.memory import MemoryEventStore
-from eventfold.eventstore.errors import ConcurrencyError, InvalidAppend, StreamTombstoned
+from eventfold.eventstore.errors import (
+    ConcurrencyError,
+    ImportRefused,
+    InvalidAppend,
+    StreamTombstoned,
+)
 from eventfold.eventstore.event import Event
-from eventfold.eventstore.lifecycle import ScavengeProgress
+from eventfold.eventstore.lifecycle import LIVE, ScavengeProgress, StreamLife
 from eventfold.eventstore.protocol import EventStore
 from eventfold.eventstore.records import (
     NO_STREAM,
@@ -238,3 +245,80 @@ class StreamLifecycleConformance:
         assert await self._versions(store, "Doc-3") == []
         assert (await store.append("Doc-3", _noted(2), expected_version=NO_STREAM)).version == 3
         assert (await store.scavenge(dry_run=True)).streams == {"Doc-1": 2, "Doc-2": 2, "Doc-3": 1}
+
+    async def _listed(self, store: EventStore, **options: object) -> list[str]:
+        return [info.stream_id for info in await store.list_streams(**options)]  # type: ignore[arg-type]
+
+    async def test_deleted_streams_are_not_listed_until_recreated(self, store: EventStore) -> None:
+        await store.append("Doc", _noted(1))
+        await store.delete_stream("Doc")
+        for stream_id in ("Doc-1", "Doc-2", "Doc-3", "Doc-4", "Doc-5", "Note-1"):
+            await store.append(stream_id, _noted(1))
+        await store.delete_stream("Doc-1")
+        await store.delete_stream("Doc-2", hard=True)
+        await store.delete_stream("Doc-4")
+        await store.append("Doc-4", _noted(2), expected_version=NO_STREAM)
+        await store.truncate_stream("Doc-5", 2)
+        listed = ["Doc-3", "Doc-4", "Doc-5", "Note-1"]
+        assert await self._listed(store) == listed
+        assert await self._listed(store, category="Doc") == listed[:3]
+        assert [info.version for info in await store.list_streams(category="Doc")] == [1, 3, 2]
+        assert await self._listed(store, category="Doc", limit=1) == ["Doc-3"]
+        # Paging stays exact with hidden streams before, between and after the pages.
+        for limit in (1, 2, 3):
+            paged: list[str] = []
+            after = None
+            while page := await self._listed(store, after=after, limit=limit):
+                assert len(page) <= limit
+                paged.extend(page)
+                after = page[-1]
+            assert paged == listed
+        assert await self._listed(store, after="Doc", limit=1) == ["Doc-3"]
+        assert await self._listed(store, category="Doc", after="Doc-0", limit=1) == ["Doc-3"]
+        await store.scavenge()
+        assert await self._listed(store) == listed
+        await store.append("Doc-1", _noted(2))
+        assert await self._listed(store, category="Doc") == ["Doc-1", *listed[:3]]
+
+    async def test_stream_life_says_what_deletions_and_truncations_left(
+        self, store: EventStore
+    ) -> None:
+        assert await store.stream_life("Doc-1") == LIVE
+        await store.append("Doc-1", _noted(1, 2, 3))
+        assert await store.stream_life("Doc-1") == LIVE
+        await store.truncate_stream("Doc-1", 2)
+        assert await store.stream_life("Doc-1") == StreamLife(readable_from=2)
+        await store.delete_stream("Doc-1")
+        life = await store.stream_life("Doc-1")
+        assert life == StreamLife(readable_from=6, deleted_version=5, hard=False)
+        assert life.reads_as_absent(await store.stream_version("Doc-1"))
+        await store.append("Doc-1", _noted(4))
+        assert not (await store.stream_life("Doc-1")).reads_as_absent(6)
+        await store.delete_stream("Doc-1", hard=True)
+        assert await store.stream_life("Doc-1") == StreamLife(8, 7, hard=True)
+
+    async def test_an_import_into_a_tombstoned_stream_is_refused(self, store: EventStore) -> None:
+        await store.append("Doc-1", _noted(1))
+        await store.delete_stream("Doc-1", hard=True)
+        source = MemoryEventStore(store.registry)
+        await source.append("Doc-2", _noted(1))
+        await source.append("Doc-1", _noted(1, 2, 3))
+        records = await source.read_all()
+        with pytest.raises(ImportRefused, match=r"'Doc-1'.*hard-deleted at version 2") as raised:
+            await store.import_events(records[:1] + records[-1:])
+        assert raised.value.stream_id == "Doc-1"
+        assert raised.value.event_id == records[-1].event_id
+        assert await store.stream_version("Doc-2") == 0
+        assert await store.stream_version("Doc-1") == 2
+
+    async def test_an_import_of_events_after_a_tombstone_in_its_batch_is_refused(
+        self, store: EventStore
+    ) -> None:
+        source = MemoryEventStore(store.registry)
+        await source.append("Doc-1", _noted(1))
+        await source.delete_stream("Doc-1", hard=True)
+        records = await source.read_all()
+        after = dataclasses.replace(records[0], event_id=uuid.uuid4(), stream_version=3)
+        with pytest.raises(ImportRefused, match=r"'Doc-1'.*hard-deleted at version 2"):
+            await store.import_events([*records, after])
+        assert await store.stream_version("Doc-1") == 0

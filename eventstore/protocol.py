@@ -10,7 +10,7 @@ from typing import Protocol, Self, runtime_checkable
 
 from eventfold.eventstore.event import Event
 from eventfold.eventstore.keys import KeyStore
-from eventfold.eventstore.lifecycle import OnScavengeProgress, Scavenge
+from eventfold.eventstore.lifecycle import OnScavengeProgress, Scavenge, StreamLife
 from eventfold.eventstore.records import (
     ANY,
     START,
@@ -160,7 +160,15 @@ class EventStore(Protocol):
     async def list_streams(
         self, *, category: str | None = None, after: str | None = None, limit: int = 100
     ) -> list[StreamInfo]:
-        """Streams ordered by id, optionally of one category, after a stream id."""
+        """Streams ordered by id, optionally of one category, after a stream id. A stream
+        deleted (soft or hard) by its last event reads as absent and is not listed; once
+        recreated it is again."""
+        ...
+
+    async def stream_life(self, stream_id: str) -> StreamLife:
+        """What deletions and truncations left of the stream: ``LIVE`` (readable from 1,
+        never deleted) for a stream never deleted or truncated, or never written. It reads
+        as not found at its version ``v`` when ``life.reads_as_absent(v)``."""
         ...
 
     async def read_event(self, event_id: uuid.UUID) -> list[RecordedEvent]:

@@ -1,6 +1,7 @@
 """Property: whatever mix of appends, deletions, truncations and scavenges, every backend
 answers as a simple model of a stream's life says: each operation's outcome, what each
-stream reads, its version, and what the global log still holds."""
+stream reads, its version, its life, whether it is listed, and what the global log still
+holds."""
 
 from __future__ import annotations
 
@@ -161,6 +162,14 @@ async def _run(store: EventStore, program: list[Operation]) -> None:
         assert [r.event_type for r in records] == [model.stored[v] for v in readable]
         assert await store.stream_version(stream) == model.version
         assert [r.stream_version for r in log if r.stream_id == stream] == sorted(model.stored)
+        life = await store.stream_life(stream)
+        assert (life.readable_from, life.deleted_version, life.hard) == (
+            model.readable_from,
+            model.deleted,
+            model.hard,
+        ), (stream, model)
+    listed = [info.stream_id for info in await store.list_streams()]
+    assert listed == [stream for stream, model in models.items() if not model.absent()]
     assert [r.global_position for r in log] == sorted(r.global_position for r in log)
 
 

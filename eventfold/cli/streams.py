@@ -17,7 +17,7 @@ from eventfold.cli.render import (
     streams_table,
 )
 from eventfold.config import Settings
-from eventfold.errors import StreamNotFound
+from eventfold.errors import StreamNotFound, StreamWasDeleted
 
 app = typer.Typer(help="List streams and show their events.", no_args_is_help=True)
 
@@ -88,8 +88,13 @@ def show_stream(
             records = await store.read_stream(
                 stream_id, from_version=from_version, to_version=to_version
             )
-            if not records and await store.stream_version(stream_id) == 0:
-                raise StreamNotFound(stream_id, store.url)
+            if not records:
+                version = await store.stream_version(stream_id)
+                if version == 0:
+                    raise StreamNotFound(stream_id, store.url)
+                life = await store.stream_life(stream_id)
+                if life.reads_as_absent(version):
+                    raise StreamWasDeleted(stream_id, store.url, version, hard=life.hard)
         if as_json:
             print_json_lines(envelope(record) for record in records)
             return

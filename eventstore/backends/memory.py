@@ -22,7 +22,12 @@ from eventfold.eventstore.encoding import (
 )
 from eventfold.eventstore.errors import ConcurrencyError
 from eventfold.eventstore.event import Event
-from eventfold.eventstore.import_batch import check_follows_on, check_import, duplicate_id
+from eventfold.eventstore.import_batch import (
+    check_follows_on,
+    check_import,
+    check_not_tombstoned,
+    duplicate_id,
+)
 from eventfold.eventstore.instrumentation import traced_append
 from eventfold.eventstore.keys import KeyStore, MemoryKeyStore
 from eventfold.eventstore.lifecycle import (
@@ -208,6 +213,10 @@ class MemoryEventStore:
     async def import_events(self, records: Sequence[RecordedEvent]) -> None:
         """Store recorded events as they are (see ``EventStore.import_events``)."""
         runs = check_import(records)
+        check_not_tombstoned(runs, {
+            stream_id: life.deleted_version or 0
+            for stream_id in runs if (life := self._lives.get(stream_id, LIVE)).hard
+        })
         check_follows_on(runs, {
             stream_id: self._version(stream_id) for stream_id in runs if stream_id in self._streams
         })
@@ -330,12 +339,17 @@ class MemoryEventStore:
             stream_id for stream_id in self._streams
             if (category is None or category_of(stream_id) == category)
             and (after is None or stream_id > after)
+            and not self._lives.get(stream_id, LIVE).reads_as_absent(self._version(stream_id))
         )[:limit]
         return [
             StreamInfo(stream_id, self._version(stream_id),
                        self._streams[stream_id][-1].recorded_at)
             for stream_id in ids
         ]
+
+    async def stream_life(self, stream_id: str) -> StreamLife:
+        """The stream's deletions and truncations (see ``EventStore.stream_life``)."""
+        return self._lives.get(check_stream_id_read(stream_id), LIVE)
 
     async def read_event(self, event_id: uuid.UUID) -> list[RecordedEvent]:
         record = self._by_id.get(event_id)

@@ -72,6 +72,7 @@ from eventfold.eventstore.backends.postgres_lifecycle import (
     SCAVENGED,
     TOMBSTONE,
     TRUNCATE_LIFE,
+    hidden,
     life_of,
     readable_from,
     version_check,
@@ -101,6 +102,7 @@ from eventfold.eventstore.horizon import VISIBLE_BELOW, check_horizon, horizon_h
 from eventfold.eventstore.import_batch import (
     check_follows_on,
     check_import,
+    check_not_tombstoned,
     duplicate_id,
     stored_json,
 )
@@ -247,6 +249,9 @@ ORDER BY b.ord
 
 _STREAM_VERSION = _STREAM_LAST
 _READABLE_FROM = "SELECT readable_from FROM eventfold_stream_lifecycle WHERE stream_id = $1"
+_STREAM_LIFE = """
+SELECT readable_from, deleted_version, hard FROM eventfold_stream_lifecycle WHERE stream_id = $1
+"""
 
 # Read statements are prepared, one round trip each, and after five runs PostgreSQL caches
 # a generic plan. Planned on an empty or small table it is a sequential scan (the cheapest
@@ -358,14 +363,16 @@ ORDER BY transaction_id, position
 
 # Streams are the distinct stream ids of the events table: a skip scan over the unique
 # (stream_id, stream_version) index (one probe per stream, not per event), then each
-# stream's last event. The recursive part runs only as far as the LIMIT reads.
-_LIST_STREAMS = """
+# stream's last event. A stream deleted by its last event reads as absent and is left out
+# (``hidden``: a primary-key probe of eventfold_stream_lifecycle). The recursive part runs
+# only as far as the LIMIT reads, so hidden streams in between keep the page full.
+_LIST_STREAMS = f"""
 WITH RECURSIVE ids(stream_id) AS (
     (SELECT e.stream_id FROM eventfold_events AS e
-     WHERE e.stream_id >= $1 {upper} ORDER BY e.stream_id LIMIT 1)
+     WHERE e.stream_id >= $1 {{upper}} ORDER BY e.stream_id LIMIT 1)
     UNION ALL
     SELECT (SELECT e.stream_id FROM eventfold_events AS e
-            WHERE e.stream_id > ids.stream_id {upper} ORDER BY e.stream_id LIMIT 1)
+            WHERE e.stream_id > ids.stream_id {{upper}} ORDER BY e.stream_id LIMIT 1)
     FROM ids WHERE ids.stream_id IS NOT NULL
 )
 SELECT ids.stream_id, head.stream_version, head.recorded_at
@@ -373,14 +380,19 @@ FROM ids CROSS JOIN LATERAL (
     SELECT e.stream_version, e.recorded_at FROM eventfold_events AS e
     WHERE e.stream_id = ids.stream_id ORDER BY e.stream_version DESC LIMIT 1
 ) AS head
+WHERE NOT {hidden("ids.stream_id", "head.stream_version")}
 LIMIT $2
 """
 _LIST_ALL_STREAMS = _LIST_STREAMS.format(upper="")
 _LIST_STREAMS_BELOW = _LIST_STREAMS.format(upper="AND e.stream_id < $3")
 
-_STREAM_HEAD = """
-SELECT stream_version, recorded_at FROM eventfold_events
-WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1
+# One stream's last event, unless it deleted the stream (as in ``_LIST_STREAMS``).
+_STREAM_HEAD = f"""
+SELECT head.stream_version, head.recorded_at FROM (
+    SELECT e.stream_version, e.recorded_at FROM eventfold_events AS e
+    WHERE e.stream_id = $1 ORDER BY e.stream_version DESC LIMIT 1
+) AS head
+WHERE NOT {hidden("$1", "head.stream_version")}
 """
 
 
@@ -389,7 +401,9 @@ WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1
 # the plan an index lookup per element).
 _STORED_VERSIONS = """
 SELECT s.stream_id, (SELECT max(e.stream_version) FROM eventfold_events AS e
-                     WHERE e.stream_id = s.stream_id)
+                     WHERE e.stream_id = s.stream_id),
+       (SELECT l.deleted_version FROM eventfold_stream_lifecycle AS l
+        WHERE l.stream_id = s.stream_id AND l.hard)
 FROM unnest($1::text[]) AS s(stream_id)
 """
 # The columns an import writes with COPY; position (the identity) and transaction_id
@@ -801,6 +815,7 @@ class PostgresEventStore:
         try:
             async with conn.transaction():
                 stored = await conn.fetch(_STORED_VERSIONS, list(runs))
+                check_not_tombstoned(runs, {row[0]: row[2] for row in stored if row[2] is not None})
                 check_follows_on(runs, {row[0]: row[1] for row in stored if row[1]})
                 await conn.copy_records_to_table(
                     "eventfold_events", records=rows, columns=_IMPORT_COLUMNS
@@ -1032,6 +1047,11 @@ class PostgresEventStore:
             )
         found.extend(StreamInfo(row[0], row[1], row[2]) for row in rows)
         return found
+
+    async def stream_life(self, stream_id: str) -> StreamLife:
+        """The stream's deletions and truncations (see ``EventStore.stream_life``)."""
+        row = await self._read_row(_STREAM_LIFE, check_stream_id_read(stream_id))
+        return LIVE if row is None else StreamLife(row[0], row[1], row[2])
 
     async def read_event(self, event_id: uuid.UUID) -> list[RecordedEvent]:
         """The event with this id (see ``EventStore.read_event``)."""

@@ -62,6 +62,7 @@ from eventfold.eventstore.import_batch import (
     StreamRun,
     check_follows_on,
     check_import,
+    check_not_tombstoned,
     duplicate_id,
     stored_json,
 )
@@ -644,7 +645,12 @@ class SqliteEventStore:
         self, *, category: str | None = None, after: str | None = None, limit: int = 100
     ) -> list[StreamInfo]:
         """Streams ordered by id, optionally of one category, after a stream id."""
-        sql = [f"SELECT stream_id, version, updated_at FROM {_STREAMS} WHERE 1"]
+        # A stream deleted by its last event reads as absent (docs/lifecycle.md).
+        sql = [
+            f"SELECT stream_id, version, updated_at FROM {_STREAMS} AS s WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {_LIFECYCLE} AS l WHERE l.stream_id = s.stream_id "
+            "AND l.deleted_version = s.version)"
+        ]
         params: list[Any] = []
         if category is not None:
             sql.append("AND category = ?")
@@ -656,6 +662,10 @@ class SqliteEventStore:
         params.append(check_list_limit(limit))
         rows = await self._fetch(" ".join(sql), params)
         return [StreamInfo(row[0], row[1], _parse_time(row[2])) for row in rows]
+
+    async def stream_life(self, stream_id: str) -> StreamLife:
+        """The stream's deletions and truncations (see ``EventStore.stream_life``)."""
+        return _life_of(await self._fetch(_STREAM_LIFE, (check_stream_id_read(stream_id),)))
 
     async def read_event(self, event_id: uuid.UUID) -> list[RecordedEvent]:
         """The event with this id (see ``EventStore.read_event``)."""
@@ -1069,7 +1079,11 @@ _TOMBSTONE = "the stream's tombstone"
 
 def _life(db: sqlite3.Connection, stream_id: str) -> StreamLife:
     """The stream's deletions and truncations (``LIVE`` when none)."""
-    rows = db.execute(_STREAM_LIFE, (stream_id,)).fetchall()
+    return _life_of(db.execute(_STREAM_LIFE, (stream_id,)).fetchall())
+
+
+def _life_of(rows: list[Any]) -> StreamLife:
+    """The life in ``_STREAM_LIFE``'s rows (``LIVE`` when none)."""
     if not rows:
         return LIVE
     readable_from, deleted_version, hard = rows[0]
@@ -1155,12 +1169,18 @@ def _import_rows(
     try:
         ids = list(runs)
         stored: dict[str, int] = {}
+        tombstones: dict[str, int] = {}
         for start in range(0, len(ids), _IMPORT_CHUNK):
             chunk = ids[start:start + _IMPORT_CHUNK]
-            stored.update(db.execute(
-                f"SELECT stream_id, version FROM {_STREAMS} "
-                f"WHERE stream_id IN ({', '.join('?' * len(chunk))})", chunk,
-            ).fetchall())
+            for stream_id, version, tombstone in db.execute(
+                f"SELECT s.stream_id, s.version, CASE WHEN l.hard THEN l.deleted_version END "
+                f"FROM {_STREAMS} AS s LEFT JOIN {_LIFECYCLE} AS l USING (stream_id) "
+                f"WHERE s.stream_id IN ({', '.join('?' * len(chunk))})", chunk,
+            ).fetchall():
+                stored[stream_id] = version
+                if tombstone is not None:
+                    tombstones[stream_id] = tombstone
+        check_not_tombstoned(runs, tombstones)
         check_follows_on(runs, stored)
         ((head,),) = db.execute(f"SELECT {last_position}").fetchall()
         first = int(head) + 1

@@ -44,7 +44,10 @@ def test_delete_dry_run_changes_nothing_then_delete_hides_the_stream(
     done = invoke("-d", url, "streams", "delete", "Cart-1", "--expected-version", "3")
     assert done.exit_code == 0, done.stderr
     assert "deleted stream 'Cart-1' (soft): StreamDeleted is its version 4" in done.stdout
-    assert _versions(invoke, url, "Cart-1") == []
+    shown = invoke("-d", url, "streams", "show", "Cart-1")
+    assert shown.exit_code == EXIT_NOT_FOUND
+    assert "stream 'Cart-1' was deleted (soft) at version 4" in one_error_line(shown)
+    assert "appending to it recreates it" in one_error_line(shown)
 
 
 def test_a_hard_delete_refuses_later_deletes_in_one_line(invoke: Invoke, url: str) -> None:
@@ -62,6 +65,25 @@ def test_a_hard_delete_refuses_later_deletes_in_one_line(invoke: Invoke, url: st
     again = invoke("-d", url, "streams", "delete", "Cart-2")
     assert again.exit_code == EXIT_CONFLICT
     assert "stream 'Cart-2' was deleted for good" in one_error_line(again)
+    shown = invoke("-d", url, "streams", "show", "Cart-2", "--json")
+    assert shown.exit_code == EXIT_NOT_FOUND
+    assert "'Cart-2' was hard-deleted (a tombstone) at version 2" in one_error_line(shown)
+
+
+def test_list_and_show_leave_deleted_streams_out(invoke: Invoke, url: str) -> None:
+    assert invoke("-d", url, "streams", "delete", "Cart-1").exit_code == 0
+    assert invoke("-d", url, "streams", "delete", "Cart-2", "--hard").exit_code == 0
+
+    def listed() -> list[object]:
+        result = invoke("-d", url, "streams", "list", "--json")
+        assert result.exit_code == 0, result.stderr
+        return [row["stream_id"] for row in json_lines(result.stdout)]
+
+    assert listed() == ["Wishlist-9"]
+    empty = invoke("-d", url, "streams", "list", "--category", "Cart")
+    assert empty.exit_code == 0, empty.stderr
+    assert "no streams of category 'Cart'" in empty.stdout
+    assert invoke("-d", url, "streams", "show", "Cart-1").exit_code == EXIT_NOT_FOUND
 
 
 def test_delete_errors_are_one_line(invoke: Invoke, url: str) -> None:
