@@ -28,12 +28,10 @@ def life_of(stream: str) -> str:
 def hidden(stream: str, version: str) -> str:
     """Whether the stream, at ``version``, reads as absent: deleted (soft or hard) by that
     event (``StreamLife.reads_as_absent``). A scalar subquery, so a primary-key probe per
-    stream (``NOT EXISTS`` was planned as an anti join that hashes the whole table). The
-    events table's ids are in the C collation and this table's in the default one: the
-    explicit collation lets the probe use the primary key (equality is the same in both)."""
+    stream (``NOT EXISTS`` was planned as an anti join that hashes the whole table)."""
     return (
         f"coalesce((SELECT s.deleted_version = {version} FROM eventfold_stream_lifecycle AS s "
-        f'WHERE s.stream_id = ({stream} COLLATE "default")), false)'
+        f"WHERE s.stream_id = {stream}), false)"
     )
 
 

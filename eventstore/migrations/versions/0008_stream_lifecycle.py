@@ -22,9 +22,12 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     """Create eventfold_stream_lifecycle."""
+    # Stream ids in the events table's byte order (C collation) on PostgreSQL, so probes
+    # from the events' ids use this table's primary key.
+    postgres = op.get_bind().dialect.name == "postgresql"
     op.create_table(
         "eventfold_stream_lifecycle",
-        sa.Column("stream_id", sa.Text(), primary_key=True),
+        sa.Column("stream_id", sa.Text(collation="C" if postgres else None), primary_key=True),
         sa.Column("readable_from", sa.Integer(), nullable=False),
         sa.Column("deleted_version", sa.Integer(), nullable=True),
         sa.Column("hard", sa.Boolean(), nullable=False, server_default=sa.false()),
