@@ -560,7 +560,7 @@ class PostgresEventStore:
             pending = PendingAppend(stream_id, batch, low, high, query, args)
             rows = await self._groups.append(pending)
         if rows is None:
-            rows = await self._insert(stream_id, query, args)
+            rows = await self._insert([stream_id], query, args)
         if not rows:
             return await self._append_contended(stream_id, batch, expected, args)
         self._announce()
@@ -590,8 +590,8 @@ class PostgresEventStore:
             replay, _ = await self._settle(stream_id, batch, expected)
             if replay is not None:
                 return replay
-        locked = _APPEND_ONE_LOCKED if len(batch) == 1 else _APPEND_BATCH_LOCKED
-        rows = await self._insert(stream_id, locked, args, serialized=True)
+        statement = _APPEND_ONE_LOCKED if len(batch) == 1 else _APPEND_BATCH_LOCKED
+        rows = await self._insert([stream_id], statement, args, locked=True)
         if rows:
             self._announce()
             return _result(stream_id, rows)
@@ -608,16 +608,20 @@ class PostgresEventStore:
         )
 
     async def _insert(
-        self, stream_id: str, query: str, args: tuple[Any, ...], *, serialized: bool = False
+        self, stream_ids: Sequence[str], query: str, args: tuple[Any, ...], *,
+        locked: bool = False,
     ) -> list[asyncpg.Record]:
-        """Run an append statement (``serialized``: in a transaction that holds the
-        stream's exclusive lock first): the inserted rows, or none when it wrote nothing
-        or a unique index refused the batch (its versions or its event ids are taken)."""
+        """Run an append statement for these streams (``locked``: in a transaction that
+        first takes each stream's exclusive lock, in the order given - stream id order, so
+        that two calls sharing streams queue alike and cannot deadlock): the inserted rows,
+        or none when it wrote nothing or a unique index refused the batch (its versions or
+        its event ids are taken)."""
         conn = await self._take()
         try:
-            if serialized:
+            if locked:
                 async with conn.transaction():
-                    await conn.execute(_LOCK_STREAM, stream_id)
+                    for stream_id in stream_ids:
+                        await conn.execute(_LOCK_STREAM, stream_id)
                     rows: list[asyncpg.Record] = await conn.fetch(query, *args)
             else:
                 rows = await conn.fetch(query, *args)
@@ -628,9 +632,9 @@ class PostgresEventStore:
             return []
         except asyncpg.DataError as exc:
             self._connections.give(conn)
+            streams = repr(stream_ids[0]) if len(stream_ids) == 1 else f"streams {stream_ids}"
             raise InvalidAppend(
-                f"the database rejected the batch for stream {stream_id!r}: {exc}; "
-                "nothing was written"
+                f"the database rejected the append to {streams}: {exc}; nothing was written"
             ) from exc
         except BaseException as exc:
             raise await self._failed(conn, exc) from exc
@@ -643,7 +647,7 @@ class PostgresEventStore:
         if len(group) == 1:
             [item] = group
             try:
-                return [await self._insert(item.stream_id, item.query, item.args)]
+                return [await self._insert([item.stream_id], item.query, item.args)]
             except Exception as exc:
                 return [exc]
         try:
@@ -681,7 +685,8 @@ class PostgresEventStore:
             for part in sealed
         ]
         args = streams_arguments(sealed, bounds)
-        rows = await self._insert_streams(sealed, APPEND_STREAMS, args)
+        stream_ids = [part.stream_id for part in sealed]
+        rows = await self._insert(stream_ids, APPEND_STREAMS, args)
         if not rows:
             # Nothing written: a conflict, a lost race, a stream's lock taken, or a replay.
             # As for ``append``'s slow path: when every stream is where its part expects
@@ -689,7 +694,7 @@ class PostgresEventStore:
             replay = await self._settle_streams(sealed)
             if replay is not None:
                 return in_call_order(appends, replay)
-            rows = await self._insert_streams(sealed, APPEND_STREAMS_LOCKED, args, locked=True)
+            rows = await self._insert(stream_ids, APPEND_STREAMS_LOCKED, args, locked=True)
         if not rows:
             replay = await self._settle_streams(sealed)
             if replay is not None:
@@ -709,39 +714,6 @@ class PostgresEventStore:
         return in_call_order(appends, {
             stream_id: _result(stream_id, stream_rows) for stream_id, stream_rows in written.items()
         })
-
-    async def _insert_streams(
-        self, parts: Sequence[CheckedAppend], query: str, args: tuple[Any, ...],
-        *, locked: bool = False,
-    ) -> list[asyncpg.Record]:
-        """Run an ``append_streams`` statement (``locked``: in a transaction that first
-        takes every stream's exclusive lock, in stream id order, so that two calls that
-        share streams queue in the same order and cannot deadlock): the inserted rows, or
-        none when it wrote nothing or a unique index refused it."""
-        conn = await self._take()
-        try:
-            if locked:
-                async with conn.transaction():
-                    for part in parts:
-                        await conn.execute(_LOCK_STREAM, part.stream_id)
-                    rows: list[asyncpg.Record] = await conn.fetch(query, *args)
-            else:
-                rows = await conn.fetch(query, *args)
-        except asyncpg.UniqueViolationError as exc:
-            self._connections.give(conn)
-            if exc.constraint_name not in (_EVENT_ID_CONSTRAINT, _STREAM_VERSION_CONSTRAINT):
-                raise
-            return []
-        except asyncpg.DataError as exc:
-            self._connections.give(conn)
-            raise InvalidAppend(
-                f"the database rejected the append to streams "
-                f"{[part.stream_id for part in parts]}: {exc}; nothing was written"
-            ) from exc
-        except BaseException as exc:
-            raise await self._failed(conn, exc) from exc
-        self._connections.give(conn)
-        return rows
 
     async def _settle_streams(
         self, parts: Sequence[CheckedAppend]
